@@ -1,0 +1,40 @@
+//! The command-line tool's error type and exit codes.
+
+/// What can make an `etch` command fail.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An error from the compiler crate (loading, quantizing, running models).
+    #[error(transparent)]
+    Compiler(#[from] etch_compiler::Error),
+    /// Bad command-line input that clap could not catch.
+    #[error("{0}")]
+    Usage(String),
+    /// A file the command needs could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// "read" or "write".
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Output could not be produced (e.g. JSON serialization).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CliError {
+    /// Exit code for scripts: 2 for bad input, 1 for internal failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Compiler(e) if e.is_bad_input() => 2,
+            CliError::Compiler(_) => 1,
+            CliError::Usage(_) | CliError::Io { .. } => 2,
+            CliError::Internal(_) => 1,
+        }
+    }
+}
+
+/// Result alias for commands.
+pub type CliResult<T = ()> = Result<T, CliError>;

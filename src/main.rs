@@ -1,0 +1,160 @@
+//! `etch`: compile a transformer checkpoint into a chip, simulate it, and drive it.
+//!
+//! Exit codes: 0 success, 1 internal failure, 2 bad input (a one-line message on
+//! stderr names the file and the problem).
+
+mod error;
+mod models;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::CliResult;
+
+/// etch — a transformer minted into silicon, and the stack that drives it.
+///
+/// Start with `etch info MODEL`, compare the float reference with the chip's
+/// arithmetic using `etch reference` and `etch emulate`, and measure the difference
+/// with `etch accuracy`.
+#[derive(Parser, Debug)]
+#[command(name = "etch", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a checkpoint's shapes, parameter count and sizes.
+    Info(InfoArgs),
+    /// Generate with the float reference (llama2.c run.c, token for token).
+    Reference(GenerateArgs),
+    /// Generate with the golden model: the chip's integer arithmetic, bit for bit.
+    Emulate(EmulateArgs),
+    /// Measure the golden model against the float reference on a text.
+    Accuracy(AccuracyArgs),
+}
+
+/// A model and its tokenizer.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// llama2.c checkpoint (legacy float32 format).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// llama2.c tokenizer file [default: tokenizer.bin beside MODEL].
+    #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// The run.c flags shared by every generating command.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Prompt text.
+    #[arg(short = 'i', long = "prompt", default_value = "", value_name = "PROMPT")]
+    pub prompt: String,
+    /// Forward passes (prompt included); 0 or more than the context means the context.
+    #[arg(short = 'n', long = "steps", default_value_t = 256, value_name = "STEPS")]
+    pub steps: usize,
+    /// Temperature; 0 is greedy, negative values become 0 (as in run.c).
+    #[arg(
+        short = 't',
+        long = "temperature",
+        default_value_t = 1.0,
+        allow_negative_numbers = true,
+        value_name = "TEMP"
+    )]
+    pub temperature: f64,
+    /// Top-p (nucleus) mass; values outside [0, 1] become 0.9, 0 or 1 disable it.
+    #[arg(
+        short = 'p',
+        long = "topp",
+        default_value_t = 0.9,
+        allow_negative_numbers = true,
+        value_name = "TOPP"
+    )]
+    pub topp: f64,
+    /// RNG seed; 0 uses the current time (as in run.c).
+    #[arg(short = 's', long = "seed", default_value_t = 0, value_name = "SEED")]
+    pub seed: u64,
+    /// Print one JSON object {"prompt_ids", "ids", "text"} instead of the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `etch reference` arguments.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Quantization choices.
+#[derive(Args, Debug, Clone)]
+pub struct QuantArgs {
+    /// Bits per weight (8, or 4 to fit small FPGAs).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=8))]
+    pub weight_bits: u32,
+}
+
+/// `etch emulate` arguments.
+#[derive(Args, Debug)]
+pub struct EmulateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub quant: QuantArgs,
+}
+
+/// `etch accuracy` arguments.
+#[derive(Args, Debug)]
+pub struct AccuracyArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Evaluation text: paragraphs separated by blank lines, each one sequence.
+    #[arg(long, value_name = "FILE")]
+    pub text: PathBuf,
+    /// Length of the greedy stories compared for their first divergence.
+    #[arg(long, default_value_t = 256)]
+    pub greedy_steps: usize,
+    #[command(flatten)]
+    pub quant: QuantArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Info(a) => models::info(&a.model, a.json),
+        Command::Reference(a) => models::reference(&a),
+        Command::Emulate(a) => models::emulate(&a),
+        Command::Accuracy(a) => models::accuracy(&a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("etch: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `etch info`, `reference`, `emulate` and `accuracy`: the model-level commands.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use etch_compiler::{
+    generate, Checkpoint, ChipSampling, Decoder, Generation, GoldenDecoder, QuantSettings,
+    QuantizedModel, ReferenceDecoder, SamplingParams, Tokenizer,
+};
+use serde::Serialize;
+
+use crate::error::{CliError, CliResult};
+use crate::output::{print_json, progress, spinner, write_stdout};
+use crate::{AccuracyArgs, EmulateArgs, GenerateArgs, ModelArgs, QuantArgs, SamplingArgs};
+
+/// The tokenizer path: `-z`, or `tokenizer.bin` beside the model.
+fn tokenizer_path(args: &ModelArgs) -> CliResult<PathBuf> {
+    if let Some(p) = &args.tokenizer {
+        return Ok(p.clone());
+    }
+    let beside = args
+        .model
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("tokenizer.bin");
+    if beside.exists() {
+        Ok(beside)
+    } else {
+        Err(CliError::Usage(format!(
+            "no tokenizer given and {} does not exist: pass -z TOK",
+            beside.display()
+        )))
+    }
+}
+
+/// Opens and validates a checkpoint and its tokenizer.
+pub fn open_model(args: &ModelArgs) -> CliResult<(Checkpoint, Tokenizer)> {
+    let checkpoint = Checkpoint::open(&args.model)?;
+    let tokenizer = Tokenizer::open(tokenizer_path(args)?, checkpoint.config().vocab_size)?;
+    Ok((checkpoint, tokenizer))
+}
+
+/// Quantizes with the command-line settings, with a spinner while it calibrates.
+pub fn quantize(
+    checkpoint: &Checkpoint,
+    tokenizer: &Tokenizer,
+    quant: &QuantArgs,
+) -> CliResult<QuantizedModel> {
+    let settings = QuantSettings {
+        weight_bits: quant.weight_bits,
+        ..QuantSettings::default()
+    };
+    if !matches!(settings.weight_bits, 4 | 8) {
+        return Err(CliError::Usage(format!(
+            "--weight-bits must be 4 or 8, not {}",
+            settings.weight_bits
+        )));
+    }
+    let bar = spinner("calibrating and quantizing");
+    let model = QuantizedModel::build(checkpoint, tokenizer, &settings);
+    bar.finish_and_clear();
+    Ok(model?)
+}
+
+/// The `--json` output of the generating commands.
+#[derive(Serialize)]
+struct GenerationJson<'a> {
+    prompt_ids: &'a [u32],
+    ids: &'a [u32],
+    text: String,
+}
+
+/// Runs the generation loop and prints as run.c does (or JSON).
+fn run_generation(
+    decoder: &mut dyn Decoder,
+    tokenizer: &Tokenizer,
+    s: &SamplingArgs,
+) -> CliResult<Generation> {
+    let start = Instant::now();
+    let json = s.json;
+    let mut stream = |piece: &[u8]| {
+        if !json {
+            write_stdout(piece);
+        }
+    };
+    let g = generate(decoder, tokenizer, &s.prompt, s.steps, &mut stream)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if json {
+        print_json(&GenerationJson {
+            prompt_ids: &g.prompt_ids,
+            ids: &g.ids,
+            text: g.text_lossy(),
+        })?;
+    } else {
+        write_stdout(b"\n");
+        if seconds > 0.0 {
+            eprintln!("achieved tok/s: {:.1}", g.ids.len() as f64 / seconds);
+        }
+    }
+    Ok(g)
+}
+
+fn sampling_params(s: &SamplingArgs) -> SamplingParams {
+    SamplingParams::from_cli(s.temperature, s.topp, s.seed)
+}
+
+/// `etch reference`.
+pub fn reference(a: &GenerateArgs) -> CliResult {
+    let (checkpoint, tokenizer) = open_model(&a.model)?;
+    let mut decoder = ReferenceDecoder::new(&checkpoint, sampling_params(&a.sampling));
+    run_generation(&mut decoder, &tokenizer, &a.sampling)?;
+    Ok(())
+}
+
+/// `etch emulate`.
+pub fn emulate(a: &EmulateArgs) -> CliResult {
+    let (checkpoint, tokenizer) = open_model(&a.model)?;
+    let model = quantize(&checkpoint, &tokenizer, &a.quant)?;
+    let sampling = ChipSampling::from_params(&sampling_params(&a.sampling));
+    let mut decoder = GoldenDecoder::new(&model, sampling);
+    run_generation(&mut decoder, &tokenizer, &a.sampling)?;
+    Ok(())
+}
+
+/// `etch accuracy`.
+pub fn accuracy(a: &AccuracyArgs) -> CliResult {
+    let (checkpoint, tokenizer) = open_model(&a.model)?;
+    let text = std::fs::read_to_string(&a.text).map_err(|source| CliError::Io {
+        action: "read",
+        path: a.text.clone(),
+        source,
+    })?;
+    if etch_compiler::paragraphs(&text).is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no text to evaluate",
+            a.text.display()
+        )));
+    }
+    let model = quantize(&checkpoint, &tokenizer, &a.quant)?;
+    let bar = progress(0, "evaluating");
+    let report = etch_compiler::accuracy(
+        &checkpoint,
+        &tokenizer,
+        &model,
+        &text,
+        a.greedy_steps,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    if a.json {
+        return print_json(&report);
+    }
+    println!("sequences            {}", report.sequences);
+    println!("predicted tokens     {}", report.tokens);
+    println!("top-1 agreement      {:.4}", report.top1_agreement);
+    println!("perplexity (float)   {:.4}", report.ppl_float);
+    println!(
+        "perplexity (chip)    {:.4}  ({:+.3}%)",
+        report.ppl_quant,
+        100.0 * report.ppl_rel_diff
+    );
+    println!("max |logit error|    {:.4}", report.max_abs_logit_err);
+    println!("mean |logit error|   {:.4}", report.mean_abs_logit_err);
+    match report.greedy_first_divergence {
+        Some(i) => println!(
+            "greedy story         golden leaves float at ids[{i}] of {}",
+            report.greedy_steps
+        ),
+        None => println!(
+            "greedy story         identical for all {} ids",
+            report.greedy_steps
+        ),
+    }
+    Ok(())
+}
+
+/// `etch info` as JSON.
+#[derive(Serialize)]
+struct InfoJson {
+    model: String,
+    dim: usize,
+    hidden_dim: usize,
+    n_layers: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_size: usize,
+    vocab_size: usize,
+    seq_len: usize,
+    shared_classifier: bool,
+    params: usize,
+    file_bytes: u64,
+    weight_bytes_f32: usize,
+    weight_bytes_int8: usize,
+    matvec_macs_per_token: usize,
+    attention_macs_per_position: usize,
+    kv_cache_bytes_int16: usize,
+    tokenizer: Option<TokenizerJson>,
+}
+
+#[derive(Serialize)]
+struct TokenizerJson {
+    path: String,
+    pieces: usize,
+    max_token_length: usize,
+}
+
+/// `etch info`.
+pub fn info(args: &ModelArgs, json: bool) -> CliResult {
+    let checkpoint = Checkpoint::open(&args.model)?;
+    let c = *checkpoint.config();
+    let tokenizer = match &args.tokenizer {
+        Some(p) => Some(Tokenizer::open(p, c.vocab_size)?),
+        None => None,
+    };
+    let params = c.parameter_count();
+    let (d, h, kv, l) = (c.dim, c.hidden_dim, c.kv_dim(), c.n_layers);
+    let macs = l * (2 * d * d + 2 * kv * d + 3 * h * d) + c.vocab_size * d;
+    let info = InfoJson {
+        model: args.model.display().to_string(),
+        dim: d,
+        hidden_dim: h,
+        n_layers: l,
+        n_heads: c.n_heads,
+        n_kv_heads: c.n_kv_heads,
+        head_size: c.head_size(),
+        vocab_size: c.vocab_size,
+        seq_len: c.seq_len,
+        shared_classifier: c.shared_classifier,
+        params,
+        file_bytes: c.file_bytes().unwrap_or(0),
+        weight_bytes_f32: params * 4,
+        weight_bytes_int8: params,
+        matvec_macs_per_token: macs,
+        attention_macs_per_position: l * c.n_heads * c.head_size() * 2,
+        kv_cache_bytes_int16: l * c.seq_len * kv * 2 * 2,
+        tokenizer: tokenizer.as_ref().map(|t| TokenizerJson {
+            path: t.path().display().to_string(),
+            pieces: t.vocab_size(),
+            max_token_length: t.max_token_length(),
+        }),
+    };
+    if json {
+        return print_json(&info);
+    }
+    println!("model        {}", info.model);
+    println!(
+        "shapes       dim {}, hidden {}, {} layers, {} heads ({} kv heads, head size {}), vocab {}, context {}",
+        d, h, l, c.n_heads, c.n_kv_heads, info.head_size, c.vocab_size, c.seq_len
+    );
+    println!(
+        "classifier   {}",
+        if c.shared_classifier {
+            "shared with the token embedding"
+        } else {
+            "separate"
+        }
+    );
+    println!("parameters   {params}");
+    println!(
+        "bytes        {} on disk, {} as float32 weights, {} as int8",
+        info.file_bytes, info.weight_bytes_f32, info.weight_bytes_int8
+    );
+    println!(
+        "work         {} weight MACs per token, {} attention MACs per position attended",
+        macs, info.attention_macs_per_position
+    );
+    println!(
+        "KV cache     {} bytes per context at int16",
+        info.kv_cache_bytes_int16
+    );
+    if let Some(t) = &info.tokenizer {
+        println!(
+            "tokenizer    {}: {} pieces, longest {} bytes",
+            t.path, t.pieces, t.max_token_length
+        );
+    }
+    Ok(())
+}
