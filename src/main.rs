@@ -53,10 +53,20 @@ pub struct ModelArgs {
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Prompt text.
-    #[arg(short = 'i', long = "prompt", default_value = "", value_name = "PROMPT")]
+    #[arg(
+        short = 'i',
+        long = "prompt",
+        default_value = "",
+        value_name = "PROMPT"
+    )]
     pub prompt: String,
     /// Forward passes (prompt included); 0 or more than the context means the context.
-    #[arg(short = 'n', long = "steps", default_value_t = 256, value_name = "STEPS")]
+    #[arg(
+        short = 'n',
+        long = "steps",
+        default_value_t = 256,
+        value_name = "STEPS"
+    )]
     pub steps: usize,
     /// Temperature; 0 is greedy, negative values become 0 (as in run.c).
     #[arg(

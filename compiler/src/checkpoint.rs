@@ -147,7 +147,11 @@ impl Config {
     pub fn from_header(header: &[i32; 7], path: &Path) -> Result<Self> {
         let field = |i: usize, name: &str| -> Result<usize> {
             let v = header[i];
-            let v = if i == 5 { v.unsigned_abs() as i64 } else { v as i64 };
+            let v = if i == 5 {
+                v.unsigned_abs() as i64
+            } else {
+                v as i64
+            };
             if v <= 0 {
                 return Err(Error::BadHeader {
                     path: path.to_path_buf(),
@@ -179,7 +183,11 @@ impl Config {
             self.n_layers as i32,
             self.n_heads as i32,
             self.n_kv_heads as i32,
-            if self.shared_classifier { vocab } else { -vocab },
+            if self.shared_classifier {
+                vocab
+            } else {
+                -vocab
+            },
             self.seq_len as i32,
         ]
     }
@@ -447,8 +455,7 @@ impl Checkpoint {
 
     fn check_finite(&self) -> Result<()> {
         for (tensor, data) in self.weights().named(self.config.shared_classifier) {
-            if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite())
-            {
+            if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
                 return Err(Error::NonFiniteWeight {
                     path: self.path.clone(),
                     tensor,
@@ -462,4 +469,6 @@ impl Checkpoint {
 }
 
 #[cfg(target_endian = "big")]
-compile_error!("etch reads little-endian llama2.c files by casting; big-endian hosts are not supported");
+compile_error!(
+    "etch reads little-endian llama2.c files by casting; big-endian hosts are not supported"
+);

@@ -225,7 +225,8 @@ pub struct ChipSampling {
     pub inv_temp: u16,
     /// `round(top_p · 65536)`; 0 means no nucleus (sample from all tokens).
     pub topp: u16,
-    /// Initial RNG state; 0 is replaced by [`ChipSampling::ZERO_SEED`].
+    /// Initial RNG state (the user's seed mixed by [`ChipSampling::seed_state`]); 0 is
+    /// replaced by [`ChipSampling::ZERO_SEED`].
     pub seed: u64,
 }
 
@@ -233,8 +234,18 @@ impl ChipSampling {
     /// The RNG state used for a seed of 0 (xorshift must not start at 0).
     pub const ZERO_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
+    /// The RNG state for a user's seed: the splitmix64 finalizer, computed by the host
+    /// so that the chip's generator needs no multiplier, and so that neighbouring seeds
+    /// (1, 2, 3, …) start far apart in the xorshift sequence.
+    pub fn seed_state(seed: u64) -> u64 {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
     /// Converts `run.c`-style parameters: temperature 0 is greedy, top-p outside
-    /// (0, 1) disables the nucleus.
+    /// (0, 1) disables the nucleus, the seed is mixed by [`ChipSampling::seed_state`].
     pub fn from_params(p: &SamplingParams) -> Self {
         let inv_temp = if p.temperature <= 0.0 {
             0
@@ -249,7 +260,7 @@ impl ChipSampling {
         ChipSampling {
             inv_temp,
             topp,
-            seed: p.seed,
+            seed: Self::seed_state(p.seed),
         }
     }
 }

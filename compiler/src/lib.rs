@@ -36,6 +36,7 @@ pub mod numerics;
 mod quantize;
 mod reference;
 mod sampler;
+pub mod synthetic;
 mod tokenizer;
 
 pub use accuracy::{accuracy, paragraphs, AccuracyReport};
@@ -43,7 +44,9 @@ pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
 pub use generate::{effective_steps, encode_prompt, generate, Decoder, Generation};
 pub use golden::{argmax_i16, ChipSampler, ChipSampling, Golden, GoldenDecoder};
-pub use quantize::{Formats, LayerFormats, QLayer, QLinear, QMatrix, QNorm, QuantSettings, QuantizedModel, Requant};
+pub use quantize::{
+    Formats, LayerFormats, QLayer, QLinear, QMatrix, QNorm, QuantSettings, QuantizedModel, Requant,
+};
 pub use reference::{Ranges, Reference};
 pub use sampler::{argmax, Sampler, SamplingParams, XorShiftStar};
 pub use tokenizer::{Tokenizer, BOS, EOS};

@@ -107,7 +107,11 @@ impl QMatrix {
             let scale = amax / qmax;
             scales.push(scale);
             for &v in row {
-                let q = if scale > 0.0 { (v / scale).round() } else { 0.0 };
+                let q = if scale > 0.0 {
+                    (v / scale).round()
+                } else {
+                    0.0
+                };
                 weights.push(q.clamp(-qmax, qmax) as i8);
             }
         }
@@ -206,7 +210,9 @@ pub struct QNorm {
 impl QNorm {
     fn new(g: &[f32]) -> Self {
         let root = (g.len() as f64).sqrt();
-        let gmax = g.iter().fold(0.0f64, |m, v| m.max((*v as f64 * root).abs()));
+        let gmax = g
+            .iter()
+            .fold(0.0f64, |m, v| m.max((*v as f64 * root).abs()));
         let frac = frac_bits(gmax, 1.0);
         let k = 2f64.powi(frac as i32) * root;
         let gain = g
@@ -415,8 +421,8 @@ impl QuantizedModel {
             &row_factors(&token_embedding.scales, 0, formats.x),
             "embedding",
         )?;
-        let classifier = (!c.shared_classifier)
-            .then(|| QMatrix::quantize(w.wcls, c.vocab_size, d, bits));
+        let classifier =
+            (!c.shared_classifier).then(|| QMatrix::quantize(w.wcls, c.vocab_size, d, bits));
         let cls_scales = &classifier.as_ref().unwrap_or(&token_embedding).scales;
         let classifier_requant = Requant::for_factors(
             &row_factors(cls_scales, formats.xn_final, formats.logits),
@@ -459,7 +465,8 @@ impl QuantizedModel {
             (numerics::MANTISSA_FRAC + norm.frac) as i64 - out as i64 >= 1
         };
         for (l, (layer, lf)) in self.layers.iter().zip(&f.layers).enumerate() {
-            if !norm_shift_ok(&layer.att_norm, lf.xn_att) || !norm_shift_ok(&layer.ffn_norm, lf.xn_ffn)
+            if !norm_shift_ok(&layer.att_norm, lf.xn_att)
+                || !norm_shift_ok(&layer.ffn_norm, lf.xn_ffn)
             {
                 return Err(Error::Quantization(format!(
                     "layer {l}: RMSNorm output format leaves no rounding shift"

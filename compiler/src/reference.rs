@@ -191,7 +191,11 @@ impl<'a> Reference<'a> {
             // q, k, v for this position; k and v go straight into the cache.
             let loff = l * p.seq_len * kv_dim;
             let kv_at = loff + pos * kv_dim;
-            matmul(&mut self.q, &self.xb, &w.wq[l * dim * dim..(l + 1) * dim * dim]);
+            matmul(
+                &mut self.q,
+                &self.xb,
+                &w.wq[l * dim * dim..(l + 1) * dim * dim],
+            );
             matmul(
                 &mut self.key_cache[kv_at..kv_at + kv_dim],
                 &self.xb,
@@ -265,7 +269,11 @@ impl<'a> Reference<'a> {
             }
 
             // Output projection and residual.
-            matmul(&mut self.xb2, &self.xb, &w.wo[l * dim * dim..(l + 1) * dim * dim]);
+            matmul(
+                &mut self.xb2,
+                &self.xb,
+                &w.wo[l * dim * dim..(l + 1) * dim * dim],
+            );
             for i in 0..dim {
                 self.x[i] += self.xb2[i];
             }

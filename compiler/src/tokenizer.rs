@@ -47,7 +47,8 @@ impl Tokenizer {
     /// Parses tokenizer bytes; `path` names the source in errors.
     pub fn parse(bytes: &[u8], vocab_size: usize, path: &Path) -> Result<Self> {
         let mut cursor = Cursor { bytes, at: 0, path };
-        let max_len = i32::from_le_bytes(cursor.take4(&|| "the max_token_length field is missing".into())?);
+        let max_len =
+            i32::from_le_bytes(cursor.take4(&|| "the max_token_length field is missing".into())?);
         if max_len <= 0 {
             return Err(Error::BadTokenizer {
                 path: path.to_path_buf(),
@@ -210,34 +211,53 @@ impl Tokenizer {
         tokens
     }
 
-    /// The bytes `run.c` prints for `token` when it follows `prev` (its `decode`
-    /// followed by `safe_printf`); empty when nothing is printed.
-    pub fn decode(&self, prev: u32, token: u32) -> &[u8] {
+    /// `run.c`'s `decode(prev, token)`: the token's bytes, without the leading space
+    /// after BOS, with `<0xXX>` pieces turned into their byte.
+    pub fn piece_bytes(&self, prev: u32, token: u32) -> &[u8] {
         let Some(mut piece) = self.piece(token) else {
             return &[];
         };
         if prev == BOS && piece.first() == Some(&b' ') {
             piece = &piece[1..];
         }
-        if let Some(byte) = byte_piece(piece) {
-            piece = &BYTE_PIECES[byte as usize..byte as usize + 1];
-            if byte == 0 {
-                return &[];
-            }
-        }
-        match piece {
-            [] => &[],
-            [b] if !(b.is_ascii_graphic() || *b == b' ' || is_c_space(*b)) => &[],
-            _ => piece,
+        match byte_piece(piece) {
+            Some(byte) => &BYTE_PIECES[byte as usize..byte as usize + 1],
+            None => piece,
         }
     }
 
-    /// Decodes a whole sequence as `run.c` prints it, starting after `first`.
+    /// The bytes `run.c` prints for `token` after `prev`: [`Tokenizer::piece_bytes`]
+    /// through `safe_printf`, which prints nothing for a NUL-led piece or a single byte
+    /// that is neither printable ASCII nor white space.
+    pub fn decode(&self, prev: u32, token: u32) -> &[u8] {
+        let piece = self.piece_bytes(prev, token);
+        match piece {
+            [] | [0, ..] => &[],
+            [b] if !(b.is_ascii_graphic() || *b == b' ' || is_c_space(*b)) => &[],
+            _ => match piece.iter().position(|&b| b == 0) {
+                Some(nul) => &piece[..nul],
+                None => piece,
+            },
+        }
+    }
+
+    /// Decodes a whole sequence as `run.c` prints it: every token of `ids` after the
+    /// one before it (the first after `first`).
     pub fn decode_all(&self, first: u32, ids: &[u32]) -> Vec<u8> {
+        self.concat(first, ids, Self::decode)
+    }
+
+    /// The raw bytes of a sequence ([`Tokenizer::piece_bytes`] of each token, nothing
+    /// dropped): `encode` followed by this gives back the text.
+    pub fn decode_raw(&self, first: u32, ids: &[u32]) -> Vec<u8> {
+        self.concat(first, ids, Self::piece_bytes)
+    }
+
+    fn concat(&self, first: u32, ids: &[u32], f: fn(&Self, u32, u32) -> &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut prev = first;
         for &id in ids {
-            out.extend_from_slice(self.decode(prev, id));
+            out.extend_from_slice(f(self, prev, id));
             prev = id;
         }
         out

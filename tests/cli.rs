@@ -1,0 +1,263 @@
+//! The command-line contract that scripts depend on: JSON shapes, exit codes, and one
+//! clear line on stderr for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use etch_compiler::synthetic::write_random_model;
+use etch_compiler::Config;
+use serde_json::Value;
+
+fn models() -> PathBuf {
+    match std::env::var_os("ETCH_MODELS") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models"),
+    }
+}
+
+fn etch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .output()
+        .expect("run etch")
+}
+
+fn stories() -> (String, String) {
+    let m = models();
+    (
+        m.join("stories260K.bin").display().to_string(),
+        m.join("tok512.bin").display().to_string(),
+    )
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "etch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+/// Exit code 2, one line on stderr that mentions `needle`, and no panic.
+fn assert_bad_input(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+}
+
+#[test]
+fn reference_json_reproduces_run_c() {
+    let (model, tok) = stories();
+    let cases: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(models().join("expected/stories260K.json")).unwrap(),
+    )
+    .unwrap();
+    for case in cases {
+        let n = case["steps"].to_string();
+        let t = case["temperature"].to_string();
+        let p = case["topp"].to_string();
+        let s = case["seed"].to_string();
+        let prompt = case["prompt"].as_str().unwrap();
+        let out = etch(&[
+            "reference",
+            &model,
+            "-z",
+            &tok,
+            "-i",
+            prompt,
+            "-n",
+            &n,
+            "-t",
+            &t,
+            "-p",
+            &p,
+            "-s",
+            &s,
+            "--json",
+        ]);
+        let v = json(&out);
+        assert_eq!(v["prompt_ids"], case["prompt_ids"], "{}", case["name"]);
+        assert_eq!(v["ids"], case["ids"], "{}", case["name"]);
+        assert_eq!(v["text"], case["text"], "{}", case["name"]);
+    }
+}
+
+#[test]
+fn reference_prints_the_text_as_run_c_does() {
+    let (model, tok) = stories();
+    let out = etch(&[
+        "reference",
+        &model,
+        "-z",
+        &tok,
+        "-i",
+        "Once upon a time",
+        "-t",
+        "0",
+        "-n",
+        "30",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Once upon a time, there was a little girl named Lily."));
+    assert!(text.ends_with('\n'));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("achieved tok/s"));
+}
+
+#[test]
+fn emulate_json_has_the_contract_fields_and_is_deterministic() {
+    let (model, tok) = stories();
+    let args = [
+        "emulate", &model, "-z", &tok, "-i", "One day", "-n", "40", "-t", "0.8", "-p", "0.9", "-s",
+        "7", "--json",
+    ];
+    let a = json(&etch(&args));
+    let b = json(&etch(&args));
+    assert_eq!(a, b);
+    assert_eq!(a["prompt_ids"][0], 1);
+    let ids = a["ids"].as_array().unwrap();
+    assert!(
+        !ids.is_empty() && ids.len() <= 40,
+        "one id per forward pass"
+    );
+    assert!(a["text"].as_str().unwrap().starts_with("One day"));
+}
+
+#[test]
+fn accuracy_json_reports_the_targets() {
+    let (model, tok) = stories();
+    let text = models().join("eval/stories260K-samples.txt");
+    let v = json(&etch(&[
+        "accuracy",
+        &model,
+        "-z",
+        &tok,
+        "--text",
+        text.to_str().unwrap(),
+        "--json",
+    ]));
+    for key in [
+        "tokens",
+        "top1_agreement",
+        "ppl_float",
+        "ppl_quant",
+        "max_abs_logit_err",
+        "mean_abs_logit_err",
+        "greedy_first_divergence",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert!(v["top1_agreement"].as_f64().unwrap() >= 0.98);
+    let (f, q) = (
+        v["ppl_float"].as_f64().unwrap(),
+        v["ppl_quant"].as_f64().unwrap(),
+    );
+    assert!((q / f - 1.0).abs() <= 0.02);
+}
+
+#[test]
+fn info_json_gives_shapes_and_sizes() {
+    let (model, tok) = stories();
+    let v = json(&etch(&["info", &model, "-z", &tok, "--json"]));
+    assert_eq!(v["dim"], 64);
+    assert_eq!(v["n_kv_heads"], 4);
+    assert_eq!(v["params"], 260_032);
+    assert_eq!(v["file_bytes"], 1_056_540);
+    assert_eq!(v["tokenizer"]["pieces"], 512);
+}
+
+#[test]
+fn bad_input_exits_2_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, tok) = stories();
+    // Truncated checkpoint.
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = dir.path().join("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = etch(&["reference", cut.to_str().unwrap(), "-z", &tok]);
+    assert_bad_input(&out, "cut.bin is truncated");
+    // NaN weight.
+    let mut nan = bytes.clone();
+    nan[28 + 4 * 1000..28 + 4 * 1001].copy_from_slice(&f32::NAN.to_le_bytes());
+    let nan_path = dir.path().join("nan.bin");
+    std::fs::write(&nan_path, &nan).unwrap();
+    assert_bad_input(
+        &etch(&["emulate", nan_path.to_str().unwrap(), "-z", &tok]),
+        "not a finite number",
+    );
+    // A tokenizer of another model.
+    let config = Config {
+        dim: 16,
+        hidden_dim: 24,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 1,
+        vocab_size: 300,
+        seq_len: 8,
+        shared_classifier: true,
+    };
+    let (small, small_tok) = write_random_model(dir.path(), &config, 1).unwrap();
+    let out = etch(&["reference", &model, "-z", small_tok.to_str().unwrap()]);
+    assert_bad_input(&out, "do not match");
+    // A prompt longer than the context.
+    let out = etch(&[
+        "reference",
+        small.to_str().unwrap(),
+        "-z",
+        small_tok.to_str().unwrap(),
+        "-i",
+        "a very long prompt that cannot fit into eight positions",
+    ]);
+    assert_bad_input(&out, "context holds 8");
+    // Missing files.
+    assert_bad_input(&etch(&["info", "/nonexistent.bin"]), "/nonexistent.bin");
+    let lonely = dir.path().join("lonely");
+    std::fs::create_dir(&lonely).unwrap();
+    std::fs::copy(&small, lonely.join("m.bin")).unwrap();
+    let out = etch(&["reference", lonely.join("m.bin").to_str().unwrap()]);
+    assert_bad_input(&out, "pass -z");
+    // Usage errors are exit code 2 too (clap).
+    let out = etch(&["reference"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn tokenizer_beside_the_model_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        dim: 16,
+        hidden_dim: 24,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 1,
+        vocab_size: 300,
+        seq_len: 16,
+        shared_classifier: false,
+    };
+    let (small, _) = write_random_model(dir.path(), &config, 2).unwrap();
+    let v = json(&etch(&[
+        "reference",
+        small.to_str().unwrap(),
+        "-s",
+        "3",
+        "--json",
+    ]));
+    let ids = v["ids"].as_array().unwrap();
+    assert!(
+        !ids.is_empty() && ids.len() <= 16,
+        "steps default to 256, capped at the context"
+    );
+}
+
+#[test]
+fn help_teaches_the_commands() {
+    let out = etch(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["info", "reference", "emulate", "accuracy"] {
+        assert!(text.contains(cmd), "{cmd} missing from --help");
+    }
+}
