@@ -118,12 +118,10 @@ pub fn softmax(x: &mut [f32]) {
 
 /// `run.c`'s `matmul`: `xout[d] = w[d][n] · x[n]`, accumulated left to right.
 pub fn matmul(xout: &mut [f32], x: &[f32], w: &[f32]) {
-    let n = x.len();
-    for (i, out) in xout.iter_mut().enumerate() {
-        let row = &w[i * n..(i + 1) * n];
+    for (out, row) in xout.iter_mut().zip(w.chunks_exact(x.len())) {
         let mut val = 0.0f32;
-        for j in 0..n {
-            val += row[j] * x[j];
+        for (&wj, &xj) in row.iter().zip(x) {
+            val += wj * xj;
         }
         *out = val;
     }
@@ -244,8 +242,8 @@ impl<'a> Reference<'a> {
                     let k_at = loff + t * kv_dim + kv_head;
                     let k = &self.key_cache[k_at..k_at + head_size];
                     let mut score = 0.0f32;
-                    for i in 0..head_size {
-                        score += q[i] * k[i];
+                    for (&qi, &ki) in q.iter().zip(k) {
+                        score += qi * ki;
                     }
                     score /= scale;
                     *score_out = score;
@@ -259,8 +257,8 @@ impl<'a> Reference<'a> {
                 for (t, &a) in att.iter().enumerate() {
                     let v_at = loff + t * kv_dim + kv_head;
                     let v = &self.value_cache[v_at..v_at + head_size];
-                    for i in 0..head_size {
-                        xb[i] += a * v[i];
+                    for (o, &vi) in xb.iter_mut().zip(v) {
+                        *o += a * vi;
                     }
                 }
             }
