@@ -47,7 +47,7 @@ fn matvec(out: &mut [i16], a: &[i16], lin: &QLinear) {
             .zip(a)
             .map(|(&w, &x)| w as i64 * x as i64)
             .sum();
-        *o = requant(acc, lin.requant.mult[i] as i64, lin.requant.shift);
+        *o = requant(acc, lin.requant.mult[i] as i64, lin.requant.shift[i] as u32);
     }
 }
 
@@ -112,7 +112,10 @@ impl<'m> Golden<'m> {
 
         // Embedding: the token's int8 row, requantized into the residual format.
         let emb = m.token_embedding.row(token);
-        let (mult, shift) = (m.embed_requant.mult[token] as i64, m.embed_requant.shift);
+        let (mult, shift) = (
+            m.embed_requant.mult[token] as i64,
+            m.embed_requant.shift[token] as u32,
+        );
         for (x, &e) in self.x.iter_mut().zip(emb) {
             *x = requant(e as i64, mult, shift);
         }
@@ -211,7 +214,7 @@ impl<'m> Golden<'m> {
             *o = requant(
                 acc,
                 m.classifier_requant.mult[i] as i64,
-                m.classifier_requant.shift,
+                m.classifier_requant.shift[i] as u32,
             );
         }
         &self.logits
@@ -348,6 +351,18 @@ impl ChipSampler {
         }
         last as u32
     }
+}
+
+/// The chip's log-probability of `target` under the logits at temperature 1, in Q10
+/// log2 units (`ln p = lp / 1024 · ln 2`): `z_target − (log2(Σ exp2(z)) − 15)` with
+/// `z = (logit − max) · 256 · temp_mult >> temp_shift` as in sampling.
+pub fn logprob(logits: &[i16], model: &QuantizedModel, target: u32) -> i32 {
+    let max = logits.iter().copied().max().unwrap_or(0) as i64;
+    let k = 256 * model.temp_mult as i64;
+    let z = |l: i16| round_shift((l as i64 - max) * k, model.temp_shift);
+    let total: u64 = logits.iter().map(|&l| model.tables.exp2(z(l)) as u64).sum();
+    let zt = logits.get(target as usize).map_or(i64::MIN / 4, |&l| z(l));
+    (zt - (model.tables.log2(total) - (15 << 10))) as i32
 }
 
 /// The first index of the largest logit.

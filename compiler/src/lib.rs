@@ -43,7 +43,7 @@ pub use accuracy::{accuracy, paragraphs, AccuracyReport};
 pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
 pub use generate::{effective_steps, encode_prompt, generate, Decoder, Generation};
-pub use golden::{argmax_i16, ChipSampler, ChipSampling, Golden, GoldenDecoder};
+pub use golden::{argmax_i16, logprob, ChipSampler, ChipSampling, Golden, GoldenDecoder};
 pub use quantize::{
     Formats, LayerFormats, QLayer, QLinear, QMatrix, QNorm, QuantSettings, QuantizedModel, Requant,
 };

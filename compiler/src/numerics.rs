@@ -13,6 +13,7 @@
 //! | exp2    | `z ≤ 0`, Q.10 log2 units      | `p` in Q15, `0..=32768`       | 1024 × u16       |
 //! | sigmoid | `t`, Q.7 (step 1/128)         | `σ` in Q15                    | 2048 × u16       |
 //! | sincos  | phase, u32 turn fraction      | `sin`, `cos` in Q14           | 2049 × i16       |
+//! | log2    | `P` (u64, > 0)                | `log2 P` in Q10               | 1024 × u16       |
 
 /// Fractional bits of exp2's input (log2 units).
 pub const EXP2_IN_FRAC: u32 = 10;
@@ -33,6 +34,7 @@ const RECIP_INDEX_FRAC: u32 = 10; // M in [1, 2) in steps of 1/1024
 const RECIP_ENTRIES: usize = 1 << RECIP_INDEX_FRAC;
 const EXP2_ENTRIES: usize = 1 << EXP2_IN_FRAC;
 const SIGMOID_ENTRIES: usize = 2048; // [-8, 8) in steps of 1/128
+const LOG2_ENTRIES: usize = 1024; // mantissa in [1, 2) in steps of 1/1024
 const QUARTER_WAVE: usize = 2048; // a quarter turn in 2048 steps: 8192 per turn
 const PHASE_BITS: u32 = 13; // log2(4 * QUARTER_WAVE)
 
@@ -89,6 +91,8 @@ pub struct Tables {
     pub sigmoid: Vec<u16>,
     /// `sine[j] = round(2^14 * sin(2π j / 8192))`, `j ≤ 2048` (a quarter wave).
     pub sine: Vec<i16>,
+    /// `log2[i] = round(1024 * log2(1 + (i + 0.5) / 1024))`, `i < 1024`.
+    pub log2: Vec<u16>,
 }
 
 fn round_u16(v: f64) -> u16 {
@@ -125,12 +129,16 @@ impl Tables {
                 (16384.0 * angle.sin()).round() as i16
             })
             .collect();
+        let log2 = (0..LOG2_ENTRIES)
+            .map(|i| round_u16(1024.0 * (1.0 + (i as f64 + 0.5) / LOG2_ENTRIES as f64).log2()))
+            .collect();
         Tables {
             rsqrt,
             recip,
             exp2,
             sigmoid,
             sine,
+            log2,
         }
     }
 
@@ -175,6 +183,14 @@ impl Tables {
         }
         let f = (u & (EXP2_ENTRIES as u64 - 1)) as usize;
         round_shift(self.exp2[f] as i64, n as u32) as u32
+    }
+
+    /// `log2(p)` in Q10: `p = M · 2^b`, `(b << 10) + log2[(M − 1) · 1024]`.
+    pub fn log2(&self, p: u64) -> i64 {
+        let p = p.max(1);
+        let b = leading_one(p);
+        let scaled = if b > 10 { p >> (b - 10) } else { p << (10 - b) };
+        ((b as i64) << 10) + self.log2[(scaled - 1024) as usize] as i64
     }
 
     /// The logistic function of `t / 128` (saturating outside [-8, 8)), as Q15.

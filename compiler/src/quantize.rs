@@ -129,49 +129,59 @@ impl QMatrix {
     }
 }
 
-/// Per-row requantization of a matrix product: `y[i] = requant(acc[i], mult[i], shift)`.
+/// Per-row requantization of a matrix product:
+/// `y[i] = requant(acc[i], mult[i], shift[i])`.
+///
+/// Each row has its own shift, the largest that keeps its multiplier below `2^16`, so
+/// every multiplier keeps 16 significant bits and rows of different matrices can share
+/// one pass of the hardware.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requant {
     /// One 16-bit multiplier per row.
     pub mult: Vec<u16>,
-    /// Right shift (with rounding) shared by all rows.
-    pub shift: u32,
+    /// One right shift (with rounding) per row, at most 62.
+    pub shift: Vec<u8>,
 }
 
 impl Requant {
-    /// Multipliers for real factors `f[i]`: the largest shift that keeps every
-    /// multiplier within 16 bits.
+    /// Multipliers and shifts for real factors `f[i]`.
     pub fn for_factors(factors: &[f64], what: &str) -> Result<Self> {
-        let (mult, shift) = fixed_multipliers(factors, what)?;
+        let mut mult = Vec::with_capacity(factors.len());
+        let mut shift = Vec::with_capacity(factors.len());
+        for &f in factors {
+            let (m, s) = fixed_multiplier(f, what)?;
+            mult.push(m);
+            shift.push(s as u8);
+        }
         Ok(Requant { mult, shift })
     }
 }
 
-/// 16-bit multipliers `m[i] = round(f[i] · 2^s)` with the largest `s ≤ 62` that keeps
-/// all of them below `2^16`.
-fn fixed_multipliers(factors: &[f64], what: &str) -> Result<(Vec<u16>, u32)> {
-    let fmax = factors.iter().fold(0.0f64, |m, &f| m.max(f));
-    if !fmax.is_finite() || factors.iter().any(|f| *f < 0.0) {
+/// A 16-bit multiplier `m = round(f · 2^s)` with the largest `s ≤ 62` that keeps
+/// `m < 2^16` (a zero factor gives `m = 0`, `s = 1`).
+pub fn fixed_multiplier(f: f64, what: &str) -> Result<(u16, u32)> {
+    if !f.is_finite() || f < 0.0 {
         return Err(Error::Quantization(format!(
-            "{what}: scale factors are not finite and positive"
+            "{what}: scale factor {f} is not finite and positive"
         )));
     }
-    let shift = if fmax == 0.0 {
-        1
-    } else {
-        let s = (65535.0 / fmax).log2().floor();
-        if s < 1.0 {
-            return Err(Error::Quantization(format!(
-                "{what}: scale factor {fmax} is too large for a 16-bit multiplier"
-            )));
-        }
-        (s as u32).min(62)
-    };
-    let mult = factors
-        .iter()
-        .map(|f| (f * (1u64 << shift) as f64).round().min(65535.0) as u16)
-        .collect();
-    Ok((mult, shift))
+    if f == 0.0 {
+        return Ok((0, 1));
+    }
+    let s = (65535.0 / f).log2().floor();
+    if s < 1.0 {
+        return Err(Error::Quantization(format!(
+            "{what}: scale factor {f} is too large for a 16-bit multiplier"
+        )));
+    }
+    let mut shift = (s as u32).min(62);
+    let mut m = (f * 2f64.powi(shift as i32)).round();
+    if m > 65535.0 {
+        // Rounding can reach 2^16 at the boundary: one less bit.
+        shift -= 1;
+        m = (f * 2f64.powi(shift as i32)).round();
+    }
+    Ok((m as u16, shift))
 }
 
 /// One quantized linear layer: weights and the requantization of its output.
@@ -401,7 +411,7 @@ impl QuantizedModel {
             let sq = |t: &[f32], n: usize| -> Vec<f32> { t[l * n..(l + 1) * n].to_vec() };
             let score_factor =
                 std::f64::consts::LOG2_E / hs.sqrt() * 2f64.powi(10 - (f.q + f.k) as i32);
-            let (score_mult, score_shift) = fixed_multipliers(&[score_factor], "attention scores")?;
+            let (score_mult, score_shift) = fixed_multiplier(score_factor, "attention scores")?;
             layers.push(QLayer {
                 att_norm: QNorm::new(&sq(w.rms_att, d)),
                 wq: QLinear::new(&sq(w.wq, d * d), d, d, bits, f.xn_att, f.q)?,
@@ -412,7 +422,7 @@ impl QuantizedModel {
                 w1: QLinear::new(&sq(w.w1, h * d), h, d, bits, f.xn_ffn, f.h1)?,
                 w2: QLinear::new(&sq(w.w2, d * h), d, h, bits, f.hb, formats.x)?,
                 w3: QLinear::new(&sq(w.w3, h * d), h, d, bits, f.xn_ffn, f.h3)?,
-                score_mult: score_mult[0],
+                score_mult,
                 score_shift,
             });
         }
@@ -429,7 +439,7 @@ impl QuantizedModel {
             "classifier",
         )?;
         let temp_factor = std::f64::consts::LOG2_E * 2f64.powi(2 - formats.logits as i32);
-        let (temp_mult, temp_shift) = fixed_multipliers(&[temp_factor], "temperature")?;
+        let (temp_mult, temp_shift) = fixed_multiplier(temp_factor, "temperature")?;
         let rms_eps = (1e-5 * d as f64 * 2f64.powi(2 * formats.x as i32)).round() as u64;
         let model = QuantizedModel {
             config: c,
@@ -443,7 +453,7 @@ impl QuantizedModel {
             classifier_requant,
             rms_eps,
             rope_steps: numerics::rope_phase_steps(c.head_size()),
-            temp_mult: temp_mult[0],
+            temp_mult,
             temp_shift,
             tables: Tables::generate(),
         };

@@ -262,3 +262,34 @@ fn chip_sampler_draws_only_from_the_nucleus_in_proportion() {
         etch_compiler::argmax_i16(&logits)
     );
 }
+
+#[test]
+fn chip_logprob_matches_the_log_softmax_of_its_logits() {
+    let (ck, tok) = stories();
+    let model = QuantizedModel::build(&ck, &tok, &QuantSettings::default()).unwrap();
+    let mut g = Golden::new(&model);
+    let ids = tok.encode("Once upon a time, there was a little girl");
+    let scale = 2f64.powi(-(model.formats.logits as i32));
+    for pos in 0..ids.len() - 1 {
+        let logits = g.forward(ids[pos], pos).to_vec();
+        let max = logits
+            .iter()
+            .map(|&l| l as f64 * scale)
+            .fold(f64::MIN, f64::max);
+        let lse = logits
+            .iter()
+            .map(|&l| (l as f64 * scale - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
+        for target in [ids[pos + 1], 0, 300] {
+            let want = logits[target as usize] as f64 * scale - lse;
+            let got = etch_compiler::logprob(&logits, &model, target) as f64 / 1024.0
+                * std::f64::consts::LN_2;
+            assert!(
+                (got - want).abs() < 0.01 + want.abs() * 2e-3,
+                "pos {pos} tok {target}: {got} vs {want}"
+            );
+        }
+    }
+}

@@ -55,6 +55,9 @@ fn table_contents_are_pinned() {
     for x in &t.sine {
         h.update(x.to_le_bytes());
     }
+    for x in &t.log2 {
+        h.update(x.to_le_bytes());
+    }
     for x in rope_phase_steps(8) {
         h.update(x.to_le_bytes());
     }
@@ -62,7 +65,7 @@ fn table_contents_are_pinned() {
     assert_eq!(digest, PINNED, "special-function tables changed");
 }
 
-const PINNED: &str = "d595d252f41f06af96a0d9a9fdc2c5f5ebaddad21d713b8615cb65df0de34d86";
+const PINNED: &str = "6323a9ddca2b706753c49ca792ec9f0b53dfd80a6d13493bc4666c5415beb335";
 
 #[test]
 fn rope_phase_matches_the_float_angle() {
@@ -119,6 +122,14 @@ proptest! {
     }
 
     #[test]
+    fn log2_is_within_1_5e_3_and_non_decreasing(p in 1u64..(1u64 << 50), d in 0u64..1000) {
+        let t = tables();
+        let got = t.log2(p) as f64 / 1024.0;
+        prop_assert!((got - (p as f64).log2()).abs() < 1.5e-3, "p {} got {}", p, got);
+        prop_assert!(t.log2(p + d) >= t.log2(p));
+    }
+
+    #[test]
     fn sincos_is_within_4_2e_4(phase in any::<u32>()) {
         let t = tables();
         let (s, c) = t.sincos(phase);
@@ -136,4 +147,5 @@ fn every_table_is_monotonic() {
     assert!(t.recip.windows(2).all(|w| w[0] >= w[1]));
     assert!(t.exp2.windows(2).all(|w| w[0] >= w[1]));
     assert!(t.sigmoid.windows(2).all(|w| w[0] <= w[1]));
+    assert!(t.log2.windows(2).all(|w| w[0] <= w[1]));
 }
