@@ -1,0 +1,314 @@
+//! Command and completion descriptors: what travels through the submission and
+//! completion rings in host memory (`docs/registers.md`, "Queues").
+//!
+//! A command is 64 bytes (16 little-endian words); a completion is 16 bytes. The chip
+//! flips the completion's phase bit each time the completion ring wraps, as NVMe does,
+//! so the host recognizes new entries without reading a register.
+
+/// Bytes in a command descriptor.
+pub const COMMAND_BYTES: usize = 64;
+/// Bytes in a completion descriptor.
+pub const COMPLETION_BYTES: usize = 16;
+/// Bytes of the IDENTIFY block.
+pub const IDENTIFY_BYTES: usize = 128;
+/// Bytes of a saved context's header (the KV rows follow).
+pub const SAVE_HEADER_BYTES: usize = 64;
+/// `'EKVC'`: first word of a saved context.
+pub const SAVE_MAGIC: u32 = 0x454B_5643;
+/// Version of the saved-context layout.
+pub const SAVE_VERSION: u32 = 1;
+/// Stop tokens a GENERATE command can carry.
+pub const MAX_STOP_TOKENS: usize = 4;
+
+/// Command opcodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Write the IDENTIFY block (128 bytes) to `addr_a`.
+    Identify = 1,
+    /// Make context slot `context` live at position 0.
+    CreateContext = 2,
+    /// Free context slot `context`.
+    DestroyContext = 3,
+    /// Run `count` tokens (u32 each, at `addr_a`) through the model without sampling.
+    Prefill = 4,
+    /// Feed `token`, then sample and feed back up to `count` tokens, writing each
+    /// (u32) to `addr_a` as it is produced.
+    Generate = 5,
+    /// Feed `count` tokens from `addr_a`; write the log-probability (i32, Q10 log2
+    /// units) of each token after the first to `addr_b`.
+    Score = 6,
+    /// Write the context (header and KV rows) to `addr_a`.
+    SaveContext = 7,
+    /// Read a context written by SAVE_CONTEXT from `addr_a`.
+    RestoreContext = 8,
+    /// Abort the running command with id `token` (a no-op when it is not running).
+    Abort = 9,
+    /// Free every context.
+    Reset = 10,
+}
+
+impl Opcode {
+    /// The opcode for a byte, if it names one.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Opcode::Identify,
+            2 => Opcode::CreateContext,
+            3 => Opcode::DestroyContext,
+            4 => Opcode::Prefill,
+            5 => Opcode::Generate,
+            6 => Opcode::Score,
+            7 => Opcode::SaveContext,
+            8 => Opcode::RestoreContext,
+            9 => Opcode::Abort,
+            10 => Opcode::Reset,
+            _ => return None,
+        })
+    }
+}
+
+/// Command flags.
+pub mod flags {
+    /// Write the int16 logits of every forward pass to `addr_b` (PREFILL, GENERATE):
+    /// `vocab_size` values per step, each step padded to a multiple of 4 values.
+    pub const DEBUG_LOGITS: u8 = 1 << 0;
+}
+
+/// Completion status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// The opcode names no command.
+    InvalidOpcode = 1,
+    /// The context index is not below the chip's context count.
+    InvalidContext = 2,
+    /// CREATE_CONTEXT on a live context.
+    ContextExists = 3,
+    /// The context was not created.
+    NoContext = 4,
+    /// The tokens do not fit the context's remaining positions.
+    ContextFull = 5,
+    /// A token id is not below the vocabulary size.
+    InvalidToken = 6,
+    /// A DMA transfer touched memory the host did not map (or was misaligned).
+    DmaError = 7,
+    /// The command was aborted.
+    Aborted = 8,
+    /// A count or field is out of range.
+    BadArgument = 9,
+    /// RESTORE_CONTEXT found an image of another model or layout.
+    BadSaveImage = 10,
+}
+
+impl Status {
+    /// The status for a code, if it names one.
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            0 => Status::Ok,
+            1 => Status::InvalidOpcode,
+            2 => Status::InvalidContext,
+            3 => Status::ContextExists,
+            4 => Status::NoContext,
+            5 => Status::ContextFull,
+            6 => Status::InvalidToken,
+            7 => Status::DmaError,
+            8 => Status::Aborted,
+            9 => Status::BadArgument,
+            10 => Status::BadSaveImage,
+            _ => return None,
+        })
+    }
+
+    /// A short English description.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Status::Ok => "success",
+            Status::InvalidOpcode => "invalid opcode",
+            Status::InvalidContext => "context index out of range",
+            Status::ContextExists => "context already exists",
+            Status::NoContext => "context does not exist",
+            Status::ContextFull => "context is full",
+            Status::InvalidToken => "token id outside the vocabulary",
+            Status::DmaError => "DMA outside mapped host memory",
+            Status::Aborted => "aborted",
+            Status::BadArgument => "argument out of range",
+            Status::BadSaveImage => "saved context does not match this chip",
+        }
+    }
+}
+
+/// Why a GENERATE stopped (completion word 1, bits 24..32).
+pub mod reason {
+    /// `count` tokens were produced.
+    pub const COUNT: u8 = 0;
+    /// A stop token was produced (it is the last token written).
+    pub const STOP_TOKEN: u8 = 1;
+    /// The context reached its maximum length.
+    pub const CONTEXT_FULL: u8 = 2;
+    /// Aborted.
+    pub const ABORTED: u8 = 3;
+}
+
+/// A command descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Command {
+    /// [`Opcode`] as a byte (kept raw so malformed commands can be built).
+    pub opcode: u8,
+    /// [`flags`].
+    pub flags: u8,
+    /// Context slot.
+    pub context: u8,
+    /// Echoed in the completion.
+    pub id: u32,
+    /// First host address (tokens in or out, save image, identify block).
+    pub addr_a: u64,
+    /// Token count.
+    pub count: u32,
+    /// GENERATE: the token fed first. ABORT: the id of the command to abort.
+    pub token: u32,
+    /// GENERATE: `round(256 / temperature)`, 0 for greedy.
+    pub inv_temp: u16,
+    /// GENERATE: `round(top_p · 65536)`, 0 for no nucleus.
+    pub topp: u16,
+    /// GENERATE: initial RNG state.
+    pub seed: u64,
+    /// Second host address (SCORE results, debug logits).
+    pub addr_b: u64,
+    /// GENERATE: stop tokens (the first `stop_count` are used).
+    pub stop: [u16; MAX_STOP_TOKENS],
+    /// GENERATE: how many of `stop` are used.
+    pub stop_count: u8,
+}
+
+fn word(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+fn put(b: &mut [u8], i: usize, v: u32) {
+    b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+impl Command {
+    /// The 64 bytes of the descriptor.
+    pub fn to_bytes(&self) -> [u8; COMMAND_BYTES] {
+        let mut b = [0u8; COMMAND_BYTES];
+        put(
+            &mut b,
+            0,
+            self.opcode as u32 | (self.flags as u32) << 8 | (self.context as u32) << 16,
+        );
+        put(&mut b, 1, self.id);
+        put(&mut b, 2, self.addr_a as u32);
+        put(&mut b, 3, (self.addr_a >> 32) as u32);
+        put(&mut b, 4, self.count);
+        put(&mut b, 5, self.token);
+        put(&mut b, 6, self.inv_temp as u32 | (self.topp as u32) << 16);
+        put(&mut b, 8, self.seed as u32);
+        put(&mut b, 9, (self.seed >> 32) as u32);
+        put(&mut b, 10, self.addr_b as u32);
+        put(&mut b, 11, (self.addr_b >> 32) as u32);
+        put(
+            &mut b,
+            12,
+            self.stop[0] as u32 | (self.stop[1] as u32) << 16,
+        );
+        put(
+            &mut b,
+            13,
+            self.stop[2] as u32 | (self.stop[3] as u32) << 16,
+        );
+        put(&mut b, 14, self.stop_count as u32);
+        b
+    }
+
+    /// Parses 64 bytes.
+    pub fn from_bytes(b: &[u8; COMMAND_BYTES]) -> Self {
+        let w0 = word(b, 0);
+        Command {
+            opcode: w0 as u8,
+            flags: (w0 >> 8) as u8,
+            context: (w0 >> 16) as u8,
+            id: word(b, 1),
+            addr_a: word(b, 2) as u64 | (word(b, 3) as u64) << 32,
+            count: word(b, 4),
+            token: word(b, 5),
+            inv_temp: word(b, 6) as u16,
+            topp: (word(b, 6) >> 16) as u16,
+            seed: word(b, 8) as u64 | (word(b, 9) as u64) << 32,
+            addr_b: word(b, 10) as u64 | (word(b, 11) as u64) << 32,
+            stop: [
+                word(b, 12) as u16,
+                (word(b, 12) >> 16) as u16,
+                word(b, 13) as u16,
+                (word(b, 13) >> 16) as u16,
+            ],
+            stop_count: word(b, 14) as u8,
+        }
+    }
+}
+
+/// A completion descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// The command's id.
+    pub id: u32,
+    /// [`Status`] code.
+    pub status: u16,
+    /// Phase bit: flips each time the ring wraps.
+    pub phase: bool,
+    /// GENERATE: [`reason`].
+    pub reason: u8,
+    /// Tokens produced or processed; bytes for SAVE_CONTEXT.
+    pub result: u32,
+    /// The context's position after the command.
+    pub position: u32,
+}
+
+impl Completion {
+    /// The 16 bytes of the descriptor.
+    pub fn to_bytes(&self) -> [u8; COMPLETION_BYTES] {
+        let mut b = [0u8; COMPLETION_BYTES];
+        put(&mut b, 0, self.id);
+        put(
+            &mut b,
+            1,
+            self.status as u32 | (self.phase as u32) << 16 | (self.reason as u32) << 24,
+        );
+        put(&mut b, 2, self.result);
+        put(&mut b, 3, self.position);
+        b
+    }
+
+    /// Parses 16 bytes.
+    pub fn from_bytes(b: &[u8; COMPLETION_BYTES]) -> Self {
+        let w1 = word(b, 1);
+        Completion {
+            id: word(b, 0),
+            status: w1 as u16,
+            phase: (w1 >> 16) & 1 == 1,
+            reason: (w1 >> 24) as u8,
+            result: word(b, 2),
+            position: word(b, 3),
+        }
+    }
+}
+
+/// Layout of the IDENTIFY block (32 little-endian words).
+pub mod identify {
+    /// Word 0: [`crate::regs::ID_MAGIC`].
+    pub const MAGIC: usize = 0;
+    /// Word 1: hardware version.
+    pub const HW_VERSION: usize = 1;
+    /// Word 2: firmware version.
+    pub const FW_VERSION: usize = 2;
+    /// Words 3..7: CONFIG0..CONFIG3.
+    pub const CONFIG0: usize = 3;
+    /// Words 8..16: model identity (as the MODEL_ID registers).
+    pub const MODEL_ID: usize = 8;
+    /// Words 16..24: firmware hash.
+    pub const FW_HASH: usize = 16;
+    /// Words 24, 25: ROM signature (low, high).
+    pub const ROM_SIG: usize = 24;
+}
