@@ -1,0 +1,292 @@
+//! Primitives: the few operations rust-hdl cannot express (signed multiplication,
+//! arithmetic shifts, memories initialized from hex files), each a small piece of
+//! Verilog paired with a rust-hdl simulation model of exactly the same behaviour.
+
+use rust_hdl::prelude::*;
+
+/// Sign- or zero-extends the low `n` bits of `v` to i128.
+pub fn extend(v: u128, n: usize, signed: bool) -> i128 {
+    let v = if n >= 128 { v } else { v & ((1u128 << n) - 1) };
+    if signed && n < 128 && (v >> (n - 1)) & 1 == 1 {
+        (v | !((1u128 << n) - 1)) as i128
+    } else {
+        v as i128
+    }
+}
+
+/// Combinational multiplier: `p = a · b`, each operand signed or unsigned, the product
+/// truncated or sign-extended to `P` bits.
+#[derive(LogicBlock)]
+pub struct Mul<const A: usize, const B: usize, const P: usize> {
+    /// First operand.
+    pub a: Signal<In, Bits<A>>,
+    /// Second operand.
+    pub b: Signal<In, Bits<B>>,
+    /// Product.
+    pub p: Signal<Out, Bits<P>>,
+    _a_signed: bool,
+    _b_signed: bool,
+}
+
+impl<const A: usize, const B: usize, const P: usize> Mul<A, B, P> {
+    /// A multiplier with the given operand signedness.
+    pub fn new(a_signed: bool, b_signed: bool) -> Self {
+        Mul {
+            a: Default::default(),
+            b: Default::default(),
+            p: Default::default(),
+            _a_signed: a_signed,
+            _b_signed: b_signed,
+        }
+    }
+}
+
+/// The low `P` bits of an i128.
+pub fn to_bits<const P: usize>(v: i128) -> Bits<P> {
+    let mut out = Bits::<P>::default();
+    let raw = v as u128;
+    let mut i = 0;
+    while i < P {
+        let take = (P - i).min(64);
+        let chunk = if i >= 128 {
+            if v < 0 {
+                u64::MAX
+            } else {
+                0
+            }
+        } else {
+            (raw >> i) as u64
+        };
+        let mask = if take == 64 {
+            u64::MAX
+        } else {
+            (1u64 << take) - 1
+        };
+        for k in 0..take {
+            if (chunk & mask) >> k & 1 == 1 {
+                out = out.replace_bit(i + k, true);
+            }
+        }
+        i += take;
+    }
+    out
+}
+
+/// The value of a `Bits` as u128 (low 128 bits).
+pub fn to_u128<const N: usize>(b: Bits<N>) -> u128 {
+    if N <= 64 {
+        b.to_u64() as u128
+    } else {
+        b.to_u128()
+    }
+}
+
+impl<const A: usize, const B: usize, const P: usize> Logic for Mul<A, B, P> {
+    fn update(&mut self) {
+        let a = extend(to_u128(self.a.val()), A, self._a_signed);
+        let b = extend(to_u128(self.b.val()), B, self._b_signed);
+        self.p.next = to_bits::<P>(a.wrapping_mul(b));
+    }
+    fn connect(&mut self) {
+        self.p.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        let ext = |n: usize, signed: bool, name: &str| {
+            if signed {
+                format!("{{{name}[{}], {name}}}", n - 1)
+            } else {
+                format!("{{1'b0, {name}}}")
+            }
+        };
+        let full = A + B + 2;
+        let take = if P <= full {
+            format!("p_full[{}:0]", P - 1)
+        } else {
+            format!("{{{{{}{{p_full[{}]}}}}, p_full}}", P - full, full - 1)
+        };
+        Verilog::Custom(format!(
+            "wire signed [{a}:0] a_x = {ea};\nwire signed [{b}:0] b_x = {eb};\n\
+             wire signed [{f}:0] p_full = a_x * b_x;\nalways @(*) p = {take};",
+            a = A,
+            b = B,
+            f = full - 1,
+            ea = ext(A, self._a_signed, "a"),
+            eb = ext(B, self._b_signed, "b"),
+        ))
+    }
+}
+
+/// The requantizer, pipelined over two cycles:
+/// `y = sat16(round_shift(x · m, s))` with `x` a signed 48-bit value, `m` a signed
+/// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up).
+#[derive(LogicBlock, Default)]
+pub struct Requant {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Value (signed).
+    pub x: Signal<In, Bits<48>>,
+    /// Multiplier (signed; the unsigned 16-bit multipliers are zero-extended).
+    pub m: Signal<In, Bits<17>>,
+    /// Right shift.
+    pub s: Signal<In, Bits<6>>,
+    /// Result, two cycles after the operands.
+    pub y: Signal<Out, Bits<16>>,
+    _prod: i128,
+    _shift: u32,
+}
+
+/// `sat16(round_shift(v, s))` on i128: the model of the requantizer's second stage.
+pub fn round_shift_sat16(v: i128, s: u32) -> i16 {
+    let r = if s == 0 {
+        v
+    } else {
+        (v + (1i128 << (s - 1))) >> s
+    };
+    r.clamp(i16::MIN as i128, i16::MAX as i128) as i16
+}
+
+impl Logic for Requant {
+    fn update(&mut self) {
+        if self.clock.pos_edge() {
+            self.y.next = (round_shift_sat16(self._prod, self._shift) as u16 as u64).into();
+            self._prod =
+                extend(to_u128(self.x.val()), 48, true) * extend(to_u128(self.m.val()), 17, true);
+            self._shift = self.s.val().to_u64() as u32;
+        }
+    }
+    fn connect(&mut self) {
+        self.y.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        Verilog::Custom(
+            "reg signed [65:0] prod_q;\nreg [5:0] s_q;\n\
+             wire signed [65:0] rnd = (s_q == 6'd0) ? prod_q : prod_q + (66'sd1 <<< (s_q - 6'd1));\n\
+             wire signed [65:0] sh = rnd >>> s_q;\n\
+             always @(posedge clock) begin\n    prod_q <= $signed(x) * $signed(m);\n    s_q <= s;\n\
+             \x20   if (sh > 66'sd32767) y <= 16'h7fff;\n    else if (sh < -66'sd32768) y <= 16'h8000;\n\
+             \x20   else y <= sh[15:0];\nend"
+                .into(),
+        )
+    }
+}
+
+/// A synchronous-read ROM of `W`-bit words whose contents come from a hex file in the
+/// build's `rom/` directory (`$readmemh`), instantiated as the `etch_rom` primitive.
+#[derive(LogicBlock)]
+pub struct Rom<const AW: usize, const W: usize> {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Word address.
+    pub address: Signal<In, Bits<AW>>,
+    /// The word, one cycle after its address.
+    pub data: Signal<Out, Bits<W>>,
+    _contents: Vec<u64>,
+    _file: String,
+}
+
+impl<const AW: usize, const W: usize> Rom<AW, W> {
+    /// A ROM holding `contents`, initialized in Verilog from `rom/<file>`.
+    pub fn new(contents: Vec<u64>, file: &str) -> Self {
+        Rom {
+            clock: Default::default(),
+            address: Default::default(),
+            data: Default::default(),
+            _contents: contents,
+            _file: file.to_string(),
+        }
+    }
+}
+
+impl<const AW: usize, const W: usize> Logic for Rom<AW, W> {
+    fn update(&mut self) {
+        if self.clock.pos_edge() {
+            let a = self.address.val().to_u64() as usize;
+            self.data.next = self._contents.get(a).copied().unwrap_or(0).into();
+        }
+    }
+    fn connect(&mut self) {
+        self.data.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        Verilog::Wrapper(Wrapper {
+            code: format!(
+                "etch_rom #(.W({W}), .A({AW}), .D({d}), .INIT(\"rom/{f}\")) mem (.clk(clock), .addr(address), .data(data));",
+                d = self._contents.len().max(1),
+                f = self._file
+            ),
+            cores: String::new(),
+        })
+    }
+}
+
+/// The Verilog of the memory primitives every generated design includes.
+pub const PRIMITIVES_V: &str = r#"// etch memory primitives: synchronous-read ROM and RAMs.
+//
+// ROM contents come from hex files ($readmemh). Under Verilator the build directory
+// is taken from the plusarg +etch_out=DIR so that one compiled model serves any copy
+// of the design; synthesis reads the path relative to the working directory.
+
+module etch_rom #(
+    parameter W = 8,            // word width
+    parameter A = 10,           // address width
+    parameter D = 1024,         // words
+    parameter INIT = "rom/x.hex"
+) (
+    input  wire         clk,
+    input  wire [A-1:0] addr,
+    output reg  [W-1:0] data
+);
+    reg [W-1:0] mem [0:D-1];
+`ifdef VERILATOR
+    string dir;
+    initial begin
+        if (!$value$plusargs("etch_out=%s", dir)) dir = ".";
+        $readmemh($sformatf("%0s/%0s", dir, INIT), mem);
+    end
+`else
+    initial $readmemh(INIT, mem);
+`endif
+    always @(posedge clk) data <= mem[addr];
+endmodule
+
+module etch_ram_1r1w #(
+    parameter W = 16,
+    parameter A = 10,
+    parameter D = 1024
+) (
+    input  wire         clk,
+    input  wire [A-1:0] raddr,
+    output reg  [W-1:0] rdata,
+    input  wire         we,
+    input  wire [A-1:0] waddr,
+    input  wire [W-1:0] wdata
+);
+    reg [W-1:0] mem [0:D-1];
+    always @(posedge clk) begin
+        if (we) mem[waddr] <= wdata;
+        rdata <= mem[raddr];
+    end
+endmodule
+
+module etch_ram_2r1w #(
+    parameter W = 16,
+    parameter A = 10,
+    parameter D = 1024
+) (
+    input  wire         clk,
+    input  wire [A-1:0] raddr0,
+    output reg  [W-1:0] rdata0,
+    input  wire [A-1:0] raddr1,
+    output reg  [W-1:0] rdata1,
+    input  wire         we,
+    input  wire [A-1:0] waddr,
+    input  wire [W-1:0] wdata
+);
+    reg [W-1:0] mem [0:D-1];
+    always @(posedge clk) begin
+        if (we) mem[waddr] <= wdata;
+        rdata0 <= mem[raddr0];
+        rdata1 <= mem[raddr1];
+    end
+endmodule
+"#;
