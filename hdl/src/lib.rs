@@ -4,3 +4,4 @@
 pub mod emit;
 pub mod lane;
 pub mod prim;
+pub mod sfu;

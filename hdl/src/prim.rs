@@ -210,7 +210,7 @@ impl<const AW: usize, const W: usize> Logic for Rom<AW, W> {
     fn hdl(&self) -> Verilog {
         Verilog::Wrapper(Wrapper {
             code: format!(
-                "etch_rom #(.W({W}), .A({AW}), .D({d}), .INIT(\"rom/{f}\")) mem (.clk(clock), .addr(address), .data(data));",
+                "etch_rom #(.W({W}), .A({AW}), .D({d}), .INIT(\"rom/{f}\")) rom_i (.clk(clock), .addr(address), .data(data));",
                 d = self._contents.len().max(1),
                 f = self._file
             ),
