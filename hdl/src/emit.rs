@@ -15,7 +15,8 @@ pub fn block_verilog<B: Block>(block: &B, name: &str) -> String {
 /// rust-hdl writes literals as 32-bit constants and casts as masks, so Verilator's WIDTH
 /// warnings fire on expressions whose results are nevertheless the widths the Rust
 /// types fix; and it declares full-width intermediates of which the logic uses only
-/// some bits (UNUSEDSIGNAL). Both are waived for these modules only; the hand-written
+/// some bits (UNUSEDSIGNAL), and repeats state enumerations as parameters in every
+/// sub-module (UNUSEDPARAM). These are waived for these modules only; the hand-written
 /// primitives and the generated top level are clean under `-Wall`.
 pub const RUST_HDL_WAIVERS: &str =
-    "/* verilator lint_off WIDTH */\n/* verilator lint_off UNUSEDSIGNAL */\n";
+    "/* verilator lint_off WIDTH */\n/* verilator lint_off UNUSEDSIGNAL */\n/* verilator lint_off UNUSEDPARAM */\n";

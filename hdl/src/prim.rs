@@ -225,28 +225,33 @@ pub const PRIMITIVES_V: &str = r#"// etch memory primitives: synchronous-read RO
 // ROM contents come from hex files ($readmemh). Under Verilator the build directory
 // is taken from the plusarg +etch_out=DIR so that one compiled model serves any copy
 // of the design; synthesis reads the path relative to the working directory.
+// Address ports may be wider than the memory needs (A bits for D words); only the low
+// $clog2(D) bits index the array, and the upper bits are deliberately unused.
 
 module etch_rom #(
     parameter W = 8,            // word width
-    parameter A = 10,           // address width
+    parameter A = 10,           // address port width
     parameter D = 1024,         // words
     parameter INIT = "rom/x.hex"
 ) (
     input  wire         clk,
+    /* verilator lint_off UNUSEDSIGNAL */
     input  wire [A-1:0] addr,
+    /* verilator lint_on UNUSEDSIGNAL */
     output reg  [W-1:0] data
 );
-    reg [W-1:0] mem [0:D-1];
+    localparam AI = (D > 1) ? $clog2(D) : 1;
+    reg [W-1:0] words [0:D-1];
 `ifdef VERILATOR
     string dir;
     initial begin
         if (!$value$plusargs("etch_out=%s", dir)) dir = ".";
-        $readmemh($sformatf("%0s/%0s", dir, INIT), mem);
+        $readmemh($sformatf("%0s/%0s", dir, INIT), words);
     end
 `else
-    initial $readmemh(INIT, mem);
+    initial $readmemh(INIT, words);
 `endif
-    always @(posedge clk) data <= mem[addr];
+    always @(posedge clk) data <= words[addr[AI-1:0]];
 endmodule
 
 module etch_ram_1r1w #(
@@ -255,16 +260,21 @@ module etch_ram_1r1w #(
     parameter D = 1024
 ) (
     input  wire         clk,
+    /* verilator lint_off UNUSEDSIGNAL */
     input  wire [A-1:0] raddr,
+    /* verilator lint_on UNUSEDSIGNAL */
     output reg  [W-1:0] rdata,
     input  wire         we,
+    /* verilator lint_off UNUSEDSIGNAL */
     input  wire [A-1:0] waddr,
+    /* verilator lint_on UNUSEDSIGNAL */
     input  wire [W-1:0] wdata
 );
-    reg [W-1:0] mem [0:D-1];
+    localparam AI = (D > 1) ? $clog2(D) : 1;
+    reg [W-1:0] words [0:D-1];
     always @(posedge clk) begin
-        if (we) mem[waddr] <= wdata;
-        rdata <= mem[raddr];
+        if (we) words[waddr[AI-1:0]] <= wdata;
+        rdata <= words[raddr[AI-1:0]];
     end
 endmodule
 
@@ -274,19 +284,83 @@ module etch_ram_2r1w #(
     parameter D = 1024
 ) (
     input  wire         clk,
+    /* verilator lint_off UNUSEDSIGNAL */
     input  wire [A-1:0] raddr0,
-    output reg  [W-1:0] rdata0,
     input  wire [A-1:0] raddr1,
+    input  wire [A-1:0] waddr,
+    /* verilator lint_on UNUSEDSIGNAL */
+    output reg  [W-1:0] rdata0,
     output reg  [W-1:0] rdata1,
     input  wire         we,
-    input  wire [A-1:0] waddr,
     input  wire [W-1:0] wdata
 );
-    reg [W-1:0] mem [0:D-1];
+    localparam AI = (D > 1) ? $clog2(D) : 1;
+    reg [W-1:0] words [0:D-1];
     always @(posedge clk) begin
-        if (we) mem[waddr] <= wdata;
-        rdata0 <= mem[raddr0];
-        rdata1 <= mem[raddr1];
+        if (we) words[waddr[AI-1:0]] <= wdata;
+        rdata0 <= words[raddr0[AI-1:0]];
+        rdata1 <= words[raddr1[AI-1:0]];
     end
 endmodule
 "#;
+
+/// A simple dual-port RAM (one synchronous read port, one write port), the
+/// `etch_ram_1r1w` primitive; reads return the old word on a same-address write.
+#[derive(LogicBlock)]
+pub struct Ram<const AW: usize, const W: usize> {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Read address.
+    pub raddr: Signal<In, Bits<AW>>,
+    /// Read data, one cycle after its address.
+    pub rdata: Signal<Out, Bits<W>>,
+    /// Write enable.
+    pub we: Signal<In, Bit>,
+    /// Write address.
+    pub waddr: Signal<In, Bits<AW>>,
+    /// Write data.
+    pub wdata: Signal<In, Bits<W>>,
+    _mem: Vec<Bits<W>>,
+}
+
+impl<const AW: usize, const W: usize> Ram<AW, W> {
+    /// A RAM of `depth` words.
+    pub fn new(depth: usize) -> Self {
+        Ram {
+            clock: Default::default(),
+            raddr: Default::default(),
+            rdata: Default::default(),
+            we: Default::default(),
+            waddr: Default::default(),
+            wdata: Default::default(),
+            _mem: vec![Bits::<W>::default(); depth.max(1)],
+        }
+    }
+}
+
+impl<const AW: usize, const W: usize> Logic for Ram<AW, W> {
+    fn update(&mut self) {
+        if self.clock.pos_edge() {
+            let r = self.raddr.val().to_u64() as usize;
+            self.rdata.next = self._mem.get(r).copied().unwrap_or_default();
+            if self.we.val() {
+                let w = self.waddr.val().to_u64() as usize;
+                if let Some(slot) = self._mem.get_mut(w) {
+                    *slot = self.wdata.val();
+                }
+            }
+        }
+    }
+    fn connect(&mut self) {
+        self.rdata.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        Verilog::Wrapper(Wrapper {
+            code: format!(
+                "etch_ram_1r1w #(.W({W}), .A({AW}), .D({d})) ram_i (.clk(clock), .raddr(raddr), .rdata(rdata), .we(we), .waddr(waddr), .wdata(wdata));",
+                d = self._mem.len()
+            ),
+            cores: String::new(),
+        })
+    }
+}

@@ -120,7 +120,7 @@ fn lane_verilog_lints() {
     let dir = std::env::temp_dir().join("etch_lane_lint");
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("etch_lane.v");
-    std::fs::write(&f, &v).unwrap();
+    std::fs::write(&f, format!("{}{v}", etch_hdl::emit::RUST_HDL_WAIVERS)).unwrap();
     let out = std::process::Command::new("verilator")
         .args(["--lint-only", "-Wall", "-Wno-DECLFILENAME"])
         .arg(&f)

@@ -259,3 +259,43 @@ fn units_lint_clean_apart_from_rust_hdl_widths() {
         );
     }
 }
+
+#[test]
+fn controller_and_head_lint_clean_apart_from_rust_hdl_widths() {
+    let td = table_data();
+    let dir = std::env::temp_dir().join("etch_vctrl_lint");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prims = dir.join("etch_prims.v");
+    std::fs::write(&prims, etch_hdl::prim::PRIMITIVES_V).unwrap();
+    let mut v = etch_hdl::vctrl::VectorControl::new(&td);
+    v.connect_all();
+    let mut h = etch_hdl::head::HeadUnit::new(&td, 64);
+    h.connect_all();
+    for (name, text) in [
+        (
+            "etch_vctrl",
+            etch_hdl::emit::block_verilog(&v, "etch_vctrl"),
+        ),
+        ("etch_head", etch_hdl::emit::block_verilog(&h, "etch_head")),
+    ] {
+        let f = dir.join(format!("{name}.v"));
+        std::fs::write(&f, format!("{}{text}", etch_hdl::emit::RUST_HDL_WAIVERS)).unwrap();
+        let out = std::process::Command::new("verilator")
+            .args([
+                "--lint-only",
+                "-Wall",
+                "-Wno-DECLFILENAME",
+                "--top-module",
+                name,
+            ])
+            .arg(&prims)
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
