@@ -3,7 +3,9 @@
 
 pub mod emit;
 pub mod head;
+pub mod hostif;
 pub mod lane;
 pub mod prim;
+pub mod seq;
 pub mod sfu;
 pub mod vctrl;
