@@ -20,3 +20,44 @@ pub fn block_verilog<B: Block>(block: &B, name: &str) -> String {
 /// primitives and the generated top level are clean under `-Wall`.
 pub const RUST_HDL_WAIVERS: &str =
     "/* verilator lint_off WIDTH */\n/* verilator lint_off UNUSEDSIGNAL */\n/* verilator lint_off UNUSEDPARAM */\n";
+
+/// The Verilog files of a whole chip: `(file name, text)`, each headed by `header`
+/// (a comment naming the model, the settings, the etch version and how to regenerate).
+pub fn design_files(
+    p: &crate::top::ChipParams,
+    header: &str,
+) -> Result<Vec<(String, String)>, String> {
+    p.validate()?;
+    let t = &p.tables;
+    let rust_hdl_file = |name: &str, text: String| {
+        (
+            format!("{name}.v"),
+            format!("{header}\n{RUST_HDL_WAIVERS}{text}"),
+        )
+    };
+    let mut lane = crate::lane::Lane::default();
+    lane.connect_all();
+    let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
+    head.connect_all();
+    let mut vctrl = crate::vctrl::VectorControl::new(t);
+    vctrl.connect_all();
+    let mut seq = crate::seq::Sequencer::default();
+    seq.connect_all();
+    let mut hostif = crate::hostif::HostIf::default();
+    hostif.connect_all();
+    Ok(vec![
+        (
+            "etch_prims.v".to_string(),
+            format!("{header}\n{}", crate::prim::PRIMITIVES_V),
+        ),
+        rust_hdl_file("etch_lane", block_verilog(&lane, "etch_lane")),
+        rust_hdl_file("etch_head", block_verilog(&head, "etch_head")),
+        rust_hdl_file("etch_vctrl", block_verilog(&vctrl, "etch_vctrl")),
+        rust_hdl_file("etch_seq", block_verilog(&seq, "etch_seq")),
+        rust_hdl_file("etch_hostif", block_verilog(&hostif, "etch_hostif")),
+        (
+            "etch_chip.v".to_string(),
+            crate::top::chip_verilog(p, header),
+        ),
+    ])
+}

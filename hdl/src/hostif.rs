@@ -31,7 +31,7 @@ pub struct HostIf {
     pub mmio_ack: Signal<Out, Bit>,
     /// Sequencer CSR index.
     pub csr_addr: Signal<In, Bits<10>>,
-    /// Sequencer CSR read data (combinational).
+    /// Sequencer CSR read data: the register at `csr_addr` of the previous cycle.
     pub csr_rdata: Signal<Out, Bits<32>>,
     /// Sequencer CSR write.
     pub csr_we: Signal<In, Bit>,
@@ -49,10 +49,10 @@ pub struct HostIf {
     pub token_tick: Signal<In, Bit>,
     /// Identity words 0..24 (ID, VERSION, FW_VERSION, CONFIG0..3, MODEL_ID, FW_HASH).
     pub ident: Signal<In, Bits<768>>,
+    /// The sequencer stopped on a fault (STATUS bit 2; raises vector 1 once).
+    pub fault: Signal<In, Bit>,
     /// Interrupt pulses, one per vector.
     pub irq: Signal<Out, Bits<4>>,
-    /// CONTROL register (for the firmware's abort check and debug mode).
-    pub control: Signal<Out, Bits<32>>,
 
     rom_sig_lo: DFF<Bits<32>>,
     rom_sig_hi: DFF<Bits<32>>,
@@ -78,6 +78,8 @@ pub struct HostIf {
     ack_q: DFF<Bit>,
     rdata_q: DFF<Bits<32>>,
     irq_q: DFF<Bits<4>>,
+    fault_q: DFF<Bit>,
+    csr_q: DFF<Bits<32>>,
     mmio_idx: Signal<Local, Bits<10>>,
     mmio_val: Signal<Local, Bits<32>>,
     csr_val: Signal<Local, Bits<32>>,
@@ -112,7 +114,9 @@ impl Logic for HostIf {
             vres_hi,
             ack_q,
             rdata_q,
-            irq_q
+            irq_q,
+            fault_q,
+            csr_q
         );
         self.mmio_idx.next = self.mmio_addr.val().get_bits::<10>(2);
 
@@ -125,27 +129,30 @@ impl Logic for HostIf {
                 .get_bits::<32>(self.mmio_idx.val().index() * 32);
         }
         match self.mmio_idx.val().index() {
-            0x18 => self.mmio_val.next = self.rom_sig_lo.q.val(),
-            0x19 => self.mmio_val.next = self.rom_sig_hi.q.val(),
-            0x1A => self.mmio_val.next = self.status.q.val(),
-            0x1B => self.mmio_val.next = self.ctrl.q.val(),
-            0x1C => self.mmio_val.next = self.irq_status.q.val(),
-            0x1D => self.mmio_val.next = self.irq_mask.q.val(),
-            0x20 => self.mmio_val.next = self.cycle.q.val().get_bits::<32>(0),
-            0x21 => self.mmio_val.next = self.cycle_hi_latch.q.val(),
-            0x22 => self.mmio_val.next = self.tokens.q.val(),
-            0x40 => self.mmio_val.next = self.sq_base_lo.q.val(),
-            0x41 => self.mmio_val.next = self.sq_base_hi.q.val(),
-            0x42 => self.mmio_val.next = self.sq_size.q.val(),
-            0x43 => self.mmio_val.next = self.sq_tail.q.val(),
-            0x44 => self.mmio_val.next = self.sq_head.q.val(),
-            0x48 => self.mmio_val.next = self.cq_base_lo.q.val(),
-            0x49 => self.mmio_val.next = self.cq_base_hi.q.val(),
-            0x4A => self.mmio_val.next = self.cq_size.q.val(),
-            0x4B => self.mmio_val.next = self.cq_head.q.val(),
-            0x4C => self.mmio_val.next = self.cq_tail.q.val(),
-            0x60 => self.mmio_val.next = self.vres_lo.q.val(),
-            0x61 => self.mmio_val.next = self.vres_hi.q.val(),
+            24 => self.mmio_val.next = self.rom_sig_lo.q.val(),
+            25 => self.mmio_val.next = self.rom_sig_hi.q.val(),
+            26 => {
+                self.mmio_val.next =
+                    self.status.q.val() | (bit_cast::<32, 1>(self.fault.val().into()) << 2)
+            }
+            27 => self.mmio_val.next = self.ctrl.q.val(),
+            28 => self.mmio_val.next = self.irq_status.q.val(),
+            29 => self.mmio_val.next = self.irq_mask.q.val(),
+            32 => self.mmio_val.next = self.cycle.q.val().get_bits::<32>(0),
+            33 => self.mmio_val.next = self.cycle_hi_latch.q.val(),
+            34 => self.mmio_val.next = self.tokens.q.val(),
+            64 => self.mmio_val.next = self.sq_base_lo.q.val(),
+            65 => self.mmio_val.next = self.sq_base_hi.q.val(),
+            66 => self.mmio_val.next = self.sq_size.q.val(),
+            67 => self.mmio_val.next = self.sq_tail.q.val(),
+            68 => self.mmio_val.next = self.sq_head.q.val(),
+            72 => self.mmio_val.next = self.cq_base_lo.q.val(),
+            73 => self.mmio_val.next = self.cq_base_hi.q.val(),
+            74 => self.mmio_val.next = self.cq_size.q.val(),
+            75 => self.mmio_val.next = self.cq_head.q.val(),
+            76 => self.mmio_val.next = self.cq_tail.q.val(),
+            96 => self.mmio_val.next = self.vres_lo.q.val(),
+            97 => self.mmio_val.next = self.vres_hi.q.val(),
             _ => {}
         }
         self.csr_val.next = 0.into();
@@ -156,31 +163,34 @@ impl Logic for HostIf {
                 .get_bits::<32>(self.csr_addr.val().index() * 32);
         }
         match self.csr_addr.val().index() {
-            0x18 => self.csr_val.next = self.rom_sig_lo.q.val(),
-            0x19 => self.csr_val.next = self.rom_sig_hi.q.val(),
-            0x1A => self.csr_val.next = self.status.q.val(),
-            0x1B => self.csr_val.next = self.ctrl.q.val(),
-            0x1C => self.csr_val.next = self.irq_status.q.val(),
-            0x1D => self.csr_val.next = self.irq_mask.q.val(),
-            0x20 => self.csr_val.next = self.cycle.q.val().get_bits::<32>(0),
-            0x21 => self.csr_val.next = self.cycle.q.val().get_bits::<32>(32),
-            0x22 => self.csr_val.next = self.tokens.q.val(),
-            0x40 => self.csr_val.next = self.sq_base_lo.q.val(),
-            0x41 => self.csr_val.next = self.sq_base_hi.q.val(),
-            0x42 => self.csr_val.next = self.sq_size.q.val(),
-            0x43 => self.csr_val.next = self.sq_tail.q.val(),
-            0x44 => self.csr_val.next = self.sq_head.q.val(),
-            0x48 => self.csr_val.next = self.cq_base_lo.q.val(),
-            0x49 => self.csr_val.next = self.cq_base_hi.q.val(),
-            0x4A => self.csr_val.next = self.cq_size.q.val(),
-            0x4B => self.csr_val.next = self.cq_head.q.val(),
-            0x4C => self.csr_val.next = self.cq_tail.q.val(),
-            0x60 => self.csr_val.next = self.vres_lo.q.val(),
-            0x61 => self.csr_val.next = self.vres_hi.q.val(),
+            24 => self.csr_val.next = self.rom_sig_lo.q.val(),
+            25 => self.csr_val.next = self.rom_sig_hi.q.val(),
+            26 => {
+                self.csr_val.next =
+                    self.status.q.val() | (bit_cast::<32, 1>(self.fault.val().into()) << 2)
+            }
+            27 => self.csr_val.next = self.ctrl.q.val(),
+            28 => self.csr_val.next = self.irq_status.q.val(),
+            29 => self.csr_val.next = self.irq_mask.q.val(),
+            32 => self.csr_val.next = self.cycle.q.val().get_bits::<32>(0),
+            33 => self.csr_val.next = self.cycle.q.val().get_bits::<32>(32),
+            34 => self.csr_val.next = self.tokens.q.val(),
+            64 => self.csr_val.next = self.sq_base_lo.q.val(),
+            65 => self.csr_val.next = self.sq_base_hi.q.val(),
+            66 => self.csr_val.next = self.sq_size.q.val(),
+            67 => self.csr_val.next = self.sq_tail.q.val(),
+            68 => self.csr_val.next = self.sq_head.q.val(),
+            72 => self.csr_val.next = self.cq_base_lo.q.val(),
+            73 => self.csr_val.next = self.cq_base_hi.q.val(),
+            74 => self.csr_val.next = self.cq_size.q.val(),
+            75 => self.csr_val.next = self.cq_head.q.val(),
+            76 => self.csr_val.next = self.cq_tail.q.val(),
+            96 => self.csr_val.next = self.vres_lo.q.val(),
+            97 => self.csr_val.next = self.vres_hi.q.val(),
             _ => {}
         }
-        self.csr_rdata.next = self.csr_val.val();
-        self.control.next = self.ctrl.q.val();
+        self.csr_q.d.next = self.csr_val.val();
+        self.csr_rdata.next = self.csr_q.q.val();
 
         // Counters.
         self.cycle.d.next = self.cycle.q.val() + 1;
@@ -191,12 +201,12 @@ impl Logic for HostIf {
         // Firmware writes.
         if self.csr_we.val() {
             match self.csr_addr.val().index() {
-                0x18 => self.rom_sig_lo.d.next = self.csr_wdata.val(),
-                0x19 => self.rom_sig_hi.d.next = self.csr_wdata.val(),
-                0x1A => self.status.d.next = self.csr_wdata.val(),
-                0x1B => self.ctrl.d.next = self.csr_wdata.val(),
-                0x44 => self.sq_head.d.next = self.csr_wdata.val(),
-                0x4C => self.cq_tail.d.next = self.csr_wdata.val(),
+                24 => self.rom_sig_lo.d.next = self.csr_wdata.val(),
+                25 => self.rom_sig_hi.d.next = self.csr_wdata.val(),
+                26 => self.status.d.next = self.csr_wdata.val(),
+                27 => self.ctrl.d.next = self.csr_wdata.val(),
+                68 => self.sq_head.d.next = self.csr_wdata.val(),
+                76 => self.cq_tail.d.next = self.csr_wdata.val(),
                 _ => {}
             }
         }
@@ -213,17 +223,17 @@ impl Logic for HostIf {
         }
         if self.mmio_req.val() & self.mmio_we.val() {
             match self.mmio_idx.val().index() {
-                0x1B => self.ctrl.d.next = self.mmio_wdata.val(),
-                0x1C => self.irq_status.d.next = self.irq_status.q.val() & !self.mmio_wdata.val(),
-                0x1D => self.irq_mask.d.next = self.mmio_wdata.val(),
-                0x40 => self.sq_base_lo.d.next = self.mmio_wdata.val(),
-                0x41 => self.sq_base_hi.d.next = self.mmio_wdata.val(),
-                0x42 => self.sq_size.d.next = self.mmio_wdata.val(),
-                0x43 => self.sq_tail.d.next = self.mmio_wdata.val(),
-                0x48 => self.cq_base_lo.d.next = self.mmio_wdata.val(),
-                0x49 => self.cq_base_hi.d.next = self.mmio_wdata.val(),
-                0x4A => self.cq_size.d.next = self.mmio_wdata.val(),
-                0x4B => self.cq_head.d.next = self.mmio_wdata.val(),
+                27 => self.ctrl.d.next = self.mmio_wdata.val(),
+                28 => self.irq_status.d.next = self.irq_status.q.val() & !self.mmio_wdata.val(),
+                29 => self.irq_mask.d.next = self.mmio_wdata.val(),
+                64 => self.sq_base_lo.d.next = self.mmio_wdata.val(),
+                65 => self.sq_base_hi.d.next = self.mmio_wdata.val(),
+                66 => self.sq_size.d.next = self.mmio_wdata.val(),
+                67 => self.sq_tail.d.next = self.mmio_wdata.val(),
+                72 => self.cq_base_lo.d.next = self.mmio_wdata.val(),
+                73 => self.cq_base_hi.d.next = self.mmio_wdata.val(),
+                74 => self.cq_size.d.next = self.mmio_wdata.val(),
+                75 => self.cq_head.d.next = self.mmio_wdata.val(),
                 _ => {}
             }
         }
@@ -235,8 +245,15 @@ impl Logic for HostIf {
         if self.irq_raise.val() {
             self.irq_status.d.next =
                 self.irq_status.q.val() | (bits::<32>(1) << self.irq_vec.val());
-            if (self.irq_mask.q.val() >> self.irq_vec.val()).get_bit(0) {
+            if self.irq_mask.q.val().get_bit(self.irq_vec.val().index()) {
                 self.irq_q.d.next = bits::<4>(1) << self.irq_vec.val();
+            }
+        }
+        self.fault_q.d.next = self.fault.val();
+        if self.fault.val() & !self.fault_q.q.val() {
+            self.irq_status.d.next = self.irq_status.q.val() | 2;
+            if self.irq_mask.q.val().get_bit(1) {
+                self.irq_q.d.next = 2.into();
             }
         }
         self.irq.next = self.irq_q.q.val();

@@ -8,4 +8,5 @@ pub mod lane;
 pub mod prim;
 pub mod seq;
 pub mod sfu;
+pub mod top;
 pub mod vctrl;

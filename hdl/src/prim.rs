@@ -116,6 +116,57 @@ impl<const A: usize, const B: usize, const P: usize> Logic for Mul<A, B, P> {
     }
 }
 
+/// A multiplier whose product is registered: `p` is `a · b` of the previous cycle.
+#[derive(LogicBlock)]
+pub struct MulReg<const A: usize, const B: usize, const P: usize> {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// First operand.
+    pub a: Signal<In, Bits<A>>,
+    /// Second operand.
+    pub b: Signal<In, Bits<B>>,
+    /// Product, one cycle later.
+    pub p: Signal<Out, Bits<P>>,
+    _a_signed: bool,
+    _b_signed: bool,
+}
+
+impl<const A: usize, const B: usize, const P: usize> MulReg<A, B, P> {
+    /// A registered multiplier with the given operand signedness.
+    pub fn new(a_signed: bool, b_signed: bool) -> Self {
+        MulReg {
+            clock: Default::default(),
+            a: Default::default(),
+            b: Default::default(),
+            p: Default::default(),
+            _a_signed: a_signed,
+            _b_signed: b_signed,
+        }
+    }
+}
+
+impl<const A: usize, const B: usize, const P: usize> Logic for MulReg<A, B, P> {
+    fn update(&mut self) {
+        if self.clock.pos_edge() {
+            let a = extend(to_u128(self.a.val()), A, self._a_signed);
+            let b = extend(to_u128(self.b.val()), B, self._b_signed);
+            self.p.next = to_bits::<P>(a.wrapping_mul(b));
+        }
+    }
+    fn connect(&mut self) {
+        self.p.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        let comb: Mul<A, B, P> = Mul::new(self._a_signed, self._b_signed);
+        match comb.hdl() {
+            Verilog::Custom(text) => {
+                Verilog::Custom(text.replace("always @(*) p = ", "always @(posedge clock) p <= "))
+            }
+            other => other,
+        }
+    }
+}
+
 /// The requantizer, pipelined over two cycles:
 /// `y = sat16(round_shift(x · m, s))` with `x` a signed 48-bit value, `m` a signed
 /// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up).

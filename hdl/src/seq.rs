@@ -8,7 +8,7 @@
 
 use rust_hdl::prelude::*;
 
-use crate::prim::{Mul, Ram};
+use crate::prim::{MulReg, Ram};
 
 /// Sequencer states.
 #[derive(Copy, Clone, Debug, PartialEq, LogicState)]
@@ -21,6 +21,10 @@ pub enum SeqState {
     Exec,
     /// Scratchpad read in flight.
     Load,
+    /// CSR read in flight (`csrr`, `waitne`).
+    CsrRd,
+    /// Product in flight (`muli`).
+    MulW,
     /// DMA beat from host memory in flight.
     DmaRd,
     /// Scratchpad read for a DMA write beat.
@@ -101,7 +105,7 @@ pub struct Sequencer {
     words: DFF<Bits<16>>,
     spad_even: Ram<9, 32>,
     spad_odd: Ram<9, 32>,
-    mul: Mul<32, 32, 64>,
+    mul: MulReg<32, 32, 64>,
     op: Signal<Local, Bits<8>>,
     rd: Signal<Local, Bits<4>>,
     va: Signal<Local, Bits<64>>,
@@ -156,7 +160,7 @@ impl Default for Sequencer {
             words: Default::default(),
             spad_even: Ram::new(512),
             spad_odd: Ram::new(512),
-            mul: Mul::new(false, false),
+            mul: MulReg::new(false, false),
             op: Default::default(),
             rd: Default::default(),
             va: Default::default(),
@@ -184,6 +188,7 @@ impl Logic for Sequencer {
         }
         self.spad_even.clock.next = self.clock.val();
         self.spad_odd.clock.next = self.clock.val();
+        self.mul.clock.next = self.clock.val();
 
         // Decode the instruction register.
         self.op.next = self.ir.q.val().get_bits::<8>(56);
@@ -263,125 +268,123 @@ impl Logic for Sequencer {
             SeqState::Exec => {
                 self.state.d.next = SeqState::Fetch;
                 match self.op.val().index() {
-                    0x00 => {}
-                    0x02 => {
+                    0 => {}
+                    2 => {
                         self.wen.next = true;
                         self.wval.next = self.simm.val();
                     }
-                    0x03 => {
+                    3 => {
                         self.wen.next = true;
                         self.wval.next = (bit_cast::<64, 32>(self.imm.val()) << 32)
                             | bit_cast::<64, 32>(self.va.val().get_bits::<32>(0));
                     }
-                    0x04 => {
+                    4 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() + self.vb.val();
                     }
-                    0x05 => {
+                    5 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() + self.simm.val();
                     }
-                    0x06 => {
+                    6 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() - self.vb.val();
                     }
-                    0x07 => {
+                    7 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() & self.vb.val();
                     }
-                    0x08 => {
+                    8 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() | self.vb.val();
                     }
-                    0x09 => {
+                    9 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() ^ self.vb.val();
                     }
-                    0x0A => {
+                    10 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() << self.imm.val().get_bits::<6>(0);
                     }
-                    0x0B => {
+                    11 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() >> self.imm.val().get_bits::<6>(0);
                     }
-                    0x0C => {
-                        self.wen.next = true;
-                        self.wval.next = self.mul.p.val();
+                    12 => {
+                        self.next_pc.next = self.pc.q.val();
+                        self.state.d.next = SeqState::MulW;
                     }
-                    0x0D => {
+                    13 => {
                         self.wen.next = true;
                         self.wval.next = self.va.val() & bit_cast::<64, 32>(self.imm.val());
                     }
-                    0x10 => {
+                    16 => {
                         if self.va.val() == self.vb.val() {
                             self.next_pc.next = self.imm.val().get_bits::<12>(0);
                         }
                     }
-                    0x11 => {
+                    17 => {
                         if self.va.val() != self.vb.val() {
                             self.next_pc.next = self.imm.val().get_bits::<12>(0);
                         }
                     }
-                    0x12 => {
+                    18 => {
                         if self.va.val() < self.vb.val() {
                             self.next_pc.next = self.imm.val().get_bits::<12>(0);
                         }
                     }
-                    0x13 => {
+                    19 => {
                         if self.va.val() >= self.vb.val() {
                             self.next_pc.next = self.imm.val().get_bits::<12>(0);
                         }
                     }
-                    0x14 => self.next_pc.next = self.imm.val().get_bits::<12>(0),
-                    0x15 => {
+                    20 => self.next_pc.next = self.imm.val().get_bits::<12>(0),
+                    21 => {
                         self.wen.next = true;
                         self.wval.next = bit_cast::<64, 12>(self.pc.q.val() + 1);
                         self.next_pc.next = self.imm.val().get_bits::<12>(0);
                     }
-                    0x16 => self.next_pc.next = self.va.val().get_bits::<12>(0),
-                    0x18 => {
+                    22 => self.next_pc.next = self.va.val().get_bits::<12>(0),
+                    24 => {
                         self.next_pc.next = self.pc.q.val();
                         self.state.d.next = SeqState::Load;
                     }
-                    0x19 => {
+                    25 => {
                         self.next_pc.next = self.pc.q.val();
                         self.state.d.next = SeqState::Load;
                     }
-                    0x1A => {
+                    26 => {
                         self.spad_even.we.next = !self.waddr.val().get_bit(0);
                         self.spad_odd.we.next = self.waddr.val().get_bit(0);
                     }
-                    0x1B => {
+                    27 => {
                         self.spad_even.we.next = true;
                         self.spad_odd.we.next = true;
                         self.spad_odd.wdata.next = self.vb.val().get_bits::<32>(32);
                     }
-                    0x20 => {
-                        self.wen.next = true;
-                        self.wval.next = bit_cast::<64, 32>(self.csr_rdata.val());
+                    32 => {
+                        self.next_pc.next = self.pc.q.val();
+                        self.state.d.next = SeqState::CsrRd;
                     }
-                    0x21 => self.csr_we.next = true,
-                    0x22 => {
-                        if self.csr_rdata.val() == self.va.val().get_bits::<32>(0) {
-                            self.idle.next = true;
-                            self.next_pc.next = self.pc.q.val();
-                        }
+                    33 => self.csr_we.next = true,
+                    34 => {
+                        self.next_pc.next = self.pc.q.val();
+                        self.state.d.next = SeqState::CsrRd;
                     }
-                    0x23 => self.irq_raise.next = true,
-                    0x28 => {
+                    35 => self.irq_raise.next = true,
+                    40 => {
                         self.beat.d.next = 0.into();
                         self.words.d.next = self.imm.val().get_bits::<16>(0);
                         self.next_pc.next = self.pc.q.val();
                         self.state.d.next = SeqState::DmaRd;
                     }
-                    0x29 => {
+                    41 => {
                         self.beat.d.next = 0.into();
                         self.words.d.next = self.imm.val().get_bits::<16>(0);
                         self.next_pc.next = self.pc.q.val();
                         self.state.d.next = SeqState::DmaWrRead;
                     }
-                    0x30 => {
+                    48 => {
                         self.v_start.next = true;
                         self.next_pc.next = self.pc.q.val();
                         self.state.d.next = SeqState::VWait;
@@ -400,6 +403,24 @@ impl Logic for Sequencer {
                     self.wval.next = (bit_cast::<64, 32>(self.spad_odd.rdata.val()) << 32)
                         | bit_cast::<64, 32>(self.spad_even.rdata.val());
                 }
+                self.pc.d.next = self.pc.q.val() + 1;
+                self.state.d.next = SeqState::Fetch;
+            }
+            SeqState::CsrRd => {
+                // csrr: the value; waitne: fetch this instruction again while equal.
+                self.pc.d.next = self.pc.q.val() + 1;
+                self.state.d.next = SeqState::Fetch;
+                if self.op.val().index() == 32 {
+                    self.wen.next = true;
+                    self.wval.next = bit_cast::<64, 32>(self.csr_rdata.val());
+                } else if self.csr_rdata.val() == self.va.val().get_bits::<32>(0) {
+                    self.idle.next = true;
+                    self.pc.d.next = self.pc.q.val();
+                }
+            }
+            SeqState::MulW => {
+                self.wen.next = true;
+                self.wval.next = self.mul.p.val();
                 self.pc.d.next = self.pc.q.val() + 1;
                 self.state.d.next = SeqState::Fetch;
             }

@@ -1,0 +1,838 @@
+//! The top level of a generated chip: `etch_chip`, structural Verilog that instantiates
+//! the rust-hdl blocks (sequencer, host interface, vector controller, lanes, head units)
+//! for one model and wires them to the memories, the adder and argmax trees, the KV
+//! banks and the static permutations that depend on the model's shapes (which lane
+//! reads which key element, which head a lane belongs to, RoPE partners).
+//!
+//! Everything here is wiring, registers and adders; the arithmetic lives in the
+//! blocks. The generated text is written for people reading waveforms: one section
+//! per structure, names after the model (`lane_rd0_17`, `kv_k_bank0`, `tree_l3_5`).
+
+use std::fmt::Write;
+
+use crate::sfu::TableData;
+
+/// Everything that shapes one chip.
+#[derive(Clone, Debug)]
+pub struct ChipParams {
+    /// MAC lanes (a power of two, at least 8).
+    pub lanes: usize,
+    /// Residual width.
+    pub dim: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Layers.
+    pub n_layers: usize,
+    /// Positions per context.
+    pub max_seq: usize,
+    /// Context slots.
+    pub contexts: usize,
+    /// Activation RAM slots per lane.
+    pub ar_depth: usize,
+    /// Weight ROM words (each `8 · lanes` bits).
+    pub wrom_depth: usize,
+    /// Requantization ROM words (each `22 · lanes` bits).
+    pub qrom_depth: usize,
+    /// Gain ROM words (each `16 · lanes` bits).
+    pub grom_depth: usize,
+    /// Firmware instructions.
+    pub imem_depth: usize,
+    /// Parameter rows.
+    pub param_depth: usize,
+    /// BAR0 identity words 0..24 (ID, VERSION, FW_VERSION, CONFIG0..3, reserved,
+    /// MODEL_ID0..7, FW_HASH0..7).
+    pub ident: [u32; 24],
+    /// Special-function tables.
+    pub tables: TableData,
+}
+
+impl ChipParams {
+    /// Width of one attention head.
+    pub fn head_size(&self) -> usize {
+        self.dim / self.n_heads
+    }
+    /// Width of one key or value row.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_size()
+    }
+    /// Attention positions processed in parallel (`P`).
+    pub fn positions(&self) -> usize {
+        (self.lanes / self.dim).max(1)
+    }
+    /// Lanes of one position group (`min(L, dim)`).
+    pub fn deff(&self) -> usize {
+        self.lanes.min(self.dim)
+    }
+    /// Heads per head group (`G`).
+    pub fn heads_per_group(&self) -> usize {
+        self.deff() / self.head_size()
+    }
+    /// Head groups per layer.
+    pub fn head_groups(&self) -> usize {
+        self.n_heads / self.heads_per_group()
+    }
+    /// AR slots per KV row.
+    pub fn kv_segments(&self) -> usize {
+        self.kv_dim().div_ceil(self.lanes)
+    }
+    /// 64-bit beats per KV row.
+    pub fn kv_beats(&self) -> usize {
+        self.kv_dim().div_ceil(4)
+    }
+    /// Rows per KV bank per (context, layer).
+    pub fn rows_per_layer(&self) -> usize {
+        self.max_seq.div_ceil(self.positions())
+    }
+    /// Rows per KV bank.
+    pub fn kv_depth(&self) -> usize {
+        self.contexts * self.n_layers * self.rows_per_layer()
+    }
+    /// Checks the structural constraints the wiring relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = self.lanes;
+        if !l.is_power_of_two() || !(8..=256).contains(&l) {
+            return Err(format!(
+                "lanes must be a power of two from 8 to 256, not {l}"
+            ));
+        }
+        let hs = self.head_size();
+        if hs == 0 || l % hs != 0 || !hs.is_power_of_two() {
+            return Err(format!(
+                "lanes ({l}) must be a multiple of the head size ({hs}), a power of two"
+            ));
+        }
+        if self.dim % l != 0 && l % self.dim != 0 {
+            return Err(format!(
+                "lanes ({l}) must divide dim ({}) or be a multiple of it",
+                self.dim
+            ));
+        }
+        if self.positions() > 4 {
+            return Err(format!(
+                "lanes ({l}) give {} attention positions per cycle; at most 4 are supported",
+                self.positions()
+            ));
+        }
+        if self.ar_depth > 4096 || self.rows_per_layer() > 1 << 14 {
+            return Err(
+                "the activation RAM or the context is too large for the address widths".into(),
+            );
+        }
+        if self.kv_depth() > 1 << 20 || self.wrom_depth > 1 << 24 || self.qrom_depth > 1 << 16 {
+            return Err("the ROMs or the KV cache exceed the address widths".into());
+        }
+        if self.imem_depth > 4096 || self.param_depth > 1 << 16 || self.kv_segments() > 15 {
+            return Err("the firmware or the KV rows exceed the address widths".into());
+        }
+        Ok(())
+    }
+}
+
+fn clog2(n: usize) -> usize {
+    let mut b = 0;
+    while (1usize << b) < n {
+        b += 1;
+    }
+    b
+}
+
+/// Emits `etch_chip`.
+pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
+    let mut v = String::new();
+    let l = p.lanes;
+    let lg = clog2(l);
+    let hs = p.head_size();
+    let hl = clog2(hs);
+    let np = p.positions();
+    let deff = p.deff();
+    let g = p.heads_per_group();
+    let ngroups = p.head_groups();
+    let kvw = p.kv_dim() * 16;
+    let kvwp = p.kv_beats() * 64;
+    let rbw = (p.kv_segments() * l * 16).max(kvwp);
+    let pairs = hs / 2;
+    let kv_mul = p.n_heads / p.n_kv_heads;
+    let w = &mut v;
+
+    let _ = writeln!(w, "{header}");
+    let _ = writeln!(
+        w,
+        "// etch_chip: {l} lanes, {np} attention position(s) per cycle, {ngroups} head group(s) of {g} head(s),"
+    );
+    let _ = writeln!(
+        w,
+        "// {} context(s) of {} positions, KV rows of {} bits.\n",
+        p.contexts, p.max_seq, kvw
+    );
+    let _ = writeln!(
+        w,
+        "module etch_chip (
+    input  wire        clk,
+    input  wire        rst,
+    input  wire        mmio_req,
+    input  wire        mmio_we,
+    input  wire [11:0] mmio_addr,
+    input  wire [31:0] mmio_wdata,
+    output wire [31:0] mmio_rdata,
+    output wire        mmio_ack,
+    output wire        dma_req,
+    output wire        dma_we,
+    output wire [63:0] dma_addr,
+    output wire [63:0] dma_wdata,
+    input  wire        dma_ack,
+    input  wire        dma_err,
+    input  wire [63:0] dma_rdata,
+    output wire [3:0]  irq,
+    output wire        idle
+);"
+    );
+
+    // ---------------------------------------------------------------- sequencer
+    let _ = writeln!(w, "    // Sequencer, its instruction and parameter ROMs.");
+    for (n, width) in [
+        ("seq_imem_addr", 12),
+        ("imem_data", 64),
+        ("seq_csr_addr", 10),
+        ("csr_rdata", 32),
+        ("seq_csr_wdata", 32),
+        ("seq_dma_addr", 64),
+        ("seq_dma_wdata", 64),
+        ("seq_v_kind", 8),
+        ("seq_v_prow", 16),
+        ("seq_v_ra", 64),
+        ("seq_v_rb", 64),
+        ("seq_v_rc", 64),
+        ("seq_irq_vec", 4),
+        ("vc_result", 64),
+        ("vc_prow", 16),
+        ("params", 256),
+    ] {
+        let _ = writeln!(w, "    wire [{}:0] {n};", width - 1);
+    }
+    for n in [
+        "seq_csr_we",
+        "seq_dma_req",
+        "seq_dma_we",
+        "seq_dma_ack",
+        "seq_v_start",
+        "vc_done",
+        "seq_vres_we",
+        "seq_irq_raise",
+        "seq_idle",
+        "seq_fault",
+    ] {
+        let _ = writeln!(w, "    wire {n};");
+    }
+    let _ = writeln!(
+        w,
+        "    etch_seq u_seq (
+        .clock(clk), .reset(rst),
+        .imem_addr(seq_imem_addr), .imem_data(imem_data),
+        .csr_addr(seq_csr_addr), .csr_rdata(csr_rdata), .csr_we(seq_csr_we), .csr_wdata(seq_csr_wdata),
+        .dma_req(seq_dma_req), .dma_we(seq_dma_we), .dma_addr(seq_dma_addr), .dma_wdata(seq_dma_wdata),
+        .dma_ack(seq_dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
+        .v_start(seq_v_start), .v_kind(seq_v_kind), .v_prow(seq_v_prow),
+        .v_ra(seq_v_ra), .v_rb(seq_v_rb), .v_rc(seq_v_rc), .v_done(vc_done), .v_result(vc_result),
+        .vres_we(seq_vres_we), .irq_raise(seq_irq_raise), .irq_vec(seq_irq_vec),
+        .idle(seq_idle), .fault(seq_fault)
+    );
+    etch_rom #(.W(64), .A(12), .D({imem}), .INIT(\"rom/imem.hex\")) u_imem (.clk(clk), .addr(seq_imem_addr), .data(imem_data));
+    etch_rom #(.W(256), .A(16), .D({params}), .INIT(\"rom/params.hex\")) u_params (.clk(clk), .addr(vc_prow), .data(params));
+",
+        imem = p.imem_depth.max(1),
+        params = p.param_depth.max(1)
+    );
+
+    // ---------------------------------------------------------------- host interface
+    let mut ident = String::new();
+    for word in p.ident.iter().rev() {
+        let _ = write!(ident, "{word:08x}");
+    }
+    let _ = writeln!(
+        w,
+        "    // Host interface: BAR0 registers, interrupts, counters.
+    wire token_tick = seq_v_start & (seq_v_kind == 8'd{embed});
+    etch_hostif u_hostif (
+        .clock(clk), .reset(rst),
+        .mmio_req(mmio_req), .mmio_we(mmio_we), .mmio_addr(mmio_addr), .mmio_wdata(mmio_wdata),
+        .mmio_rdata(mmio_rdata), .mmio_ack(mmio_ack),
+        .csr_addr(seq_csr_addr), .csr_rdata(csr_rdata), .csr_we(seq_csr_we), .csr_wdata(seq_csr_wdata),
+        .vres_we(seq_vres_we), .vres(vc_result), .irq_raise(seq_irq_raise), .irq_vec(seq_irq_vec),
+        .token_tick(token_tick), .ident(768'h{ident}), .fault(seq_fault), .irq(irq)
+    );
+",
+        embed = etch_firmware::VKind::Embed as u8
+    );
+
+    // ---------------------------------------------------------------- vector controller
+    let vc_outs: &[(&str, usize)] = &[
+        ("busy", 1),
+        ("ar_ra0", 12),
+        ("ar_ra1", 12),
+        ("ar_wa", 12),
+        ("wrom_addr", 24),
+        ("qrom_addr", 16),
+        ("grom_addr", 16),
+        ("step_addr", 8),
+        ("u_a", 3),
+        ("u_b", 4),
+        ("u_cadd", 1),
+        ("u_acc", 2),
+        ("u_rq", 1),
+        ("u_rqin", 1),
+        ("u_msel", 3),
+        ("u_raw", 2),
+        ("u_am", 1),
+        ("u_amfirst", 1),
+        ("u_qload", 1),
+        ("u_slot", 12),
+        ("u_score", 1),
+        ("u_sum", 1),
+        ("u_tsrc", 1),
+        ("u_saddr", 14),
+        ("u_tbase", 16),
+        ("act_mode", 2),
+        ("act_n", 9),
+        ("act_idx", 8),
+        ("arsel_lane", 8),
+        ("grp4", 6),
+        ("bc", 16),
+        ("bc2", 16),
+        ("bmult", 17),
+        ("bshift", 6),
+        ("tau", 16),
+        ("dmaw", 64),
+        ("h_pos", 16),
+        ("h_max_clear", 1),
+        ("h_combine", 1),
+        ("h_r_go", 1),
+        ("h_r_addr", 14),
+        ("h_r_tbase", 16),
+        ("h_sum_clear", 1),
+        ("h_recip_go", 1),
+        ("score_mult", 16),
+        ("score_shift", 6),
+        ("radj", 6),
+        ("g", 8),
+        ("kv_raddr", 20),
+        ("kv_rsel", 1),
+        ("kv_rbank", 2),
+        ("kv_beat", 10),
+        ("kv_waddr", 20),
+        ("kv_wbank", 2),
+        ("kv_we_k", 1),
+        ("kv_we_v", 1),
+        ("rb_seg_we", 1),
+        ("rb_seg", 4),
+        ("rb_beat_we", 1),
+        ("rb_beat", 10),
+        ("sc_we", 1),
+        ("sc_idx", 6),
+        ("sc_sin", 16),
+        ("sc_cos", 16),
+        ("dma_req", 1),
+        ("dma_we", 1),
+        ("dma_addr", 64),
+        ("dma_wdata", 64),
+    ];
+    let _ = writeln!(w, "    // Vector controller.");
+    for (n, width) in vc_outs {
+        let _ = writeln!(w, "    wire [{}:0] vc_{n};", width - 1);
+    }
+    for (n, width) in [
+        ("arsel", 16),
+        ("wsel", 8),
+        ("qsel_m", 16),
+        ("qsel_s", 6),
+        ("fold_w", 64),
+        ("fold_q", 64),
+        ("fold_g", 64),
+        ("tree_top", 48),
+        ("tree_tag", 14),
+        ("am_val", 16),
+        ("am_idx", 20),
+        ("step_data", 32),
+        ("dma4", 64),
+        ("kv_beat_data", 64),
+    ] {
+        let _ = writeln!(w, "    wire [{}:0] {n};", width - 1);
+    }
+    let _ = writeln!(
+        w,
+        "    wire tree_valid;\n    wire am_valid;\n    wire vc_dma_ack;"
+    );
+    let _ = write!(
+        w,
+        "    etch_vctrl u_vc (
+        .clock(clk), .reset(rst),
+        .start(seq_v_start), .kind(seq_v_kind), .prow_in(seq_v_prow),
+        .ra(seq_v_ra), .rb(seq_v_rb), .rc(seq_v_rc), .params(params),
+        .cfg_lg(4'd{lg}), .cfg_plg(2'd{plg}), .cfg_ngroups(8'd{ngroups}), .cfg_kvseg(4'd{kvseg}),
+        .cfg_kvbeats(10'd{kvbeats}), .cfg_deff(9'd{deff}), .cfg_wdepth(24'd{wd}),
+        .cfg_qdepth(16'd{qd}), .cfg_gdepth(16'd{gd}),
+        .arsel(arsel), .wsel(wsel), .qsel_m(qsel_m), .qsel_s(qsel_s),
+        .fold_w(fold_w), .fold_q(fold_q), .fold_g(fold_g),
+        .tree_top(tree_top), .tree_valid(tree_valid), .tree_tag(tree_tag),
+        .am_valid(am_valid), .am_val(am_val), .am_idx(am_idx),
+        .step_data(step_data), .dma4(dma4), .kv_beat_data(kv_beat_data),
+        .dma_ack(vc_dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
+        .done(vc_done), .result(vc_result), .prow(vc_prow)",
+        plg = clog2(np),
+        kvseg = p.kv_segments(),
+        kvbeats = p.kv_beats(),
+        wd = p.wrom_depth.max(1),
+        qd = p.qrom_depth.max(1),
+        gd = p.grom_depth.max(1),
+    );
+    for (n, _) in vc_outs {
+        let _ = write!(w, ",\n        .{n}(vc_{n})");
+    }
+    let _ = writeln!(w, "\n    );\n");
+
+    // ---------------------------------------------------------------- DMA
+    let _ = writeln!(
+        w,
+        "    // One DMA port, shared: the sequencer and the vector controller never request at once.
+    assign dma_req = seq_dma_req | vc_dma_req;
+    assign dma_we = vc_dma_req ? vc_dma_we : seq_dma_we;
+    assign dma_addr = vc_dma_req ? vc_dma_addr : seq_dma_addr;
+    assign dma_wdata = vc_dma_req ? vc_dma_wdata : seq_dma_wdata;
+    assign seq_dma_ack = dma_ack & ~vc_dma_req;
+    assign vc_dma_ack = dma_ack & vc_dma_req;
+    assign idle = seq_idle & ~dma_req;
+"
+    );
+
+    // ---------------------------------------------------------------- E-stage registers
+    let _ = writeln!(
+        w,
+        "    // Micro-operation fields, one cycle after issue (the lanes' E stage).
+    reg [2:0] u_a_e;
+    reg [3:0] u_b_e;
+    reg [1:0] u_acc_e, u_raw_e;
+    reg [2:0] u_msel_e;
+    reg [11:0] u_slot_e;
+    reg [15:0] tau_e;
+    reg [7:0] arsel_lane_e, g_e;
+    reg [5:0] grp4_e;
+    reg u_cadd_e, u_rq_e, u_rqin_e, u_am_e, u_amfirst_e, u_qload_e, kv_rsel_e;
+    reg [1:0] kv_rbank_e;
+    reg [9:0] kv_beat_e;
+    reg [{lm}:0] act_e;
+    reg [11:0] ar_wa_d1, ar_wa_d2, ar_wa_d3, ar_wa_d4;
+    always @(posedge clk) begin
+        u_a_e <= vc_u_a; u_b_e <= vc_u_b; u_acc_e <= vc_u_acc; u_raw_e <= vc_u_raw;
+        u_msel_e <= vc_u_msel; u_slot_e <= vc_u_slot; tau_e <= vc_tau;
+        arsel_lane_e <= vc_arsel_lane; g_e <= vc_g; grp4_e <= vc_grp4;
+        u_cadd_e <= vc_u_cadd; u_rq_e <= vc_u_rq; u_rqin_e <= vc_u_rqin; u_am_e <= vc_u_am;
+        u_amfirst_e <= vc_u_amfirst; u_qload_e <= vc_u_qload; kv_rsel_e <= vc_kv_rsel;
+        kv_rbank_e <= vc_kv_rbank; kv_beat_e <= vc_kv_beat;
+        ar_wa_d1 <= vc_ar_wa; ar_wa_d2 <= ar_wa_d1; ar_wa_d3 <= ar_wa_d2; ar_wa_d4 <= ar_wa_d3;",
+        lm = l - 1
+    );
+    for i in 0..l {
+        let _ = writeln!(
+            w,
+            "        act_e[{i}] <= (vc_act_mode == 2'd0) ? (9'd{i} < vc_act_n) : (vc_act_mode == 2'd1) ? (vc_act_idx == 8'd{i}) : (vc_act_mode == 2'd2) && (vc_act_idx == 8'd{q});",
+            q = i / 4
+        );
+    }
+    let _ = writeln!(w, "    end\n");
+
+    // ---------------------------------------------------------------- ROMs
+    let _ = writeln!(
+        w,
+        "    // Weight, requantization and gain ROMs: one word feeds every lane.
+    wire [{wb}:0] wrom_data;
+    wire [{qb}:0] qrom_data;
+    wire [{gb}:0] grom_data;
+    etch_rom #(.W({ww}), .A(24), .D({wd}), .INIT(\"rom/weights.hex\")) u_wrom (.clk(clk), .addr(vc_wrom_addr), .data(wrom_data));
+    etch_rom #(.W({qw}), .A(16), .D({qd}), .INIT(\"rom/requant.hex\")) u_qrom (.clk(clk), .addr(vc_qrom_addr), .data(qrom_data));
+    etch_rom #(.W({gw}), .A(16), .D({gd}), .INIT(\"rom/gains.hex\")) u_grom (.clk(clk), .addr(vc_grom_addr), .data(grom_data));
+    etch_rom #(.W(32), .A(8), .D({pairs}), .INIT(\"rom/rope_steps.hex\")) u_steps (.clk(clk), .addr(vc_step_addr), .data(step_data));
+    assign wsel = wrom_data[8 * arsel_lane_e +: 8];
+    assign qsel_m = qrom_data[22 * arsel_lane_e +: 16];
+    assign qsel_s = qrom_data[22 * arsel_lane_e + 16 +: 6];",
+        wb = 8 * l - 1,
+        qb = 22 * l - 1,
+        gb = 16 * l - 1,
+        ww = 8 * l,
+        qw = 22 * l,
+        gw = 16 * l,
+        wd = p.wrom_depth.max(1),
+        qd = p.qrom_depth.max(1),
+        gd = p.grom_depth.max(1),
+    );
+    // Folds of ROM words for the self-test signature.
+    for (name, bits) in [("w", 8 * l), ("q", 22 * l), ("g", 16 * l)] {
+        let src = match name {
+            "w" => "wrom_data",
+            "q" => "qrom_data",
+            _ => "grom_data",
+        };
+        let chunks = bits.div_ceil(64);
+        let mut terms = Vec::new();
+        for c in 0..chunks {
+            let lo = 64 * c;
+            let hi = (lo + 63).min(bits - 1);
+            if hi - lo == 63 {
+                terms.push(format!("{src}[{hi}:{lo}]"));
+            } else {
+                terms.push(format!("{{{}'d0, {src}[{hi}:{lo}]}}", 63 - (hi - lo)));
+            }
+        }
+        let _ = writeln!(w, "    assign fold_{name} = {};", terms.join(" ^ "));
+    }
+    let _ = writeln!(w);
+
+    // ---------------------------------------------------------------- RoPE registers
+    let _ = writeln!(
+        w,
+        "    // RoPE sines and cosines of the current position, one pair per rotation frequency."
+    );
+    let _ = writeln!(
+        w,
+        "    reg [15:0] rope_sin [0:{}];\n    reg [15:0] rope_cos [0:{}];",
+        pairs - 1,
+        pairs - 1
+    );
+    let _ = writeln!(
+        w,
+        "    always @(posedge clk) if (vc_sc_we) begin rope_sin[vc_sc_idx[{b}:0]] <= vc_sc_sin; rope_cos[vc_sc_idx[{b}:0]] <= vc_sc_cos; end",
+        b = clog2(pairs).max(1) - 1
+    );
+    if clog2(pairs).max(1) < 6 {
+        let _ = writeln!(
+            w,
+            "    wire unused_sc_idx = ^vc_sc_idx[5:{}];",
+            clog2(pairs).max(1)
+        );
+    }
+    let _ = writeln!(w);
+
+    // ---------------------------------------------------------------- lanes
+    let _ = writeln!(w, "    // Lanes and their activation RAMs.");
+    for i in 0..l {
+        let _ = writeln!(
+            w,
+            "    wire [15:0] lane_rd0_{i}, lane_rd1_{i}, lane_wdata_{i}, lane_amx_{i}, lane_kv_{i}, lane_pw_{i}, lane_hmult_{i};
+    wire [47:0] lane_pre_{i}, lane_acc_{i}, lane_other_{i};
+    wire [11:0] lane_ams_{i};
+    wire [5:0] lane_hshift_{i};
+    wire lane_we_{i}, lane_amv_{i};"
+        );
+    }
+    for i in 0..l {
+        let k = (i % hs) / 2;
+        let sin = if i % 2 == 0 {
+            format!("16'd0 - rope_sin[{k}]")
+        } else {
+            format!("rope_sin[{k}]")
+        };
+        let _ = writeln!(
+            w,
+            "    etch_ram_2r1w #(.W(16), .A(12), .D({ar})) u_ar_{i} (.clk(clk), .raddr0(vc_ar_ra0), .rdata0(lane_rd0_{i}), .raddr1(vc_ar_ra1), .rdata1(lane_rd1_{i}), .we(lane_we_{i}), .waddr(ar_wa_d4), .wdata(lane_wdata_{i}));
+    etch_lane u_lane_{i} (
+        .clock(clk), .reset(rst),
+        .rd0(lane_rd0_{i}), .rd1(lane_rd1_{i}), .nbr(lane_rd0_{nb}), .qsrc(lane_rd0_{qs}),
+        .w8(wrom_data[{w8}:{w8l}]), .gain(grom_data[{gh}:{gl}]), .kv(lane_kv_{i}), .pw(lane_pw_{i}),
+        .cosv(rope_cos[{k}]), .sinv({sin}), .bc(vc_bc), .bc2(vc_bc2),
+        .dmaw(vc_dmaw[{dh}:{dl}]), .tau(tau_e), .qm(qrom_data[{qmh}:{qml}]), .qs(qrom_data[{qsh}:{qsl}]),
+        .bmult(vc_bmult), .bshift(vc_bshift), .hmult(lane_hmult_{i}), .hshift(lane_hshift_{i}),
+        .acc_other(lane_other_{i}),
+        .u_a(u_a_e), .u_b(u_b_e), .u_cadd(u_cadd_e), .u_acc(u_acc_e), .u_rq(u_rq_e), .u_rqin(u_rqin_e),
+        .u_msel(u_msel_e), .u_raw(u_raw_e), .u_am(u_am_e), .u_amfirst(u_amfirst_e), .u_qload(u_qload_e),
+        .u_active(act_e[{i}]), .u_slot(u_slot_e),
+        .pre(lane_pre_{i}), .acc(lane_acc_{i}), .we(lane_we_{i}), .wdata(lane_wdata_{i}),
+        .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
+    );",
+            ar = p.ar_depth.max(1),
+            nb = i ^ 1,
+            qs = i % deff,
+            w8 = 8 * i + 7,
+            w8l = 8 * i,
+            gh = 16 * i + 15,
+            gl = 16 * i,
+            dh = 16 * (i % 4) + 15,
+            dl = 16 * (i % 4),
+            qmh = 22 * i + 15,
+            qml = 22 * i,
+            qsh = 22 * i + 21,
+            qsl = 22 * i + 16,
+        );
+    }
+    // Partial attention sums of the other positions of a lane's column.
+    for i in 0..l {
+        if i < deff && np > 1 {
+            let terms: Vec<String> = (1..np)
+                .map(|q| format!("lane_acc_{}", i + q * deff))
+                .collect();
+            let _ = writeln!(w, "    assign lane_other_{i} = {};", terms.join(" + "));
+        } else {
+            let _ = writeln!(w, "    assign lane_other_{i} = 48'd0;");
+        }
+    }
+    // Selected lanes for the controller.
+    let _ = writeln!(w, "    reg [15:0] arsel_r;\n    always @(*) begin\n        arsel_r = lane_rd0_0;\n        case (arsel_lane_e)");
+    for i in 0..l {
+        let _ = writeln!(w, "            8'd{i}: arsel_r = lane_rd0_{i};");
+    }
+    let _ = writeln!(w, "            default: arsel_r = lane_rd0_0;\n        endcase\n    end\n    assign arsel = arsel_r;");
+    let _ = writeln!(w, "    reg [63:0] dma4_r;\n    always @(*) begin\n        dma4_r = {{lane_rd0_3, lane_rd0_2, lane_rd0_1, lane_rd0_0}};\n        case (grp4_e)");
+    for q in 0..l / 4 {
+        let _ = writeln!(
+            w,
+            "            6'd{q}: dma4_r = {{lane_rd0_{}, lane_rd0_{}, lane_rd0_{}, lane_rd0_{}}};",
+            4 * q + 3,
+            4 * q + 2,
+            4 * q + 1,
+            4 * q
+        );
+    }
+    let _ = writeln!(w, "            default: dma4_r = {{lane_rd0_3, lane_rd0_2, lane_rd0_1, lane_rd0_0}};\n        endcase\n    end\n    assign dma4 = dma4_r;\n");
+
+    // ---------------------------------------------------------------- KV cache
+    let _ =
+        writeln!(
+        w,
+        "    // KV cache: {np} bank(s) of keys and of values, one row ({kvw} bits) per position.
+    reg [{rb}:0] rowbuf;
+    always @(posedge clk) begin
+        if (vc_rb_seg_we) rowbuf[vc_rb_seg * {seg} +: {seg}] <= {{{lanes_rd0}}};
+        if (vc_rb_beat_we) rowbuf[vc_rb_beat * 64 +: 64] <= vc_dmaw;
+    end",
+        rb = rbw - 1,
+        seg = l * 16,
+        lanes_rd0 = (0..l).rev().map(|i| format!("lane_rd0_{i}")).collect::<Vec<_>>().join(", ")
+    );
+    for b in 0..np {
+        let _ = writeln!(
+            w,
+            "    wire [{kb}:0] kv_k_row{b}, kv_v_row{b};
+    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_row{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf[{kb}:0]));
+    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_row{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf[{kb}:0]));
+    wire [{kb}:0] kv_row{b} = kv_rsel_e ? kv_v_row{b} : kv_k_row{b};",
+            kb = kvw - 1,
+            kd = p.kv_depth().max(1)
+        );
+    }
+    if rbw > kvw {
+        let _ = writeln!(w, "    wire unused_rowbuf = ^rowbuf[{}:{}];", rbw - 1, kvw);
+    }
+    // Beats of a row for saving contexts.
+    let padded = |b: usize| {
+        if kvwp > kvw {
+            format!("{{{}'d0, kv_row{b}}}", kvwp - kvw)
+        } else {
+            format!("kv_row{b}")
+        }
+    };
+    let _ = writeln!(w, "    reg [{}:0] kv_sel_row;\n    always @(*) begin\n        kv_sel_row = {};\n        case (kv_rbank_e)", kvwp - 1, padded(0));
+    for b in 0..np {
+        let _ = writeln!(w, "            2'd{b}: kv_sel_row = {};", padded(b));
+    }
+    let _ = writeln!(w, "            default: kv_sel_row = {};\n        endcase\n    end\n    assign kv_beat_data = kv_sel_row[kv_beat_e * 64 +: 64];", padded(0));
+    // Each lane's key/value element: bank by position group, element by head group.
+    for i in 0..l {
+        let bank = i / deff;
+        let c = i % deff;
+        let elem = |grp: usize| ((grp * g + c / hs) / kv_mul) * hs + c % hs;
+        if ngroups == 1 {
+            let e = elem(0);
+            let _ = writeln!(
+                w,
+                "    assign lane_kv_{i} = kv_row{bank}[{}:{}];",
+                16 * e + 15,
+                16 * e
+            );
+        } else {
+            let _ = writeln!(
+                w,
+                "    reg [15:0] lane_kv_r{i};\n    always @(*) begin\n        case (g_e)"
+            );
+            for grp in 0..ngroups {
+                let e = elem(grp);
+                let _ = writeln!(
+                    w,
+                    "            8'd{grp}: lane_kv_r{i} = kv_row{bank}[{}:{}];",
+                    16 * e + 15,
+                    16 * e
+                );
+            }
+            let e = elem(0);
+            let _ = writeln!(w, "            default: lane_kv_r{i} = kv_row{bank}[{}:{}];\n        endcase\n    end\n    assign lane_kv_{i} = lane_kv_r{i};", 16 * e + 15, 16 * e);
+        }
+    }
+    let _ = writeln!(w);
+
+    // ---------------------------------------------------------------- adder tree
+    let _ = writeln!(
+        w,
+        "    // Adder tree over the lanes (products or accumulators), with its sideband:
+    // level {hl} feeds the head units (sums over one head), level {lg} the controller."
+    );
+    let _ = writeln!(
+        w,
+        "    reg u_tsrc_a1, u_tsrc_a2;
+    reg [31:0] sb_a1, sb_a2;
+    always @(posedge clk) begin
+        u_tsrc_a1 <= vc_u_tsrc; u_tsrc_a2 <= u_tsrc_a1;
+        sb_a1 <= {{vc_u_score, vc_u_sum, vc_u_saddr, vc_u_tbase}}; sb_a2 <= sb_a1;
+    end"
+    );
+    for level in 0..=lg {
+        let n = l >> level;
+        for j in 0..n {
+            let _ = writeln!(w, "    reg [47:0] tree_l{level}_{j};");
+        }
+        let _ = writeln!(w, "    reg [31:0] tree_sb{level};");
+    }
+    let _ = writeln!(
+        w,
+        "    always @(posedge clk) begin\n        tree_sb0 <= sb_a2;"
+    );
+    for i in 0..l {
+        let _ = writeln!(
+            w,
+            "        tree_l0_{i} <= u_tsrc_a2 ? lane_acc_{i} : lane_pre_{i};"
+        );
+    }
+    for level in 1..=lg {
+        let _ = writeln!(w, "        tree_sb{level} <= tree_sb{};", level - 1);
+        for j in 0..(l >> level) {
+            let _ = writeln!(
+                w,
+                "        tree_l{level}_{j} <= tree_l{}_{} + tree_l{}_{};",
+                level - 1,
+                2 * j,
+                level - 1,
+                2 * j + 1
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "    end
+    assign tree_top = tree_l{lg}_0;
+    assign tree_valid = tree_sb{lg}[30];
+    assign tree_tag = tree_sb{lg}[29:16];
+    wire unused_tree_sb = ^{{tree_sb{lg}[31], tree_sb{lg}[15:0], tree_sb{hl}[30]}};
+"
+    );
+
+    // ---------------------------------------------------------------- argmax tree
+    let _ = writeln!(
+        w,
+        "    // Argmax over the lanes: the largest value, the first index on ties."
+    );
+    for level in 0..=lg {
+        let n = l >> level;
+        let kind = if level == 0 { "wire" } else { "reg" };
+        for j in 0..n {
+            let _ = writeln!(w, "    {kind} am_v{level}_{j};\n    {kind} [15:0] am_x{level}_{j};\n    {kind} [19:0] am_i{level}_{j};");
+        }
+    }
+    let pad = 20 - 12 - lg;
+    for i in 0..l {
+        let _ = writeln!(
+            w,
+            "    assign am_v0_{i} = lane_amv_{i};\n    assign am_x0_{i} = lane_amx_{i};\n    assign am_i0_{i} = {{{pad}'d0, lane_ams_{i}, {lg}'d{i}}};"
+        );
+    }
+    let _ = writeln!(w, "    always @(posedge clk) begin");
+    for level in 1..=lg {
+        for j in 0..(l >> level) {
+            let (a, b) = (2 * j, 2 * j + 1);
+            let pl = level - 1;
+            let _ = writeln!(
+                w,
+                "        if (am_v{pl}_{a} && (!am_v{pl}_{b} || $signed(am_x{pl}_{a}) > $signed(am_x{pl}_{b}) || (am_x{pl}_{a} == am_x{pl}_{b} && am_i{pl}_{a} < am_i{pl}_{b}))) begin
+            am_v{level}_{j} <= am_v{pl}_{a}; am_x{level}_{j} <= am_x{pl}_{a}; am_i{level}_{j} <= am_i{pl}_{a};
+        end else begin
+            am_v{level}_{j} <= am_v{pl}_{b}; am_x{level}_{j} <= am_x{pl}_{b}; am_i{level}_{j} <= am_i{pl}_{b};
+        end"
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "    end
+    assign am_valid = am_v{lg}_0;
+    assign am_val = am_x{lg}_0;
+    assign am_idx = am_i{lg}_0;
+"
+    );
+
+    // ---------------------------------------------------------------- head units
+    let _ = writeln!(
+        w,
+        "    // Attention head units: {np} position group(s) × {g} head(s)."
+    );
+    for pp in 0..np {
+        for h in 0..g {
+            let _ = writeln!(
+                w,
+                "    wire [47:0] head_max_{pp}_{h};\n    wire head_have_{pp}_{h};\n    wire [15:0] head_pw_{pp}_{h}, head_rmult_{pp}_{h};\n    wire [31:0] head_sum_{pp}_{h};\n    wire [5:0] head_rshift_{pp}_{h};"
+            );
+        }
+    }
+    for h in 0..g {
+        // The maximum over position groups (signed, among groups that saw a score).
+        let _ = writeln!(w, "    reg [47:0] head_maxall_{h};\n    always @(*) begin\n        head_maxall_{h} = head_max_0_{h};");
+        for pp in 1..np {
+            let _ = writeln!(
+                w,
+                "        if (head_have_{pp}_{h} && $signed(head_max_{pp}_{h}) > $signed(head_maxall_{h})) head_maxall_{h} = head_max_{pp}_{h};"
+            );
+        }
+        let _ = writeln!(w, "    end");
+        let sums: Vec<String> = (0..np).map(|pp| format!("head_sum_{pp}_{h}")).collect();
+        let _ = writeln!(w, "    wire [31:0] head_sumall_{h} = {};", sums.join(" + "));
+    }
+    for pp in 0..np {
+        for h in 0..g {
+            let tap = pp * g + h;
+            let _ = writeln!(
+                w,
+                "    etch_head u_head_{pp}_{h} (
+        .clock(clk), .reset(rst), .my_p(3'd{pp}), .pos(vc_h_pos),
+        .score(tree_l{hl}_{tap}), .s_valid(tree_sb{hl}[31]), .s_addr(tree_sb{hl}[29:16]), .s_tbase(tree_sb{hl}[15:0]),
+        .max_clear(vc_h_max_clear), .combine(vc_h_combine), .max_all(head_maxall_{h}),
+        .r_go(vc_h_r_go), .r_addr(vc_h_r_addr), .r_tbase(vc_h_r_tbase),
+        .score_mult(vc_score_mult), .score_shift(vc_score_shift),
+        .sum_clear(vc_h_sum_clear), .recip_go(vc_h_recip_go), .sum_all(head_sumall_{h}), .radj(vc_radj),
+        .max(head_max_{pp}_{h}), .have(head_have_{pp}_{h}), .pw(head_pw_{pp}_{h}), .sum(head_sum_{pp}_{h}),
+        .rmult(head_rmult_{pp}_{h}), .rshift(head_rshift_{pp}_{h})
+    );"
+            );
+        }
+    }
+    for i in 0..l {
+        let pp = i / deff;
+        let h = (i % deff) / hs;
+        let _ = writeln!(
+            w,
+            "    assign lane_pw_{i} = head_pw_{pp}_{h};\n    assign lane_hmult_{i} = head_rmult_0_{h};\n    assign lane_hshift_{i} = head_rshift_0_{h};"
+        );
+    }
+    // Outputs nobody reads, gathered so that lint sees them used on purpose.
+    let mut unused = vec!["vc_busy".to_string()];
+    if ngroups == 1 {
+        unused.push("g_e".to_string());
+    }
+    for pp in 0..np {
+        for h in 0..g {
+            if pp > 0 {
+                unused.push(format!("head_rmult_{pp}_{h}"));
+                unused.push(format!("head_rshift_{pp}_{h}"));
+            } else {
+                unused.push(format!("head_have_{pp}_{h}"));
+            }
+        }
+    }
+    let _ = writeln!(w, "    wire unused_outputs = ^{{{}}};", unused.join(", "));
+    let _ = writeln!(w, "\nendmodule");
+    v
+}

@@ -1,0 +1,73 @@
+//! A whole generated design passes Verilator's lint (`-Wall`; the documented waivers
+//! cover only the rust-hdl-generated modules).
+
+use etch_compiler::numerics::Tables;
+use etch_hdl::sfu::TableData;
+use etch_hdl::top::ChipParams;
+
+pub fn table_data() -> TableData {
+    let t = Tables::generate();
+    TableData {
+        rsqrt: t.rsqrt,
+        recip: t.recip,
+        exp2: t.exp2,
+        sigmoid: t.sigmoid,
+        sine: t.sine,
+        log2: t.log2,
+    }
+}
+
+fn params(lanes: usize, dim: usize, heads: usize, kv: usize) -> ChipParams {
+    ChipParams {
+        lanes,
+        dim,
+        n_heads: heads,
+        n_kv_heads: kv,
+        n_layers: 2,
+        max_seq: 32,
+        contexts: 2,
+        ar_depth: 64,
+        wrom_depth: 100,
+        qrom_depth: 20,
+        grom_depth: 10,
+        imem_depth: 50,
+        param_depth: 10,
+        ident: [0; 24],
+        tables: table_data(),
+    }
+}
+
+fn lint(p: &ChipParams, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("etch_design_lint_{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = etch_hdl::emit::design_files(p, "// test design").unwrap();
+    let mut paths = Vec::new();
+    for (name, text) in files {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        paths.push(f);
+    }
+    let out = std::process::Command::new("verilator")
+        .args([
+            "--lint-only",
+            "-Wall",
+            "-Wno-DECLFILENAME",
+            "--top-module",
+            "etch_chip",
+        ])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{tag}:\n{}",
+        err.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn small_designs_lint_clean() {
+    lint(&params(8, 32, 4, 2), "l8");
+    lint(&params(64, 32, 4, 2), "l64_p2");
+}
