@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 internal failure, 2 bad input (a one-line message on
 //! stderr names the file and the problem).
 
+mod chip;
 mod error;
 mod models;
 mod output;
@@ -36,6 +37,8 @@ enum Command {
     Emulate(EmulateArgs),
     /// Measure the golden model against the float reference on a text.
     Accuracy(AccuracyArgs),
+    /// Compile a checkpoint into a chip: Verilog, ROM images, firmware, manifest.
+    Build(BuildArgs),
 }
 
 /// A model and its tokenizer.
@@ -149,12 +152,37 @@ pub struct AccuracyArgs {
     pub json: bool,
 }
 
+/// `etch build` arguments.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output directory (created; existing files are replaced).
+    #[arg(short = 'o', long = "out", value_name = "OUT")]
+    pub out: PathBuf,
+    /// MAC lanes: a power of two from 8 to 256 that divides dim or is a multiple of it.
+    #[arg(long, default_value_t = 64)]
+    pub lanes: usize,
+    /// Context slots (agents resident on the chip at once).
+    #[arg(long, default_value_t = 4)]
+    pub contexts: usize,
+    /// Positions per context [default: the model's context].
+    #[arg(long, value_name = "S")]
+    pub max_seq: Option<usize>,
+    #[command(flatten)]
+    pub quant: QuantArgs,
+    /// Print the manifest summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(a) => models::info(&a.model, a.json),
         Command::Reference(a) => models::reference(&a),
         Command::Emulate(a) => models::emulate(&a),
         Command::Accuracy(a) => models::accuracy(&a),
+        Command::Build(a) => chip::build(&a),
     }
 }
 

@@ -29,13 +29,16 @@
 
 mod accuracy;
 mod checkpoint;
+pub mod chip;
 mod error;
 mod generate;
 mod golden;
+pub mod layout;
 pub mod numerics;
 mod quantize;
 mod reference;
 mod sampler;
+pub mod schedule;
 pub mod synthetic;
 mod tokenizer;
 

@@ -1,0 +1,367 @@
+//! The chip generator: a quantized model, its placement and its firmware become a
+//! build directory — Verilog, ROM images, the firmware image, a manifest and a copy of
+//! the tokenizer.
+//!
+//! ```text
+//! OUT/rtl/*.v          the design (etch_chip is the top)
+//! OUT/rom/*.hex        weight, requantization, gain, table, firmware ROM contents
+//! OUT/firmware.bin     the firmware image (and firmware.s, its assembly)
+//! OUT/manifest.json    identity, shapes, numerics, sizes, layout
+//! OUT/tokenizer.bin    the tokenizer
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use etch_firmware::regs;
+use etch_hdl::sfu::TableData;
+use etch_hdl::top::ChipParams;
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{Checkpoint, Config};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::quantize::{Formats, QuantSettings, QuantizedModel};
+use crate::schedule::{firmware, FIRMWARE_VERSION};
+use crate::tokenizer::Tokenizer;
+
+/// Numerics version: changes whenever the golden model's arithmetic changes.
+pub const NUMERICS_VERSION: &str = "etch-numerics-1";
+
+/// Build options.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BuildOptions {
+    /// MAC lanes.
+    pub lanes: usize,
+    /// Context slots.
+    pub contexts: usize,
+    /// Positions per context (at most the model's `seq_len`).
+    pub max_seq: usize,
+    /// Quantization settings.
+    pub quant: QuantSettings,
+}
+
+/// Bits of on-chip storage.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Bits {
+    /// Weight ROM.
+    pub weights: u64,
+    /// Requantization ROM.
+    pub requant: u64,
+    /// Gain ROM.
+    pub gains: u64,
+    /// Special-function tables (every copy).
+    pub tables: u64,
+    /// Firmware (instructions and parameter table).
+    pub firmware: u64,
+    /// Activation RAM.
+    pub activations: u64,
+    /// KV cache.
+    pub kv_cache: u64,
+    /// Attention score RAMs.
+    pub scores: u64,
+}
+
+/// `OUT/manifest.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// etch version that wrote it.
+    pub etch_version: String,
+    /// SHA-256 of checkpoint, quantization settings and numerics version (hex).
+    pub model_identity: String,
+    /// The checkpoint it was built from.
+    pub model_file: String,
+    /// Tokenizer copy, relative to the build directory.
+    pub tokenizer: String,
+    /// Shapes.
+    pub config: Config,
+    /// Quantization settings.
+    pub quant: QuantSettings,
+    /// Activation formats (fractional bits).
+    pub formats: Formats,
+    /// Numerics version.
+    pub numerics: String,
+    /// MAC lanes.
+    pub lanes: usize,
+    /// Context slots.
+    pub contexts: usize,
+    /// Positions per context.
+    pub max_seq: usize,
+    /// Attention positions per cycle.
+    pub attention_positions_per_cycle: usize,
+    /// Multipliers: lanes plus requantizers plus special-function units.
+    pub macs: usize,
+    /// ROM bits.
+    pub rom_bits: u64,
+    /// SRAM bits.
+    pub sram_bits: u64,
+    /// Breakdown of storage.
+    pub storage: Bits,
+    /// ROM self-test signature the chip must report (hex).
+    pub rom_signature: String,
+    /// Firmware version.
+    pub firmware_version: u32,
+    /// SHA-256 of `firmware.bin` (hex).
+    pub firmware_sha256: String,
+    /// Firmware instructions.
+    pub firmware_instructions: usize,
+    /// SHA-256 over the Verilog files (the simulator caches builds by it).
+    pub design_hash: String,
+    /// Activation layout (slots) and ROM placement.
+    pub layout: Layout,
+}
+
+impl Manifest {
+    /// Reads `OUT/manifest.json`.
+    pub fn load(out: &Path) -> Result<Self> {
+        let path = out.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::BadTokenizer {
+            path,
+            problem: format!("not an etch manifest: {e}"),
+        })
+    }
+
+    /// The model identity as the eight MODEL_ID register words.
+    pub fn identity_words(&self) -> Result<[u32; 8]> {
+        hex_words(&self.model_identity)
+    }
+}
+
+fn hex_words(hex: &str) -> Result<[u32; 8]> {
+    let mut out = [0u32; 8];
+    if hex.len() != 64 {
+        return Err(Error::InvalidArgument(format!("{hex} is not a SHA-256")));
+    }
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = u32::from_str_radix(&hex[8 * k..8 * k + 8], 16)
+            .map_err(|_| Error::InvalidArgument(format!("{hex} is not hex")))?;
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The model identity: SHA-256 of the checkpoint file, the quantization settings
+/// (canonical JSON) and the numerics version.
+pub fn model_identity(checkpoint: &Checkpoint, settings: &QuantSettings) -> String {
+    let mut h = Sha256::new();
+    h.update(checkpoint.file_bytes());
+    h.update(serde_json::to_vec(settings).unwrap_or_default());
+    h.update(NUMERICS_VERSION.as_bytes());
+    hex(&h.finalize())
+}
+
+/// The special-function tables as the hardware generator wants them.
+pub fn table_data(model: &QuantizedModel) -> TableData {
+    let t = &model.tables;
+    TableData {
+        rsqrt: t.rsqrt.clone(),
+        recip: t.recip.clone(),
+        exp2: t.exp2.clone(),
+        sigmoid: t.sigmoid.clone(),
+        sine: t.sine.clone(),
+        log2: t.log2.clone(),
+    }
+}
+
+fn write(path: PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+}
+
+fn table_hex(values: impl Iterator<Item = u64>, digits: usize) -> String {
+    values.map(|v| format!("{v:0digits$x}\n")).collect()
+}
+
+/// Builds the chip for `checkpoint` into `out`. `progress` receives a step name and
+/// a fraction done.
+pub fn build(
+    checkpoint: &Checkpoint,
+    tokenizer: &Tokenizer,
+    options: &BuildOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(&str, f64),
+) -> Result<Manifest> {
+    let c = *checkpoint.config();
+    if options.max_seq == 0 || options.max_seq > c.seq_len {
+        return Err(Error::InvalidArgument(format!(
+            "--max-seq must be between 1 and the model's context ({}), not {}",
+            c.seq_len, options.max_seq
+        )));
+    }
+    if options.contexts == 0 || options.contexts > 255 {
+        return Err(Error::InvalidArgument(format!(
+            "--contexts must be between 1 and 255, not {}",
+            options.contexts
+        )));
+    }
+    if c.vocab_size > 65535 {
+        return Err(Error::InvalidArgument(format!(
+            "vocabularies above 65535 tokens are not supported ({})",
+            c.vocab_size
+        )));
+    }
+    progress("quantizing", 0.0);
+    let model = QuantizedModel::build(checkpoint, tokenizer, &options.quant)?;
+    progress("placing", 0.3);
+    let layout = Layout::new(&model, options.lanes, options.contexts, options.max_seq);
+    let fw = firmware(&model, &layout)?;
+    let image = fw.program.to_image();
+    let fw_hash = Sha256::digest(&image);
+    let identity = model_identity(checkpoint, &options.quant);
+
+    let mut ident = [0u32; 24];
+    ident[regs::ID as usize] = regs::ID_MAGIC;
+    ident[regs::VERSION as usize] = regs::HW_VERSION;
+    ident[regs::FW_VERSION as usize] = FIRMWARE_VERSION;
+    ident[regs::CONFIG0 as usize] = (options.lanes as u32) | (options.contexts as u32) << 16;
+    ident[regs::CONFIG1 as usize] = (options.max_seq as u32) | (c.vocab_size as u32) << 16;
+    ident[regs::CONFIG2 as usize] = (c.dim as u32) | (c.n_layers as u32) << 16;
+    ident[regs::CONFIG3 as usize] =
+        (c.n_heads as u32) | (c.n_kv_heads as u32) << 8 | (c.hidden_dim as u32) << 16;
+    let id_words = hex_words(&identity)?;
+    let fw_words = hex_words(&hex(&fw_hash))?;
+    ident[regs::MODEL_ID0 as usize..regs::MODEL_ID0 as usize + 8].copy_from_slice(&id_words);
+    ident[regs::FW_HASH0 as usize..regs::FW_HASH0 as usize + 8].copy_from_slice(&fw_words);
+
+    let params = ChipParams {
+        lanes: options.lanes,
+        dim: c.dim,
+        n_heads: c.n_heads,
+        n_kv_heads: c.n_kv_heads,
+        n_layers: c.n_layers,
+        max_seq: options.max_seq,
+        contexts: options.contexts,
+        ar_depth: layout.ar_depth,
+        wrom_depth: layout.weights.depth(),
+        qrom_depth: layout.requant.depth(),
+        grom_depth: layout.gains.depth(),
+        imem_depth: fw.program.code.len(),
+        param_depth: fw.program.params.len(),
+        ident,
+        tables: table_data(&model),
+    };
+    params.validate().map_err(Error::InvalidArgument)?;
+
+    let header = format!(
+        "// Generated by etch {} — do not edit.\n// Model: {} (identity {})\n// Settings: {} lanes, {} contexts, max-seq {}, {}-bit weights, {}\n// Regenerate: etch build {} -z <tokenizer> -o <out> --lanes {} --contexts {} --max-seq {}",
+        env!("CARGO_PKG_VERSION"),
+        checkpoint.path().display(),
+        &identity[..16],
+        options.lanes,
+        options.contexts,
+        options.max_seq,
+        options.quant.weight_bits,
+        NUMERICS_VERSION,
+        checkpoint.path().display(),
+        options.lanes,
+        options.contexts,
+        options.max_seq,
+    );
+    progress("generating RTL", 0.45);
+    let files = etch_hdl::emit::design_files(&params, &header).map_err(Error::InvalidArgument)?;
+
+    progress("writing", 0.75);
+    let rtl = out.join("rtl");
+    let rom = out.join("rom");
+    for dir in [out, &rtl, &rom] {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut design = Sha256::new();
+    for (name, text) in &files {
+        design.update(name.as_bytes());
+        design.update(text.as_bytes());
+        write(rtl.join(name), text)?;
+    }
+    write(rom.join("weights.hex"), layout.weights.to_hex())?;
+    write(rom.join("requant.hex"), layout.requant.to_hex())?;
+    write(rom.join("gains.hex"), layout.gains.to_hex())?;
+    write(
+        rom.join("imem.hex"),
+        table_hex(fw.program.code.iter().copied(), 16),
+    )?;
+    let mut params_hex = String::new();
+    for row in &fw.program.params {
+        for v in row.iter().rev() {
+            params_hex.push_str(&format!("{v:04x}"));
+        }
+        params_hex.push('\n');
+    }
+    if fw.program.params.is_empty() {
+        params_hex.push_str(&"0".repeat(64));
+        params_hex.push('\n');
+    }
+    write(rom.join("params.hex"), params_hex)?;
+    write(
+        rom.join("rope_steps.hex"),
+        table_hex(model.rope_steps.iter().map(|&v| v as u64), 8),
+    )?;
+    let t = &model.tables;
+    let u16s = |v: &[u16]| table_hex(v.iter().map(|&x| x as u64), 4);
+    write(rom.join("exp2.hex"), u16s(&t.exp2))?;
+    write(rom.join("rsqrt.hex"), u16s(&t.rsqrt))?;
+    write(rom.join("recip.hex"), u16s(&t.recip))?;
+    write(rom.join("sigmoid.hex"), u16s(&t.sigmoid))?;
+    write(rom.join("log2.hex"), u16s(&t.log2))?;
+    write(
+        rom.join("sine.hex"),
+        table_hex(t.sine.iter().map(|&x| x as u16 as u64), 4),
+    )?;
+    write(out.join("firmware.bin"), &image)?;
+    write(out.join("firmware.s"), &fw.source)?;
+    let tok_bytes = std::fs::read(tokenizer.path()).map_err(|e| Error::io(tokenizer.path(), e))?;
+    write(out.join("tokenizer.bin"), tok_bytes)?;
+
+    let l = options.lanes as u64;
+    let np = layout.positions as u64;
+    let g = (options.lanes.min(c.dim) / c.head_size()) as u64;
+    let kv_row = (c.kv_dim() * 16) as u64;
+    let storage = Bits {
+        weights: layout.weights.depth() as u64 * 8 * l,
+        requant: layout.requant.depth() as u64 * 22 * l,
+        gains: layout.gains.depth() as u64 * 16 * l,
+        tables: 16
+            * (t.rsqrt.len() + t.sigmoid.len() + 2 * t.sine.len() + 2 * t.exp2.len() + t.log2.len())
+                as u64
+            + 16 * np * g * (t.exp2.len() + t.recip.len()) as u64
+            + 32 * model.rope_steps.len() as u64,
+        firmware: 64 * fw.program.code.len() as u64 + 256 * fw.program.params.len() as u64,
+        activations: 16 * l * layout.ar_depth as u64 + 32 * 1024,
+        kv_cache: 2 * np * kv_row * (options.contexts * c.n_layers * layout.rows_per_layer) as u64,
+        scores: 48 * np * g * layout.rows_per_layer as u64,
+    };
+    let manifest = Manifest {
+        etch_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_identity: identity,
+        model_file: checkpoint.path().display().to_string(),
+        tokenizer: "tokenizer.bin".into(),
+        config: c,
+        quant: options.quant.clone(),
+        formats: model.formats.clone(),
+        numerics: NUMERICS_VERSION.into(),
+        lanes: options.lanes,
+        contexts: options.contexts,
+        max_seq: options.max_seq,
+        attention_positions_per_cycle: layout.positions,
+        macs: 2 * options.lanes + (np * g) as usize + 4,
+        rom_bits: storage.weights
+            + storage.requant
+            + storage.gains
+            + storage.tables
+            + storage.firmware,
+        sram_bits: storage.activations + storage.kv_cache + storage.scores,
+        rom_signature: format!("{:016x}", layout.rom_signature()),
+        firmware_version: FIRMWARE_VERSION,
+        firmware_sha256: hex(&fw_hash),
+        firmware_instructions: fw.program.code.len(),
+        design_hash: hex(&design.finalize()),
+        storage,
+        layout,
+    };
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| Error::InvalidArgument(format!("manifest: {e}")))?;
+    write(out.join("manifest.json"), text)?;
+    progress("done", 1.0);
+    Ok(manifest)
+}

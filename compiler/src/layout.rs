@@ -1,0 +1,356 @@
+//! Placement: where every activation lives in the lanes' activation RAM, and the ROM
+//! images — every weight, requantization constant and gain at the address the
+//! schedule names.
+//!
+//! Vectors are striped across the lanes: element `e` of a vector that starts at slot
+//! `s` sits in lane `e % L` at slot `s + e / L`. A matrix `[rows][cols]` is stored in
+//! row groups of `L`: ROM word `base + g·cols + j` holds, in lane `i`, the weight
+//! `W[g·L + i][j]`, so that every lane reads its own row's weight for input element
+//! `j` in the same cycle. The requantization ROM holds one word per row group (lane
+//! `i`: multiplier and shift of row `g·L + i`), the gain ROM one word per slot of each
+//! RMSNorm's gains.
+
+use crate::quantize::{QMatrix, QuantizedModel, Requant};
+
+/// Where a matrix lives.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct MatrixPlace {
+    /// First weight ROM word.
+    pub rom_base: usize,
+    /// First requantization ROM word.
+    pub req_base: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Row groups (`ceil(rows / L)`).
+    pub groups: usize,
+}
+
+/// The matrices and gains of one layer.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct LayerPlaces {
+    /// `wq`.
+    pub wq: MatrixPlace,
+    /// `wk`.
+    pub wk: MatrixPlace,
+    /// `wv`.
+    pub wv: MatrixPlace,
+    /// `wo`.
+    pub wo: MatrixPlace,
+    /// `w1`.
+    pub w1: MatrixPlace,
+    /// `w3`.
+    pub w3: MatrixPlace,
+    /// `w2`.
+    pub w2: MatrixPlace,
+    /// Gain ROM word of the attention RMSNorm.
+    pub att_gain: usize,
+    /// Gain ROM word of the feed-forward RMSNorm.
+    pub ffn_gain: usize,
+}
+
+/// A ROM image: `words` of `width` bits, each as little-endian 64-bit limbs.
+#[derive(Clone, Debug, Default)]
+pub struct RomImage {
+    /// Bits per word.
+    pub width: usize,
+    /// The words.
+    pub words: Vec<Vec<u64>>,
+}
+
+impl RomImage {
+    fn new(width: usize) -> Self {
+        RomImage {
+            width,
+            words: Vec::new(),
+        }
+    }
+
+    /// A word from `(value, bits)` fields, lane 0 in the low bits.
+    fn push_fields(&mut self, fields: impl Iterator<Item = (u64, usize)>) {
+        let mut limbs = vec![0u64; self.width.div_ceil(64)];
+        let mut at = 0;
+        for (v, bits) in fields {
+            let v = if bits == 64 {
+                v
+            } else {
+                v & ((1u64 << bits) - 1)
+            };
+            limbs[at / 64] |= v << (at % 64);
+            if at % 64 + bits > 64 {
+                limbs[at / 64 + 1] |= v >> (64 - at % 64);
+            }
+            at += bits;
+        }
+        self.words.push(limbs);
+    }
+
+    /// `$readmemh` text: one word per line, most significant digit first.
+    pub fn to_hex(&self) -> String {
+        let digits = self.width.div_ceil(4);
+        let mut out = String::with_capacity(self.words.len() * (digits + 1));
+        for word in &self.words {
+            for d in (0..digits).rev() {
+                let bit = 4 * d;
+                let nib = (word[bit / 64] >> (bit % 64)) & 0xF;
+                out.push(char::from_digit(nib as u32, 16).unwrap_or('0'));
+            }
+            out.push('\n');
+        }
+        if self.words.is_empty() {
+            out.push_str(&"0".repeat(digits));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The 64-bit fold of a word (XOR of its limbs), as the chip's self-test computes it.
+    pub fn fold(word: &[u64]) -> u64 {
+        word.iter().fold(0, |a, b| a ^ b)
+    }
+
+    /// Words, at least one (an empty ROM still has a word of zeros).
+    pub fn depth(&self) -> usize {
+        self.words.len().max(1)
+    }
+}
+
+/// The placement of one model on a chip with `lanes` lanes.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    /// Lanes.
+    pub lanes: usize,
+    /// Context slots.
+    pub contexts: usize,
+    /// Positions per context.
+    pub max_seq: usize,
+    /// Attention positions per cycle.
+    pub positions: usize,
+    /// KV rows per bank per (context, layer).
+    pub rows_per_layer: usize,
+    /// 64-bit beats per KV row.
+    pub kv_beats: usize,
+    /// Residual stream.
+    pub x: usize,
+    /// RMSNorm output.
+    pub xn: usize,
+    /// Queries.
+    pub q: usize,
+    /// Keys of the current position.
+    pub k: usize,
+    /// Values of the current position.
+    pub v: usize,
+    /// Attention output.
+    pub att: usize,
+    /// Projection outputs added to the residual.
+    pub y: usize,
+    /// `w1 · xn`.
+    pub h1: usize,
+    /// `w3 · xn`.
+    pub h3: usize,
+    /// SwiGLU output.
+    pub hb: usize,
+    /// Logits.
+    pub logits: usize,
+    /// Sampling weights.
+    pub pbuf: usize,
+    /// Activation RAM slots.
+    pub ar_depth: usize,
+    /// Per layer.
+    pub layers: Vec<LayerPlaces>,
+    /// The token embedding (also the classifier when shared).
+    pub embedding: MatrixPlace,
+    /// The classifier.
+    pub classifier: MatrixPlace,
+    /// Requantization rows of the embedding lookup.
+    pub embed_req_base: usize,
+    /// Gain ROM word of the final RMSNorm.
+    pub final_gain: usize,
+    /// Weight ROM image.
+    #[serde(skip)]
+    pub weights: RomImage,
+    /// Requantization ROM image.
+    #[serde(skip)]
+    pub requant: RomImage,
+    /// Gain ROM image.
+    #[serde(skip)]
+    pub gains: RomImage,
+}
+
+struct Builder {
+    lanes: usize,
+    weights: RomImage,
+    requant: RomImage,
+    gains: RomImage,
+}
+
+impl Builder {
+    fn matrix(&mut self, m: &QMatrix) -> MatrixPlace {
+        let l = self.lanes;
+        let groups = m.rows.div_ceil(l);
+        let rom_base = self.weights.words.len();
+        for g in 0..groups {
+            for j in 0..m.cols {
+                self.weights.push_fields((0..l).map(|i| {
+                    let r = g * l + i;
+                    let w = if r < m.rows {
+                        m.weights[r * m.cols + j]
+                    } else {
+                        0
+                    };
+                    (w as u8 as u64, 8)
+                }));
+            }
+        }
+        MatrixPlace {
+            rom_base,
+            req_base: 0,
+            rows: m.rows,
+            cols: m.cols,
+            groups,
+        }
+    }
+
+    fn requant(&mut self, r: &Requant) -> usize {
+        let l = self.lanes;
+        let base = self.requant.words.len();
+        for g in 0..r.mult.len().div_ceil(l) {
+            self.requant.push_fields((0..l).flat_map(|i| {
+                let row = g * l + i;
+                let (m, s) = if row < r.mult.len() {
+                    (r.mult[row] as u64, r.shift[row] as u64)
+                } else {
+                    (0, 1)
+                };
+                [(m, 16), (s, 6)]
+            }));
+        }
+        base
+    }
+
+    fn gains(&mut self, g: &[i16]) -> usize {
+        let l = self.lanes;
+        let base = self.gains.words.len();
+        for s in 0..g.len().div_ceil(l) {
+            self.gains.push_fields((0..l).map(|i| {
+                let e = s * l + i;
+                let v = g.get(e).copied().unwrap_or(0);
+                (v as u16 as u64, 16)
+            }));
+        }
+        base
+    }
+
+    fn linear(&mut self, lin: &crate::quantize::QLinear) -> MatrixPlace {
+        let mut place = self.matrix(&lin.matrix);
+        place.req_base = self.requant(&lin.requant);
+        place
+    }
+}
+
+impl Layout {
+    /// Places `model` on `lanes` lanes with `contexts` contexts of `max_seq` positions.
+    pub fn new(model: &QuantizedModel, lanes: usize, contexts: usize, max_seq: usize) -> Self {
+        let c = model.config;
+        let slots = |n: usize| n.div_ceil(lanes);
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let s = at;
+            at += slots(n).max(1);
+            s
+        };
+        let x = take(c.dim);
+        let xn = take(c.dim);
+        let q = take(c.dim);
+        let k = take(c.kv_dim());
+        let v = take(c.kv_dim());
+        let att = take(c.dim);
+        let y = take(c.dim);
+        let h1 = take(c.hidden_dim);
+        let h3 = take(c.hidden_dim);
+        let hb = take(c.hidden_dim);
+        let logits = take(c.vocab_size);
+        let pbuf = take(c.vocab_size);
+        let ar_depth = at;
+
+        let mut b = Builder {
+            lanes,
+            weights: RomImage::new(8 * lanes),
+            requant: RomImage::new(22 * lanes),
+            gains: RomImage::new(16 * lanes),
+        };
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for layer in &model.layers {
+            layers.push(LayerPlaces {
+                wq: b.linear(&layer.wq),
+                wk: b.linear(&layer.wk),
+                wv: b.linear(&layer.wv),
+                wo: b.linear(&layer.wo),
+                w1: b.linear(&layer.w1),
+                w3: b.linear(&layer.w3),
+                w2: b.linear(&layer.w2),
+                att_gain: b.gains(&layer.att_norm.gain),
+                ffn_gain: b.gains(&layer.ffn_norm.gain),
+            });
+        }
+        let final_gain = b.gains(&model.final_norm.gain);
+        let mut embedding = b.matrix(&model.token_embedding);
+        let embed_req_base = b.requant(&model.embed_requant);
+        embedding.req_base = embed_req_base;
+        let mut classifier = match &model.classifier {
+            Some(m) => b.matrix(m),
+            None => embedding.clone(),
+        };
+        classifier.req_base = b.requant(&model.classifier_requant);
+        let positions = (lanes / c.dim).max(1);
+        Layout {
+            lanes,
+            contexts,
+            max_seq,
+            positions,
+            rows_per_layer: max_seq.div_ceil(positions),
+            kv_beats: c.kv_dim().div_ceil(4),
+            x,
+            xn,
+            q,
+            k,
+            v,
+            att,
+            y,
+            h1,
+            h3,
+            hb,
+            logits,
+            pbuf,
+            ar_depth,
+            layers,
+            embedding,
+            classifier,
+            embed_req_base,
+            final_gain,
+            weights: b.weights,
+            requant: b.requant,
+            gains: b.gains,
+        }
+    }
+
+    /// The ROM self-test signature the chip must report: over every word of the
+    /// weight, requantization and gain ROMs in that order,
+    /// `sig = rotl(sig, 1) ^ fold64(word)`.
+    pub fn rom_signature(&self) -> u64 {
+        let mut sig = 0u64;
+        for rom in [&self.weights, &self.requant, &self.gains] {
+            let zero = vec![0u64; rom.width.div_ceil(64)];
+            let words: Box<dyn Iterator<Item = &Vec<u64>>> = if rom.words.is_empty() {
+                Box::new(std::iter::once(&zero))
+            } else {
+                Box::new(rom.words.iter())
+            };
+            for w in words {
+                sig = sig.rotate_left(1) ^ RomImage::fold(w);
+            }
+        }
+        sig
+    }
+}
