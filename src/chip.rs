@@ -98,3 +98,158 @@ pub fn build(a: &BuildArgs) -> CliResult {
     );
     Ok(())
 }
+
+/// The `--json` output of `etch sim`.
+#[derive(Serialize)]
+struct SimJson<'a> {
+    prompt_ids: &'a [u32],
+    ids: &'a [u32],
+    text: String,
+    cycles: u64,
+    tokens: usize,
+    cycles_per_token: f64,
+    tok_per_s_at_100mhz: f64,
+    lanes: usize,
+}
+
+/// A chip opened on the in-process simulator of a build directory.
+pub fn open_sim(
+    out: &std::path::Path,
+) -> CliResult<(
+    etch_compiler::chip::Manifest,
+    etch_compiler::Tokenizer,
+    etch_driver::Chip<etch_driver::InProcess>,
+)> {
+    let manifest = etch_compiler::chip::Manifest::load(out)?;
+    let tokenizer =
+        etch_compiler::Tokenizer::open(out.join(&manifest.tokenizer), manifest.config.vocab_size)?;
+    let expected = expected(&manifest)?;
+    let bar = crate::output::spinner("building the simulator (cached per design)");
+    let device = etch_driver::InProcess::open(out, &manifest.design_hash);
+    bar.finish_and_clear();
+    let chip = etch_driver::Chip::open(device?, Some(&expected))?;
+    Ok((manifest, tokenizer, chip))
+}
+
+/// What the driver must find on the chip, from the manifest.
+pub fn expected(m: &etch_compiler::chip::Manifest) -> CliResult<etch_driver::Expected> {
+    let fw = |hex: &str| -> CliResult<[u32; 8]> {
+        let mut w = [0u32; 8];
+        for (k, o) in w.iter_mut().enumerate() {
+            *o = hex
+                .get(8 * k..8 * k + 8)
+                .and_then(|s| u32::from_str_radix(s, 16).ok())
+                .ok_or_else(|| CliError::Usage(format!("manifest hash {hex} is malformed")))?;
+        }
+        Ok(w)
+    };
+    Ok(etch_driver::Expected {
+        model_identity: m.identity_words()?,
+        rom_signature: u64::from_str_radix(&m.rom_signature, 16)
+            .map_err(|_| CliError::Usage("manifest rom_signature is malformed".into()))?,
+        firmware_hash: fw(&m.firmware_sha256)?,
+    })
+}
+
+/// Runs run.c's generation loop on the chip: PREFILL of the forced prompt tokens, then
+/// GENERATE from the last prompt token with BOS as the stop token.
+pub fn chip_generate(
+    chip: &mut etch_driver::Chip<etch_driver::InProcess>,
+    tokenizer: &etch_compiler::Tokenizer,
+    s: &crate::SamplingArgs,
+    on_text: &mut dyn FnMut(&[u8]),
+) -> CliResult<(etch_compiler::Generation, u64)> {
+    let info = chip.info();
+    let max_seq = info.max_seq as usize;
+    let prompt_ids = etch_compiler::encode_prompt(tokenizer, &s.prompt, max_seq)?;
+    let steps = etch_compiler::effective_steps(s.steps, max_seq);
+    let forced = steps.min(prompt_ids.len() - 1);
+    let params = etch_compiler::SamplingParams::from_cli(s.temperature, s.topp, s.seed);
+    let cs = etch_compiler::ChipSampling::from_params(&params);
+    chip.create_context(0)?;
+    let start = chip.cycles()?;
+    chip.prefill(0, &prompt_ids[..forced], false)?;
+    let mut ids: Vec<u32> = prompt_ids[1..=forced].to_vec();
+    let mut prev = prompt_ids[0];
+    for &t in &ids {
+        on_text(tokenizer.decode(prev, t));
+        prev = t;
+    }
+    if steps > forced {
+        let mut last = prev;
+        let generated = chip.generate(
+            0,
+            prompt_ids[forced],
+            (steps - forced) as u32,
+            etch_driver::Sampling {
+                inv_temp: cs.inv_temp,
+                topp: cs.topp,
+                seed: cs.seed,
+            },
+            &[etch_compiler::BOS],
+            false,
+            &mut |t| {
+                if t != etch_compiler::BOS {
+                    on_text(tokenizer.decode(last, t));
+                }
+                last = t;
+            },
+        )?;
+        ids.extend(&generated.tokens);
+    }
+    let cycles = chip.cycles()? - start;
+    chip.destroy_context(0)?;
+    let printed: Vec<u32> = ids
+        .iter()
+        .copied()
+        .take_while(|&t| t != etch_compiler::BOS)
+        .collect();
+    let text = tokenizer.decode_all(prompt_ids[0], &printed);
+    Ok((
+        etch_compiler::Generation {
+            prompt_ids,
+            ids,
+            text,
+        },
+        cycles,
+    ))
+}
+
+/// `etch sim`.
+pub fn sim(a: &crate::SimArgs) -> CliResult {
+    let (manifest, tokenizer, mut chip) = open_sim(&a.out)?;
+    if let Some(path) = &a.trace {
+        chip.device()
+            .simulator()
+            .trace(path)
+            .map_err(etch_driver::DriverError::from)?;
+    }
+    let json = a.sampling.json;
+    let (g, cycles) = chip_generate(&mut chip, &tokenizer, &a.sampling, &mut |piece| {
+        if !json {
+            crate::output::write_stdout(piece);
+        }
+    })?;
+    chip.device().simulator().trace_close();
+    let tokens = g.ids.len();
+    let cpt = cycles as f64 / tokens.max(1) as f64;
+    let tps = 100e6 / cpt;
+    if json {
+        return print_json(&SimJson {
+            prompt_ids: &g.prompt_ids,
+            ids: &g.ids,
+            text: g.text_lossy(),
+            cycles,
+            tokens,
+            cycles_per_token: cpt,
+            tok_per_s_at_100mhz: tps,
+            lanes: manifest.lanes,
+        });
+    }
+    crate::output::write_stdout(b"\n");
+    eprintln!(
+        "{tokens} tokens in {cycles} cycles: {cpt:.0} cycles/token, {tps:.0} tokens/s at 100 MHz ({} lanes)",
+        manifest.lanes
+    );
+    Ok(())
+}

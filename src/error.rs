@@ -6,6 +6,9 @@ pub enum CliError {
     /// An error from the compiler crate (loading, quantizing, running models).
     #[error(transparent)]
     Compiler(#[from] etch_compiler::Error),
+    /// The driver or the simulator failed.
+    #[error(transparent)]
+    Driver(#[from] etch_driver::DriverError),
     /// Bad command-line input that clap could not catch.
     #[error("{0}")]
     Usage(String),
@@ -30,6 +33,13 @@ impl CliError {
         match self {
             CliError::Compiler(e) if e.is_bad_input() => 2,
             CliError::Compiler(_) => 1,
+            CliError::Driver(e) => match e {
+                etch_driver::DriverError::IdentityMismatch { .. }
+                | etch_driver::DriverError::RomSignature { .. }
+                | etch_driver::DriverError::FirmwareMismatch
+                | etch_driver::DriverError::InvalidArgument(_) => 2,
+                _ => 1,
+            },
             CliError::Usage(_) | CliError::Io { .. } => 2,
             CliError::Internal(_) => 1,
         }

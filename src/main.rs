@@ -39,6 +39,8 @@ enum Command {
     Accuracy(AccuracyArgs),
     /// Compile a checkpoint into a chip: Verilog, ROM images, firmware, manifest.
     Build(BuildArgs),
+    /// Simulate a built chip cycle-accurately (Verilator) and generate with it.
+    Sim(SimArgs),
 }
 
 /// A model and its tokenizer.
@@ -176,6 +178,19 @@ pub struct BuildArgs {
     pub json: bool,
 }
 
+/// `etch sim` arguments.
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// Build directory written by `etch build`.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Write a VCD waveform of the whole run.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(a) => models::info(&a.model, a.json),
@@ -183,6 +198,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Emulate(a) => models::emulate(&a),
         Command::Accuracy(a) => models::accuracy(&a),
         Command::Build(a) => chip::build(&a),
+        Command::Sim(a) => chip::sim(&a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The sequencer: a small in-order core that runs the firmware (`docs/isa.md`).
 //!
-//! Two cycles per instruction (fetch from the instruction ROM, execute), more for
+//! Two cycles per instruction (the address goes to the instruction ROM in Fetch, the
+//! word comes back and executes in Exec), more for
 //! scratchpad loads, DMA transfers and vector operations, which it hands to the vector
 //! controller and waits for. Sixteen 64-bit registers (`r0` reads 0), a scratchpad of
 //! 1024 32-bit words in two banks (even and odd words, so that a 64-bit DMA beat or an
@@ -119,6 +120,8 @@ pub struct Sequencer {
     next_pc: Signal<Local, Bits<12>>,
     ldval: Signal<Local, Bits<64>>,
     dma_word: Signal<Local, Bits<10>>,
+    inst: Signal<Local, Bits<64>>,
+    waiting: DFF<Bit>,
 }
 
 impl Default for Sequencer {
@@ -174,6 +177,8 @@ impl Default for Sequencer {
             next_pc: Default::default(),
             ldval: Default::default(),
             dma_word: Default::default(),
+            inst: Default::default(),
+            waiting: Default::default(),
         }
     }
 }
@@ -181,7 +186,7 @@ impl Default for Sequencer {
 impl Logic for Sequencer {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, state, pc, ir, beat, words);
+        dff_setup!(self, clock, state, pc, ir, beat, words, waiting);
         for i in 0..16 {
             self.regs[i].clock.next = self.clock.val();
             self.regs[i].d.next = self.regs[i].q.val();
@@ -190,10 +195,15 @@ impl Logic for Sequencer {
         self.spad_odd.clock.next = self.clock.val();
         self.mul.clock.next = self.clock.val();
 
-        // Decode the instruction register.
-        self.op.next = self.ir.q.val().get_bits::<8>(56);
-        self.rd.next = self.ir.q.val().get_bits::<4>(52);
-        self.imm.next = self.ir.q.val().get_bits::<32>(0);
+        // Decode: the instruction ROM's word in Exec (its address went out in Fetch),
+        // the instruction register in the states after it.
+        self.inst.next = self.ir.q.val();
+        if self.state.q.val() == SeqState::Exec {
+            self.inst.next = self.imem_data.val();
+        }
+        self.op.next = self.inst.val().get_bits::<8>(56);
+        self.rd.next = self.inst.val().get_bits::<4>(52);
+        self.imm.next = self.inst.val().get_bits::<32>(0);
         self.simm.next = bit_cast::<64, 32>(self.imm.val());
         if self.imm.val().get_bit(31) {
             self.simm.next = bit_cast::<64, 32>(self.imm.val()) | 0xFFFF_FFFF_0000_0000_u64;
@@ -202,13 +212,13 @@ impl Logic for Sequencer {
         self.vb.next = 0.into();
         self.vc.next = 0.into();
         for i in 1..16 {
-            if self.ir.q.val().get_bits::<4>(48).index() == i {
+            if self.inst.val().get_bits::<4>(48).index() == i {
                 self.va.next = self.regs[i].q.val();
             }
-            if self.ir.q.val().get_bits::<4>(44).index() == i {
+            if self.inst.val().get_bits::<4>(44).index() == i {
                 self.vb.next = self.regs[i].q.val();
             }
-            if self.ir.q.val().get_bits::<4>(40).index() == i {
+            if self.inst.val().get_bits::<4>(40).index() == i {
                 self.vc.next = self.regs[i].q.val();
             }
         }
@@ -228,7 +238,7 @@ impl Logic for Sequencer {
         self.dma_wdata.next = (bit_cast::<64, 32>(self.spad_odd.rdata.val()) << 32)
             | bit_cast::<64, 32>(self.spad_even.rdata.val());
         self.v_start.next = false;
-        self.v_kind.next = self.ir.q.val().get_bits::<8>(32);
+        self.v_kind.next = self.inst.val().get_bits::<8>(32);
         self.v_prow.next = self.imm.val().get_bits::<16>(0);
         self.v_ra.next = self.va.val();
         self.v_rb.next = self.vb.val();
@@ -236,7 +246,7 @@ impl Logic for Sequencer {
         self.vres_we.next = false;
         self.irq_raise.next = false;
         self.irq_vec.next = self.imm.val().get_bits::<4>(0);
-        self.idle.next = false;
+        self.idle.next = self.waiting.q.val();
         self.fault.next = false;
         self.spad_even.raddr.next = self.waddr.val().get_bits::<9>(1);
         self.spad_odd.raddr.next = self.waddr.val().get_bits::<9>(1);
@@ -263,9 +273,9 @@ impl Logic for Sequencer {
             }
             SeqState::Fetch => {
                 self.state.d.next = SeqState::Exec;
-                self.ir.d.next = self.imem_data.val();
             }
             SeqState::Exec => {
+                self.ir.d.next = self.imem_data.val();
                 self.state.d.next = SeqState::Fetch;
                 match self.op.val().index() {
                     0 => {}
@@ -413,9 +423,13 @@ impl Logic for Sequencer {
                 if self.op.val().index() == 32 {
                     self.wen.next = true;
                     self.wval.next = bit_cast::<64, 32>(self.csr_rdata.val());
-                } else if self.csr_rdata.val() == self.va.val().get_bits::<32>(0) {
-                    self.idle.next = true;
-                    self.pc.d.next = self.pc.q.val();
+                } else {
+                    // Idle while the doorbell shows nothing new; busy again once it does.
+                    self.waiting.d.next = false;
+                    if self.csr_rdata.val() == self.va.val().get_bits::<32>(0) {
+                        self.waiting.d.next = true;
+                        self.pc.d.next = self.pc.q.val();
+                    }
                 }
             }
             SeqState::MulW => {
@@ -486,6 +500,7 @@ impl Logic for Sequencer {
         if self.reset.val() {
             self.state.d.next = SeqState::Boot;
             self.pc.d.next = 0.into();
+            self.waiting.d.next = false;
         }
     }
 }

@@ -1,10 +1,361 @@
 //! # etch-sim: the chip in Verilator, behind a PCIe endpoint model
 //!
-//! Builds the Verilated model of a generated design (cached by design hash) and drives
-//! it as a PCIe endpoint would be driven: MMIO into BAR0, DMA into host memory,
-//! interrupt lines, the clock. It never computes a model value; every number comes from
-//! the RTL. It also serves the simulated chip as a vfio-user device.
+//! A generated design (`OUT/rtl/*.v`) is compiled by Verilator, together with a small
+//! C++ harness (`harness.cpp`), into a shared library, cached by the design's hash so
+//! that building the same design again is instant. The harness models only what a
+//! PCIe endpoint sees — MMIO into BAR0, DMA into host memory, interrupt lines, the
+//! clock — and never computes a model value: every number comes from the RTL.
 //!
-//! (The chip and driver issues fill this crate; until then it only states its job.)
+//! [`Simulator`] loads one such library and drives it: [`Simulator::mmio_read`] and
+//! [`Simulator::mmio_write`] for BAR0, [`Simulator::map`] to let the chip's DMA reach a
+//! buffer of host memory (accesses outside mapped regions complete with an error that
+//! the chip reports), and [`Simulator::run`] to clock it until an interrupt, until it
+//! is idle, or for a number of cycles. The ROM contents are read from `OUT/rom/` when
+//! the simulator starts.
 
 #![deny(missing_docs)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The C++ harness compiled with every design.
+pub const HARNESS_CPP: &str = include_str!("harness.cpp");
+
+/// What can go wrong while building or running a simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Verilator is missing.
+    #[error("verilator is not installed (run scripts/setup): {0}")]
+    NoVerilator(std::io::Error),
+    /// Verilator or the C++ compiler failed.
+    #[error("building the simulator failed:\n{0}")]
+    Build(String),
+    /// A file could not be read or written.
+    #[error("cannot use {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The simulator library could not be loaded.
+    #[error("cannot load the simulator library {path}: {message}")]
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// What the loader said.
+        message: String,
+    },
+    /// The chip did not answer an MMIO access.
+    #[error("the chip did not answer an MMIO access at BAR0 offset {0:#x}")]
+    MmioTimeout(u32),
+    /// A path could not be passed to the harness.
+    #[error("the path {0} contains a NUL byte")]
+    BadPath(PathBuf),
+}
+
+/// Result alias for the simulator.
+pub type Result<T> = std::result::Result<T, SimError>;
+
+fn io(path: &Path, source: std::io::Error) -> SimError {
+    SimError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where compiled simulators are cached: `$ETCH_CACHE`, else `~/.cache/etch`.
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("ETCH_CACHE") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache").join("etch")
+}
+
+/// The simulator library for the design in `out` (whose Verilog hashes to
+/// `design_hash`), compiling it with Verilator unless it is cached.
+pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
+    let dir = cache_root().join("verilator").join(design_hash);
+    let lib = dir.join("libetchsim.so");
+    if lib.exists() {
+        return Ok(lib);
+    }
+    let parent = cache_root().join("verilator");
+    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+    let tmp = parent.join(format!("{design_hash}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let harness = tmp.join("harness.cpp");
+    std::fs::write(&harness, HARNESS_CPP).map_err(|e| io(&harness, e))?;
+    let rtl = out.join("rtl");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&rtl)
+        .map_err(|e| io(&rtl, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "v"))
+        .collect();
+    sources.sort();
+    let status = Command::new("verilator")
+        .args([
+            "--cc",
+            "--exe",
+            "--build",
+            "-j",
+            "2",
+            "-O3",
+            "--x-assign",
+            "0",
+            "--x-initial",
+            "0",
+            "--noassert",
+            "--trace",
+            "-Wno-DECLFILENAME",
+            "--top-module",
+            "etch_chip",
+            "-CFLAGS",
+            "-fPIC -O2",
+            "-LDFLAGS",
+            "-shared",
+            "-o",
+        ])
+        .arg(&lib.file_name().unwrap_or_default())
+        .arg("--Mdir")
+        .arg(tmp.join("obj"))
+        .args(&sources)
+        .arg(&harness)
+        .output()
+        .map_err(SimError::NoVerilator)?;
+    if !status.status.success() {
+        let mut text = String::from_utf8_lossy(&status.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&status.stdout));
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        return Err(SimError::Build(
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        ));
+    }
+    let built = tmp.join("obj").join("libetchsim.so");
+    let final_tmp = tmp.join("libetchsim.so");
+    std::fs::rename(&built, &final_tmp).map_err(|e| io(&built, e))?;
+    let _ = std::fs::remove_dir_all(tmp.join("obj"));
+    // Another process may have finished the same design first: either copy is fine.
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    if lib.exists() {
+        Ok(lib)
+    } else {
+        Err(SimError::Build(format!(
+            "{} was not produced",
+            lib.display()
+        )))
+    }
+}
+
+type NewFn = unsafe extern "C" fn(*const c_char) -> *mut c_void;
+type FreeFn = unsafe extern "C" fn(*mut c_void);
+type U32Fn = unsafe extern "C" fn(*mut c_void, u32);
+type MapFn = unsafe extern "C" fn(*mut c_void, u64, *mut u8, u64);
+type UnmapFn = unsafe extern "C" fn(*mut c_void, u64);
+type MmioFn = unsafe extern "C" fn(*mut c_void, u32, c_int, u32, *mut u32) -> c_int;
+type RunFn = unsafe extern "C" fn(*mut c_void, u64, u32, c_int, *mut u32, *mut u64) -> c_int;
+type U64Fn = unsafe extern "C" fn(*mut c_void) -> u64;
+type TraceFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+
+/// Why [`Simulator::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Interrupts were raised (bit per vector).
+    Interrupt(u32),
+    /// The chip has nothing to do (its sequencer waits for a doorbell).
+    Idle,
+    /// The cycle budget ran out.
+    Budget,
+}
+
+/// One simulated chip.
+pub struct Simulator {
+    handle: *mut c_void,
+    free: FreeFn,
+    reset: FreeFn,
+    latency: U32Fn,
+    map: MapFn,
+    unmap: UnmapFn,
+    mmio: MmioFn,
+    run: RunFn,
+    cycles: U64Fn,
+    dma_errors: U64Fn,
+    trace_open: TraceFn,
+    trace_close: FreeFn,
+    // Keeps the code behind the function pointers loaded; dropped last.
+    _lib: libloading::Library,
+}
+
+// SAFETY: the harness keeps all its state behind `handle` and has no thread-local or
+// global state beyond Verilator's context (one per simulator); moving the simulator to
+// another thread is safe as long as one thread uses it at a time, which `&mut self`
+// on every entry point guarantees.
+unsafe impl Send for Simulator {}
+
+impl Simulator {
+    /// Loads the library `lib` and starts the chip of build directory `out` (whose ROM
+    /// files it reads), held in reset for four cycles.
+    pub fn new(lib: &Path, out: &Path) -> Result<Self> {
+        let load_err = |e: libloading::Error| SimError::Load {
+            path: lib.to_path_buf(),
+            message: e.to_string(),
+        };
+        // SAFETY: the library is one etch-sim built from `harness.cpp`; loading it runs
+        // only Verilator's static constructors.
+        let library = unsafe { libloading::Library::new(lib) }.map_err(load_err)?;
+        macro_rules! sym {
+            ($name:literal, $ty:ty) => {{
+                // SAFETY: the symbol is defined by harness.cpp with exactly this C
+                // signature; the pointer stays valid while `library` is loaded, which
+                // `_lib` guarantees for the simulator's lifetime.
+                let s: libloading::Symbol<$ty> = unsafe { library.get($name) }.map_err(load_err)?;
+                *s
+            }};
+        }
+        let new: NewFn = sym!(b"etch_sim_new\0", NewFn);
+        let out_c = CString::new(out.as_os_str().as_encoded_bytes())
+            .map_err(|_| SimError::BadPath(out.to_path_buf()))?;
+        let mut sim = Simulator {
+            handle: std::ptr::null_mut(),
+            free: sym!(b"etch_sim_free\0", FreeFn),
+            reset: sym!(b"etch_sim_reset\0", FreeFn),
+            latency: sym!(b"etch_sim_set_dma_latency\0", U32Fn),
+            map: sym!(b"etch_sim_map\0", MapFn),
+            unmap: sym!(b"etch_sim_unmap\0", UnmapFn),
+            mmio: sym!(b"etch_sim_mmio\0", MmioFn),
+            run: sym!(b"etch_sim_run\0", RunFn),
+            cycles: sym!(b"etch_sim_cycles\0", U64Fn),
+            dma_errors: sym!(b"etch_sim_dma_errors\0", U64Fn),
+            trace_open: sym!(b"etch_sim_trace_open\0", TraceFn),
+            trace_close: sym!(b"etch_sim_trace_close\0", FreeFn),
+            _lib: library,
+        };
+        // SAFETY: `out_c` is a valid NUL-terminated string for the duration of the
+        // call; the harness copies it.
+        sim.handle = unsafe { new(out_c.as_ptr()) };
+        Ok(sim)
+    }
+
+    /// Reads a BAR0 register (byte offset).
+    pub fn mmio_read(&mut self, offset: u32) -> Result<u32> {
+        let mut v = 0u32;
+        // SAFETY: `handle` is live; `v` outlives the call.
+        let rc = unsafe { (self.mmio)(self.handle, offset, 0, 0, &mut v) };
+        if rc != 0 {
+            return Err(SimError::MmioTimeout(offset));
+        }
+        Ok(v)
+    }
+
+    /// Writes a BAR0 register (byte offset).
+    pub fn mmio_write(&mut self, offset: u32, value: u32) -> Result<()> {
+        // SAFETY: `handle` is live; a null read pointer is allowed for writes.
+        let rc = unsafe { (self.mmio)(self.handle, offset, 1, value, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(SimError::MmioTimeout(offset));
+        }
+        Ok(())
+    }
+
+    /// Makes `len` bytes at `ptr` reachable by the chip's DMA at address `iova`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr..ptr + len` must stay valid for reads and writes, and must not be accessed
+    /// by Rust code while [`Simulator::run`] or an MMIO access runs, until
+    /// [`Simulator::unmap`] is called with `iova` (or the simulator is dropped).
+    pub unsafe fn map(&mut self, iova: u64, ptr: *mut u8, len: usize) {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { (self.map)(self.handle, iova, ptr, len as u64) }
+    }
+
+    /// Removes the mapping at `iova`.
+    pub fn unmap(&mut self, iova: u64) {
+        // SAFETY: `handle` is live.
+        unsafe { (self.unmap)(self.handle, iova) }
+    }
+
+    /// Cycles of DMA latency (request to completion) the endpoint model adds.
+    pub fn set_dma_latency(&mut self, cycles: u32) {
+        // SAFETY: `handle` is live.
+        unsafe { (self.latency)(self.handle, cycles) }
+    }
+
+    /// Clocks the chip for at most `max_cycles`, stopping early on an interrupt in
+    /// `irq_mask` or (with `stop_on_idle`) when the chip is idle. Returns why it stopped
+    /// and how many cycles ran.
+    pub fn run(&mut self, max_cycles: u64, irq_mask: u32, stop_on_idle: bool) -> (Stop, u64) {
+        let (mut irqs, mut ran) = (0u32, 0u64);
+        // SAFETY: `handle` is live; the out-pointers outlive the call. Mapped buffers
+        // are accessed by the harness only, as `map`'s contract requires.
+        let why = unsafe {
+            (self.run)(
+                self.handle,
+                max_cycles,
+                irq_mask,
+                stop_on_idle as c_int,
+                &mut irqs,
+                &mut ran,
+            )
+        };
+        let stop = match why {
+            1 => Stop::Interrupt(irqs),
+            2 => Stop::Idle,
+            _ => Stop::Budget,
+        };
+        (stop, ran)
+    }
+
+    /// Holds the chip in reset for four cycles (the host's view of a device reset).
+    pub fn reset(&mut self) {
+        // SAFETY: `handle` is live.
+        unsafe { (self.reset)(self.handle) }
+    }
+
+    /// Cycles simulated since the simulator started.
+    pub fn cycles(&self) -> u64 {
+        // SAFETY: `handle` is live.
+        unsafe { (self.cycles)(self.handle) }
+    }
+
+    /// DMA accesses that fell outside mapped memory.
+    pub fn dma_errors(&self) -> u64 {
+        // SAFETY: `handle` is live.
+        unsafe { (self.dma_errors)(self.handle) }
+    }
+
+    /// Starts writing a VCD waveform to `path`.
+    pub fn trace(&mut self, path: &Path) -> Result<()> {
+        let c = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| SimError::BadPath(path.to_path_buf()))?;
+        // SAFETY: `handle` is live; the path string outlives the call.
+        let rc = unsafe { (self.trace_open)(self.handle, c.as_ptr()) };
+        if rc != 0 {
+            return Err(io(
+                path,
+                std::io::Error::other("cannot open the waveform file"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops writing the waveform.
+    pub fn trace_close(&mut self) {
+        // SAFETY: `handle` is live.
+        unsafe { (self.trace_close)(self.handle) }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if !self.handle.is_null() {
+            // SAFETY: `handle` came from `etch_sim_new` and is freed once.
+            unsafe { (self.free)(self.handle) }
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The queue driver: commands through the submission ring, completions back through the
+//! completion ring, as `docs/registers.md` and `docs/driver.md` describe.
+
+use etch_firmware::descriptor::{
+    flags, reason, Command, Completion, Opcode, COMMAND_BYTES, COMPLETION_BYTES, IDENTIFY_BYTES,
+    MAX_STOP_TOKENS,
+};
+use etch_firmware::{regs, Status};
+
+use crate::device::{Device, DmaBuffer, Event};
+use crate::error::{DriverError, Result};
+
+/// Entries of each ring.
+const RING: u32 = 64;
+/// Interrupt vectors the driver waits for: completion and fault.
+const IRQS: u32 = 0b11;
+/// An unwritten token or score record.
+const EMPTY: u64 = u64::MAX;
+
+/// What the host expects of the chip (from the build manifest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// MODEL_ID0..7.
+    pub model_identity: [u32; 8],
+    /// ROM self-test signature.
+    pub rom_signature: u64,
+    /// FW_HASH0..7.
+    pub firmware_hash: [u32; 8],
+}
+
+/// The chip's shapes, from its configuration registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChipInfo {
+    /// MAC lanes.
+    pub lanes: u32,
+    /// Context slots.
+    pub contexts: u32,
+    /// Positions per context.
+    pub max_seq: u32,
+    /// Vocabulary.
+    pub vocab_size: u32,
+    /// Residual width.
+    pub dim: u32,
+    /// Layers.
+    pub n_layers: u32,
+    /// Firmware version.
+    pub firmware_version: u32,
+}
+
+/// Sampling settings of a GENERATE command (already in the chip's fixed point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sampling {
+    /// `round(256 / temperature)`, 0 for greedy.
+    pub inv_temp: u16,
+    /// `round(top_p · 65536)`, 0 for no nucleus.
+    pub topp: u16,
+    /// Initial RNG state.
+    pub seed: u64,
+}
+
+/// What a GENERATE produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Generated {
+    /// The sampled tokens, in order (a stop token is included, last).
+    pub tokens: Vec<u32>,
+    /// Why it stopped (`descriptor::reason`).
+    pub reason: u8,
+    /// The logits of every forward pass (debug mode only).
+    pub logits: Vec<Vec<i16>>,
+}
+
+/// A chip, driven through its queues.
+pub struct Chip<D: Device> {
+    dev: D,
+    info: ChipInfo,
+    sq: DmaBuffer,
+    cq: DmaBuffer,
+    sq_tail: u32,
+    cq_head: u32,
+    phase: bool,
+    next_id: u32,
+    max_slices: u64,
+}
+
+fn le32(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+fn opcode_name(op: u8) -> &'static str {
+    match Opcode::from_u8(op) {
+        Some(Opcode::Identify) => "IDENTIFY",
+        Some(Opcode::CreateContext) => "CREATE_CONTEXT",
+        Some(Opcode::DestroyContext) => "DESTROY_CONTEXT",
+        Some(Opcode::Prefill) => "PREFILL",
+        Some(Opcode::Generate) => "GENERATE",
+        Some(Opcode::Score) => "SCORE",
+        Some(Opcode::SaveContext) => "SAVE_CONTEXT",
+        Some(Opcode::RestoreContext) => "RESTORE_CONTEXT",
+        Some(Opcode::Abort) => "ABORT",
+        Some(Opcode::Reset) => "RESET",
+        None => "an unknown command",
+    }
+}
+
+impl<D: Device> Chip<D> {
+    /// Opens a chip: waits for it to boot, checks that it is an etch chip running the
+    /// expected model and firmware, and sets up the rings.
+    pub fn open(mut dev: D, expected: Option<&Expected>) -> Result<Self> {
+        let id = dev.read_reg(regs::ID)?;
+        if id != regs::ID_MAGIC {
+            return Err(DriverError::NotEtch(id));
+        }
+        // Boot: the ROM self-test runs first.
+        let mut slices = 0u64;
+        while dev.read_reg(regs::STATUS)? & regs::status::READY == 0 {
+            dev.wait(0)?;
+            slices += 1;
+            if slices > 1000 {
+                return Err(DriverError::NotReady(slices));
+            }
+        }
+        if let Some(e) = expected {
+            let mut chip_id = [0u32; 8];
+            let mut fw = [0u32; 8];
+            for k in 0..8u16 {
+                chip_id[k as usize] = dev.read_reg(regs::MODEL_ID0 + k)?;
+                fw[k as usize] = dev.read_reg(regs::FW_HASH0 + k)?;
+            }
+            let hex = |w: &[u32; 8]| w.iter().map(|x| format!("{x:08x}")).collect::<String>();
+            if chip_id != e.model_identity {
+                return Err(DriverError::IdentityMismatch {
+                    chip: hex(&chip_id),
+                    manifest: hex(&e.model_identity),
+                });
+            }
+            if fw != e.firmware_hash {
+                return Err(DriverError::FirmwareMismatch);
+            }
+            let sig = dev.read_reg(regs::ROM_SIG_LO)? as u64
+                | (dev.read_reg(regs::ROM_SIG_HI)? as u64) << 32;
+            if sig != e.rom_signature {
+                return Err(DriverError::RomSignature {
+                    chip: sig,
+                    manifest: e.rom_signature,
+                });
+            }
+        }
+        let c0 = dev.read_reg(regs::CONFIG0)?;
+        let c1 = dev.read_reg(regs::CONFIG1)?;
+        let c2 = dev.read_reg(regs::CONFIG2)?;
+        let info = ChipInfo {
+            lanes: c0 & 0xFFFF,
+            contexts: c0 >> 16,
+            max_seq: c1 & 0xFFFF,
+            vocab_size: c1 >> 16,
+            dim: c2 & 0xFFFF,
+            n_layers: c2 >> 16,
+            firmware_version: dev.read_reg(regs::FW_VERSION)?,
+        };
+        let sq = dev.dma_alloc(RING as usize * COMMAND_BYTES)?;
+        let cq = dev.dma_alloc(RING as usize * COMPLETION_BYTES)?;
+        let mut chip = Chip {
+            dev,
+            info,
+            sq,
+            cq,
+            sq_tail: 0,
+            cq_head: 0,
+            phase: true,
+            next_id: 1,
+            max_slices: 2000,
+        };
+        chip.program_rings()?;
+        Ok(chip)
+    }
+
+    fn program_rings(&mut self) -> Result<()> {
+        let d = &mut self.dev;
+        d.write_reg(regs::SQ_BASE_LO, self.sq.iova as u32)?;
+        d.write_reg(regs::SQ_BASE_HI, (self.sq.iova >> 32) as u32)?;
+        d.write_reg(regs::SQ_SIZE, RING)?;
+        d.write_reg(regs::CQ_BASE_LO, self.cq.iova as u32)?;
+        d.write_reg(regs::CQ_BASE_HI, (self.cq.iova >> 32) as u32)?;
+        d.write_reg(regs::CQ_SIZE, RING)?;
+        d.write_reg(regs::IRQ_MASK, IRQS)?;
+        Ok(())
+    }
+
+    /// The chip's shapes.
+    pub fn info(&self) -> ChipInfo {
+        self.info
+    }
+
+    /// The device underneath.
+    pub fn device(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
+    /// How many wait slices a command may take before it times out.
+    pub fn set_timeout_slices(&mut self, slices: u64) {
+        self.max_slices = slices.max(1);
+    }
+
+    /// The chip's cycle counter.
+    pub fn cycles(&mut self) -> Result<u64> {
+        let lo = self.dev.read_reg(regs::CYCLE_LO)? as u64;
+        let hi = self.dev.read_reg(regs::CYCLE_HI)? as u64;
+        Ok(hi << 32 | lo)
+    }
+
+    /// Forward passes the chip has run since reset.
+    pub fn tokens_processed(&mut self) -> Result<u32> {
+        self.dev.read_reg(regs::TOKENS)
+    }
+
+    /// Asks the running command to stop after its current token.
+    pub fn abort(&mut self) -> Result<()> {
+        let c = self.dev.read_reg(regs::CONTROL)?;
+        self.dev.write_reg(regs::CONTROL, c | regs::control::ABORT)
+    }
+
+    fn poll_completion(&mut self) -> Result<Option<Completion>> {
+        let mut b = [0u8; COMPLETION_BYTES];
+        let at = self.cq_head as usize * COMPLETION_BYTES;
+        self.dev.dma_read(&self.cq, at, &mut b)?;
+        let c = Completion::from_bytes(&b);
+        if c.phase != self.phase {
+            return Ok(None);
+        }
+        self.cq_head += 1;
+        if self.cq_head == RING {
+            self.cq_head = 0;
+            self.phase = !self.phase;
+        }
+        self.dev.write_reg(regs::CQ_HEAD, self.cq_head)?;
+        Ok(Some(c))
+    }
+
+    /// Submits a raw command and waits for its completion; `progress` runs after every
+    /// wait slice (for streaming). The completion's status is not checked.
+    pub fn submit_raw(
+        &mut self,
+        mut cmd: Command,
+        progress: &mut dyn FnMut(&mut D) -> Result<()>,
+    ) -> Result<Completion> {
+        if cmd.id == 0 {
+            cmd.id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+        }
+        let at = self.sq_tail as usize * COMMAND_BYTES;
+        self.dev.dma_write(&self.sq, at, &cmd.to_bytes())?;
+        self.sq_tail = (self.sq_tail + 1) % RING;
+        self.dev.write_reg(regs::SQ_TAIL, self.sq_tail)?;
+        let mut slices = 0u64;
+        loop {
+            if let Some(c) = self.poll_completion()? {
+                progress(&mut self.dev)?;
+                return Ok(c);
+            }
+            let event = self.dev.wait(IRQS)?;
+            progress(&mut self.dev)?;
+            if let Event::Interrupt(v) = event {
+                if v & 2 != 0 {
+                    return Err(DriverError::Fault);
+                }
+            }
+            slices += 1;
+            if slices > self.max_slices {
+                let what = opcode_name(cmd.opcode).to_string();
+                self.recover()?;
+                return Err(DriverError::Timeout {
+                    what,
+                    budget: format!("{} wait slices", self.max_slices),
+                });
+            }
+        }
+    }
+
+    /// Resets the device and sets the rings up again (after a timeout).
+    pub fn recover(&mut self) -> Result<()> {
+        self.dev.reset()?;
+        let mut slices = 0;
+        while self.dev.read_reg(regs::STATUS)? & regs::status::READY == 0 {
+            self.dev.wait(0)?;
+            slices += 1;
+            if slices > 1000 {
+                return Err(DriverError::NotReady(slices));
+            }
+        }
+        self.sq_tail = 0;
+        self.cq_head = 0;
+        self.phase = true;
+        let zeros = vec![0u8; RING as usize * COMPLETION_BYTES];
+        self.dev.dma_write(&self.cq, 0, &zeros)?;
+        self.program_rings()
+    }
+
+    /// Submits a command and turns an error status into an error.
+    pub fn submit(&mut self, cmd: Command) -> Result<Completion> {
+        let c = self.submit_raw(cmd, &mut |_| Ok(()))?;
+        check(&cmd, &c)?;
+        Ok(c)
+    }
+
+    /// IDENTIFY: the 32-word identity block.
+    pub fn identify(&mut self) -> Result<[u32; 32]> {
+        let buf = self.dev.dma_alloc(IDENTIFY_BYTES)?;
+        let r = self.submit(Command {
+            opcode: Opcode::Identify as u8,
+            addr_a: buf.iova,
+            ..Command::default()
+        });
+        let mut b = [0u8; IDENTIFY_BYTES];
+        let read = self.dev.dma_read(&buf, 0, &mut b);
+        self.dev.dma_free(buf)?;
+        r?;
+        read?;
+        let mut out = [0u32; 32];
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = le32(&b, k);
+        }
+        Ok(out)
+    }
+
+    /// CREATE_CONTEXT.
+    pub fn create_context(&mut self, context: u8) -> Result<()> {
+        self.submit(Command {
+            opcode: Opcode::CreateContext as u8,
+            context,
+            ..Command::default()
+        })
+        .map(|_| ())
+    }
+
+    /// DESTROY_CONTEXT.
+    pub fn destroy_context(&mut self, context: u8) -> Result<()> {
+        self.submit(Command {
+            opcode: Opcode::DestroyContext as u8,
+            context,
+            ..Command::default()
+        })
+        .map(|_| ())
+    }
+
+    /// RESET: every context freed.
+    pub fn reset_contexts(&mut self) -> Result<()> {
+        self.submit(Command {
+            opcode: Opcode::Reset as u8,
+            ..Command::default()
+        })
+        .map(|_| ())
+    }
+
+    fn token_buffer(&mut self, tokens: &[u32]) -> Result<DmaBuffer> {
+        let buf = self
+            .dev
+            .dma_alloc((tokens.len() * 4).next_multiple_of(8).max(8))?;
+        let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        self.dev.dma_write(&buf, 0, &bytes)?;
+        Ok(buf)
+    }
+
+    fn logit_bytes(&self) -> usize {
+        (self.info.vocab_size as usize).div_ceil(4) * 8
+    }
+
+    fn read_logits(&mut self, buf: &DmaBuffer, steps: usize) -> Result<Vec<Vec<i16>>> {
+        let per = self.logit_bytes();
+        let mut out = Vec::with_capacity(steps);
+        for s in 0..steps {
+            let mut b = vec![0u8; per];
+            self.dev.dma_read(buf, s * per, &mut b)?;
+            out.push(
+                b.chunks_exact(2)
+                    .take(self.info.vocab_size as usize)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// PREFILL: feeds `tokens` at the context's next positions. With `logits`, returns
+    /// the logits of every step.
+    pub fn prefill(&mut self, context: u8, tokens: &[u32], logits: bool) -> Result<Vec<Vec<i16>>> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tb = self.token_buffer(tokens)?;
+        let lb = self.dev.dma_alloc(if logits {
+            self.logit_bytes() * tokens.len()
+        } else {
+            8
+        })?;
+        let cmd = Command {
+            opcode: Opcode::Prefill as u8,
+            flags: if logits { flags::DEBUG_LOGITS } else { 0 },
+            context,
+            addr_a: tb.iova,
+            count: tokens.len() as u32,
+            addr_b: lb.iova,
+            ..Command::default()
+        };
+        let r = self.submit(cmd);
+        let out = if logits && r.is_ok() {
+            self.read_logits(&lb, tokens.len())
+        } else {
+            Ok(Vec::new())
+        };
+        self.dev.dma_free(tb)?;
+        self.dev.dma_free(lb)?;
+        r?;
+        out
+    }
+
+    /// GENERATE: feeds `token`, then samples and feeds back up to `count` tokens,
+    /// calling `on_token` for each as it streams in. Stops early at a stop token (which
+    /// is included) or when the context is full (not an error: `reason` says so).
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate(
+        &mut self,
+        context: u8,
+        token: u32,
+        count: u32,
+        sampling: Sampling,
+        stop: &[u32],
+        logits: bool,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generated> {
+        if stop.len() > MAX_STOP_TOKENS || stop.iter().any(|&t| t > u16::MAX as u32) {
+            return Err(DriverError::InvalidArgument(format!(
+                "at most {MAX_STOP_TOKENS} stop tokens below 65536"
+            )));
+        }
+        let out = self.dev.dma_alloc((count as usize * 8).max(8))?;
+        self.dev
+            .dma_write(&out, 0, &vec![0xFF; (count as usize * 8).max(8)])?;
+        let lb = self.dev.dma_alloc(if logits {
+            self.logit_bytes() * count as usize
+        } else {
+            8
+        })?;
+        let mut stops = [0u16; MAX_STOP_TOKENS];
+        for (s, &t) in stops.iter_mut().zip(stop) {
+            *s = t as u16;
+        }
+        let cmd = Command {
+            opcode: Opcode::Generate as u8,
+            flags: if logits { flags::DEBUG_LOGITS } else { 0 },
+            context,
+            addr_a: out.iova,
+            count,
+            token,
+            inv_temp: sampling.inv_temp,
+            topp: sampling.topp,
+            seed: sampling.seed,
+            addr_b: lb.iova,
+            stop: stops,
+            stop_count: stop.len() as u8,
+            ..Command::default()
+        };
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut stream = |dev: &mut D| -> Result<()> {
+            while tokens.len() < count as usize {
+                let mut rec = [0u8; 8];
+                dev.dma_read(&out, tokens.len() * 8, &mut rec)?;
+                let v = u64::from_le_bytes(rec);
+                if v == EMPTY {
+                    break;
+                }
+                tokens.push(v as u32);
+                on_token(v as u32);
+            }
+            Ok(())
+        };
+        let r = self.submit_raw(cmd, &mut stream);
+        let result = match r {
+            Ok(c) => {
+                let full = c.status == Status::ContextFull as u16;
+                if full || c.status == Status::Ok as u16 {
+                    let logits = if logits {
+                        self.read_logits(&lb, c.result as usize)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(Generated {
+                        tokens: tokens.clone(),
+                        reason: if full { reason::CONTEXT_FULL } else { c.reason },
+                        logits,
+                    })
+                } else {
+                    check(&cmd, &c).map(|_| Generated::default())
+                }
+            }
+            Err(e) => Err(e),
+        };
+        self.dev.dma_free(out)?;
+        self.dev.dma_free(lb)?;
+        result
+    }
+
+    /// SCORE: feeds `tokens`; returns the log-probability (Q10 log2 units) the chip
+    /// gives each token after the first.
+    pub fn score(&mut self, context: u8, tokens: &[u32]) -> Result<Vec<i32>> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tb = self.token_buffer(tokens)?;
+        let n = tokens.len() - 1;
+        let ob = self.dev.dma_alloc((n * 8).max(8))?;
+        let r = self.submit(Command {
+            opcode: Opcode::Score as u8,
+            context,
+            addr_a: tb.iova,
+            count: tokens.len() as u32,
+            addr_b: ob.iova,
+            ..Command::default()
+        });
+        let mut b = vec![0u8; n * 8];
+        let read = self.dev.dma_read(&ob, 0, &mut b);
+        self.dev.dma_free(tb)?;
+        self.dev.dma_free(ob)?;
+        r?;
+        read?;
+        Ok(b.chunks_exact(8).map(|c| le32(c, 0) as i32).collect())
+    }
+
+    /// Bytes of a saved context at `positions`.
+    pub fn save_bytes(&self, positions: usize, kv_row_bytes: usize) -> usize {
+        64 + positions * 2 * self.info.n_layers as usize * kv_row_bytes
+    }
+
+    /// SAVE_CONTEXT into a buffer of `capacity` bytes; returns the image.
+    pub fn save_context(&mut self, context: u8, capacity: usize) -> Result<Vec<u8>> {
+        let buf = self.dev.dma_alloc(capacity.max(64))?;
+        let r = self.submit(Command {
+            opcode: Opcode::SaveContext as u8,
+            context,
+            addr_a: buf.iova,
+            ..Command::default()
+        });
+        let out = match &r {
+            Ok(c) => {
+                let mut b = vec![0u8; c.result as usize];
+                self.dev.dma_read(&buf, 0, &mut b).map(|_| b)
+            }
+            Err(_) => Ok(Vec::new()),
+        };
+        self.dev.dma_free(buf)?;
+        r?;
+        out
+    }
+
+    /// RESTORE_CONTEXT from an image written by [`Chip::save_context`].
+    pub fn restore_context(&mut self, context: u8, image: &[u8]) -> Result<u32> {
+        let buf = self
+            .dev
+            .dma_alloc(image.len().next_multiple_of(8).max(64))?;
+        self.dev.dma_write(&buf, 0, image)?;
+        let r = self.submit(Command {
+            opcode: Opcode::RestoreContext as u8,
+            context,
+            addr_a: buf.iova,
+            ..Command::default()
+        });
+        self.dev.dma_free(buf)?;
+        Ok(r?.position)
+    }
+}
+
+fn check(cmd: &Command, c: &Completion) -> Result<()> {
+    if c.status == Status::Ok as u16 {
+        return Ok(());
+    }
+    Err(DriverError::Command {
+        what: opcode_name(cmd.opcode).to_string(),
+        status: c.status,
+        status_text: Status::from_u16(c.status).map_or("unknown status", Status::describe),
+        result: c.result,
+    })
+}

@@ -1,0 +1,27 @@
+fn main() {
+    let out = std::path::PathBuf::from(std::env::args().nth(1).unwrap());
+    let hash = std::env::args().nth(2).unwrap();
+    let cycles: u64 = std::env::args()
+        .nth(3)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(20000);
+    let trace = std::env::args().nth(4);
+    let lib = etch_sim::build(&out, &hash).unwrap();
+    let mut sim = etch_sim::Simulator::new(&lib, &out).unwrap();
+    if let Some(t) = &trace {
+        sim.trace(std::path::Path::new(t)).unwrap();
+    }
+    let (stop, ran) = sim.run(cycles, 0xF, true);
+    eprintln!("boot: {stop:?} after {ran} cycles");
+    for (name, off) in [
+        ("STATUS", 0x68),
+        ("SIG_LO", 0x60),
+        ("SQ_HEAD", 0x110),
+        ("CQ_TAIL", 0x130),
+        ("VRES_LO", 0x180),
+        ("IRQ_STATUS", 0x70),
+    ] {
+        println!("{name} = {:#x}", sim.mmio_read(off).unwrap());
+    }
+    sim.trace_close();
+}
