@@ -1,0 +1,241 @@
+//! The generated chip in Verilator against the golden model: the same logits at every
+//! step, bit for bit, and the same tokens, greedy and sampled, on random models of
+//! several shapes; and the chip's answers to bad input.
+
+mod common;
+
+use common::{build_chip, open_chip, quick_quant, random_model};
+use etch_compiler::{ChipSampling, Config, Golden, GoldenDecoder, QuantizedModel, SamplingParams};
+use etch_driver::Sampling;
+use etch_firmware::{Command, Opcode, Status};
+
+fn shapes() -> Vec<(&'static str, Config, usize)> {
+    let base = Config {
+        dim: 32,
+        hidden_dim: 44,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        vocab_size: 300,
+        seq_len: 48,
+        shared_classifier: true,
+    };
+    vec![
+        // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
+        ("gqa2-l8", base, 8),
+        // Multi-query attention, unshared classifier, vocab not a power of two, one
+        // layer, two attention positions per cycle on 64 lanes.
+        (
+            "mqa-unshared-l64",
+            Config {
+                n_heads: 4,
+                n_kv_heads: 1,
+                shared_classifier: false,
+                vocab_size: 333,
+                n_layers: 1,
+                hidden_dim: 37,
+                ..base
+            },
+            64,
+        ),
+    ]
+}
+
+fn to_driver(p: &SamplingParams) -> Sampling {
+    let c = ChipSampling::from_params(p);
+    Sampling {
+        inv_temp: c.inv_temp,
+        topp: c.topp,
+        seed: c.seed,
+    }
+}
+
+#[test]
+fn random_shapes_match_the_golden_model_bit_for_bit() {
+    for (name, config, lanes) in shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ck, tok) = random_model(dir.path(), &config, 7);
+        let out = dir.path().join("chip");
+        let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
+        let model = QuantizedModel::build(&ck, &tok, &quick_quant()).unwrap();
+        let mut chip = open_chip(&out, &m);
+
+        // Prefill a prompt, then generate greedily, with logits at every step.
+        let prompt = tok.encode("the quick fox");
+        let greedy = SamplingParams::from_cli(0.0, 0.9, 1);
+        chip.create_context(0).unwrap();
+        let pre = chip.prefill(0, &prompt[..prompt.len() - 1], true).unwrap();
+        let g = chip
+            .generate(
+                0,
+                prompt[prompt.len() - 1],
+                20,
+                to_driver(&greedy),
+                &[1],
+                true,
+                &mut |_| {},
+            )
+            .unwrap();
+        chip.destroy_context(0).unwrap();
+
+        let mut golden = Golden::new(&model);
+        let mut feed: Vec<u32> = prompt.clone();
+        feed.extend(&g.tokens);
+        let steps = pre.len() + g.logits.len();
+        for (pos, chip_logits) in pre.iter().chain(&g.logits).enumerate() {
+            let want = golden.forward(feed[pos], pos).to_vec();
+            assert_eq!(
+                chip_logits, &want,
+                "{name}: logits differ at step {pos} of {steps}"
+            );
+        }
+        // Greedy tokens: the argmax of each step's logits.
+        for (k, &t) in g.tokens.iter().enumerate() {
+            let step = prompt.len() - 1 + k;
+            let logits = if step < pre.len() {
+                &pre[step]
+            } else {
+                &g.logits[step - pre.len()]
+            };
+            assert_eq!(t, etch_compiler::argmax_i16(logits), "{name}: token {k}");
+        }
+
+        // Sampled: the chip's sampler and RNG against the golden sampler.
+        for (t, p, s) in [(1.0, 0.9, 42u64), (0.7, 0.0, 5), (1.3, 0.5, 99)] {
+            let params = SamplingParams::from_cli(t, p, s);
+            chip.create_context(1).unwrap();
+            chip.prefill(1, &prompt[..prompt.len() - 1], false).unwrap();
+            let got = chip
+                .generate(
+                    1,
+                    prompt[prompt.len() - 1],
+                    30,
+                    to_driver(&params),
+                    &[1],
+                    false,
+                    &mut |_| {},
+                )
+                .unwrap();
+            chip.destroy_context(1).unwrap();
+            let mut dec = GoldenDecoder::new(&model, ChipSampling::from_params(&params));
+            let mut want = Vec::new();
+            let mut token = prompt[0];
+            use etch_compiler::Decoder;
+            for pos in 0..prompt.len() - 1 + 30 {
+                let forced = prompt.get(pos + 1).copied();
+                let next = dec.step(token, pos, forced.is_none()).unwrap();
+                let next = forced.or(next).unwrap();
+                if pos >= prompt.len() - 1 {
+                    want.push(next);
+                    if next == 1 {
+                        break;
+                    }
+                }
+                token = next;
+            }
+            assert_eq!(got.tokens, want, "{name}: sampled t={t} p={p} s={s}");
+        }
+    }
+}
+
+#[test]
+fn the_chip_refuses_altered_rom_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, lanes) = (shapes()[0].1, shapes()[0].2);
+    let (ck, tok) = random_model(dir.path(), &config, 7);
+    let out = dir.path().join("chip");
+    let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
+    // The untouched build opens, and its identity registers hold the manifest's identity.
+    drop(open_chip(&out, &m));
+    // One weight changed in the ROM image: same RTL, other contents.
+    let path = out.join("rom/weights.hex");
+    let mut text = std::fs::read_to_string(&path).unwrap().into_bytes();
+    text[3] = if text[3] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&path, text).unwrap();
+    let dev = etch_driver::InProcess::open(&out, &m.design_hash).unwrap();
+    let err = etch_driver::Chip::open(dev, Some(&common::expected(&m)))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, etch_driver::DriverError::RomSignature { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ROM signature"));
+}
+
+#[test]
+fn malformed_descriptors_complete_with_errors_and_the_chip_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, lanes) = (shapes()[0].1, shapes()[0].2);
+    let (ck, tok) = random_model(dir.path(), &config, 7);
+    let out = dir.path().join("chip");
+    let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
+    let mut chip = open_chip(&out, &m);
+    let status = |chip: &mut etch_driver::Chip<etch_driver::InProcess>, cmd: Command| {
+        chip.submit_raw(cmd, &mut |_| Ok(())).unwrap().status
+    };
+    assert_eq!(
+        status(
+            &mut chip,
+            Command {
+                opcode: 0xEE,
+                ..Command::default()
+            }
+        ),
+        Status::InvalidOpcode as u16
+    );
+    let create = |ctx| Command {
+        opcode: Opcode::CreateContext as u8,
+        context: ctx,
+        ..Command::default()
+    };
+    assert_eq!(status(&mut chip, create(9)), Status::InvalidContext as u16);
+    assert_eq!(status(&mut chip, create(0)), Status::Ok as u16);
+    assert_eq!(status(&mut chip, create(0)), Status::ContextExists as u16);
+    let prefill = |addr, count| Command {
+        opcode: Opcode::Prefill as u8,
+        context: 0,
+        addr_a: addr,
+        count,
+        ..Command::default()
+    };
+    // Tokens outside mapped memory, a token outside the vocabulary, too many tokens.
+    assert_eq!(
+        status(&mut chip, prefill(0xDEAD_0000, 2)),
+        Status::DmaError as u16
+    );
+    let err = chip.prefill(0, &[1, 400], false).unwrap_err();
+    assert_eq!(err.status(), Some(Status::InvalidToken));
+    assert_eq!(
+        status(&mut chip, prefill(0, 1000)),
+        Status::ContextFull as u16
+    );
+    // Generating into unmapped memory fails; the context on another slot is untouched.
+    let gen = Command {
+        opcode: Opcode::Generate as u8,
+        context: 1,
+        token: 1,
+        count: 3,
+        addr_a: 0x10,
+        ..Command::default()
+    };
+    assert_eq!(status(&mut chip, gen), Status::NoContext as u16);
+    // After all that, a normal generation still works.
+    let g = chip
+        .generate(
+            0,
+            1,
+            5,
+            Sampling {
+                inv_temp: 0,
+                topp: 0,
+                seed: 1,
+            },
+            &[],
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(g.tokens.len(), 5);
+    assert!(chip.cycles().unwrap() > 0);
+}
