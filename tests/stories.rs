@@ -1,0 +1,79 @@
+//! The one stories260K end-to-end test: `etch build` the bundled model into a 64-lane
+//! chip, `etch sim` it, and compare with `etch emulate` (greedy and sampled) and, step
+//! by step, with the golden model's logits.
+
+mod common;
+
+use std::process::Command;
+
+use common::{models, open_chip};
+use etch_compiler::chip::Manifest;
+use etch_compiler::{Golden, QuantSettings, QuantizedModel};
+use serde_json::Value;
+
+fn etch(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_etch")).args(args).output().unwrap();
+    assert!(out.status.success(), "etch {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn stories260k_on_the_chip_matches_the_golden_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chip");
+    let out_s = out.to_str().unwrap();
+    let m = models();
+    let (model, tok) = (m.join("stories260K.bin"), m.join("tok512.bin"));
+    let (model, tok) = (model.to_str().unwrap(), tok.to_str().unwrap());
+    let built = etch(&["build", model, "-z", tok, "-o", out_s, "--lanes", "64", "--json"]);
+    assert_eq!(built["lanes"], 64);
+
+    // The 256-token greedy story and a sampled one: the chip's ids are the golden ids.
+    for flags in [
+        vec!["-i", "Once upon a time", "-n", "256", "-t", "0"],
+        vec!["-n", "96", "-t", "1.0", "-p", "0.9", "-s", "42"],
+    ] {
+        let mut sim_args = vec!["sim", out_s];
+        sim_args.extend(&flags);
+        sim_args.push("--json");
+        let chip = etch(&sim_args);
+        let mut emu_args = vec!["emulate", model, "-z", tok];
+        emu_args.extend(&flags);
+        emu_args.push("--json");
+        let golden = etch(&emu_args);
+        assert_eq!(chip["ids"], golden["ids"], "{flags:?}");
+        assert_eq!(chip["text"], golden["text"], "{flags:?}");
+        let cpt = chip["cycles_per_token"].as_f64().unwrap();
+        assert!(cpt > 100.0, "cycles come from the chip's counter: {cpt}");
+        assert_eq!(chip["tokens"].as_u64().unwrap() as usize, chip["ids"].as_array().unwrap().len());
+        if flags.contains(&"Once upon a time") {
+            assert!(chip["text"].as_str().unwrap().starts_with("Once upon a time, there was a little girl named Lily."));
+        }
+    }
+
+    // Logits at every step of the first 64 positions, bit for bit.
+    let manifest = Manifest::load(&out).unwrap();
+    let (ck, tokenizer) = common::stories();
+    let q = QuantizedModel::build(&ck, &tokenizer, &QuantSettings::default()).unwrap();
+    let mut chip = open_chip(&out, &manifest);
+    let prompt = tokenizer.encode("Once upon a time");
+    chip.create_context(2).unwrap();
+    let pre = chip.prefill(2, &prompt[..prompt.len() - 1], true).unwrap();
+    let g = chip
+        .generate(
+            2,
+            prompt[prompt.len() - 1],
+            60,
+            etch_driver::Sampling { inv_temp: 0, topp: 0, seed: 1 },
+            &[],
+            true,
+            &mut |_| {},
+        )
+        .unwrap();
+    let mut golden = Golden::new(&q);
+    let mut feed = prompt.clone();
+    feed.extend(&g.tokens);
+    for (pos, logits) in pre.iter().chain(&g.logits).enumerate() {
+        assert_eq!(logits.as_slice(), golden.forward(feed[pos], pos), "step {pos}");
+    }
+}
