@@ -12,8 +12,15 @@ use etch_compiler::{Golden, QuantSettings, QuantizedModel};
 use serde_json::Value;
 
 fn etch(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_etch")).args(args).output().unwrap();
-    assert!(out.status.success(), "etch {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "etch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -25,7 +32,9 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
     let m = models();
     let (model, tok) = (m.join("stories260K.bin"), m.join("tok512.bin"));
     let (model, tok) = (model.to_str().unwrap(), tok.to_str().unwrap());
-    let built = etch(&["build", model, "-z", tok, "-o", out_s, "--lanes", "64", "--json"]);
+    let built = etch(&[
+        "build", model, "-z", tok, "-o", out_s, "--lanes", "64", "--json",
+    ]);
     assert_eq!(built["lanes"], 64);
 
     // The 256-token greedy story and a sampled one: the chip's ids are the golden ids.
@@ -45,9 +54,15 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
         assert_eq!(chip["text"], golden["text"], "{flags:?}");
         let cpt = chip["cycles_per_token"].as_f64().unwrap();
         assert!(cpt > 100.0, "cycles come from the chip's counter: {cpt}");
-        assert_eq!(chip["tokens"].as_u64().unwrap() as usize, chip["ids"].as_array().unwrap().len());
+        assert_eq!(
+            chip["tokens"].as_u64().unwrap() as usize,
+            chip["ids"].as_array().unwrap().len()
+        );
         if flags.contains(&"Once upon a time") {
-            assert!(chip["text"].as_str().unwrap().starts_with("Once upon a time, there was a little girl named Lily."));
+            assert!(chip["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Once upon a time, there was a little girl named Lily."));
         }
     }
 
@@ -64,7 +79,11 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
             2,
             prompt[prompt.len() - 1],
             60,
-            etch_driver::Sampling { inv_temp: 0, topp: 0, seed: 1 },
+            etch_driver::Sampling {
+                inv_temp: 0,
+                topp: 0,
+                seed: 1,
+            },
             &[],
             true,
             &mut |_| {},
@@ -74,6 +93,10 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
     let mut feed = prompt.clone();
     feed.extend(&g.tokens);
     for (pos, logits) in pre.iter().chain(&g.logits).enumerate() {
-        assert_eq!(logits.as_slice(), golden.forward(feed[pos], pos), "step {pos}");
+        assert_eq!(
+            logits.as_slice(),
+            golden.forward(feed[pos], pos),
+            "step {pos}"
+        );
     }
 }

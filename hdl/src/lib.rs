@@ -1,4 +1,47 @@
 //! # etch-hdl: the chip's hardware blocks
+//!
+//! A hard-wired transformer chip: the weights are ROM contents next to the multipliers,
+//! a small sequencer runs the per-model firmware, and a vector unit of `L` MAC lanes
+//! executes one step of the model at a time.
+//!
+//! ```text
+//!            BAR0 (MMIO)                     DMA (8-byte beats)        irq
+//!                │                                  ▲                   ▲
+//!        ┌───────▼────────┐   CSRs   ┌──────────────┴───────┐          │
+//!        │ host interface │◄────────►│      sequencer       │──────────┘
+//!        │ regs, counters │          │  IMEM · params · SPAD│
+//!        └────────────────┘          └──────────┬───────────┘
+//!                                               │ vop (kind, row, ra, rb, rc)
+//!                                    ┌──────────▼───────────┐
+//!            weight ROM ────────────►│  vector controller   │◄── rsqrt · sigmoid · sincos
+//!            requant ROM ───────────►│  micro-ops, addresses│     exp2 · log2 (sampler)
+//!            gain ROM ──────────────►└──┬────────────────┬──┘
+//!                                       │ broadcast      │
+//!         ┌──────────┬──────────┬───────▼──┐             │
+//!         │ lane 0   │ lane 1   │ … lane L-1│ AR (activation RAM) per lane
+//!         │ ×, acc,  │          │           │ KV rows ──► lanes (keys, values)
+//!         │ requant  │          │           │
+//!         └────┬─────┴────┬─────┴─────┬─────┘
+//!              └── adder tree ──┬─────┴── argmax tree
+//!                               ▼
+//!                 head units (scores, max, exp2 weights, Σ, 1/Σ)
+//! ```
+//!
+//! The blocks are rust-hdl `LogicBlock`s with fixed widths taken from the numerics
+//! (int16 activations, 48-bit accumulators, 16-bit multipliers): [`lane::Lane`],
+//! [`head::HeadUnit`], [`vctrl::VectorControl`], [`seq::Sequencer`],
+//! [`hostif::HostIf`] and the special-function units of [`sfu`]. Everything a model
+//! changes — the number of lanes, memory depths, which lane reads which key element,
+//! which head a lane serves — is assembled by [`top::chip_verilog`] as structural
+//! Verilog around them; [`emit::design_files`] writes the whole design. Signed
+//! multiplication, arithmetic shifts and memories initialized from hex files are
+//! primitives ([`prim`]): a few lines of Verilog each, with a rust-hdl simulation model.
+//!
+//! Generated Verilog is clean under `verilator --lint-only -Wall`; the waivers
+//! ([`emit::RUST_HDL_WAIVERS`]) cover only the rust-hdl-generated modules, whose
+//! 32-bit literals, full-width intermediates and repeated state enumerations trip
+//! WIDTH, UNUSEDSIGNAL and UNUSEDPARAM.
+
 #![deny(missing_docs)]
 
 pub mod emit;

@@ -169,7 +169,9 @@ impl<const A: usize, const B: usize, const P: usize> Logic for MulReg<A, B, P> {
 
 /// The requantizer, pipelined over two cycles:
 /// `y = sat16(round_shift(x · m, s))` with `x` a signed 48-bit value, `m` a signed
-/// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up).
+/// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up). The product and
+/// the rounding use 64-bit two's-complement arithmetic, exactly as the golden model's
+/// `i64` does (the quantizer keeps every product far inside that range).
 #[derive(LogicBlock, Default)]
 pub struct Requant {
     /// Clock.
@@ -182,26 +184,28 @@ pub struct Requant {
     pub s: Signal<In, Bits<6>>,
     /// Result, two cycles after the operands.
     pub y: Signal<Out, Bits<16>>,
-    _prod: i128,
+    _prod: i64,
     _shift: u32,
 }
 
-/// `sat16(round_shift(v, s))` on i128: the model of the requantizer's second stage.
-pub fn round_shift_sat16(v: i128, s: u32) -> i16 {
+/// `sat16(round_shift(v, s))` in i64 (wrapping, like the golden model): the model of
+/// the requantizer's second stage.
+pub fn round_shift_sat16(v: i64, s: u32) -> i16 {
     let r = if s == 0 {
         v
     } else {
-        (v + (1i128 << (s - 1))) >> s
+        v.wrapping_add(1i64 << (s - 1)) >> s
     };
-    r.clamp(i16::MIN as i128, i16::MAX as i128) as i16
+    r.clamp(i16::MIN as i64, i16::MAX as i64) as i16
 }
 
 impl Logic for Requant {
     fn update(&mut self) {
         if self.clock.pos_edge() {
             self.y.next = (round_shift_sat16(self._prod, self._shift) as u16 as u64).into();
-            self._prod =
-                extend(to_u128(self.x.val()), 48, true) * extend(to_u128(self.m.val()), 17, true);
+            let x = extend(to_u128(self.x.val()), 48, true) as i64;
+            let m = extend(to_u128(self.m.val()), 17, true) as i64;
+            self._prod = x.wrapping_mul(m);
             self._shift = self.s.val().to_u64() as u32;
         }
     }
@@ -210,11 +214,11 @@ impl Logic for Requant {
     }
     fn hdl(&self) -> Verilog {
         Verilog::Custom(
-            "reg signed [65:0] prod_q;\nreg [5:0] s_q;\n\
-             wire signed [65:0] rnd = (s_q == 6'd0) ? prod_q : prod_q + (66'sd1 <<< (s_q - 6'd1));\n\
-             wire signed [65:0] sh = rnd >>> s_q;\n\
+            "reg signed [63:0] prod_q;\nreg [5:0] s_q;\n\
+             wire signed [63:0] rnd = (s_q == 6'd0) ? prod_q : prod_q + (64'sd1 <<< (s_q - 6'd1));\n\
+             wire signed [63:0] sh = rnd >>> s_q;\n\
              always @(posedge clock) begin\n    prod_q <= $signed(x) * $signed(m);\n    s_q <= s;\n\
-             \x20   if (sh > 66'sd32767) y <= 16'h7fff;\n    else if (sh < -66'sd32768) y <= 16'h8000;\n\
+             \x20   if (sh > 64'sd32767) y <= 16'h7fff;\n    else if (sh < -64'sd32768) y <= 16'h8000;\n\
              \x20   else y <= sh[15:0];\nend"
                 .into(),
         )
