@@ -1,0 +1,72 @@
+//! `etch build` and `etch sim` on bad input: a clear line on stderr, exit code 2, no
+//! panic, and nothing half-written passed off as a chip.
+
+use std::process::{Command, Output};
+
+use etch_compiler::synthetic::write_random_model;
+use etch_compiler::Config;
+
+fn etch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etch")).args(args).output().unwrap()
+}
+
+fn bad(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+fn config() -> Config {
+    Config {
+        dim: 32,
+        hidden_dim: 48,
+        n_layers: 1,
+        n_heads: 4,
+        n_kv_heads: 2,
+        vocab_size: 300,
+        seq_len: 16,
+        shared_classifier: true,
+    }
+}
+
+#[test]
+fn build_rejects_corrupt_checkpoints_and_impossible_chips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = write_random_model(dir.path(), &config(), 1).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = dir.path().join("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+    let out = dir.path().join("out");
+    let (m, o) = (model.to_str().unwrap(), out.to_str().unwrap());
+    let tok = dir.path().join("tokenizer.bin");
+    bad(&etch(&["build", cut.to_str().unwrap(), "-z", tok.to_str().unwrap(), "-o", o]), "truncated");
+    bad(&etch(&["build", m, "-o", o, "--lanes", "12"]), "power of two");
+    bad(&etch(&["build", m, "-o", o, "--lanes", "256"]), "positions per cycle");
+    bad(&etch(&["build", m, "-o", o, "--max-seq", "99"]), "--max-seq");
+    bad(&etch(&["build", m, "-o", o, "--contexts", "0"]), "--contexts");
+    assert!(!out.join("manifest.json").exists(), "no manifest for a failed build");
+}
+
+#[test]
+fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = write_random_model(dir.path(), &config(), 2).unwrap();
+    let out = dir.path().join("chip");
+    let o = out.to_str().unwrap();
+    let built = etch(&["build", model.to_str().unwrap(), "-o", o, "--lanes", "8", "--contexts", "1"]);
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // A prompt longer than the chip's context.
+    let long = "a b c d e f g h i j k l m n o p q r s t u v w x y z";
+    bad(&etch(&["sim", o, "-i", long]), "context holds 16");
+    // A working run first, then one gain altered in the ROM image.
+    let ok = etch(&["sim", o, "-i", "a", "-n", "4", "-t", "0", "--json"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let gains = out.join("rom/gains.hex");
+    let mut text = std::fs::read(&gains).unwrap();
+    text[0] = if text[0] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&gains, text).unwrap();
+    bad(&etch(&["sim", o, "-i", "a", "-n", "4"]), "ROM signature");
+    // Not a build directory at all.
+    bad(&etch(&["sim", dir.path().join("nothing").to_str().unwrap()]), "manifest.json");
+}
