@@ -7,7 +7,10 @@ use etch_compiler::synthetic::write_random_model;
 use etch_compiler::Config;
 
 fn etch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_etch")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn bad(out: &Output, needle: &str) {
@@ -40,12 +43,37 @@ fn build_rejects_corrupt_checkpoints_and_impossible_chips() {
     let out = dir.path().join("out");
     let (m, o) = (model.to_str().unwrap(), out.to_str().unwrap());
     let tok = dir.path().join("tokenizer.bin");
-    bad(&etch(&["build", cut.to_str().unwrap(), "-z", tok.to_str().unwrap(), "-o", o]), "truncated");
-    bad(&etch(&["build", m, "-o", o, "--lanes", "12"]), "power of two");
-    bad(&etch(&["build", m, "-o", o, "--lanes", "256"]), "positions per cycle");
-    bad(&etch(&["build", m, "-o", o, "--max-seq", "99"]), "--max-seq");
-    bad(&etch(&["build", m, "-o", o, "--contexts", "0"]), "--contexts");
-    assert!(!out.join("manifest.json").exists(), "no manifest for a failed build");
+    bad(
+        &etch(&[
+            "build",
+            cut.to_str().unwrap(),
+            "-z",
+            tok.to_str().unwrap(),
+            "-o",
+            o,
+        ]),
+        "truncated",
+    );
+    bad(
+        &etch(&["build", m, "-o", o, "--lanes", "12"]),
+        "power of two",
+    );
+    bad(
+        &etch(&["build", m, "-o", o, "--lanes", "256"]),
+        "positions per cycle",
+    );
+    bad(
+        &etch(&["build", m, "-o", o, "--max-seq", "99"]),
+        "--max-seq",
+    );
+    bad(
+        &etch(&["build", m, "-o", o, "--contexts", "0"]),
+        "--contexts",
+    );
+    assert!(
+        !out.join("manifest.json").exists(),
+        "no manifest for a failed build"
+    );
 }
 
 #[test]
@@ -54,19 +82,39 @@ fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
     let (model, _) = write_random_model(dir.path(), &config(), 2).unwrap();
     let out = dir.path().join("chip");
     let o = out.to_str().unwrap();
-    let built = etch(&["build", model.to_str().unwrap(), "-o", o, "--lanes", "8", "--contexts", "1"]);
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let built = etch(&[
+        "build",
+        model.to_str().unwrap(),
+        "-o",
+        o,
+        "--lanes",
+        "8",
+        "--contexts",
+        "1",
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     // A prompt longer than the chip's context.
     let long = "a b c d e f g h i j k l m n o p q r s t u v w x y z";
     bad(&etch(&["sim", o, "-i", long]), "context holds 16");
     // A working run first, then one gain altered in the ROM image.
     let ok = etch(&["sim", o, "-i", "a", "-n", "4", "-t", "0", "--json"]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let gains = out.join("rom/gains.hex");
     let mut text = std::fs::read(&gains).unwrap();
     text[0] = if text[0] == b'1' { b'2' } else { b'1' };
     std::fs::write(&gains, text).unwrap();
     bad(&etch(&["sim", o, "-i", "a", "-n", "4"]), "ROM signature");
     // Not a build directory at all.
-    bad(&etch(&["sim", dir.path().join("nothing").to_str().unwrap()]), "manifest.json");
+    bad(
+        &etch(&["sim", dir.path().join("nothing").to_str().unwrap()]),
+        "manifest.json",
+    );
 }

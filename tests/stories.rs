@@ -38,12 +38,22 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
     assert_eq!(built["lanes"], 64);
     // The design is clean under Verilator's lint (-Wall; documented waivers only).
     let mut lint = Command::new("verilator");
-    lint.args(["--lint-only", "-Wall", "-Wno-DECLFILENAME", "--top-module", "etch_chip"]);
+    lint.args([
+        "--lint-only",
+        "-Wall",
+        "-Wno-DECLFILENAME",
+        "--top-module",
+        "etch_chip",
+    ]);
     for f in std::fs::read_dir(out.join("rtl")).unwrap() {
         lint.arg(f.unwrap().path());
     }
     let lint = lint.output().unwrap();
-    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stderr));
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stderr)
+    );
 
     // The 256-token greedy story and a sampled one: the chip's ids are the golden ids.
     for flags in [

@@ -46,8 +46,13 @@ fn weights_reach_the_netlist_only_as_rom_contents() {
     let rom = &prims[prims.find("module etch_rom").unwrap()..];
     let rom = &rom[..rom.find("endmodule").unwrap()];
     let ports = &rom[rom.find(") (").unwrap()..rom.find(");").unwrap()];
-    assert!(!ports.contains("we") && !ports.contains("wdata"), "etch_rom has a write port: {ports}");
-    assert!(ports.contains("input  wire [A-1:0] addr") && ports.contains("output reg  [W-1:0] data"));
+    assert!(
+        !ports.contains("we") && !ports.contains("wdata"),
+        "etch_rom has a write port: {ports}"
+    );
+    assert!(
+        ports.contains("input  wire [A-1:0] addr") && ports.contains("output reg  [W-1:0] data")
+    );
     // No weight value appears in any Verilog file: they live in rom/*.hex only.
     for f in std::fs::read_dir(out.join("rtl")).unwrap() {
         let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
@@ -75,7 +80,11 @@ fn yosys_synth_ecp5_maps_the_chip() {
         .output()
         .unwrap();
     let log = std::fs::read_to_string(out.join("yosys.log")).unwrap_or_default();
-    assert!(run.status.success(), "yosys failed:\n{}", &log[log.len().saturating_sub(3000)..]);
+    assert!(
+        run.status.success(),
+        "yosys failed:\n{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
     let stat = &log[log.rfind("=== etch_chip ===").expect("statistics")..];
     let count = |cell: &str| -> u64 {
         stat.lines()
@@ -84,7 +93,10 @@ fn yosys_synth_ecp5_maps_the_chip() {
             .unwrap_or(0)
     };
     assert!(count("DP16KD") >= 10, "ROMs and RAMs in block RAM:\n{stat}");
-    assert!(count("MULT18X18D") >= 8, "lane multipliers in DSPs:\n{stat}");
+    assert!(
+        count("MULT18X18D") >= 8,
+        "lane multipliers in DSPs:\n{stat}"
+    );
     assert!(count("LUT4") > 1000 && count("TRELLIS_FF") > 1000, "{stat}");
     assert!(out.join("synth.json").exists());
 }

@@ -1341,17 +1341,17 @@ impl Logic for VectorControl {
                     bit_cast::<12, 16>(self.p0.val() + (self.e_lead.val() >> self.cfg_lg.val()));
                 self.xv1.d.next = self.ci.q.val() < self.p1.val();
                 self.xe1.d.next = self.ci.q.val();
-                if (self.ci.q.val() >= 5) & !self.is_lp.q.val() {
-                    if self.ci.q.val() - 5 < self.p1.val() {
-                        self.bc2_src_e.d.next = 1.into();
-                        self.u_raw.next = 1.into();
-                        self.act_mode.next = 1.into();
-                        self.act_idx.next =
-                            bit_cast::<8, 16>((self.ci.q.val() - 5) & self.lmask.val());
-                        self.ar_wa.next = bit_cast::<12, 16>(
-                            self.p2.val() + ((self.ci.q.val() - 5) >> self.cfg_lg.val()),
-                        );
-                    }
+                if (self.ci.q.val() >= 5)
+                    & !self.is_lp.q.val()
+                    & (self.ci.q.val() - 5 < self.p1.val())
+                {
+                    self.bc2_src_e.d.next = 1.into();
+                    self.u_raw.next = 1.into();
+                    self.act_mode.next = 1.into();
+                    self.act_idx.next = bit_cast::<8, 16>((self.ci.q.val() - 5) & self.lmask.val());
+                    self.ar_wa.next = bit_cast::<12, 16>(
+                        self.p2.val() + ((self.ci.q.val() - 5) >> self.cfg_lg.val()),
+                    );
                 }
                 self.ci.d.next = self.ci.q.val() + 1;
                 if self.ci.q.val() == self.p1.val() + 6 {

@@ -119,7 +119,7 @@ pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
             "-shared",
             "-o",
         ])
-        .arg(&lib.file_name().unwrap_or_default())
+        .arg(lib.file_name().unwrap_or_default())
         .arg("--Mdir")
         .arg(tmp.join("obj"))
         .args(&sources)
