@@ -30,12 +30,10 @@ pub struct MatrixPlace {
 /// The matrices and gains of one layer.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LayerPlaces {
-    /// `wq`.
-    pub wq: MatrixPlace,
-    /// `wk`.
-    pub wk: MatrixPlace,
-    /// `wv`.
-    pub wv: MatrixPlace,
+    /// `wq`, `wk` and `wv` as one matrix (one pass of the lanes): rows of `wq`, then
+    /// `wk` from row [`Layout::k_row`], then `wv` from row [`Layout::v_row`], with zero
+    /// rows between where a block would otherwise straddle a slot.
+    pub wqkv: MatrixPlace,
     /// `wo`.
     pub wo: MatrixPlace,
     /// `w1`.
@@ -135,12 +133,14 @@ pub struct Layout {
     pub x: usize,
     /// RMSNorm output.
     pub xn: usize,
-    /// Queries.
-    pub q: usize,
-    /// Keys of the current position.
-    pub k: usize,
-    /// Values of the current position.
-    pub v: usize,
+    /// Queries, keys and values of the current position, in the order of the fused
+    /// projection: queries from lane 0 of this slot, keys from element `k_row`, values
+    /// from element `v_row`.
+    pub qkv: usize,
+    /// Element of `qkv` where the keys start.
+    pub k_row: usize,
+    /// Element of `qkv` where the values start.
+    pub v_row: usize,
     /// Attention output.
     pub att: usize,
     /// Projection outputs added to the residual.
@@ -183,6 +183,49 @@ struct Builder {
     weights: RomImage,
     requant: RomImage,
     gains: RomImage,
+}
+
+/// Where a block of `len` rows goes after `at` rows: right there if it stays within one
+/// slot (or fills whole slots from a slot boundary), otherwise at the next boundary.
+fn block_start(at: usize, len: usize, lanes: usize) -> usize {
+    let off = at % lanes;
+    if off == 0 || off + len <= lanes {
+        at
+    } else {
+        at.next_multiple_of(lanes)
+    }
+}
+
+/// `[wq; wk; wv]` as one matrix with zero rows where the layout needs them, its
+/// requantization rows, and where `wk` and `wv` start.
+fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant, usize, usize) {
+    let (q, k, v) = (&layer.wq.matrix, &layer.wk.matrix, &layer.wv.matrix);
+    let k_row = block_start(q.rows, k.rows, lanes);
+    let v_row = block_start(k_row + k.rows, v.rows, lanes);
+    let rows = v_row + v.rows;
+    let cols = q.cols;
+    let mut weights = vec![0i8; rows * cols];
+    let mut scales = vec![0f32; rows];
+    let mut mult = vec![0u16; rows];
+    let mut shift = vec![1u8; rows];
+    for (lin, start) in [(&layer.wq, 0), (&layer.wk, k_row), (&layer.wv, v_row)] {
+        let m = &lin.matrix;
+        weights[start * cols..(start + m.rows) * cols].copy_from_slice(&m.weights);
+        scales[start..start + m.rows].copy_from_slice(&m.scales);
+        mult[start..start + m.rows].copy_from_slice(&lin.requant.mult);
+        shift[start..start + m.rows].copy_from_slice(&lin.requant.shift);
+    }
+    (
+        QMatrix {
+            rows,
+            cols,
+            weights,
+            scales,
+        },
+        Requant { mult, shift },
+        k_row,
+        v_row,
+    )
 }
 
 impl Builder {
@@ -262,9 +305,9 @@ impl Layout {
         };
         let x = take(c.dim);
         let xn = take(c.dim);
-        let q = take(c.dim);
-        let k = take(c.kv_dim());
-        let v = take(c.kv_dim());
+        let k_row = block_start(c.dim, c.kv_dim(), lanes);
+        let v_row = block_start(k_row + c.kv_dim(), c.kv_dim(), lanes);
+        let qkv = take(v_row + c.kv_dim());
         let att = take(c.dim);
         let y = take(c.dim);
         let h1 = take(c.hidden_dim);
@@ -282,10 +325,11 @@ impl Layout {
         };
         let mut layers = Vec::with_capacity(c.n_layers);
         for layer in &model.layers {
+            let (fused, requant, _, _) = fuse_qkv(layer, lanes);
+            let mut wqkv = b.matrix(&fused);
+            wqkv.req_base = b.requant(&requant);
             layers.push(LayerPlaces {
-                wq: b.linear(&layer.wq),
-                wk: b.linear(&layer.wk),
-                wv: b.linear(&layer.wv),
+                wqkv,
                 wo: b.linear(&layer.wo),
                 w1: b.linear(&layer.w1),
                 w3: b.linear(&layer.w3),
@@ -313,9 +357,9 @@ impl Layout {
             kv_beats: c.kv_dim().div_ceil(4),
             x,
             xn,
-            q,
-            k,
-            v,
+            qkv,
+            k_row,
+            v_row,
             att,
             y,
             h1,

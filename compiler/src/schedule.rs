@@ -76,9 +76,28 @@ pub fn firmware(model: &QuantizedModel, layout: &Layout) -> Result<Firmware> {
     let p_bist = pt.add(VKind::Bist, &[]);
     let p_embed = pt.add(VKind::Embed, &[l.x as i64, c.dim as i64]);
     let p_sincos = pt.add(VKind::Sincos, &[(c.head_size() / 2) as i64]);
-    let p_rope_q = pt.add(VKind::Rope, &[l.q as i64, c.dim as i64]);
-    let p_rope_k = pt.add(VKind::Rope, &[l.k as i64, c.kv_dim() as i64]);
-    let p_kvs = pt.add(VKind::Kvstore, &[l.k as i64, l.v as i64]);
+    // RoPE over queries and keys: one pass when the keys follow the queries directly.
+    let lanes = l.lanes;
+    let rope_rows: Vec<usize> = if l.k_row == c.dim {
+        vec![pt.add(VKind::Rope, &[l.qkv as i64, (c.dim + c.kv_dim()) as i64])]
+    } else {
+        vec![
+            pt.add(VKind::Rope, &[l.qkv as i64, c.dim as i64]),
+            pt.add(VKind::Rope, &[(l.qkv + l.k_row / lanes) as i64, c.kv_dim() as i64]),
+        ]
+    };
+    let segments = |row: usize| ((row % lanes) + c.kv_dim()).div_ceil(lanes) as i64;
+    let p_kvs = pt.add(
+        VKind::Kvstore,
+        &[
+            (l.qkv + l.k_row / lanes) as i64,
+            (l.qkv + l.v_row / lanes) as i64,
+            (l.k_row % lanes) as i64,
+            (l.v_row % lanes) as i64,
+            segments(l.k_row),
+            segments(l.v_row),
+        ],
+    );
     let p_add = pt.add(VKind::Add, &[l.x as i64, l.y as i64, c.dim as i64]);
     let eps = model.rms_eps;
     let norm = |pt: &mut ParamTable, gain_base: usize, frac: u32, out: u32| {
@@ -114,9 +133,7 @@ pub fn firmware(model: &QuantizedModel, layout: &Layout) -> Result<Firmware> {
     };
     struct LayerRows {
         att_norm: usize,
-        wq: usize,
-        wk: usize,
-        wv: usize,
+        wqkv: usize,
         attn: usize,
         wo: usize,
         ffn_norm: usize,
@@ -136,13 +153,11 @@ pub fn firmware(model: &QuantizedModel, layout: &Layout) -> Result<Firmware> {
         };
         layer_rows.push(LayerRows {
             att_norm: norm(&mut pt, places.att_gain, layer.att_norm.frac, lf.xn_att),
-            wq: matvec(&mut pt, &places.wq, l.xn, l.q),
-            wk: matvec(&mut pt, &places.wk, l.xn, l.k),
-            wv: matvec(&mut pt, &places.wv, l.xn, l.v),
+            wqkv: matvec(&mut pt, &places.wqkv, l.xn, l.qkv),
             attn: pt.add(
                 VKind::Attn,
                 &[
-                    l.q as i64,
+                    l.qkv as i64,
                     l.att as i64,
                     layer.score_mult as i64,
                     layer.score_shift as i64,
@@ -474,12 +489,8 @@ forward:
             "    ; layer {i}
     addi r8, r7, {base}
     vop rmsnorm, {an}
-    vop matvec, {wq}
-    vop matvec, {wk}
-    vop matvec, {wv}
-    vop rope, {p_rope_q}
-    vop rope, {p_rope_k}
-    vop kvstore, {p_kvs}, r2, r8
+    vop matvec, {wqkv}
+{rope}    vop kvstore, {p_kvs}, r2, r8
     vop attn, {at}, r2, r8
     vop matvec, {wo}
     vop add, {p_add}
@@ -491,9 +502,8 @@ forward:
     vop add, {p_add}",
             base = i * l.rows_per_layer,
             an = rows.att_norm,
-            wq = rows.wq,
-            wk = rows.wk,
-            wv = rows.wv,
+            wqkv = rows.wqkv,
+            rope = rope_rows.iter().map(|r| format!("    vop rope, {r}\n")).collect::<String>(),
             at = rows.attn,
             wo = rows.wo,
             fnorm = rows.ffn_norm,

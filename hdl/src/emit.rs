@@ -45,6 +45,8 @@ pub fn design_files(
     seq.connect_all();
     let mut hostif = crate::hostif::HostIf::default();
     hostif.connect_all();
+    let mut sigmoid = crate::sfu::SigmoidUnit::new(t);
+    sigmoid.connect_all();
     Ok(vec![
         (
             "etch_prims.v".to_string(),
@@ -55,6 +57,7 @@ pub fn design_files(
         rust_hdl_file("etch_vctrl", block_verilog(&vctrl, "etch_vctrl")),
         rust_hdl_file("etch_seq", block_verilog(&seq, "etch_seq")),
         rust_hdl_file("etch_hostif", block_verilog(&hostif, "etch_hostif")),
+        rust_hdl_file("etch_sigmoid", block_verilog(&sigmoid, "etch_sigmoid")),
         (
             "etch_chip.v".to_string(),
             crate::top::chip_verilog(p, header),

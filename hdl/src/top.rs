@@ -73,9 +73,13 @@ impl ChipParams {
     pub fn head_groups(&self) -> usize {
         self.n_heads / self.heads_per_group()
     }
-    /// AR slots per KV row.
+    /// AR slots a KV row can span (it may start mid-slot in the fused projection).
     pub fn kv_segments(&self) -> usize {
-        self.kv_dim().div_ceil(self.lanes)
+        self.kv_dim().div_ceil(self.lanes) + 1
+    }
+    /// Sigmoid units: SwiGLU elements per cycle.
+    pub fn sigmoid_units(&self) -> usize {
+        self.lanes.min(8)
     }
     /// 64-bit beats per KV row.
     pub fn kv_beats(&self) -> usize {
@@ -321,6 +325,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         ("kv_rbank", 2),
         ("kv_beat", 10),
         ("kv_waddr", 20),
+        ("kv_woff", 8),
+        ("sgrp", 8),
+        ("bcl", 1),
+        ("sig_m", 17),
+        ("sig_s", 6),
         ("kv_wbank", 2),
         ("kv_we_k", 1),
         ("kv_we_v", 1),
@@ -369,7 +378,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .clock(clk), .reset(rst),
         .start(seq_v_start), .kind(seq_v_kind), .prow_in(seq_v_prow),
         .ra(seq_v_ra), .rb(seq_v_rb), .rc(seq_v_rc), .params(params),
-        .cfg_lg(4'd{lg}), .cfg_plg(2'd{plg}), .cfg_ngroups(8'd{ngroups}), .cfg_kvseg(4'd{kvseg}),
+        .cfg_lg(4'd{lg}), .cfg_plg(2'd{plg}), .cfg_ngroups(8'd{ngroups}), .cfg_slg(3'd{slg}),
         .cfg_kvbeats(10'd{kvbeats}), .cfg_deff(9'd{deff}), .cfg_wdepth(24'd{wd}),
         .cfg_qdepth(16'd{qd}), .cfg_gdepth(16'd{gd}),
         .arsel(arsel), .wsel(wsel), .qsel_m(qsel_m), .qsel_s(qsel_s),
@@ -380,7 +389,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .dma_ack(vc_dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
         .done(vc_done), .result(vc_result), .prow(vc_prow)",
         plg = clog2(np),
-        kvseg = p.kv_segments(),
+        slg = clog2(p.sigmoid_units()),
         kvbeats = p.kv_beats(),
         wd = p.wrom_depth.max(1),
         qd = p.qrom_depth.max(1),
@@ -435,8 +444,9 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     for i in 0..l {
         let _ = writeln!(
             w,
-            "        act_e[{i}] <= (vc_act_mode == 2'd0) ? (9'd{i} < vc_act_n) : (vc_act_mode == 2'd1) ? (vc_act_idx == 8'd{i}) : (vc_act_mode == 2'd2) && (vc_act_idx == 8'd{q});",
-            q = i / 4
+            "        act_e[{i}] <= (vc_act_mode == 2'd0) ? (9'd{i} < vc_act_n) : (vc_act_mode == 2'd1) ? (vc_act_idx == 8'd{i}) : (vc_act_mode == 2'd2) ? (vc_act_idx == 8'd{q}) : (vc_act_idx == 8'd{sg});",
+            q = i / 4,
+            sg = i / p.sigmoid_units()
         );
     }
     let _ = writeln!(w, "    end\n");
@@ -512,8 +522,6 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     }
     let _ = writeln!(w);
 
-    // ---------------------------------------------------------------- lanes
-    let _ = writeln!(w, "    // Lanes and their activation RAMs.");
     for i in 0..l {
         let _ = writeln!(
             w,
@@ -524,6 +532,21 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     wire lane_we_{i}, lane_amv_{i};"
         );
     }
+
+    // ---------------------------------------------------------------- sigmoid units
+    let su = p.sigmoid_units();
+    let _ = writeln!(w, "    // SwiGLU's sigmoid units: {su} elements of h1 per cycle, from lane group sgrp.\n    reg [7:0] sgrp_e;\n    always @(posedge clk) sgrp_e <= vc_sgrp;");
+    for k in 0..su {
+        let _ = writeln!(w, "    reg [15:0] sig_in_{k};\n    wire [15:0] sig_h_{k}, sig_sigma_{k};\n    always @(*) begin\n        sig_in_{k} = lane_rd0_{k};\n        case (sgrp_e)");
+        for grp in 0..l / su {
+            let _ = writeln!(w, "            8'd{grp}: sig_in_{k} = lane_rd0_{};", grp * su + k);
+        }
+        let _ = writeln!(w, "            default: sig_in_{k} = lane_rd0_{k};\n        endcase\n    end\n    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h(sig_in_{k}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
+    }
+    let _ = writeln!(w);
+
+    // ---------------------------------------------------------------- lanes
+    let _ = writeln!(w, "    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
         let sin = if i % 2 == 0 {
@@ -538,7 +561,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .clock(clk), .reset(rst),
         .rd0(lane_rd0_{i}), .rd1(lane_rd1_{i}), .nbr(lane_rd0_{nb}), .qsrc(lane_rd0_{qs}),
         .w8(wrom_data[{w8}:{w8l}]), .gain(grom_data[{gh}:{gl}]), .kv(lane_kv_{i}), .pw(lane_pw_{i}),
-        .cosv(rope_cos[{k}]), .sinv({sin}), .bc(vc_bc), .bc2(vc_bc2),
+        .cosv(rope_cos[{k}]), .sinv({sin}), .bc(vc_bcl ? sig_h_{sk} : vc_bc), .bc2(vc_bcl ? sig_sigma_{sk} : vc_bc2),
         .dmaw(vc_dmaw[{dh}:{dl}]), .tau(tau_e), .qm(qrom_data[{qmh}:{qml}]), .qs(qrom_data[{qsh}:{qsl}]),
         .bmult(vc_bmult), .bshift(vc_bshift), .hmult(lane_hmult_{i}), .hshift(lane_hshift_{i}),
         .acc_other(lane_other_{i}),
@@ -549,6 +572,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
     );",
             ar = p.ar_depth.max(1),
+            sk = i % p.sigmoid_units(),
             nb = i ^ 1,
             qs = i % deff,
             w8 = 8 * i + 7,
@@ -611,15 +635,16 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         let _ = writeln!(
             w,
             "    wire [{kb}:0] kv_k_row{b}, kv_v_row{b};
-    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_row{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf[{kb}:0]));
-    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_row{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf[{kb}:0]));
+    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_row{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_row[{kb}:0]));
+    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_row{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_row[{kb}:0]));
     wire [{kb}:0] kv_row{b} = kv_rsel_e ? kv_v_row{b} : kv_k_row{b};",
             kb = kvw - 1,
             kd = p.kv_depth().max(1)
         );
     }
+    let _ = writeln!(w, "    wire [{}:0] rowbuf_row = rowbuf >> (vc_kv_woff * 16);", rbw - 1);
     if rbw > kvw {
-        let _ = writeln!(w, "    wire unused_rowbuf = ^rowbuf[{}:{}];", rbw - 1, kvw);
+        let _ = writeln!(w, "    wire unused_rowbuf = ^rowbuf_row[{}:{}];", rbw - 1, kvw);
     }
     // Beats of a row for saving contexts.
     let padded = |b: usize| {

@@ -12,7 +12,7 @@
 use rust_hdl::prelude::*;
 
 use crate::prim::{Mul, Requant};
-use crate::sfu::{Exp2Unit, RecipUnit, RsqrtUnit, SigmoidUnit, SinCosUnit, TableData};
+use crate::sfu::{Exp2Unit, RecipUnit, RsqrtUnit, SinCosUnit, TableData};
 
 /// Controller states, grouped by operation.
 #[derive(Copy, Clone, Debug, PartialEq, LogicState)]
@@ -158,8 +158,8 @@ pub struct VectorControl {
     pub cfg_plg: Signal<In, Bits<2>>,
     /// Head groups (passes of attention per layer).
     pub cfg_ngroups: Signal<In, Bits<8>>,
-    /// AR slots per KV row.
-    pub cfg_kvseg: Signal<In, Bits<4>>,
+    /// log2 of the number of sigmoid units (SwiGLU elements per cycle).
+    pub cfg_slg: Signal<In, Bits<3>>,
     /// 64-bit beats per KV row.
     pub cfg_kvbeats: Signal<In, Bits<10>>,
     /// Lanes of one attention position group (`min(L, dim)`).
@@ -320,6 +320,17 @@ pub struct VectorControl {
     pub kv_beat: Signal<Out, Bits<10>>,
     /// KV write row address.
     pub kv_waddr: Signal<Out, Bits<20>>,
+    /// Lane offset of the row in the row buffer (keys and values of the fused
+    /// projection share slots).
+    pub kv_woff: Signal<Out, Bits<8>>,
+    /// SwiGLU: lane group whose read port 0 feeds the sigmoid units.
+    pub sgrp: Signal<Out, Bits<8>>,
+    /// E: the lanes take their broadcast values from their sigmoid unit.
+    pub bcl: Signal<Out, Bit>,
+    /// Sigmoid pre-shift multiplier.
+    pub sig_m: Signal<Out, Bits<17>>,
+    /// Sigmoid pre-shift.
+    pub sig_s: Signal<Out, Bits<6>>,
     /// KV write bank.
     pub kv_wbank: Signal<Out, Bits<2>>,
     /// Write the row buffer into the keys.
@@ -424,6 +435,7 @@ pub struct VectorControl {
     slots: Signal<Local, Bits<16>>,
     e_lead: Signal<Local, Bits<16>>,
     e_follow: Signal<Local, Bits<16>>,
+    smask: Signal<Local, Bits<16>>,
     pos16: Signal<Local, Bits<16>>,
     dsx: Signal<Local, Bits<17>>,
     rng_next: Signal<Local, Bits<64>>,
@@ -432,7 +444,6 @@ pub struct VectorControl {
     masked: Signal<Local, Bits<32>>,
     cum_next: Signal<Local, Bits<32>>,
     rsqrt: RsqrtUnit,
-    sigm: SigmoidUnit,
     sincos: SinCosUnit,
     sexp: Exp2Unit,
     slog: RecipUnit,
@@ -459,7 +470,7 @@ impl VectorControl {
             cfg_lg: Default::default(),
             cfg_plg: Default::default(),
             cfg_ngroups: Default::default(),
-            cfg_kvseg: Default::default(),
+            cfg_slg: Default::default(),
             cfg_kvbeats: Default::default(),
             cfg_deff: Default::default(),
             cfg_wdepth: Default::default(),
@@ -540,6 +551,11 @@ impl VectorControl {
             kv_rbank: Default::default(),
             kv_beat: Default::default(),
             kv_waddr: Default::default(),
+            kv_woff: Default::default(),
+            sgrp: Default::default(),
+            bcl: Default::default(),
+            sig_m: Default::default(),
+            sig_s: Default::default(),
             kv_wbank: Default::default(),
             kv_we_k: Default::default(),
             kv_we_v: Default::default(),
@@ -628,6 +644,7 @@ impl VectorControl {
             slots: Default::default(),
             e_lead: Default::default(),
             e_follow: Default::default(),
+            smask: Default::default(),
             pos16: Default::default(),
             dsx: Default::default(),
             rng_next: Default::default(),
@@ -636,7 +653,6 @@ impl VectorControl {
             masked: Default::default(),
             cum_next: Default::default(),
             rsqrt: RsqrtUnit::new(t),
-            sigm: SigmoidUnit::new(t),
             sincos: SinCosUnit::new(t),
             sexp: Exp2Unit::new(t),
             slog: RecipUnit::log2(t),
@@ -660,7 +676,6 @@ impl Logic for VectorControl {
             npg, scan_v, scan_i, hoff
         );
         self.rsqrt.clock.next = self.clock.val();
-        self.sigm.clock.next = self.clock.val();
         self.sincos.clock.next = self.clock.val();
         self.sexp.clock.next = self.clock.val();
         self.slog.clock.next = self.clock.val();
@@ -684,8 +699,13 @@ impl Logic for VectorControl {
             self.act_cnt.next = self.lanes.val();
         }
         self.slots.next = (self.rem.q.val() + self.lmask.val()) >> self.cfg_lg.val();
+        self.smask.next = (bits::<16>(1) << self.cfg_slg.val()) - 1;
         self.e_lead.next = self.ci.q.val();
         self.e_follow.next = self.ci.q.val() - 3;
+        if self.state.q.val() == VState::Swi {
+            self.e_lead.next = self.ci.q.val() << self.cfg_slg.val();
+            self.e_follow.next = (self.ci.q.val() - 3) << self.cfg_slg.val();
+        }
 
         // Defaults: nothing issued this cycle.
         self.busy.next = true;
@@ -782,9 +802,11 @@ impl Logic for VectorControl {
 
         // Scalar special-function units.
         self.rsqrt.s.next = self.tree_top.val() + self.p.q.val().get_bits::<48>(64);
-        self.sigm.h.next = self.arsel.val();
-        self.sigm.m.next = bit_cast::<17, 16>(self.p4.val());
-        self.sigm.s.next = self.p5.val().get_bits::<6>(0);
+        self.sig_m.next = bit_cast::<17, 16>(self.p4.val());
+        self.sig_s.next = self.p5.val().get_bits::<6>(0);
+        self.kv_woff.next = 0.into();
+        self.sgrp.next = bit_cast::<8, 16>((self.e_lead.val() & self.lmask.val()) >> self.cfg_slg.val());
+        self.bcl.next = self.bc_src_e.q.val().index() == 2;
         self.mul_step.a.next = self.step_data.val();
         self.mul_step.b.next = self.pos16.val();
         self.sincos.phase.next = self.mul_step.p.val();
@@ -832,13 +854,7 @@ impl Logic for VectorControl {
                 self.bc.next = bit_cast::<16, 8>(self.wsel.val()) | 0xFF00;
             }
         }
-        if self.bc_src_e.q.val().index() == 2 {
-            self.bc.next = self.sigm.h_out.val();
-        }
-        self.bc2.next = self.sigm.sigma.val();
-        if self.bc2_src_e.q.val().index() == 1 {
-            self.bc2.next = self.sexp.p.val();
-        }
+        self.bc2.next = self.sexp.p.val();
 
         // ROM self-test signature: rotate left, xor the folded word.
         if self.bist_v.q.val() {
@@ -1039,7 +1055,7 @@ impl Logic for VectorControl {
                     bit_cast::<12, 16>(self.p0.val() + (self.ci.q.val() >> self.cfg_lg.val()));
                 self.ci.d.next = self.ci.q.val() + 1;
                 if self.ci.q.val() == self.p1.val() - 1 {
-                    self.cd.d.next = 6.into();
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
@@ -1064,7 +1080,7 @@ impl Logic for VectorControl {
                     self.ci.d.next = 0.into();
                     self.cj.d.next = self.cj.q.val() + 1;
                     if self.cj.q.val() == self.p3.val() - 1 {
-                        self.cd.d.next = 6.into();
+                        self.cd.d.next = 0.into();
                         self.state.d.next = VState::Drain;
                     }
                 }
@@ -1119,7 +1135,7 @@ impl Logic for VectorControl {
                 self.ci.d.next = self.ci.q.val() + 1;
                 self.rem.d.next = self.rem.q.val() - self.lanes.val();
                 if self.rem.q.val() <= self.lanes.val() {
-                    self.cd.d.next = 6.into();
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
@@ -1154,7 +1170,7 @@ impl Logic for VectorControl {
                 self.rem.d.next = self.rem.q.val() - self.lanes.val();
                 self.state.d.next = VState::RopeA;
                 if self.rem.q.val() <= self.lanes.val() {
-                    self.cd.d.next = 6.into();
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
@@ -1168,7 +1184,9 @@ impl Logic for VectorControl {
                 self.sv1.d.next = true;
                 self.si1.d.next = self.ci.q.val().get_bits::<6>(0);
                 self.ci.d.next = self.ci.q.val() + 1;
-                if self.ci.q.val() == bit_cast::<16, 4>(self.cfg_kvseg.val()) - 1 {
+                if (!self.ck.q.val().any() & (self.ci.q.val() == self.p4.val() - 1))
+                    | (self.ck.q.val().any() & (self.ci.q.val() == self.p5.val() - 1))
+                {
                     self.state.d.next = VState::KvsWt;
                 }
             }
@@ -1176,6 +1194,10 @@ impl Logic for VectorControl {
                 self.state.d.next = VState::KvsWr;
             }
             VState::KvsWr => {
+                self.kv_woff.next = bit_cast::<8, 16>(self.p2.val());
+                if self.ck.q.val().any() {
+                    self.kv_woff.next = bit_cast::<8, 16>(self.p3.val());
+                }
                 self.kv_waddr.next = self.lbase.q.val()
                     + (bit_cast::<20, 16>(self.pos16.val()) >> self.cfg_plg.val());
                 self.kv_wbank.next = bit_cast::<2, 16>(self.pos16.val() & self.pmask.val());
@@ -1259,7 +1281,7 @@ impl Logic for VectorControl {
                 self.cj.d.next = self.cj.q.val() + 1;
                 self.state.d.next = VState::AtQ;
                 if self.cj.q.val() == bit_cast::<16, 8>(self.cfg_ngroups.val()) - 1 {
-                    self.cd.d.next = 6.into();
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
@@ -1278,16 +1300,16 @@ impl Logic for VectorControl {
                 self.ci.d.next = self.ci.q.val() + 1;
                 self.rem.d.next = self.rem.q.val() - self.lanes.val();
                 if self.rem.q.val() <= self.lanes.val() {
-                    self.cd.d.next = 6.into();
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
-            // SwiGLU: h1 elements stream through the sigmoid unit; three cycles later
-            // the lane of each element multiplies h1·σ·h3.
+            // SwiGLU: groups of S elements of h1 stream through the S sigmoid units;
+            // three cycles later each lane of the group multiplies h1·σ·h3.
             VState::Swi => {
-                self.ar_ra0.next =
-                    bit_cast::<12, 16>(self.p0.val() + (self.e_lead.val() >> self.cfg_lg.val()));
-                self.arsel_lane.next = bit_cast::<8, 16>(self.e_lead.val() & self.lmask.val());
+                self.ar_ra0.next = bit_cast::<12, 16>(
+                    self.p0.val() + (self.e_lead.val() >> self.cfg_lg.val()),
+                );
                 self.bc_src_e.d.next = 2.into();
                 if self.ci.q.val() >= 3 {
                     self.ar_ra1.next = bit_cast::<12, 16>(
@@ -1298,15 +1320,17 @@ impl Logic for VectorControl {
                     self.u_rq.next = true;
                     self.u_rqin.next = true;
                     self.u_msel.next = 4.into();
-                    self.act_mode.next = 1.into();
-                    self.act_idx.next = bit_cast::<8, 16>(self.e_follow.val() & self.lmask.val());
+                    self.act_mode.next = 3.into();
+                    self.act_idx.next = bit_cast::<8, 16>(
+                        (self.e_follow.val() & self.lmask.val()) >> self.cfg_slg.val(),
+                    );
                     self.ar_wa.next = bit_cast::<12, 16>(
                         self.p2.val() + (self.e_follow.val() >> self.cfg_lg.val()),
                     );
                 }
                 self.ci.d.next = self.ci.q.val() + 1;
-                if self.ci.q.val() == self.p3.val() + 2 {
-                    self.cd.d.next = 6.into();
+                if self.ci.q.val() == ((self.p3.val() + self.smask.val()) >> self.cfg_slg.val()) + 2 {
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
@@ -1530,7 +1554,7 @@ impl Logic for VectorControl {
                 self.ci.d.next = self.ci.q.val() + 1;
                 self.state.d.next = VState::DiReq;
                 if self.ci.q.val() == ((self.p1.val() + 3) >> 2) - 1 {
-                    self.cd.d.next = 6.into();
+                    self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }
             }
