@@ -110,6 +110,8 @@ struct SimJson<'a> {
     cycles_per_token: f64,
     tok_per_s_at_100mhz: f64,
     lanes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A chip opened on the in-process simulator of a build directory.
@@ -225,12 +227,19 @@ pub fn sim(a: &crate::SimArgs) -> CliResult {
             .map_err(etch_driver::DriverError::from)?;
     }
     let json = a.sampling.json;
+    let perf_before = chip.perf()?;
     let (g, cycles) = chip_generate(&mut chip, &tokenizer, &a.sampling, &mut |piece| {
         if !json {
             crate::output::write_stdout(piece);
         }
     })?;
     chip.device().simulator().trace_close();
+    let perf_after = chip.perf()?;
+    let profile: Vec<(&'static str, u64)> = etch_firmware::regs::PERF
+        .iter()
+        .zip(perf_before.iter().zip(&perf_after))
+        .map(|(&(name, _), (b, a))| (name, a.wrapping_sub(*b) as u64))
+        .collect();
     let tokens = g.ids.len();
     let cpt = cycles as f64 / tokens.max(1) as f64;
     let tps = 100e6 / cpt;
@@ -244,6 +253,7 @@ pub fn sim(a: &crate::SimArgs) -> CliResult {
             cycles_per_token: cpt,
             tok_per_s_at_100mhz: tps,
             lanes: manifest.lanes,
+            profile: a.profile.then(|| profile.iter().copied().collect()),
         });
     }
     crate::output::write_stdout(b"\n");
@@ -251,5 +261,19 @@ pub fn sim(a: &crate::SimArgs) -> CliResult {
         "{tokens} tokens in {cycles} cycles: {cpt:.0} cycles/token, {tps:.0} tokens/s at 100 MHz ({} lanes)",
         manifest.lanes
     );
+    if a.profile {
+        let total: u64 = profile.iter().map(|p| p.1).sum();
+        eprintln!(
+            "{:<14} {:>12} {:>7} {:>12}",
+            "phase", "cycles", "share", "per token"
+        );
+        for (name, c) in &profile {
+            eprintln!(
+                "{name:<14} {c:>12} {:>6.1}% {:>12.0}",
+                100.0 * *c as f64 / total.max(1) as f64,
+                *c as f64 / tokens.max(1) as f64
+            );
+        }
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 internal failure, 2 bad input (a one-line message on
 //! stderr names the file and the problem).
 
+mod bench;
 mod chip;
 mod error;
 mod models;
@@ -41,6 +42,9 @@ enum Command {
     Build(BuildArgs),
     /// Simulate a built chip cycle-accurately (Verilator) and generate with it.
     Sim(SimArgs),
+    /// Measure chips of several lane counts on the greedy story: cycles per token,
+    /// utilization, sizes, simulation speed; tables and plots.
+    Bench(BenchArgs),
 }
 
 /// A model and its tokenizer.
@@ -189,6 +193,35 @@ pub struct SimArgs {
     /// Write a VCD waveform of the whole run.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Print where the cycles went, from the chip's performance counters.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+/// `etch bench` arguments.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// llama2.c checkpoint [default: stories260K.bin in $ETCH_MODELS or ../shared/models].
+    #[arg(long = "model", value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// Tokenizer [default: tok512.bin beside the default model, or tokenizer.bin beside MODEL].
+    #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
+    pub tokenizer: Option<PathBuf>,
+    /// Lane counts to build and measure.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![8, 16, 32, 64, 128])]
+    pub lanes: Vec<usize>,
+    /// Forward passes of the greedy story.
+    #[arg(short = 'n', long = "steps", default_value_t = 256)]
+    pub steps: usize,
+    /// Prompt of the greedy story.
+    #[arg(short = 'i', long = "prompt", default_value = "Once upon a time")]
+    pub prompt: String,
+    /// Where builds, the table and the plots go.
+    #[arg(long, default_value = "out/bench")]
+    pub out: PathBuf,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn run(cli: Cli) -> CliResult {
@@ -199,6 +232,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Accuracy(a) => models::accuracy(&a),
         Command::Build(a) => chip::build(&a),
         Command::Sim(a) => chip::sim(&a),
+        Command::Bench(a) => bench::bench(&a),
     }
 }
 

@@ -268,10 +268,16 @@ pub fn build(
     for dir in [out, &rtl, &rom] {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
+    // The design hash covers the Verilog without its header comment (which names paths),
+    // so that the same design built anywhere shares one compiled simulator.
     let mut design = Sha256::new();
     for (name, text) in &files {
         design.update(name.as_bytes());
-        design.update(text.as_bytes());
+        design.update(
+            text.strip_prefix(header.as_str())
+                .unwrap_or(text)
+                .as_bytes(),
+        );
         write(rtl.join(name), text)?;
     }
     write(rom.join("weights.hex"), layout.weights.to_hex())?;

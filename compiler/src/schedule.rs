@@ -83,7 +83,10 @@ pub fn firmware(model: &QuantizedModel, layout: &Layout) -> Result<Firmware> {
     } else {
         vec![
             pt.add(VKind::Rope, &[l.qkv as i64, c.dim as i64]),
-            pt.add(VKind::Rope, &[(l.qkv + l.k_row / lanes) as i64, c.kv_dim() as i64]),
+            pt.add(
+                VKind::Rope,
+                &[(l.qkv + l.k_row / lanes) as i64, c.kv_dim() as i64],
+            ),
         ]
     };
     let segments = |row: usize| ((row % lanes) + c.kv_dim()).div_ceil(lanes) as i64;
@@ -503,7 +506,10 @@ forward:
             base = i * l.rows_per_layer,
             an = rows.att_norm,
             wqkv = rows.wqkv,
-            rope = rope_rows.iter().map(|r| format!("    vop rope, {r}\n")).collect::<String>(),
+            rope = rope_rows
+                .iter()
+                .map(|r| format!("    vop rope, {r}\n"))
+                .collect::<String>(),
             at = rows.attn,
             wo = rows.wo,
             fnorm = rows.ffn_norm,
@@ -609,7 +615,8 @@ generate_room:
     vop sample, {p_sample}, r5, r6
     csrr r1, VRES_LO
     st r1, REC(r0)
-    st r2, 21(r0)
+    csrr r5, CYCLE_LO
+    st r5, 21(r0)
     ldd r4, 2(r0)
     shli r5, r14, 3
     add r4, r4, r5

@@ -63,6 +63,8 @@ pub struct Sampling {
 pub struct Generated {
     /// The sampled tokens, in order (a stop token is included, last).
     pub tokens: Vec<u32>,
+    /// The low word of the chip's cycle counter when each token's record was written.
+    pub stamps: Vec<u32>,
     /// Why it stopped (`descriptor::reason`).
     pub reason: u8,
     /// The logits of every forward pass (debug mode only).
@@ -206,6 +208,15 @@ impl<D: Device> Chip<D> {
         let lo = self.dev.read_reg(regs::CYCLE_LO)? as u64;
         let hi = self.dev.read_reg(regs::CYCLE_HI)? as u64;
         Ok(hi << 32 | lo)
+    }
+
+    /// The performance counters (`regs::PERF`): cycles by phase since reset.
+    pub fn perf(&mut self) -> Result<[u32; 9]> {
+        let mut out = [0u32; 9];
+        for (o, (_, reg)) in out.iter_mut().zip(regs::PERF) {
+            *o = self.dev.read_reg(reg)?;
+        }
+        Ok(out)
     }
 
     /// Forward passes the chip has run since reset.
@@ -460,6 +471,7 @@ impl<D: Device> Chip<D> {
             ..Command::default()
         };
         let mut tokens: Vec<u32> = Vec::new();
+        let mut stamps: Vec<u32> = Vec::new();
         let mut stream = |dev: &mut D| -> Result<()> {
             while tokens.len() < count as usize {
                 let mut rec = [0u8; 8];
@@ -469,6 +481,7 @@ impl<D: Device> Chip<D> {
                     break;
                 }
                 tokens.push(v as u32);
+                stamps.push((v >> 32) as u32);
                 on_token(v as u32);
             }
             Ok(())
@@ -485,6 +498,7 @@ impl<D: Device> Chip<D> {
                     };
                     Ok(Generated {
                         tokens: tokens.clone(),
+                        stamps: stamps.clone(),
                         reason: if full { reason::CONTEXT_FULL } else { c.reason },
                         logits,
                     })

@@ -52,6 +52,24 @@ regs! {
     CYCLE_HI = 0x21;
     /// RO: tokens processed (forward passes) since reset.
     TOKENS = 0x22;
+    /// RO: cycles the vector unit spent in matrix-vector products (and the embedding).
+    PERF_MATVEC = 0x23;
+    /// RO: cycles in attention scores and KV-cache writes.
+    PERF_ATTENTION = 0x24;
+    /// RO: cycles in attention weights, weighted sums and their normalization.
+    PERF_SOFTMAX = 0x25;
+    /// RO: cycles in RMSNorm.
+    PERF_NORM = 0x26;
+    /// RO: cycles in element-wise steps (RoPE, SwiGLU, residual adds, sines).
+    PERF_ELEMENTWISE = 0x27;
+    /// RO: cycles in sampling and log-probabilities.
+    PERF_SAMPLING = 0x28;
+    /// RO: cycles moving data to or from host memory (DMA by sequencer or vector unit).
+    PERF_DMA = 0x29;
+    /// RO: cycles of the sequencer's own work between vector operations (stall).
+    PERF_CONTROL = 0x2A;
+    /// RO: cycles the chip waited for a doorbell.
+    PERF_IDLE = 0x2B;
     /// RW: submission queue base address, low word (64-byte aligned).
     SQ_BASE_LO = 0x40;
     /// RW: submission queue base address, high word.
@@ -96,6 +114,19 @@ pub mod control {
     /// Ask the running GENERATE, PREFILL or SCORE to stop after the current token.
     pub const ABORT: u32 = 1 << 0;
 }
+
+/// The performance counters in order (PERF_MATVEC ..= PERF_IDLE), with their names.
+pub const PERF: [(&str, u16); 9] = [
+    ("matvec", PERF_MATVEC),
+    ("attention", PERF_ATTENTION),
+    ("softmax", PERF_SOFTMAX),
+    ("normalization", PERF_NORM),
+    ("elementwise", PERF_ELEMENTWISE),
+    ("sampling", PERF_SAMPLING),
+    ("host/DMA", PERF_DMA),
+    ("control", PERF_CONTROL),
+    ("idle", PERF_IDLE),
+];
 
 /// Interrupt vectors.
 pub mod irq {

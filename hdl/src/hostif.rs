@@ -47,6 +47,10 @@ pub struct HostIf {
     pub irq_vec: Signal<In, Bits<4>>,
     /// A forward pass started.
     pub token_tick: Signal<In, Bit>,
+    /// The sequencer's phase (0 own work, 1 vector operation, 2 DMA, 3 idle).
+    pub seq_phase: Signal<In, Bits<2>>,
+    /// The vector controller's phase (0 none, 1..7 as PERF_MATVEC..PERF_DMA).
+    pub vec_phase: Signal<In, Bits<4>>,
     /// Identity words 0..24 (ID, VERSION, FW_VERSION, CONFIG0..3, MODEL_ID, FW_HASH).
     pub ident: Signal<In, Bits<768>>,
     /// The sequencer stopped on a fault (STATUS bit 2; raises vector 1 once).
@@ -80,6 +84,8 @@ pub struct HostIf {
     irq_q: DFF<Bits<4>>,
     fault_q: DFF<Bit>,
     csr_q: DFF<Bits<32>>,
+    perf: [DFF<Bits<32>>; 9],
+    perf_sel: Signal<Local, Bits<4>>,
     mmio_idx: Signal<Local, Bits<10>>,
     mmio_val: Signal<Local, Bits<32>>,
     csr_val: Signal<Local, Bits<32>>,
@@ -118,6 +124,10 @@ impl Logic for HostIf {
             fault_q,
             csr_q
         );
+        for i in 0..9 {
+            self.perf[i].clock.next = self.clock.val();
+            self.perf[i].d.next = self.perf[i].q.val();
+        }
         self.mmio_idx.next = self.mmio_addr.val().get_bits::<10>(2);
 
         // Reads: identity words, then the register file.
@@ -155,6 +165,11 @@ impl Logic for HostIf {
             97 => self.mmio_val.next = self.vres_hi.q.val(),
             _ => {}
         }
+        for i in 0..9 {
+            if self.mmio_idx.val().index() == 35 + i {
+                self.mmio_val.next = self.perf[i].q.val();
+            }
+        }
         self.csr_val.next = 0.into();
         if self.csr_addr.val() < 24 {
             self.csr_val.next = self
@@ -189,11 +204,33 @@ impl Logic for HostIf {
             97 => self.csr_val.next = self.vres_hi.q.val(),
             _ => {}
         }
+        for i in 0..9 {
+            if self.csr_addr.val().index() == 35 + i {
+                self.csr_val.next = self.perf[i].q.val();
+            }
+        }
         self.csr_q.d.next = self.csr_val.val();
         self.csr_rdata.next = self.csr_q.q.val();
 
-        // Counters.
+        // Counters: the cycle, and where it went (index into PERF_MATVEC..PERF_IDLE).
         self.cycle.d.next = self.cycle.q.val() + 1;
+        self.perf_sel.next = 7.into();
+        match self.seq_phase.val().index() {
+            1 => {
+                self.perf_sel.next = self.vec_phase.val() - 1;
+                if !self.vec_phase.val().any() {
+                    self.perf_sel.next = 7.into();
+                }
+            }
+            2 => self.perf_sel.next = 6.into(),
+            3 => self.perf_sel.next = 8.into(),
+            _ => self.perf_sel.next = 7.into(),
+        }
+        for i in 0..9 {
+            if self.perf_sel.val().index() == i {
+                self.perf[i].d.next = self.perf[i].q.val() + 1;
+            }
+        }
         if self.token_tick.val() {
             self.tokens.d.next = self.tokens.q.val() + 1;
         }
@@ -265,6 +302,9 @@ impl Logic for HostIf {
             self.irq_mask.d.next = 0.into();
             self.cycle.d.next = 0.into();
             self.tokens.d.next = 0.into();
+            for i in 0..9 {
+                self.perf[i].d.next = 0.into();
+            }
             self.sq_base_lo.d.next = 0.into();
             self.sq_base_hi.d.next = 0.into();
             self.sq_size.d.next = 0.into();
@@ -303,6 +343,15 @@ pub const IMPLEMENTED: &[u16] = &[
     regs::CYCLE_LO,
     regs::CYCLE_HI,
     regs::TOKENS,
+    regs::PERF_MATVEC,
+    regs::PERF_ATTENTION,
+    regs::PERF_SOFTMAX,
+    regs::PERF_NORM,
+    regs::PERF_ELEMENTWISE,
+    regs::PERF_SAMPLING,
+    regs::PERF_DMA,
+    regs::PERF_CONTROL,
+    regs::PERF_IDLE,
     regs::SQ_BASE_LO,
     regs::SQ_BASE_HI,
     regs::SQ_SIZE,

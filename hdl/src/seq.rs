@@ -97,6 +97,9 @@ pub struct Sequencer {
     pub idle: Signal<Out, Bit>,
     /// Stopped on a fault.
     pub fault: Signal<Out, Bit>,
+    /// What the sequencer does this cycle: 0 its own instructions, 1 waits for a vector
+    /// operation, 2 DMA, 3 waits for a doorbell.
+    pub phase: Signal<Out, Bits<2>>,
 
     state: DFF<SeqState>,
     pc: DFF<Bits<12>>,
@@ -155,6 +158,7 @@ impl Default for Sequencer {
             irq_vec: Default::default(),
             idle: Default::default(),
             fault: Default::default(),
+            phase: Default::default(),
             state: Default::default(),
             pc: Default::default(),
             ir: Default::default(),
@@ -488,6 +492,19 @@ impl Logic for Sequencer {
             SeqState::Fault => {
                 self.fault.next = true;
             }
+        }
+
+        // Phase for the performance counters.
+        self.phase.next = 0.into();
+        match self.state.q.val() {
+            SeqState::VWait => self.phase.next = 1.into(),
+            SeqState::DmaRd => self.phase.next = 2.into(),
+            SeqState::DmaWrRead => self.phase.next = 2.into(),
+            SeqState::DmaWr => self.phase.next = 2.into(),
+            _ => self.phase.next = 0.into(),
+        }
+        if self.waiting.q.val() {
+            self.phase.next = 3.into();
         }
 
         // Register write-back (r0 stays 0).

@@ -209,6 +209,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         ("seq_v_rb", 64),
         ("seq_v_rc", 64),
         ("seq_irq_vec", 4),
+        ("seq_phase", 2),
         ("vc_result", 64),
         ("vc_prow", 16),
         ("params", 256),
@@ -240,7 +241,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .v_start(seq_v_start), .v_kind(seq_v_kind), .v_prow(seq_v_prow),
         .v_ra(seq_v_ra), .v_rb(seq_v_rb), .v_rc(seq_v_rc), .v_done(vc_done), .v_result(vc_result),
         .vres_we(seq_vres_we), .irq_raise(seq_irq_raise), .irq_vec(seq_irq_vec),
-        .idle(seq_idle), .fault(seq_fault)
+        .idle(seq_idle), .fault(seq_fault), .phase(seq_phase)
     );
     etch_rom #(.W(64), .A(12), .D({imem}), .INIT(\"rom/imem.hex\")) u_imem (.clk(clk), .addr(seq_imem_addr), .data(imem_data));
     etch_rom #(.W(256), .A(16), .D({params}), .INIT(\"rom/params.hex\")) u_params (.clk(clk), .addr(vc_prow), .data(params));
@@ -264,7 +265,8 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .mmio_rdata(mmio_rdata), .mmio_ack(mmio_ack),
         .csr_addr(seq_csr_addr), .csr_rdata(csr_rdata), .csr_we(seq_csr_we), .csr_wdata(seq_csr_wdata),
         .vres_we(seq_vres_we), .vres(vc_result), .irq_raise(seq_irq_raise), .irq_vec(seq_irq_vec),
-        .token_tick(token_tick), .ident(768'h{ident}), .fault(seq_fault), .irq(irq)
+        .token_tick(token_tick), .seq_phase(seq_phase), .vec_phase(vc_phase),
+        .ident(768'h{ident}), .fault(seq_fault), .irq(irq)
     );
 ",
         embed = etch_firmware::VKind::Embed as u8
@@ -345,6 +347,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         ("dma_we", 1),
         ("dma_addr", 64),
         ("dma_wdata", 64),
+        ("phase", 4),
     ];
     let _ = writeln!(w, "    // Vector controller.");
     for (n, width) in vc_outs {
@@ -539,7 +542,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     for k in 0..su {
         let _ = writeln!(w, "    reg [15:0] sig_in_{k};\n    wire [15:0] sig_h_{k}, sig_sigma_{k};\n    always @(*) begin\n        sig_in_{k} = lane_rd0_{k};\n        case (sgrp_e)");
         for grp in 0..l / su {
-            let _ = writeln!(w, "            8'd{grp}: sig_in_{k} = lane_rd0_{};", grp * su + k);
+            let _ = writeln!(
+                w,
+                "            8'd{grp}: sig_in_{k} = lane_rd0_{};",
+                grp * su + k
+            );
         }
         let _ = writeln!(w, "            default: sig_in_{k} = lane_rd0_{k};\n        endcase\n    end\n    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h(sig_in_{k}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
     }
@@ -642,9 +649,18 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
             kd = p.kv_depth().max(1)
         );
     }
-    let _ = writeln!(w, "    wire [{}:0] rowbuf_row = rowbuf >> (vc_kv_woff * 16);", rbw - 1);
+    let _ = writeln!(
+        w,
+        "    wire [{}:0] rowbuf_row = rowbuf >> (vc_kv_woff * 16);",
+        rbw - 1
+    );
     if rbw > kvw {
-        let _ = writeln!(w, "    wire unused_rowbuf = ^rowbuf_row[{}:{}];", rbw - 1, kvw);
+        let _ = writeln!(
+            w,
+            "    wire unused_rowbuf = ^rowbuf_row[{}:{}];",
+            rbw - 1,
+            kvw
+        );
     }
     // Beats of a row for saving contexts.
     let padded = |b: usize| {

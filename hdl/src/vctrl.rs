@@ -355,6 +355,9 @@ pub struct VectorControl {
     pub sc_cos: Signal<Out, Bits<16>>,
     /// DMA request (held until `dma_ack`).
     pub dma_req: Signal<Out, Bit>,
+    /// Phase of the current operation: 0 none, 1 matvec, 2 attention, 3 softmax,
+    /// 4 normalization, 5 element-wise, 6 sampling, 7 DMA.
+    pub phase: Signal<Out, Bits<4>>,
     /// DMA write.
     pub dma_we: Signal<Out, Bit>,
     /// DMA host address.
@@ -568,6 +571,7 @@ impl VectorControl {
             sc_sin: Default::default(),
             sc_cos: Default::default(),
             dma_req: Default::default(),
+            phase: Default::default(),
             dma_we: Default::default(),
             dma_addr: Default::default(),
             dma_wdata: Default::default(),
@@ -780,6 +784,58 @@ impl Logic for VectorControl {
         self.dma_addr.next = self.ra_q.q.val() + (bit_cast::<64, 32>(self.hoff.q.val()));
         self.dma_wdata.next = self.wd.q.val();
 
+        // What the vector unit is doing, for the performance counters.
+        self.phase.next = 0.into();
+        match self.state.q.val() {
+            VState::EmbQ => self.phase.next = 1.into(),
+            VState::EmbL => self.phase.next = 1.into(),
+            VState::Mv => self.phase.next = 1.into(),
+            VState::KvsRd => self.phase.next = 2.into(),
+            VState::KvsWt => self.phase.next = 2.into(),
+            VState::KvsWr => self.phase.next = 2.into(),
+            VState::AtQ => self.phase.next = 2.into(),
+            VState::AtP1 => self.phase.next = 2.into(),
+            VState::AtMx => self.phase.next = 2.into(),
+            VState::AtP2 => self.phase.next = 3.into(),
+            VState::AtFin => self.phase.next = 3.into(),
+            VState::AtRc => self.phase.next = 3.into(),
+            VState::AtOut => self.phase.next = 3.into(),
+            VState::RnSq => self.phase.next = 4.into(),
+            VState::RnRed => self.phase.next = 4.into(),
+            VState::RnWait => self.phase.next = 4.into(),
+            VState::RnRsq => self.phase.next = 4.into(),
+            VState::RnSc => self.phase.next = 4.into(),
+            VState::Sc => self.phase.next = 5.into(),
+            VState::RopeA => self.phase.next = 5.into(),
+            VState::RopeB => self.phase.next = 5.into(),
+            VState::AddS => self.phase.next = 5.into(),
+            VState::Swi => self.phase.next = 5.into(),
+            VState::SaArg => self.phase.next = 6.into(),
+            VState::SaAw => self.phase.next = 6.into(),
+            VState::SaEx => self.phase.next = 6.into(),
+            VState::SaNp => self.phase.next = 6.into(),
+            VState::SaNr => self.phase.next = 6.into(),
+            VState::SaNw => self.phase.next = 6.into(),
+            VState::SaDraw => self.phase.next = 6.into(),
+            VState::SaDp => self.phase.next = 6.into(),
+            VState::SaDw => self.phase.next = 6.into(),
+            VState::SaSc => self.phase.next = 6.into(),
+            VState::LpLog => self.phase.next = 6.into(),
+            VState::DoRd => self.phase.next = 7.into(),
+            VState::DoLt => self.phase.next = 7.into(),
+            VState::DoReq => self.phase.next = 7.into(),
+            VState::DiReq => self.phase.next = 7.into(),
+            VState::DiWr => self.phase.next = 7.into(),
+            VState::KsRd => self.phase.next = 7.into(),
+            VState::KsLt => self.phase.next = 7.into(),
+            VState::KsReq => self.phase.next = 7.into(),
+            VState::KsNext => self.phase.next = 7.into(),
+            VState::KlReq => self.phase.next = 7.into(),
+            VState::KlBw => self.phase.next = 7.into(),
+            VState::KlWr => self.phase.next = 7.into(),
+            _ => self.phase.next = 0.into(),
+        }
+
         // Pipelines that carry a valid bit default to empty.
         self.bist_v.d.next = false;
         self.sv1.d.next = false;
@@ -805,7 +861,8 @@ impl Logic for VectorControl {
         self.sig_m.next = bit_cast::<17, 16>(self.p4.val());
         self.sig_s.next = self.p5.val().get_bits::<6>(0);
         self.kv_woff.next = 0.into();
-        self.sgrp.next = bit_cast::<8, 16>((self.e_lead.val() & self.lmask.val()) >> self.cfg_slg.val());
+        self.sgrp.next =
+            bit_cast::<8, 16>((self.e_lead.val() & self.lmask.val()) >> self.cfg_slg.val());
         self.bcl.next = self.bc_src_e.q.val().index() == 2;
         self.mul_step.a.next = self.step_data.val();
         self.mul_step.b.next = self.pos16.val();
@@ -1307,9 +1364,8 @@ impl Logic for VectorControl {
             // SwiGLU: groups of S elements of h1 stream through the S sigmoid units;
             // three cycles later each lane of the group multiplies h1·σ·h3.
             VState::Swi => {
-                self.ar_ra0.next = bit_cast::<12, 16>(
-                    self.p0.val() + (self.e_lead.val() >> self.cfg_lg.val()),
-                );
+                self.ar_ra0.next =
+                    bit_cast::<12, 16>(self.p0.val() + (self.e_lead.val() >> self.cfg_lg.val()));
                 self.bc_src_e.d.next = 2.into();
                 if self.ci.q.val() >= 3 {
                     self.ar_ra1.next = bit_cast::<12, 16>(
@@ -1329,7 +1385,8 @@ impl Logic for VectorControl {
                     );
                 }
                 self.ci.d.next = self.ci.q.val() + 1;
-                if self.ci.q.val() == ((self.p3.val() + self.smask.val()) >> self.cfg_slg.val()) + 2 {
+                if self.ci.q.val() == ((self.p3.val() + self.smask.val()) >> self.cfg_slg.val()) + 2
+                {
                     self.cd.d.next = 0.into();
                     self.state.d.next = VState::Drain;
                 }

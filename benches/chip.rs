@@ -1,0 +1,88 @@
+//! The simulated chip: simulated cycles per wall-clock second, and the driver's
+//! IDENTIFY round trip through the in-process backend.
+//!
+//! `cargo bench --bench chip` (figures in docs/PERFORMANCE.md).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use etch_compiler::chip::{build, BuildOptions};
+use etch_compiler::{Checkpoint, Config, QuantSettings, Tokenizer};
+use etch_driver::{Chip, Expected, InProcess, Sampling};
+
+fn chip() -> (tempfile::TempDir, Chip<InProcess>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        dim: 64,
+        hidden_dim: 172,
+        n_layers: 2,
+        n_heads: 8,
+        n_kv_heads: 4,
+        vocab_size: 512,
+        seq_len: 64,
+        shared_classifier: true,
+    };
+    let (m, t) =
+        etch_compiler::synthetic::write_random_model(dir.path(), &config, 1).expect("model");
+    let ck = Checkpoint::open(m).expect("checkpoint");
+    let tok = Tokenizer::open(t, 512).expect("tokenizer");
+    let out = dir.path().join("chip");
+    let options = BuildOptions {
+        lanes: 64,
+        contexts: 1,
+        max_seq: 64,
+        quant: QuantSettings::default(),
+    };
+    let manifest = build(&ck, &tok, &options, &out, &mut |_, _| {}).expect("build");
+    let words = |h: &str| {
+        let mut w = [0u32; 8];
+        for (k, o) in w.iter_mut().enumerate() {
+            *o = u32::from_str_radix(&h[8 * k..8 * k + 8], 16).expect("hex");
+        }
+        w
+    };
+    let expected = Expected {
+        model_identity: words(&manifest.model_identity),
+        rom_signature: u64::from_str_radix(&manifest.rom_signature, 16).expect("hex"),
+        firmware_hash: words(&manifest.firmware_sha256),
+    };
+    let dev = InProcess::open(&out, &manifest.design_hash).expect("simulator");
+    (dir, Chip::open(dev, Some(&expected)).expect("chip"))
+}
+
+fn bench_chip(c: &mut Criterion) {
+    let (_dir, mut chip) = chip();
+    chip.create_context(0).expect("context");
+    // Cycles of one 16-token generation, measured once, as the throughput unit.
+    let before = chip.cycles().expect("cycles");
+    let greedy = Sampling {
+        inv_temp: 0,
+        topp: 0,
+        seed: 1,
+    };
+    chip.generate(0, 1, 16, greedy, &[], false, &mut |_| {})
+        .expect("generate");
+    let cycles = chip.cycles().expect("cycles") - before;
+    chip.reset_contexts().expect("reset");
+
+    let mut group = c.benchmark_group("simulator");
+    group.throughput(Throughput::Elements(cycles));
+    group.sample_size(10);
+    group.bench_function("generate_16_tokens_64_lanes", |b| {
+        b.iter(|| {
+            chip.create_context(0).expect("context");
+            chip.generate(0, 1, 16, greedy, &[], false, &mut |_| {})
+                .expect("generate");
+            chip.destroy_context(0).expect("destroy");
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("driver");
+    group.sample_size(30);
+    group.bench_function("identify_round_trip_in_process", |b| {
+        b.iter(|| chip.identify().expect("identify"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_chip);
+criterion_main!(benches);
