@@ -77,6 +77,11 @@ pub fn cache_root() -> PathBuf {
 /// The simulator library for the design in `out` (whose Verilog hashes to
 /// `design_hash`), compiling it with Verilator unless it is cached.
 pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
+    // One build at a time in this process (threads asking for the same design wait
+    // and then find it cached); other processes are kept apart by their own temporary
+    // directory and the atomic rename at the end.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = cache_root().join("verilator").join(design_hash);
     let lib = dir.join("libetchsim.so");
     if lib.exists() {
