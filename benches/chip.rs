@@ -49,7 +49,7 @@ fn chip() -> (tempfile::TempDir, Chip<InProcess>) {
 }
 
 fn bench_chip(c: &mut Criterion) {
-    let (_dir, mut chip) = chip();
+    let (_dir, chip) = chip();
     chip.create_context(0).expect("context");
     // Cycles of one 16-token generation, measured once, as the throughput unit.
     let before = chip.cycles().expect("cycles");

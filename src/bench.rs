@@ -85,7 +85,7 @@ fn measure(
     steps: usize,
 ) -> CliResult<Row> {
     let dev = etch_driver::InProcess::open(out, &manifest.design_hash)?;
-    let mut chip = etch_driver::Chip::open(dev, Some(&expected(manifest)?))?;
+    let chip = etch_driver::Chip::open(dev, Some(&expected(manifest)?))?;
     let c = manifest.config;
     let max_seq = manifest.max_seq;
     let prompt_ids = etch_compiler::encode_prompt(tok, prompt, max_seq)?;

@@ -99,7 +99,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
     Ok(())
 }
 
-/// The `--json` output of `etch sim`.
+/// The `--json` output of `etch sim` and `etch run`.
 #[derive(Serialize)]
 struct SimJson<'a> {
     prompt_ids: &'a [u32],
@@ -112,6 +112,74 @@ struct SimJson<'a> {
     lanes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<std::collections::BTreeMap<&'static str, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wall_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tok_per_s_wall: Option<f64>,
+}
+
+/// What a generation on a chip measured, for printing.
+pub struct RunReport<'a> {
+    /// The generation.
+    pub generation: &'a etch_compiler::Generation,
+    /// Chip cycles it took.
+    pub cycles: u64,
+    /// MAC lanes of the chip.
+    pub lanes: usize,
+    /// Cycles by phase, when profiled.
+    pub profile: Option<Vec<(&'static str, u64)>>,
+    /// The device it ran on and the wall-clock seconds it took (`etch run`).
+    pub wall: Option<(&'a str, f64)>,
+}
+
+/// Prints the summary of a generation (the text itself was streamed already).
+pub fn report(r: &RunReport, json: bool) -> CliResult {
+    let g = r.generation;
+    let tokens = g.ids.len();
+    let cpt = r.cycles as f64 / tokens.max(1) as f64;
+    let tps = 100e6 / cpt;
+    let wall_tps = r.wall.map(|(_, secs)| tokens as f64 / secs.max(1e-9));
+    if json {
+        return print_json(&SimJson {
+            prompt_ids: &g.prompt_ids,
+            ids: &g.ids,
+            text: g.text_lossy(),
+            cycles: r.cycles,
+            tokens,
+            cycles_per_token: cpt,
+            tok_per_s_at_100mhz: tps,
+            lanes: r.lanes,
+            profile: r.profile.as_ref().map(|p| p.iter().copied().collect()),
+            device: r.wall.map(|w| w.0),
+            wall_seconds: r.wall.map(|w| w.1),
+            tok_per_s_wall: wall_tps,
+        });
+    }
+    crate::output::write_stdout(b"\n");
+    eprintln!(
+        "{tokens} tokens in {} cycles: {cpt:.0} cycles/token, {tps:.0} tokens/s at 100 MHz ({} lanes)",
+        r.cycles, r.lanes
+    );
+    if let (Some((device, secs)), Some(wtps)) = (r.wall, wall_tps) {
+        eprintln!("wall clock on {device}: {secs:.2} s, {wtps:.1} tokens/s");
+    }
+    if let Some(profile) = &r.profile {
+        let total: u64 = profile.iter().map(|p| p.1).sum();
+        eprintln!(
+            "{:<14} {:>12} {:>7} {:>12}",
+            "phase", "cycles", "share", "per token"
+        );
+        for (name, c) in profile {
+            eprintln!(
+                "{name:<14} {c:>12} {:>6.1}% {:>12.0}",
+                100.0 * *c as f64 / total.max(1) as f64,
+                *c as f64 / tokens.max(1) as f64
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A chip opened on the in-process simulator of a build directory.
@@ -155,8 +223,8 @@ pub fn expected(m: &etch_compiler::chip::Manifest) -> CliResult<etch_driver::Exp
 
 /// Runs run.c's generation loop on the chip: PREFILL of the forced prompt tokens, then
 /// GENERATE from the last prompt token with BOS as the stop token.
-pub fn chip_generate(
-    chip: &mut etch_driver::Chip<etch_driver::InProcess>,
+pub fn chip_generate<D: etch_driver::Device>(
+    chip: &etch_driver::Chip<D>,
     tokenizer: &etch_compiler::Tokenizer,
     s: &crate::SamplingArgs,
     on_text: &mut dyn FnMut(&[u8]),
@@ -219,61 +287,33 @@ pub fn chip_generate(
 
 /// `etch sim`.
 pub fn sim(a: &crate::SimArgs) -> CliResult {
-    let (manifest, tokenizer, mut chip) = open_sim(&a.out)?;
+    let (manifest, tokenizer, chip) = open_sim(&a.out)?;
     if let Some(path) = &a.trace {
-        chip.device()
-            .simulator()
-            .trace(path)
+        chip.with_device(|d| d.simulator().trace(path))
             .map_err(etch_driver::DriverError::from)?;
     }
     let json = a.sampling.json;
     let perf_before = chip.perf()?;
-    let (g, cycles) = chip_generate(&mut chip, &tokenizer, &a.sampling, &mut |piece| {
+    let (g, cycles) = chip_generate(&chip, &tokenizer, &a.sampling, &mut |piece| {
         if !json {
             crate::output::write_stdout(piece);
         }
     })?;
-    chip.device().simulator().trace_close();
+    chip.with_device(|d| d.simulator().trace_close());
     let perf_after = chip.perf()?;
     let profile: Vec<(&'static str, u64)> = etch_firmware::regs::PERF
         .iter()
         .zip(perf_before.iter().zip(&perf_after))
         .map(|(&(name, _), (b, a))| (name, a.wrapping_sub(*b) as u64))
         .collect();
-    let tokens = g.ids.len();
-    let cpt = cycles as f64 / tokens.max(1) as f64;
-    let tps = 100e6 / cpt;
-    if json {
-        return print_json(&SimJson {
-            prompt_ids: &g.prompt_ids,
-            ids: &g.ids,
-            text: g.text_lossy(),
+    report(
+        &RunReport {
+            generation: &g,
             cycles,
-            tokens,
-            cycles_per_token: cpt,
-            tok_per_s_at_100mhz: tps,
             lanes: manifest.lanes,
-            profile: a.profile.then(|| profile.iter().copied().collect()),
-        });
-    }
-    crate::output::write_stdout(b"\n");
-    eprintln!(
-        "{tokens} tokens in {cycles} cycles: {cpt:.0} cycles/token, {tps:.0} tokens/s at 100 MHz ({} lanes)",
-        manifest.lanes
-    );
-    if a.profile {
-        let total: u64 = profile.iter().map(|p| p.1).sum();
-        eprintln!(
-            "{:<14} {:>12} {:>7} {:>12}",
-            "phase", "cycles", "share", "per token"
-        );
-        for (name, c) in &profile {
-            eprintln!(
-                "{name:<14} {c:>12} {:>6.1}% {:>12.0}",
-                100.0 * *c as f64 / total.max(1) as f64,
-                *c as f64 / tokens.max(1) as f64
-            );
-        }
-    }
-    Ok(())
+            profile: a.profile.then_some(profile),
+            wall: None,
+        },
+        json,
+    )
 }

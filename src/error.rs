@@ -37,7 +37,8 @@ impl CliError {
                 etch_driver::DriverError::IdentityMismatch { .. }
                 | etch_driver::DriverError::RomSignature { .. }
                 | etch_driver::DriverError::FirmwareMismatch
-                | etch_driver::DriverError::InvalidArgument(_) => 2,
+                | etch_driver::DriverError::InvalidArgument(_)
+                | etch_driver::DriverError::NotEtchDevice(_) => 2,
                 _ => 1,
             },
             CliError::Usage(_) | CliError::Io { .. } => 2,

@@ -8,6 +8,7 @@ mod chip;
 mod error;
 mod models;
 mod output;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,13 @@ enum Command {
     /// Measure chips of several lane counts on the greedy story: cycles per token,
     /// utilization, sizes, simulation speed; tables and plots.
     Bench(BenchArgs),
+    /// Serve a built chip's simulator as a vfio-user PCI device on a UNIX socket.
+    Serve(ServeArgs),
+    /// Generate on a chip reached through a device: the in-process simulator, a
+    /// vfio-user server, or a board bound to vfio-pci.
+    Run(RunArgs),
+    /// List etch boards on the PCI bus and whether they are ready for VFIO.
+    Devices(DevicesArgs),
 }
 
 /// A model and its tokenizer.
@@ -224,6 +232,56 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// `etch serve` arguments.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Build directory written by `etch build`.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// UNIX socket to listen on (a stale socket left by a killed server is replaced).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Exit after the first client disconnects.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `etch run` arguments.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The chip: sim:OUT (in-process simulator), vfio-user:SOCKET (`etch serve`) or
+    /// vfio:DDDD:BB:DD.F (a board bound to vfio-pci).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: String,
+    /// Build directory of the chip's design: tokenizer and expected identity [default:
+    /// OUT of sim:OUT; required otherwise].
+    #[arg(long, value_name = "OUT")]
+    pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Seconds a command may go without progress before the device is reset and the
+    /// command fails (vfio-user and vfio devices).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Poll the completion ring instead of waiting for interrupts.
+    #[arg(long)]
+    pub polled: bool,
+}
+
+/// `etch devices` arguments.
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// Root of the sysfs tree to search.
+    #[arg(long, default_value = "/sys", value_name = "DIR")]
+    pub sysfs: PathBuf,
+    /// Where the VFIO group nodes are.
+    #[arg(long, default_value = "/dev/vfio", value_name = "DIR", hide = true)]
+    pub dev_vfio: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(a) => models::info(&a.model, a.json),
@@ -233,6 +291,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Build(a) => chip::build(&a),
         Command::Sim(a) => chip::sim(&a),
         Command::Bench(a) => bench::bench(&a),
+        Command::Serve(a) => run::serve(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Devices(a) => run::devices(&a),
     }
 }
 

@@ -58,7 +58,7 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
         let out = dir.path().join("chip");
         let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
         let model = QuantizedModel::build(&ck, &tok, &quick_quant()).unwrap();
-        let mut chip = open_chip(&out, &m);
+        let chip = open_chip(&out, &m);
 
         // Prefill a prompt, then generate greedily, with logits at every step.
         let prompt = tok.encode("the quick fox");
@@ -170,13 +170,15 @@ fn malformed_descriptors_complete_with_errors_and_the_chip_keeps_serving() {
     let (ck, tok) = random_model(dir.path(), &config, 7);
     let out = dir.path().join("chip");
     let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
-    let mut chip = open_chip(&out, &m);
-    let status = |chip: &mut etch_driver::Chip<etch_driver::InProcess>, cmd: Command| {
-        chip.submit_raw(cmd, &mut |_| Ok(())).unwrap().status
+    let chip = open_chip(&out, &m);
+    let status = |chip: &etch_driver::Chip<etch_driver::InProcess>, cmd: Command| {
+        chip.submit_raw(cmd, &mut |_| Ok(false), &mut || {})
+            .unwrap()
+            .status
     };
     assert_eq!(
         status(
-            &mut chip,
+            &chip,
             Command {
                 opcode: 0xEE,
                 ..Command::default()
@@ -189,9 +191,9 @@ fn malformed_descriptors_complete_with_errors_and_the_chip_keeps_serving() {
         context: ctx,
         ..Command::default()
     };
-    assert_eq!(status(&mut chip, create(9)), Status::InvalidContext as u16);
-    assert_eq!(status(&mut chip, create(0)), Status::Ok as u16);
-    assert_eq!(status(&mut chip, create(0)), Status::ContextExists as u16);
+    assert_eq!(status(&chip, create(9)), Status::InvalidContext as u16);
+    assert_eq!(status(&chip, create(0)), Status::Ok as u16);
+    assert_eq!(status(&chip, create(0)), Status::ContextExists as u16);
     let prefill = |addr, count| Command {
         opcode: Opcode::Prefill as u8,
         context: 0,
@@ -201,15 +203,12 @@ fn malformed_descriptors_complete_with_errors_and_the_chip_keeps_serving() {
     };
     // Tokens outside mapped memory, a token outside the vocabulary, too many tokens.
     assert_eq!(
-        status(&mut chip, prefill(0xDEAD_0000, 2)),
+        status(&chip, prefill(0xDEAD_0000, 2)),
         Status::DmaError as u16
     );
     let err = chip.prefill(0, &[1, 400], false).unwrap_err();
     assert_eq!(err.status(), Some(Status::InvalidToken));
-    assert_eq!(
-        status(&mut chip, prefill(0, 1000)),
-        Status::ContextFull as u16
-    );
+    assert_eq!(status(&chip, prefill(0, 1000)), Status::ContextFull as u16);
     // Generating into unmapped memory fails; the context on another slot is untouched.
     let gen = Command {
         opcode: Opcode::Generate as u8,
@@ -219,7 +218,7 @@ fn malformed_descriptors_complete_with_errors_and_the_chip_keeps_serving() {
         addr_a: 0x10,
         ..Command::default()
     };
-    assert_eq!(status(&mut chip, gen), Status::NoContext as u16);
+    assert_eq!(status(&chip, gen), Status::NoContext as u16);
     // After all that, a normal generation still works.
     let g = chip
         .generate(

@@ -28,7 +28,7 @@ fn phase_counters_account_for_every_cycle() {
     let (ck, tok) = random_model(dir.path(), &config(), 4);
     let out = dir.path().join("chip");
     let m = build_chip(&ck, &tok, &out, 8, 1, 16, quick_quant());
-    let mut chip = open_chip(&out, &m);
+    let chip = open_chip(&out, &m);
     chip.create_context(0).unwrap();
     let c0 = chip.cycles().unwrap();
     let p0 = chip.perf().unwrap();

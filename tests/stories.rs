@@ -88,7 +88,7 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
     let manifest = Manifest::load(&out).unwrap();
     let (ck, tokenizer) = common::stories();
     let q = QuantizedModel::build(&ck, &tokenizer, &QuantSettings::default()).unwrap();
-    let mut chip = open_chip(&out, &manifest);
+    let chip = open_chip(&out, &manifest);
     let prompt = tokenizer.encode("Once upon a time");
     chip.create_context(2).unwrap();
     let pre = chip.prefill(2, &prompt[..prompt.len() - 1], true).unwrap();

@@ -34,12 +34,14 @@ pub enum DriverError {
     #[error("the chip did not become ready within {0} cycles")]
     NotReady(u64),
     /// A command did not complete in time; the device was reset.
-    #[error("{what} did not complete within {budget}; the device was reset")]
+    #[error("{what} made no progress for {budget}; {after}")]
     Timeout {
         /// The command.
         what: String,
         /// The budget that ran out.
         budget: String,
+        /// What the driver did about it.
+        after: String,
     },
     /// A command completed with an error status.
     #[error("{what} failed: {status_text} (status {status})")]
@@ -59,6 +61,18 @@ pub enum DriverError {
     /// An argument does not fit the chip.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The connection to a vfio-user server failed or was lost.
+    #[error("{0}")]
+    Transport(String),
+    /// The device is not an etch chip (or not one this driver can use).
+    #[error("{0}")]
+    NotEtchDevice(String),
+    /// VFIO refused an operation.
+    #[error("VFIO: {0}")]
+    Vfio(String),
+    /// The device was reset while this command was in flight (another command timed out).
+    #[error("{0} was lost: the device was reset while it was queued or running")]
+    Lost(String),
     /// A DMA buffer could not be allocated or accessed.
     #[error("DMA buffer: {0}")]
     Dma(String),

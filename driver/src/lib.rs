@@ -10,7 +10,10 @@
 //!
 //! Backends implement [`Device`] — registers, DMA memory, interrupts:
 //!
-//! * [`InProcess`]: the Verilated chip inside this process (tests, benches, `etch sim`).
+//! * [`InProcess`]: the Verilated chip inside this process (tests, benches, `etch sim`);
+//! * [`VfioUser`]: a chip served by another process over a vfio-user socket
+//!   (`etch serve`);
+//! * [`VfioPci`]: a board on PCIe bound to vfio-pci, found with [`sysfs`].
 //!
 //! Above them, [`Chip`] is the queue driver: boot and identity checks (the model
 //! identity and ROM signature must match the manifest), contexts, PREFILL, GENERATE
@@ -20,11 +23,17 @@
 #![deny(missing_docs)]
 
 mod device;
+mod dma;
 mod error;
 mod inprocess;
 mod queue;
+pub mod sysfs;
+mod vfio_pci;
+mod vfio_user;
 
 pub use device::{Device, DmaBuffer, Event};
 pub use error::{DriverError, Result};
 pub use inprocess::InProcess;
-pub use queue::{Chip, ChipInfo, Expected, Generated, Sampling};
+pub use queue::{Chip, ChipInfo, Completions, Expected, Generated, Sampling, Timeout};
+pub use vfio_pci::{MappedRegion, VfioPci};
+pub use vfio_user::VfioUser;

@@ -135,3 +135,21 @@ pub mod irq {
     /// The sequencer faulted.
     pub const FAULT: u32 = 1;
 }
+
+/// How the chip presents itself on PCIe (`docs/driver.md`).
+pub mod pci {
+    /// PCI vendor ID of etch devices (experimental, not assigned by the PCI-SIG).
+    pub const VENDOR_ID: u16 = 0x1DEC;
+    /// PCI device ID of an etch chip.
+    pub const DEVICE_ID: u16 = 0xE7C1;
+    /// PCI class code: processing accelerator (0x12), no programming interface.
+    pub const CLASS: u32 = 0x12_0000;
+    /// Bytes of BAR0: the 4 KiB register file, then the MSI-X structures.
+    pub const BAR0_BYTES: u64 = 8192;
+    /// BAR0 byte offset of the MSI-X table (one 16-byte entry per vector).
+    pub const MSIX_TABLE: u64 = 0x1000;
+    /// BAR0 byte offset of the MSI-X pending-bit array.
+    pub const MSIX_PBA: u64 = 0x1800;
+    /// Interrupt vectors ([`super::irq`]).
+    pub const VECTORS: u32 = 2;
+}

@@ -1629,7 +1629,9 @@ impl Logic for VectorControl {
                 if self.dma_ack.val() {
                     self.hoff.d.next = self.hoff.q.val() + 8;
                     self.rem.d.next = self.rem.q.val() + 1;
-                    self.state.d.next = VState::KsLt;
+                    // Through KsRd: the beat select is registered beside the row's
+                    // read, so it needs a cycle to follow `rem` to the next beat.
+                    self.state.d.next = VState::KsRd;
                     if self.dma_err.val() {
                         self.result_q.d.next = 1.into();
                         self.state.d.next = VState::Fin;

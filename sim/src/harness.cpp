@@ -176,6 +176,9 @@ int etch_sim_mmio(void* h, uint32_t addr, int write, uint32_t wdata, uint32_t* r
     for (int i = 0; i < 4; i++) {
         if (t->mmio_ack) {
             if (rdata) *rdata = t->mmio_rdata;
+            // A register write may have given the chip work (a doorbell): idleness is
+            // counted again from here, so that a run stopping on idle lets it start.
+            if (write) s->idle_run = 0;
             return 0;
         }
         tick(s);

@@ -15,6 +15,8 @@
 
 #![deny(missing_docs)]
 
+pub mod server;
+
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,6 +52,9 @@ pub enum SimError {
     /// The chip did not answer an MMIO access.
     #[error("the chip did not answer an MMIO access at BAR0 offset {0:#x}")]
     MmioTimeout(u32),
+    /// The vfio-user server failed.
+    #[error("vfio-user server: {0}")]
+    Serve(String),
     /// A path could not be passed to the harness.
     #[error("the path {0} contains a NUL byte")]
     BadPath(PathBuf),
@@ -74,6 +79,14 @@ pub fn cache_root() -> PathBuf {
     home.join(".cache").join("etch")
 }
 
+/// FNV-1a of the harness source: part of the cache key, so that a changed harness
+/// never reuses a library built with the old one.
+fn harness_hash() -> u64 {
+    HARNESS_CPP.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// The simulator library for the design in `out` (whose Verilog hashes to
 /// `design_hash`), compiling it with Verilator unless it is cached.
 pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
@@ -82,14 +95,15 @@ pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
     // directory and the atomic rename at the end.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = cache_root().join("verilator").join(design_hash);
+    let key = format!("{design_hash}-{:016x}", harness_hash());
+    let dir = cache_root().join("verilator").join(&key);
     let lib = dir.join("libetchsim.so");
     if lib.exists() {
         return Ok(lib);
     }
     let parent = cache_root().join("verilator");
     std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    let tmp = parent.join(format!("{design_hash}.tmp-{}", std::process::id()));
+    let tmp = parent.join(format!("{key}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let harness = tmp.join("harness.cpp");

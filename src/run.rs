@@ -1,0 +1,188 @@
+//! `etch serve`, `etch run` and `etch devices`: the chip as a device outside the
+//! command that uses it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use etch_driver::{Chip, Completions, Device, Timeout};
+use serde::Serialize;
+
+use crate::chip::{chip_generate, expected, report, RunReport};
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+
+/// Sends `tracing` output to stderr: `ETCH_LOG` (e.g. `debug`, `etch_sim=trace`) or
+/// `default`.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ETCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// `etch serve`.
+pub fn serve(a: &crate::ServeArgs) -> CliResult {
+    init_logging("info");
+    let manifest = etch_compiler::chip::Manifest::load(&a.out)?;
+    let bar = crate::output::spinner("building the simulator (cached per design)");
+    let lib = etch_sim::build(&a.out, &manifest.design_hash);
+    bar.finish_and_clear();
+    let lib = lib.map_err(etch_driver::DriverError::from)?;
+    eprintln!(
+        "etch: serving the chip of {} on {} (vfio-user; Ctrl-C stops)",
+        a.out.display(),
+        a.socket.display()
+    );
+    etch_sim::server::serve(&lib, &a.out, &a.socket, a.once).map_err(|e| CliError::Driver(e.into()))
+}
+
+/// Where `etch run` finds its chip.
+enum DeviceSpec {
+    Sim(PathBuf),
+    VfioUser(PathBuf),
+    Vfio(String),
+}
+
+fn parse_device(s: &str) -> CliResult<DeviceSpec> {
+    let usage = || {
+        CliError::Usage(format!(
+            "--device {s:?}: expected sim:OUT, vfio-user:SOCKET or vfio:DDDD:BB:DD.F"
+        ))
+    };
+    let (kind, rest) = s.split_once(':').ok_or_else(usage)?;
+    if rest.is_empty() {
+        return Err(usage());
+    }
+    Ok(match kind {
+        "sim" => DeviceSpec::Sim(PathBuf::from(rest)),
+        "vfio-user" => DeviceSpec::VfioUser(PathBuf::from(rest)),
+        "vfio" => DeviceSpec::Vfio(etch_driver::sysfs::parse_address(rest)?),
+        _ => return Err(usage()),
+    })
+}
+
+/// `etch run`.
+pub fn run(a: &crate::RunArgs) -> CliResult {
+    init_logging("warn");
+    let spec = parse_device(&a.device)?;
+    let out = match (&spec, &a.manifest) {
+        (_, Some(m)) => m.clone(),
+        (DeviceSpec::Sim(out), None) => out.clone(),
+        _ => {
+            return Err(CliError::Usage(
+                "--manifest OUT is required with vfio-user: and vfio: devices (it names the \
+                 tokenizer and the model identity to check)"
+                    .into(),
+            ))
+        }
+    };
+    let manifest = etch_compiler::chip::Manifest::load(&out)?;
+    let tokenizer =
+        etch_compiler::Tokenizer::open(out.join(&manifest.tokenizer), manifest.config.vocab_size)?;
+    let exp = expected(&manifest)?;
+    let timeout = Duration::from_secs_f64(a.timeout.max(0.001));
+    match spec {
+        DeviceSpec::Sim(dir) => {
+            let m = etch_compiler::chip::Manifest::load(&dir)?;
+            let bar = crate::output::spinner("building the simulator (cached per design)");
+            let dev = etch_driver::InProcess::open(&dir, &m.design_hash);
+            bar.finish_and_clear();
+            drive(a, dev?, &exp, Timeout::Slices(2000), &manifest, &tokenizer)
+        }
+        DeviceSpec::VfioUser(path) => {
+            let dev = etch_driver::VfioUser::connect(&path, timeout)?;
+            drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
+        }
+        DeviceSpec::Vfio(address) => {
+            let dev = etch_driver::VfioPci::open(&address, Path::new("/sys"))?;
+            drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
+        }
+    }
+}
+
+fn drive<D: Device>(
+    a: &crate::RunArgs,
+    dev: D,
+    exp: &etch_driver::Expected,
+    timeout: Timeout,
+    manifest: &etch_compiler::chip::Manifest,
+    tokenizer: &etch_compiler::Tokenizer,
+) -> CliResult {
+    let chip = Chip::open_with(dev, Some(exp), timeout)?;
+    if a.polled {
+        chip.set_completions(Completions::Polled);
+    }
+    let json = a.sampling.json;
+    let start = Instant::now();
+    let (g, cycles) = chip_generate(&chip, tokenizer, &a.sampling, &mut |piece| {
+        if !json {
+            crate::output::write_stdout(piece);
+        }
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    report(
+        &RunReport {
+            generation: &g,
+            cycles,
+            lanes: manifest.lanes,
+            profile: None,
+            wall: Some((&a.device, secs)),
+        },
+        json,
+    )
+}
+
+#[derive(Serialize)]
+struct DeviceJson<'a> {
+    #[serde(flatten)]
+    function: &'a etch_driver::sysfs::PciFunction,
+    usable: bool,
+    problem: Option<String>,
+}
+
+/// `etch devices`.
+pub fn devices(a: &crate::DevicesArgs) -> CliResult {
+    let found = etch_driver::sysfs::etch_devices(&a.sysfs)?;
+    let dev_vfio = a.dev_vfio.clone();
+    let rows: Vec<DeviceJson> = found
+        .iter()
+        .map(|f| {
+            let problem = f.problem(&dev_vfio);
+            DeviceJson {
+                function: f,
+                usable: problem.is_none(),
+                problem,
+            }
+        })
+        .collect();
+    if a.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!(
+            "no etch devices ({:04x}:{:04x}) under {}",
+            etch_firmware::regs::pci::VENDOR_ID,
+            etch_firmware::regs::pci::DEVICE_ID,
+            a.sysfs.display()
+        );
+        return Ok(());
+    }
+    println!("{:<14} {:<10} {:>6}  status", "address", "driver", "group");
+    for r in &rows {
+        let f = r.function;
+        println!(
+            "{:<14} {:<10} {:>6}  {}",
+            f.address,
+            f.driver.as_deref().unwrap_or("-"),
+            f.iommu_group.map_or("-".to_string(), |g| g.to_string()),
+            match &r.problem {
+                None => format!("ready: etch run --device vfio:{}", f.address),
+                Some(p) => p.clone(),
+            }
+        );
+    }
+    Ok(())
+}
