@@ -1,14 +1,23 @@
-//! The simulated chip: simulated cycles per wall-clock second, and the driver's
-//! IDENTIFY round trip through the in-process backend.
+//! The simulated chip: simulated cycles per wall-clock second; the driver's IDENTIFY
+//! round trip and a 16-token streamed generation, through the in-process backend and
+//! through vfio-user (`etch serve`'s server in a thread of this process, over a UNIX
+//! socket) — the difference is the cost of the transport.
 //!
 //! `cargo bench --bench chip` (figures in docs/PERFORMANCE.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etch_compiler::chip::{build, BuildOptions};
 use etch_compiler::{Checkpoint, Config, QuantSettings, Tokenizer};
-use etch_driver::{Chip, Expected, InProcess, Sampling};
+use etch_driver::{Chip, Expected, InProcess, Sampling, Timeout, VfioUser};
 
-fn chip() -> (tempfile::TempDir, Chip<InProcess>) {
+struct Built {
+    dir: tempfile::TempDir,
+    out: std::path::PathBuf,
+    design_hash: String,
+    expected: Expected,
+}
+
+fn built() -> Built {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = Config {
         dim: 64,
@@ -44,12 +53,18 @@ fn chip() -> (tempfile::TempDir, Chip<InProcess>) {
         rom_signature: u64::from_str_radix(&manifest.rom_signature, 16).expect("hex"),
         firmware_hash: words(&manifest.firmware_sha256),
     };
-    let dev = InProcess::open(&out, &manifest.design_hash).expect("simulator");
-    (dir, Chip::open(dev, Some(&expected)).expect("chip"))
+    Built {
+        dir,
+        out,
+        design_hash: manifest.design_hash,
+        expected,
+    }
 }
 
 fn bench_chip(c: &mut Criterion) {
-    let (_dir, chip) = chip();
+    let b = built();
+    let dev = InProcess::open(&b.out, &b.design_hash).expect("simulator");
+    let chip = Chip::open(dev, Some(&b.expected)).expect("chip");
     chip.create_context(0).expect("context");
     // Cycles of one 16-token generation, measured once, as the throughput unit.
     let before = chip.cycles().expect("cycles");
@@ -76,12 +91,58 @@ fn bench_chip(c: &mut Criterion) {
     });
     group.finish();
 
+    // The same chip behind a vfio-user socket.
+    let socket = b.dir.path().join("chip.sock");
+    let lib = etch_sim::build(&b.out, &b.design_hash).expect("simulator");
+    let (out, sock) = (b.out.clone(), socket.clone());
+    let server = std::thread::spawn(move || etch_sim::server::serve(&lib, &out, &sock, true));
+    while !socket.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let timeout = std::time::Duration::from_secs(30);
+    let dev = VfioUser::connect(&socket, timeout).expect("connect");
+    let remote = Chip::open_with(dev, Some(&b.expected), Timeout::Wall(timeout)).expect("chip");
+
     let mut group = c.benchmark_group("driver");
     group.sample_size(30);
     group.bench_function("identify_round_trip_in_process", |b| {
         b.iter(|| chip.identify().expect("identify"))
     });
+    group.bench_function("identify_round_trip_vfio_user", |b| {
+        b.iter(|| remote.identify().expect("identify"))
+    });
     group.finish();
+
+    let mut group = c.benchmark_group("streaming");
+    group.throughput(Throughput::Elements(16));
+    group.sample_size(10);
+    for (name, chip) in [
+        ("in_process", &chip as &dyn Generate),
+        ("vfio_user", &remote),
+    ] {
+        group.bench_function(format!("generate_16_tokens_{name}"), |b| {
+            b.iter(|| chip.sixteen(greedy))
+        });
+    }
+    group.finish();
+    drop(remote);
+    server.join().expect("server thread").expect("server");
+}
+
+/// A 16-token streamed generation, whatever the backend.
+trait Generate {
+    fn sixteen(&self, sampling: Sampling);
+}
+
+impl<D: etch_driver::Device> Generate for Chip<D> {
+    fn sixteen(&self, sampling: Sampling) {
+        self.create_context(0).expect("context");
+        let mut n = 0;
+        self.generate(0, 1, 16, sampling, &[], false, &mut |_| n += 1)
+            .expect("generate");
+        assert_eq!(n, 16);
+        self.destroy_context(0).expect("destroy");
+    }
 }
 
 criterion_group!(benches, bench_chip);

@@ -266,6 +266,9 @@ pub struct RunArgs {
     /// Poll the completion ring instead of waiting for interrupts.
     #[arg(long)]
     pub polled: bool,
+    /// Root of the sysfs tree where vfio: devices are looked up.
+    #[arg(long, default_value = "/sys", value_name = "DIR", hide = true)]
+    pub sysfs: PathBuf,
 }
 
 /// `etch devices` arguments.

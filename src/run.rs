@@ -1,7 +1,7 @@
 //! `etch serve`, `etch run` and `etch devices`: the chip as a device outside the
 //! command that uses it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use etch_driver::{Chip, Completions, Device, Timeout};
@@ -97,7 +97,7 @@ pub fn run(a: &crate::RunArgs) -> CliResult {
             drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
         }
         DeviceSpec::Vfio(address) => {
-            let dev = etch_driver::VfioPci::open(&address, Path::new("/sys"))?;
+            let dev = etch_driver::VfioPci::open(&address, &a.sysfs)?;
             drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
         }
     }

@@ -213,6 +213,36 @@ fn a_killed_server_fails_the_client_within_its_timeout() {
 }
 
 #[test]
+fn a_server_that_stops_answering_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, m) = small_chip(dir.path());
+    let socket = socket_in(dir.path());
+    let mut server = spawn_server(&out, &socket);
+    let dev = VfioUser::connect(&socket, Duration::from_secs(2)).unwrap();
+    let chip = Chip::open_with(
+        dev,
+        Some(&expected(&m)),
+        Timeout::Wall(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let pid = server.id() as i32;
+    // SAFETY: sending a signal to our own child process has no memory-safety effect.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let start = Instant::now();
+    let err = chip.identify().unwrap_err().to_string();
+    let waited = start.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert!(err.contains("no reply within the timeout"), "{err}");
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+}
+
+#[test]
 fn a_killed_client_leaves_the_server_reset_and_serving() {
     let dir = tempfile::tempdir().unwrap();
     let (out, m) = small_chip(dir.path());

@@ -1,6 +1,7 @@
 //! The one stories260K end-to-end test: `etch build` the bundled model into a 64-lane
-//! chip, `etch sim` it, and compare with `etch emulate` (greedy and sampled) and, step
-//! by step, with the golden model's logits.
+//! chip, `etch sim` it, and compare with `etch emulate` (greedy and sampled), with
+//! `etch run` against `etch serve` over vfio-user, and, step by step, with the golden
+//! model's logits.
 
 mod common;
 
@@ -55,7 +56,18 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
         String::from_utf8_lossy(&lint.stderr)
     );
 
-    // The 256-token greedy story and a sampled one: the chip's ids are the golden ids.
+    // The same chip served over vfio-user by another process.
+    let socket = dir.path().join("chip.sock");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["serve", out_s, "--socket"])
+        .arg(&socket)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let device = format!("vfio-user:{}", socket.display());
+
+    // The 256-token greedy story and a sampled one: the chip's ids are the golden ids,
+    // in process and over vfio-user.
     for flags in [
         vec!["-i", "Once upon a time", "-n", "256", "-t", "0"],
         vec!["-n", "96", "-t", "1.0", "-p", "0.9", "-s", "42"],
@@ -70,6 +82,17 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
         let golden = etch(&emu_args);
         assert_eq!(chip["ids"], golden["ids"], "{flags:?}");
         assert_eq!(chip["text"], golden["text"], "{flags:?}");
+        let start = std::time::Instant::now();
+        while !socket.exists() {
+            assert!(start.elapsed().as_secs() < 600, "etch serve never listened");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut run_args = vec!["run", "--device", &device, "--manifest", out_s];
+        run_args.extend(&flags);
+        run_args.push("--json");
+        let served = etch(&run_args);
+        assert_eq!(served["ids"], chip["ids"], "vfio-user {flags:?}");
+        assert!(served["tok_per_s_wall"].as_f64().unwrap() > 0.0);
         let cpt = chip["cycles_per_token"].as_f64().unwrap();
         assert!(cpt > 100.0, "cycles come from the chip's counter: {cpt}");
         assert_eq!(
@@ -83,6 +106,9 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
                 .starts_with("Once upon a time, there was a little girl named Lily."));
         }
     }
+
+    server.kill().unwrap();
+    let _ = server.wait();
 
     // Logits at every step of the first 64 positions, bit for bit.
     let manifest = Manifest::load(&out).unwrap();
