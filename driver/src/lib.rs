@@ -13,7 +13,8 @@
 //! * [`InProcess`]: the Verilated chip inside this process (tests, benches, `etch sim`);
 //! * [`VfioUser`]: a chip served by another process over a vfio-user socket
 //!   (`etch serve`);
-//! * [`VfioPci`]: a board on PCIe bound to vfio-pci, found with [`sysfs`].
+//! * [`VfioPci`]: a board on PCIe bound to vfio-pci, found with [`sysfs`];
+//! * [`Serial`]: a bring-up board behind the UART bridge of its board top.
 //!
 //! Above them, [`Chip`] is the queue driver: boot and identity checks (the model
 //! identity and ROM signature must match the manifest), contexts, PREFILL, GENERATE
@@ -27,6 +28,7 @@ mod dma;
 mod error;
 mod inprocess;
 mod queue;
+pub mod serial;
 pub mod sysfs;
 mod vfio_pci;
 mod vfio_user;
@@ -35,5 +37,6 @@ pub use device::{Device, DmaBuffer, Event};
 pub use error::{DriverError, Result};
 pub use inprocess::InProcess;
 pub use queue::{Chip, ChipInfo, Completions, Expected, Generated, Sampling, Timeout};
+pub use serial::Serial;
 pub use vfio_pci::{MappedRegion, VfioPci};
 pub use vfio_user::VfioUser;

@@ -9,6 +9,7 @@
 //! * [`descriptor`]: the command and completion descriptors that travel through the
 //!   submission and completion rings in host memory, their opcodes and status codes.
 //! * [`regs`]: the BAR0 register map, which the sequencer also sees as CSRs.
+//! * [`link`]: the frames of the serial link between a host and a board top.
 //!
 //! The firmware itself is generated per model by the compiler: a command loop (fetch
 //! a descriptor by DMA, dispatch, post a completion, raise an interrupt) and the
@@ -22,6 +23,7 @@ extern crate alloc;
 pub mod asm;
 pub mod descriptor;
 pub mod isa;
+pub mod link;
 pub mod regs;
 
 pub use asm::{assemble, disassemble, AsmError, Program};

@@ -62,5 +62,10 @@ pub fn design_files(
             "etch_chip.v".to_string(),
             crate::top::chip_verilog(p, header),
         ),
+        rust_hdl_file("etch_bridge", crate::board::bridge_verilog()),
+        (
+            "etch_board.v".to_string(),
+            crate::board::board_verilog(header),
+        ),
     ])
 }

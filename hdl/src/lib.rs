@@ -41,9 +41,14 @@
 //! ([`emit::RUST_HDL_WAIVERS`]) cover only the rust-hdl-generated modules, whose
 //! 32-bit literals, full-width intermediates and repeated state enumerations trip
 //! WIDTH, UNUSEDSIGNAL and UNUSEDPARAM.
+//!
+//! For bring-up boards, [`board`] wraps the chip in `etch_board`: a power-on reset and
+//! the [`bridge::Bridge`], which carries MMIO, DMA and interrupts over a UART.
 
 #![deny(missing_docs)]
 
+pub mod board;
+pub mod bridge;
 pub mod emit;
 pub mod head;
 pub mod hostif;

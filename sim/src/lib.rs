@@ -12,9 +12,13 @@
 //! the chip reports), and [`Simulator::run`] to clock it until an interrupt, until it
 //! is idle, or for a number of cycles. The ROM contents are read from `OUT/rom/` when
 //! the simulator starts.
+//!
+//! [`board`] simulates the board top instead (the chip behind its UART bridge) and
+//! serves it on a pseudo-terminal, for the driver's serial backend.
 
 #![deny(missing_docs)]
 
+pub mod board;
 pub mod server;
 
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -55,6 +59,9 @@ pub enum SimError {
     /// The vfio-user server failed.
     #[error("vfio-user server: {0}")]
     Serve(String),
+    /// A pseudo-terminal for the simulated board could not be set up.
+    #[error("pseudo-terminal: {0}")]
+    Pty(String),
     /// A path could not be passed to the harness.
     #[error("the path {0} contains a NUL byte")]
     BadPath(PathBuf),
@@ -79,23 +86,60 @@ pub fn cache_root() -> PathBuf {
     home.join(".cache").join("etch")
 }
 
-/// FNV-1a of the harness source: part of the cache key, so that a changed harness
+/// FNV-1a of a harness source: part of the cache key, so that a changed harness
 /// never reuses a library built with the old one.
-fn harness_hash() -> u64 {
-    HARNESS_CPP.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+fn harness_hash(source: &str) -> u64 {
+    source.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// What a simulator library is built around: the top module, the harness, Verilog
+/// parameters of the top, and a tag for the cache key.
+struct Variant<'a> {
+    top: &'a str,
+    harness: &'a str,
+    params: Vec<String>,
+    tag: String,
 }
 
 /// The simulator library for the design in `out` (whose Verilog hashes to
 /// `design_hash`), compiling it with Verilator unless it is cached.
 pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
+    build_variant(
+        out,
+        design_hash,
+        &Variant {
+            top: "etch_chip",
+            harness: HARNESS_CPP,
+            params: Vec::new(),
+            tag: String::new(),
+        },
+    )
+}
+
+/// The library of the design's board top (`etch_board` with `divisor` clock cycles
+/// per UART bit) with the board harness, compiled unless cached.
+pub fn build_board(out: &Path, design_hash: &str, divisor: u32) -> Result<PathBuf> {
+    build_variant(
+        out,
+        design_hash,
+        &Variant {
+            top: "etch_board",
+            harness: board::BOARD_HARNESS_CPP,
+            params: vec![format!("-GDIVISOR=16'd{divisor}")],
+            tag: format!("-board{divisor}"),
+        },
+    )
+}
+
+fn build_variant(out: &Path, design_hash: &str, v: &Variant) -> Result<PathBuf> {
     // One build at a time in this process (threads asking for the same design wait
     // and then find it cached); other processes are kept apart by their own temporary
     // directory and the atomic rename at the end.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let key = format!("{design_hash}-{:016x}", harness_hash());
+    let key = format!("{design_hash}-{:016x}{}", harness_hash(v.harness), v.tag);
     let dir = cache_root().join("verilator").join(&key);
     let lib = dir.join("libetchsim.so");
     if lib.exists() {
@@ -107,7 +151,7 @@ pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let harness = tmp.join("harness.cpp");
-    std::fs::write(&harness, HARNESS_CPP).map_err(|e| io(&harness, e))?;
+    std::fs::write(&harness, v.harness).map_err(|e| io(&harness, e))?;
     let rtl = out.join("rtl");
     let mut sources: Vec<PathBuf> = std::fs::read_dir(&rtl)
         .map_err(|e| io(&rtl, e))?
@@ -131,7 +175,7 @@ pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
             "--trace",
             "-Wno-DECLFILENAME",
             "--top-module",
-            "etch_chip",
+            v.top,
             "-CFLAGS",
             "-fPIC -O2",
             "-LDFLAGS",
@@ -139,6 +183,7 @@ pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
             "-o",
         ])
         .arg(lib.file_name().unwrap_or_default())
+        .args(&v.params)
         .arg("--Mdir")
         .arg(tmp.join("obj"))
         .args(&sources)

@@ -1,0 +1,248 @@
+//! Board tops: the chip on a bring-up board, reached over a serial line.
+//!
+//! `etch_board` holds the chip, a power-on reset and the [`crate::bridge::Bridge`]
+//! that carries MMIO, DMA and interrupts over a UART, plus two status LEDs (busy, and
+//! one that toggles with every interrupt). Its ports are the same on every board —
+//! `clk`, `uart_rx`, `uart_tx`, `led[1:0]` — and each board's constraint file (LPF for
+//! ECP5, PCF for iCE40) puts them on that board's pins. Two parameters: `DIVISOR`,
+//! clock cycles per UART bit, and `LED_ACTIVE_LOW`.
+
+use std::fmt::Write;
+
+/// FPGA families the flow targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Lattice ECP5 (yosys `synth_ecp5`, nextpnr-ecp5, ecppack).
+    Ecp5,
+    /// Lattice iCE40 (yosys `synth_ice40`, nextpnr-ice40, icepack).
+    Ice40,
+}
+
+/// A bring-up board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// Radiona ULX3S (ECP5-85F, CABGA381, 25 MHz, FT231X USB serial).
+    Ulx3s,
+    /// OrangeCrab r0.2 (ECP5-25F, CSFBGA285, 48 MHz; UART on feather pins 0/1).
+    OrangeCrab,
+    /// 1BitSquared iCEBreaker (iCE40UP5K, SG48, 12 MHz, FT2232H channel B).
+    IceBreaker,
+}
+
+impl Board {
+    /// Every board, for help texts.
+    pub const ALL: [Board; 3] = [Board::Ulx3s, Board::OrangeCrab, Board::IceBreaker];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::Ulx3s => "ulx3s",
+            Board::OrangeCrab => "orangecrab",
+            Board::IceBreaker => "icebreaker",
+        }
+    }
+
+    /// The board called `name`.
+    pub fn from_name(name: &str) -> Option<Board> {
+        Board::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The target (`etch synth --target`) of the board's FPGA.
+    pub fn target(self) -> &'static str {
+        match self {
+            Board::Ulx3s => "ecp5-85k",
+            Board::OrangeCrab => "ecp5-25k",
+            Board::IceBreaker => "ice40-up5k",
+        }
+    }
+
+    /// The FPGA package (nextpnr `--package`).
+    pub fn package(self) -> &'static str {
+        match self {
+            Board::Ulx3s => "CABGA381",
+            Board::OrangeCrab => "CSFBGA285",
+            Board::IceBreaker => "SG48",
+        }
+    }
+
+    /// The oscillator on `clk`, MHz.
+    pub fn clock_mhz(self) -> f64 {
+        match self {
+            Board::Ulx3s => 25.0,
+            Board::OrangeCrab => 48.0,
+            Board::IceBreaker => 12.0,
+        }
+    }
+
+    /// Whether the LEDs light on a low level.
+    pub fn led_active_low(self) -> bool {
+        !matches!(self, Board::Ulx3s)
+    }
+
+    /// The constraint file's name and text for `etch_board`'s ports.
+    pub fn constraints(self) -> (&'static str, String) {
+        match self {
+            Board::Ulx3s => ("board.lpf", ecp5_lpf(25.0, "G2", "M1", "L4", ["B2", "C2"])),
+            // OrangeCrab: the RGB LED's red and green; the UART on feather pins 0 (RX)
+            // and 1 (TX), for a 3.3 V USB-serial adapter.
+            Board::OrangeCrab => (
+                "board.lpf",
+                ecp5_lpf(48.0, "A9", "N17", "M18", ["K4", "M3"]),
+            ),
+            Board::IceBreaker => (
+                "board.pcf",
+                // FT2232H channel B: RX on pin 6, TX on pin 9; LEDs red (11), green (37).
+                "set_io -nowarn clk 35\nset_io -nowarn uart_rx 6\nset_io -nowarn uart_tx 9\nset_io -nowarn led[0] 11\nset_io -nowarn led[1] 37\n".to_string(),
+            ),
+        }
+    }
+}
+
+fn ecp5_lpf(mhz: f64, clk: &str, rx: &str, tx: &str, leds: [&str; 2]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "LOCATE COMP \"clk\" SITE \"{clk}\";");
+    let _ = writeln!(s, "IOBUF PORT \"clk\" PULLMODE=NONE IO_TYPE=LVCMOS33;");
+    let _ = writeln!(s, "FREQUENCY PORT \"clk\" {mhz} MHZ;");
+    let _ = writeln!(s, "LOCATE COMP \"uart_rx\" SITE \"{rx}\";");
+    let _ = writeln!(s, "IOBUF PORT \"uart_rx\" PULLMODE=UP IO_TYPE=LVCMOS33;");
+    let _ = writeln!(s, "LOCATE COMP \"uart_tx\" SITE \"{tx}\";");
+    let _ = writeln!(s, "IOBUF PORT \"uart_tx\" IO_TYPE=LVCMOS33 DRIVE=4;");
+    for (i, pin) in leds.iter().enumerate() {
+        let _ = writeln!(s, "LOCATE COMP \"led[{i}]\" SITE \"{pin}\";");
+        let _ = writeln!(s, "IOBUF PORT \"led[{i}]\" IO_TYPE=LVCMOS33 DRIVE=4;");
+    }
+    s
+}
+
+/// Clock cycles per UART bit for `clock_mhz` and `baud`, or why it cannot work: the
+/// receiver needs at least 4 samples per bit, and the rate error must stay within 2 %.
+pub fn uart_divisor(clock_mhz: f64, baud: u32) -> Result<u16, String> {
+    let exact = clock_mhz * 1e6 / baud as f64;
+    let d = exact.round();
+    if !(4.0..=65535.0).contains(&d) {
+        return Err(format!(
+            "{baud} baud at {clock_mhz} MHz needs {exact:.1} clock cycles per bit; 4 to 65535 work"
+        ));
+    }
+    if (d - exact).abs() / exact > 0.02 {
+        return Err(format!(
+            "{baud} baud at {clock_mhz} MHz is {:.1} % off with {d} cycles per bit; choose a baud rate that divides the clock",
+            100.0 * (d - exact).abs() / exact
+        ));
+    }
+    Ok(d as u16)
+}
+
+/// The bridge's Verilog (module `etch_bridge` and its UARTs).
+pub fn bridge_verilog() -> String {
+    let mut bridge = crate::bridge::Bridge::default();
+    rust_hdl::prelude::Block::connect_all(&mut bridge);
+    crate::emit::block_verilog(&bridge, "etch_bridge")
+}
+
+/// `etch_board`: chip, power-on reset, UART bridge, LEDs.
+pub fn board_verilog(header: &str) -> String {
+    let mut v = String::new();
+    let _ = writeln!(v, "{header}");
+    v.push_str(
+        "// etch_board: the chip behind a UART bridge (docs/FPGA.md), for bring-up boards.
+module etch_board #(
+    parameter [15:0] DIVISOR = 16'd25,  // clock cycles per UART bit
+    parameter LED_ACTIVE_LOW = 0
+) (
+    input  wire       clk,
+    input  wire       uart_rx,
+    output wire       uart_tx,
+    output wire [1:0] led
+);
+    // Power-on reset: 16 cycles, from flip-flops that start at zero.
+    reg [4:0] por = 5'd0;
+    always @(posedge clk) if (!por[4]) por <= por + 5'd1;
+    wire por_rst = !por[4];
+
+    wire        mmio_req, mmio_we, mmio_ack;
+    wire [11:0] mmio_addr;
+    wire [31:0] mmio_wdata, mmio_rdata;
+    wire        dma_req, dma_we, dma_ack, dma_err;
+    wire [63:0] dma_addr, dma_wdata, dma_rdata;
+    wire [3:0]  irq;
+    wire        idle, chip_reset;
+    wire [15:0] divisor = DIVISOR;
+
+    etch_chip u_chip (
+        .clk(clk), .rst(por_rst | chip_reset),
+        .mmio_req(mmio_req), .mmio_we(mmio_we), .mmio_addr(mmio_addr), .mmio_wdata(mmio_wdata),
+        .mmio_rdata(mmio_rdata), .mmio_ack(mmio_ack),
+        .dma_req(dma_req), .dma_we(dma_we), .dma_addr(dma_addr), .dma_wdata(dma_wdata),
+        .dma_ack(dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
+        .irq(irq), .idle(idle)
+    );
+
+    etch_bridge u_bridge (
+        .clock(clk), .reset(por_rst), .divisor(divisor), .rx(uart_rx), .tx(uart_tx),
+        .mmio_req(mmio_req), .mmio_we(mmio_we), .mmio_addr(mmio_addr), .mmio_wdata(mmio_wdata),
+        .mmio_rdata(mmio_rdata), .mmio_ack(mmio_ack),
+        .dma_req(dma_req), .dma_we(dma_we), .dma_addr(dma_addr), .dma_wdata(dma_wdata),
+        .dma_ack(dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
+        .irq(irq), .chip_reset(chip_reset)
+    );
+
+    // LEDs: the chip is working; an interrupt fired (toggles).
+    reg irq_toggle = 1'b0;
+    always @(posedge clk) if (|irq) irq_toggle <= !irq_toggle;
+    wire [1:0] led_on = {irq_toggle, !idle};
+    assign led = LED_ACTIVE_LOW ? ~led_on : led_on;
+endmodule
+",
+    );
+    v
+}
+
+/// The top the flow synthesizes: `etch_board` with this board's parameters.
+pub fn top_verilog(header: &str, divisor: u16, led_active_low: bool) -> String {
+    format!(
+        "{header}
+module etch_top (
+    input  wire       clk,
+    input  wire       uart_rx,
+    output wire       uart_tx,
+    output wire [1:0] led
+);
+    etch_board #(.DIVISOR({divisor}), .LED_ACTIVE_LOW({})) u_board (
+        .clk(clk), .uart_rx(uart_rx), .uart_tx(uart_tx), .led(led)
+    );
+endmodule
+",
+        led_active_low as u8
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divisors_of_the_boards_at_one_megabaud_are_exact() {
+        assert_eq!(uart_divisor(25.0, 1_000_000), Ok(25));
+        assert_eq!(uart_divisor(48.0, 1_000_000), Ok(48));
+        assert_eq!(uart_divisor(12.0, 1_000_000), Ok(12));
+        assert_eq!(uart_divisor(25.0, 115_200), Ok(217));
+        assert!(uart_divisor(12.0, 4_000_000).is_err());
+        assert!(uart_divisor(25.0, 3_000_000).unwrap_err().contains("off"));
+    }
+
+    #[test]
+    fn boards_round_trip_their_names() {
+        for b in Board::ALL {
+            assert_eq!(Board::from_name(b.name()), Some(b));
+            let (file, text) = b.constraints();
+            assert!(text.contains("uart_rx") && text.contains("uart_tx") && text.contains("clk"));
+            assert!(file.ends_with(if b.target().starts_with("ice40") {
+                ".pcf"
+            } else {
+                ".lpf"
+            }));
+        }
+        assert_eq!(Board::from_name("de10"), None);
+    }
+}
