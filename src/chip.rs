@@ -203,86 +203,29 @@ pub fn open_sim(
 
 /// What the driver must find on the chip, from the manifest.
 pub fn expected(m: &etch_compiler::chip::Manifest) -> CliResult<etch_driver::Expected> {
-    let fw = |hex: &str| -> CliResult<[u32; 8]> {
-        let mut w = [0u32; 8];
-        for (k, o) in w.iter_mut().enumerate() {
-            *o = hex
-                .get(8 * k..8 * k + 8)
-                .and_then(|s| u32::from_str_radix(s, 16).ok())
-                .ok_or_else(|| CliError::Usage(format!("manifest hash {hex} is malformed")))?;
-        }
-        Ok(w)
-    };
-    Ok(etch_driver::Expected {
-        model_identity: m.identity_words()?,
-        rom_signature: u64::from_str_radix(&m.rom_signature, 16)
-            .map_err(|_| CliError::Usage("manifest rom_signature is malformed".into()))?,
-        firmware_hash: fw(&m.firmware_sha256)?,
-    })
+    Ok(etch_runtime::expected(m)?)
 }
 
-/// Runs run.c's generation loop on the chip: PREFILL of the forced prompt tokens, then
-/// GENERATE from the last prompt token with BOS as the stop token.
+/// Runs run.c's generation loop on the chip in context 0 (created and destroyed
+/// around it): the runtime's [`etch_runtime::run_story`].
 pub fn chip_generate<D: etch_driver::Device>(
     chip: &etch_driver::Chip<D>,
     tokenizer: &etch_compiler::Tokenizer,
     s: &crate::SamplingArgs,
     on_text: &mut dyn FnMut(&[u8]),
 ) -> CliResult<(etch_compiler::Generation, u64)> {
-    let info = chip.info();
-    let max_seq = info.max_seq as usize;
-    let prompt_ids = etch_compiler::encode_prompt(tokenizer, &s.prompt, max_seq)?;
-    let steps = etch_compiler::effective_steps(s.steps, max_seq);
-    let forced = steps.min(prompt_ids.len() - 1);
-    let params = etch_compiler::SamplingParams::from_cli(s.temperature, s.topp, s.seed);
-    let cs = etch_compiler::ChipSampling::from_params(&params);
     chip.create_context(0)?;
-    let start = chip.cycles()?;
-    chip.prefill(0, &prompt_ids[..forced], false)?;
-    let mut ids: Vec<u32> = prompt_ids[1..=forced].to_vec();
-    let mut prev = prompt_ids[0];
-    for &t in &ids {
-        on_text(tokenizer.decode(prev, t));
-        prev = t;
-    }
-    if steps > forced {
-        let mut last = prev;
-        let generated = chip.generate(
-            0,
-            prompt_ids[forced],
-            (steps - forced) as u32,
-            etch_driver::Sampling {
-                inv_temp: cs.inv_temp,
-                topp: cs.topp,
-                seed: cs.seed,
-            },
-            &[etch_compiler::BOS],
-            false,
-            &mut |t| {
-                if t != etch_compiler::BOS {
-                    on_text(tokenizer.decode(last, t));
-                }
-                last = t;
-            },
-        )?;
-        ids.extend(&generated.tokens);
-    }
-    let cycles = chip.cycles()? - start;
+    let story = etch_runtime::run_story(
+        chip,
+        tokenizer,
+        0,
+        &s.prompt,
+        s.steps,
+        (s.temperature, s.topp, s.seed),
+        on_text,
+    )?;
     chip.destroy_context(0)?;
-    let printed: Vec<u32> = ids
-        .iter()
-        .copied()
-        .take_while(|&t| t != etch_compiler::BOS)
-        .collect();
-    let text = tokenizer.decode_all(prompt_ids[0], &printed);
-    Ok((
-        etch_compiler::Generation {
-            prompt_ids,
-            ids,
-            text,
-        },
-        cycles,
-    ))
+    Ok((story.generation, story.cycles))
 }
 
 /// `etch sim`.

@@ -9,6 +9,9 @@ pub enum CliError {
     /// The driver or the simulator failed.
     #[error(transparent)]
     Driver(#[from] etch_driver::DriverError),
+    /// The runtime (engine, contexts) failed.
+    #[error(transparent)]
+    Runtime(#[from] etch_runtime::RuntimeError),
     /// Bad command-line input that clap could not catch.
     #[error("{0}")]
     Usage(String),
@@ -39,17 +42,29 @@ impl CliError {
         match self {
             CliError::Compiler(e) if e.is_bad_input() => 2,
             CliError::Compiler(_) => 1,
-            CliError::Driver(e) => match e {
-                etch_driver::DriverError::IdentityMismatch { .. }
-                | etch_driver::DriverError::RomSignature { .. }
-                | etch_driver::DriverError::FirmwareMismatch
-                | etch_driver::DriverError::InvalidArgument(_)
-                | etch_driver::DriverError::NotEtchDevice(_) => 2,
-                _ => 1,
+            CliError::Driver(e) => CliError::exit_code_of_driver(e),
+            CliError::Runtime(e) => match e {
+                etch_runtime::RuntimeError::Driver(d) => CliError::exit_code_of_driver(d),
+                etch_runtime::RuntimeError::Compiler(c) if c.is_bad_input() => 2,
+                etch_runtime::RuntimeError::Compiler(_) => 1,
+                _ => 2,
             },
             CliError::Usage(_) | CliError::Io { .. } => 2,
             CliError::Internal(_) | CliError::Tool(_) => 1,
             CliError::DoesNotFit(_) => 3,
+        }
+    }
+}
+
+impl CliError {
+    fn exit_code_of_driver(e: &etch_driver::DriverError) -> i32 {
+        match e {
+            etch_driver::DriverError::IdentityMismatch { .. }
+            | etch_driver::DriverError::RomSignature { .. }
+            | etch_driver::DriverError::FirmwareMismatch
+            | etch_driver::DriverError::InvalidArgument(_)
+            | etch_driver::DriverError::NotEtchDevice(_) => 2,
+            _ => 1,
         }
     }
 }

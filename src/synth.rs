@@ -479,6 +479,10 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         "--timing-allow-fail".into(),
         "--seed".into(),
         "1".into(),
+        // router2 routes designs of tens of thousands of LUTs in minutes where the
+        // default router takes an hour.
+        "--router".into(),
+        "router2".into(),
     ];
     let (pnr, pack, placed, bitstream) = match target.family {
         Family::Ecp5 => ("nextpnr-ecp5", "ecppack", "etch.config", "etch.bit"),

@@ -9,7 +9,7 @@ use etch_compiler::{ChipSampling, Config, Golden, GoldenDecoder, QuantizedModel,
 use etch_driver::Sampling;
 use etch_firmware::{Command, Opcode, Status};
 
-fn shapes() -> Vec<(&'static str, Config, usize)> {
+fn shapes() -> Vec<(&'static str, Config, usize, u32)> {
     let base = Config {
         dim: 32,
         hidden_dim: 44,
@@ -22,7 +22,9 @@ fn shapes() -> Vec<(&'static str, Config, usize)> {
     };
     vec![
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
-        ("gqa2-l8", base, 8),
+        ("gqa2-l8", base, 8, 8),
+        // 4-bit weights, packed two to a byte in the ROM (the FPGA fit of stories260K).
+        ("gqa2-l16-int4", base, 16, 4),
         // Multi-query attention, unshared classifier, vocab not a power of two, one
         // layer, two attention positions per cycle on 64 lanes.
         (
@@ -37,6 +39,7 @@ fn shapes() -> Vec<(&'static str, Config, usize)> {
                 ..base
             },
             64,
+            8,
         ),
     ]
 }
@@ -52,12 +55,23 @@ fn to_driver(p: &SamplingParams) -> Sampling {
 
 #[test]
 fn random_shapes_match_the_golden_model_bit_for_bit() {
-    for (name, config, lanes) in shapes() {
+    for (name, config, lanes, weight_bits) in shapes() {
         let dir = tempfile::tempdir().unwrap();
         let (ck, tok) = random_model(dir.path(), &config, 7);
         let out = dir.path().join("chip");
-        let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
-        let model = QuantizedModel::build(&ck, &tok, &quick_quant()).unwrap();
+        let quant = etch_compiler::QuantSettings {
+            weight_bits,
+            ..quick_quant()
+        };
+        let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quant.clone());
+        if weight_bits == 4 {
+            let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
+            assert!(
+                rtl.contains(&format!(".W({})", 4 * lanes)),
+                "{name}: the weight ROM is not packed"
+            );
+        }
+        let model = QuantizedModel::build(&ck, &tok, &quant).unwrap();
         let chip = open_chip(&out, &m);
 
         // Prefill a prompt, then generate greedily, with logits at every step.

@@ -125,6 +125,21 @@ impl Manifest {
     pub fn identity_words(&self) -> Result<[u32; 8]> {
         hex_words(&self.model_identity)
     }
+
+    /// The firmware's SHA-256 as the eight BAR0 words FW_HASH0..7.
+    pub fn firmware_words(&self) -> Result<[u32; 8]> {
+        hex_words(&self.firmware_sha256)
+    }
+
+    /// The ROM self-test signature the chip must report.
+    pub fn rom_signature_value(&self) -> Result<u64> {
+        u64::from_str_radix(&self.rom_signature, 16).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "manifest rom_signature {} is not hex",
+                self.rom_signature
+            ))
+        })
+    }
 }
 
 fn hex_words(hex: &str) -> Result<[u32; 8]> {
@@ -227,6 +242,7 @@ pub fn build(
 
     let params = ChipParams {
         lanes: options.lanes,
+        weight_bits: options.quant.weight_bits as usize,
         dim: c.dim,
         n_heads: c.n_heads,
         n_kv_heads: c.n_kv_heads,
@@ -324,7 +340,7 @@ pub fn build(
     let g = (options.lanes.min(c.dim) / c.head_size()) as u64;
     let kv_row = (c.kv_dim() * 16) as u64;
     let storage = Bits {
-        weights: layout.weights.depth() as u64 * 8 * l,
+        weights: layout.weights.depth() as u64 * options.quant.weight_bits as u64 * l,
         requant: layout.requant.depth() as u64 * 22 * l,
         gains: layout.gains.depth() as u64 * 16 * l,
         tables: 16

@@ -180,6 +180,8 @@ pub struct Layout {
 
 struct Builder {
     lanes: usize,
+    /// Bits per weight in the ROM (4 or 8): int4 weights are stored packed.
+    weight_bits: usize,
     weights: RomImage,
     requant: RomImage,
     gains: RomImage,
@@ -242,7 +244,7 @@ impl Builder {
                     } else {
                         0
                     };
-                    (w as u8 as u64, 8)
+                    (w as u8 as u64, self.weight_bits)
                 }));
             }
         }
@@ -317,9 +319,11 @@ impl Layout {
         let pbuf = take(c.vocab_size);
         let ar_depth = at;
 
+        let weight_bits = model.settings.weight_bits as usize;
         let mut b = Builder {
             lanes,
-            weights: RomImage::new(8 * lanes),
+            weight_bits,
+            weights: RomImage::new(weight_bits * lanes),
             requant: RomImage::new(22 * lanes),
             gains: RomImage::new(16 * lanes),
         };

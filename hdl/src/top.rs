@@ -17,6 +17,8 @@ use crate::sfu::TableData;
 pub struct ChipParams {
     /// MAC lanes (a power of two, at least 8).
     pub lanes: usize,
+    /// Bits per weight in the weight ROM: 8, or 4 (packed, sign-extended at the lanes).
+    pub weight_bits: usize,
     /// Residual width.
     pub dim: usize,
     /// Query heads.
@@ -31,7 +33,7 @@ pub struct ChipParams {
     pub contexts: usize,
     /// Activation RAM slots per lane.
     pub ar_depth: usize,
-    /// Weight ROM words (each `8 · lanes` bits).
+    /// Weight ROM words (each `weight_bits · lanes` bits).
     pub wrom_depth: usize,
     /// Requantization ROM words (each `22 · lanes` bits).
     pub qrom_depth: usize,
@@ -96,6 +98,12 @@ impl ChipParams {
     /// Checks the structural constraints the wiring relies on.
     pub fn validate(&self) -> Result<(), String> {
         let l = self.lanes;
+        if !matches!(self.weight_bits, 4 | 8) {
+            return Err(format!(
+                "weights must be 4 or 8 bits wide, not {}",
+                self.weight_bits
+            ));
+        }
         if !l.is_power_of_two() || !(8..=256).contains(&l) {
             return Err(format!(
                 "lanes must be a power of two from 8 to 256, not {l}"
@@ -146,6 +154,7 @@ fn clog2(n: usize) -> usize {
 pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     let mut v = String::new();
     let l = p.lanes;
+    let wbits = p.weight_bits;
     let lg = clog2(l);
     let hs = p.head_size();
     let hl = clog2(hs);
@@ -465,13 +474,18 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     etch_rom #(.W({qw}), .A(16), .D({qd}), .INIT(\"rom/requant.hex\")) u_qrom (.clk(clk), .addr(vc_qrom_addr), .data(qrom_data));
     etch_rom #(.W({gw}), .A(16), .D({gd}), .INIT(\"rom/gains.hex\")) u_grom (.clk(clk), .addr(vc_grom_addr), .data(grom_data));
     etch_rom #(.W(32), .A(8), .D({pairs}), .INIT(\"rom/rope_steps.hex\")) u_steps (.clk(clk), .addr(vc_step_addr), .data(step_data));
-    assign wsel = wrom_data[8 * arsel_lane_e +: 8];
+    assign wsel = {wsel_expr};
     assign qsel_m = qrom_data[22 * arsel_lane_e +: 16];
     assign qsel_s = qrom_data[22 * arsel_lane_e + 16 +: 6];",
-        wb = 8 * l - 1,
+        wsel_expr = if wbits == 8 {
+            "wrom_data[8 * arsel_lane_e +: 8]".to_string()
+        } else {
+            "{{4{wrom_data[4 * arsel_lane_e + 3]}}, wrom_data[4 * arsel_lane_e +: 4]}".to_string()
+        },
+        wb = wbits * l - 1,
         qb = 22 * l - 1,
         gb = 16 * l - 1,
-        ww = 8 * l,
+        ww = wbits * l,
         qw = 22 * l,
         gw = 16 * l,
         wd = p.wrom_depth.max(1),
@@ -479,7 +493,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         gd = p.grom_depth.max(1),
     );
     // Folds of ROM words for the self-test signature.
-    for (name, bits) in [("w", 8 * l), ("q", 22 * l), ("g", 16 * l)] {
+    for (name, bits) in [("w", wbits * l), ("q", 22 * l), ("g", 16 * l)] {
         let src = match name {
             "w" => "wrom_data",
             "q" => "qrom_data",
@@ -567,7 +581,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     etch_lane u_lane_{i} (
         .clock(clk), .reset(rst),
         .rd0(lane_rd0_{i}), .rd1(lane_rd1_{i}), .nbr(lane_rd0_{nb}), .qsrc(lane_rd0_{qs}),
-        .w8(wrom_data[{w8}:{w8l}]), .gain(grom_data[{gh}:{gl}]), .kv(lane_kv_{i}), .pw(lane_pw_{i}),
+        .w8({w8}), .gain(grom_data[{gh}:{gl}]), .kv(lane_kv_{i}), .pw(lane_pw_{i}),
         .cosv(rope_cos[{k}]), .sinv({sin}), .bc(vc_bcl ? sig_h_{sk} : vc_bc), .bc2(vc_bcl ? sig_sigma_{sk} : vc_bc2),
         .dmaw(vc_dmaw[{dh}:{dl}]), .tau(tau_e), .qm(qrom_data[{qmh}:{qml}]), .qs(qrom_data[{qsh}:{qsl}]),
         .bmult(vc_bmult), .bshift(vc_bshift), .hmult(lane_hmult_{i}), .hshift(lane_hshift_{i}),
@@ -582,8 +596,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
             sk = i % p.sigmoid_units(),
             nb = i ^ 1,
             qs = i % deff,
-            w8 = 8 * i + 7,
-            w8l = 8 * i,
+            w8 = if wbits == 8 {
+                format!("wrom_data[{}:{}]", 8 * i + 7, 8 * i)
+            } else {
+                format!("{{{{4{{wrom_data[{}]}}}}, wrom_data[{}:{}]}}", 4 * i + 3, 4 * i + 3, 4 * i)
+            },
             gh = 16 * i + 15,
             gl = 16 * i,
             dh = 16 * (i % 4) + 15,

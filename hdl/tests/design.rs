@@ -20,6 +20,7 @@ pub fn table_data() -> TableData {
 fn params(lanes: usize, dim: usize, heads: usize, kv: usize) -> ChipParams {
     ChipParams {
         lanes,
+        weight_bits: 8,
         dim,
         n_heads: heads,
         n_kv_heads: kv,

@@ -1,10 +1,31 @@
 //! # etch-runtime: the library an agent OS links
 //!
-//! Generation and contexts as managed resources, and system calls in English: a tool
-//! registry, capabilities, a staging area where irreversible actions wait for a
-//! person's approval, undo, and a tamper-evident audit log — enforced whatever the
-//! model says. A C ABI exposes it to non-Rust agent OSes.
+//! Generation and contexts as managed resources on a hard-wired transformer chip
+//! reached through any driver backend (the in-process simulator, vfio-user, VFIO, a
+//! serial board). [`Engine`] opens a chip with its manifest and tokenizer and offers:
 //!
-//! (The runtime issues fill this crate; until then it only states its job.)
+//! * [`Engine::chat`]: append text to an agent's named context and stream a reply,
+//!   with sampling parameters and stop strings;
+//! * [`Engine::story`]: llama2.c's generation loop, token for token what `etch sim`
+//!   produces;
+//! * [`Engine::score`]: the log-likelihood of a text through the chip's SCORE command.
+//!
+//! Contexts are an agent's working memory: resident in the chip's KV slots while in
+//! use, saved to host memory and to disk when slots run out (least recently used
+//! first), restored transparently — also after a process restart — and compacted when
+//! they reach the model's sequence length. Every such step is a [`ContextEvent`].
+//!
+//! The natural-language system calls, tools, capabilities, staging, undo and the audit
+//! log come next (the runtime II issue).
 
 #![deny(missing_docs)]
+
+mod engine;
+mod error;
+pub mod store;
+
+pub use engine::{
+    expected, run_story, ContextEvent, ContextId, Engine, GenOptions, Reply, Score, Source,
+    StopReason, Story,
+};
+pub use error::{Result, RuntimeError};
