@@ -4,6 +4,7 @@
 //! stderr names the file and the problem), 3 a design that does not fit its FPGA.
 
 mod bench;
+mod chat;
 mod chip;
 mod error;
 mod models;
@@ -55,6 +56,9 @@ enum Command {
     Run(RunArgs),
     /// List etch boards on the PCI bus and whether they are ready for VFIO.
     Devices(DevicesArgs),
+    /// Talk with a chip that remembers: an agent's named context, kept under a state
+    /// directory across runs (evicted, restored and compacted by the runtime).
+    Chat(ChatArgs),
     /// Synthesize, place and route a built chip for an FPGA (yosys, nextpnr) and write
     /// its bitstream and a utilization and timing report.
     Synth(SynthArgs),
@@ -257,6 +261,42 @@ pub struct ServeArgs {
     pub once: bool,
 }
 
+/// `etch chat` arguments.
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// The chip, as for `etch run`: sim:OUT, vfio-user:SOCKET, vfio:BDF, serial:PORT.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: String,
+    /// Build directory of the chip's design [default: OUT of sim:OUT].
+    #[arg(long, value_name = "OUT")]
+    pub manifest: Option<PathBuf>,
+    /// Where contexts are kept between runs.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// The context to talk in.
+    #[arg(long, default_value = "main", value_name = "NAME")]
+    pub context: String,
+    /// The agent that owns the context.
+    #[arg(long, default_value = "user", value_name = "NAME")]
+    pub agent: String,
+    /// System prompt of a new context (kept by every compaction).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// End a reply before this text (repeatable).
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// With -i: one turn (the reply on stdout, or --json with `etch sim`'s fields);
+    /// without: a conversation on standard input. -n is the reply's length at most.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Seconds a command may go without progress.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Root of the sysfs tree where vfio: devices are looked up.
+    #[arg(long, default_value = "/sys", value_name = "DIR", hide = true)]
+    pub sysfs: PathBuf,
+}
+
 /// `etch synth` arguments.
 #[derive(Args, Debug)]
 pub struct SynthArgs {
@@ -334,6 +374,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Run(a) => run::run(&a),
         Command::Devices(a) => run::devices(&a),
         Command::Synth(a) => synth::synth(&a),
+        Command::Chat(a) => chat::chat(&a),
     }
 }
 

@@ -1,7 +1,6 @@
 //! `etch serve`, `etch run` and `etch devices`: the chip as a device outside the
 //! command that uses it.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use etch_driver::{Chip, Completions, Device, Timeout};
@@ -70,43 +69,13 @@ pub fn serve(a: &crate::ServeArgs) -> CliResult {
     }
 }
 
-/// Where `etch run` finds its chip.
-enum DeviceSpec {
-    Sim(PathBuf),
-    VfioUser(PathBuf),
-    Vfio(String),
-    Serial(PathBuf, u32),
-}
-
-fn parse_device(s: &str) -> CliResult<DeviceSpec> {
-    let usage = || {
-        CliError::Usage(format!(
-            "--device {s:?}: expected sim:OUT, vfio-user:SOCKET, vfio:DDDD:BB:DD.F or serial:PORT[,BAUD]"
-        ))
-    };
-    let (kind, rest) = s.split_once(':').ok_or_else(usage)?;
-    if rest.is_empty() {
-        return Err(usage());
-    }
-    Ok(match kind {
-        "sim" => DeviceSpec::Sim(PathBuf::from(rest)),
-        "vfio-user" => DeviceSpec::VfioUser(PathBuf::from(rest)),
-        "vfio" => DeviceSpec::Vfio(etch_driver::sysfs::parse_address(rest)?),
-        "serial" => {
-            let (path, baud) = etch_driver::serial::parse_spec(rest)?;
-            DeviceSpec::Serial(path, baud)
-        }
-        _ => return Err(usage()),
-    })
-}
-
 /// `etch run`.
 pub fn run(a: &crate::RunArgs) -> CliResult {
     init_logging("warn");
-    let spec = parse_device(&a.device)?;
-    let out = match (&spec, &a.manifest) {
+    let spec = etch_runtime::DeviceSpec::parse(&a.device)?;
+    let out = match (spec.build_dir(), &a.manifest) {
         (_, Some(m)) => m.clone(),
-        (DeviceSpec::Sim(out), None) => out.clone(),
+        (Some(out), None) => out.to_path_buf(),
         _ => return Err(CliError::Usage(
             "--manifest OUT is required with vfio-user:, vfio: and serial: devices (it names the \
                  tokenizer and the model identity to check)"
@@ -118,27 +87,11 @@ pub fn run(a: &crate::RunArgs) -> CliResult {
         etch_compiler::Tokenizer::open(out.join(&manifest.tokenizer), manifest.config.vocab_size)?;
     let exp = expected(&manifest)?;
     let timeout = Duration::from_secs_f64(a.timeout.max(0.001));
-    match spec {
-        DeviceSpec::Sim(dir) => {
-            let m = etch_compiler::chip::Manifest::load(&dir)?;
-            let bar = crate::output::spinner("building the simulator (cached per design)");
-            let dev = etch_driver::InProcess::open(&dir, &m.design_hash);
-            bar.finish_and_clear();
-            drive(a, dev?, &exp, Timeout::Slices(2000), &manifest, &tokenizer)
-        }
-        DeviceSpec::VfioUser(path) => {
-            let dev = etch_driver::VfioUser::connect(&path, timeout)?;
-            drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
-        }
-        DeviceSpec::Vfio(address) => {
-            let dev = etch_driver::VfioPci::open(&address, &a.sysfs)?;
-            drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
-        }
-        DeviceSpec::Serial(path, baud) => {
-            let dev = etch_driver::Serial::open(&path, baud, timeout)?;
-            drive(a, dev, &exp, Timeout::Wall(timeout), &manifest, &tokenizer)
-        }
-    }
+    let bar = crate::output::spinner("opening the device");
+    let opened = spec.open(timeout, &a.sysfs);
+    bar.finish_and_clear();
+    let (dev, timeout) = opened?;
+    drive(a, dev, &exp, timeout, &manifest, &tokenizer)
 }
 
 fn drive<D: Device>(

@@ -314,6 +314,35 @@ fn write_text(path: &Path, text: &str) -> CliResult {
     })
 }
 
+/// Whether `dir` holds a netlist made by the same script from sources no newer than it
+/// (so that a second run, e.g. after a failed place and route, skips yosys).
+fn synthesis_is_current(out: &Path, dir: &Path, script: &str, sources: &[String]) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(netlist) = modified(&dir.join("netlist.json")) else {
+        return false;
+    };
+    if !dir.join("stat.txt").exists()
+        || std::fs::read_to_string(dir.join("synth.ys"))
+            .ok()
+            .as_deref()
+            != Some(script)
+    {
+        return false;
+    }
+    sources
+        .iter()
+        .map(|s| out.join(s))
+        .chain([dir.join("etch_top.v")])
+        .chain(
+            std::fs::read_dir(out.join("rom"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        )
+        .all(|p| modified(&p).is_some_and(|m| m <= netlist))
+}
+
 /// `etch synth`.
 pub fn synth(a: &SynthArgs) -> CliResult {
     let board = match &a.board {
@@ -405,10 +434,15 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         target.name,
         board.map_or(String::new(), |b| format!(" --board {}", b.name())),
     );
-    write_text(
-        &dir.join("etch_top.v"),
-        &board::top_verilog(&header, divisor, board.is_some_and(|b| b.led_active_low())),
-    )?;
+    let top = board::top_verilog(&header, divisor, board.is_some_and(|b| b.led_active_low()));
+    // Rewritten only when it changes, so that an unchanged design skips synthesis.
+    if std::fs::read_to_string(dir.join("etch_top.v"))
+        .ok()
+        .as_deref()
+        != Some(top.as_str())
+    {
+        write_text(&dir.join("etch_top.v"), &top)?;
+    }
     let constraints = match board {
         Some(b) => {
             let (file, text) = b.constraints();
@@ -429,17 +463,23 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         "read_verilog -defer -sv {} {rel}/etch_top.v\n{synth_cmd} -top etch_top -json {rel}/netlist.json\ntee -o {rel}/stat.txt stat\n",
         sources.join(" ")
     );
-    write_text(&dir.join("synth.ys"), &script)?;
     let t0 = Instant::now();
-    let res = run_logged(
-        &tool("yosys")?,
-        &["-q".into(), format!("{rel}/synth.ys")],
-        out,
-        &dir.join("yosys.log"),
-        "yosys",
-    );
+    if synthesis_is_current(out, &dir, &script, &sources) {
+        tracing::info!("synthesis is current: reusing {rel}/netlist.json");
+    } else {
+        let _ = std::fs::remove_file(dir.join("netlist.json"));
+        write_text(&dir.join("synth.ys"), &script)?;
+        let res = run_logged(
+            &tool("yosys")?,
+            &["-q".into(), format!("{rel}/synth.ys")],
+            out,
+            &dir.join("yosys.log"),
+            "yosys",
+        );
+        bar.finish_and_clear();
+        res?;
+    }
     bar.finish_and_clear();
-    res?;
     stages.synth = t0.elapsed().as_secs_f64();
     let cells = cell_counts(&read_text(&dir.join("stat.txt"))?);
     let over: Vec<String> = needs(&target, &cells)
@@ -493,6 +533,10 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         (Family::Ecp5, None) => args.push("--lpf-allow-unconstrained".into()),
         (Family::Ice40, Some(f)) => args.extend(["--pcf".into(), format!("{rel}/{f}")]),
         (Family::Ice40, None) => args.push("--pcf-allow-unconstrained".into()),
+    }
+    // Extra nextpnr options from the environment (e.g. "--no-tmdriv --seed 7").
+    if let Ok(extra) = std::env::var("ETCH_NEXTPNR_ARGS") {
+        args.extend(extra.split_whitespace().map(String::from));
     }
     match target.family {
         Family::Ecp5 => args.extend(["--textcfg".into(), format!("{rel}/{placed}")]),

@@ -281,3 +281,90 @@ fn a_full_context_is_compacted_and_keeps_going() {
         Err(RuntimeError::BadName(_))
     ));
 }
+
+fn etch_chat(out: &Path, state: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Process::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["chat", "--device"])
+        .arg(format!("sim:{}", out.display()))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn etch_chat_keeps_a_context_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, m) = small_chip(dir.path());
+    let want = {
+        let e = engine(&out, &m, None);
+        let a = say(&e, "user", "the cat", 3);
+        (a, say(&e, "user", "and then", 4))
+    };
+    let state = dir.path().join("state");
+    let turn = |text: &str, seed: &str| -> serde_json::Value {
+        let o = etch_chat(
+            &out,
+            &state,
+            &[
+                "--context",
+                "main",
+                "-i",
+                text,
+                "-n",
+                "6",
+                "-t",
+                "1",
+                "-p",
+                "0.9",
+                "-s",
+                seed,
+                "--json",
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let first = turn("the cat", "3");
+    let second = turn("and then", "4");
+    let ids =
+        |v: &serde_json::Value| -> Vec<u32> { serde_json::from_value(v["ids"].clone()).unwrap() };
+    assert_eq!(ids(&first), want.0);
+    assert_eq!(
+        ids(&second),
+        want.1,
+        "the second process continues the first's context"
+    );
+    for key in [
+        "prompt_ids",
+        "text",
+        "cycles",
+        "tokens",
+        "cycles_per_token",
+        "tok_per_s_at_100mhz",
+        "lanes",
+    ] {
+        assert!(second.get(key).is_some(), "{key}: {second}");
+    }
+    // The conversation on standard input: a reply per line, the context kept.
+    let o = etch_chat(
+        &out,
+        &state,
+        &["--context", "repl", "-n", "5", "-t", "0"],
+        Some("the dog\n\n/quit\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("created context user/repl"));
+    assert!(state.join("contexts/user/repl.ctx").exists());
+}

@@ -68,6 +68,9 @@ fn etch(args: &[&str]) -> std::process::Output {
 #[test]
 fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("ETCH_KEEP_SYNTH").is_some() {
+        eprintln!("keeping {}", dir.path().display());
+    }
     let out = small_chip(dir.path());
     let o = out.to_str().unwrap();
     let run = etch(&["synth", o, "--board", "ulx3s", "--json"]);
@@ -115,8 +118,10 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     // The pins are the board's.
     let lpf = std::fs::read_to_string(out.join("fpga/ecp5-85k/board.lpf")).unwrap();
     assert!(lpf.contains("SITE \"G2\"") && lpf.contains("uart_tx"));
-    // A second target does not disturb the first.
     assert!(out.join("fpga/ecp5-85k/netlist.json").exists());
+    if std::env::var_os("ETCH_KEEP_SYNTH").is_some() {
+        let _ = dir.keep();
+    }
 }
 
 /// The chip's control logic alone outgrows an iCE40UP5K: the flow stops after

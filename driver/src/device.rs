@@ -48,3 +48,34 @@ pub trait Device: Send {
         0
     }
 }
+
+/// A boxed device is a device: backends chosen at run time (`Box<dyn Device>`).
+impl<T: Device + ?Sized> Device for Box<T> {
+    fn read_reg(&mut self, index: u16) -> Result<u32> {
+        (**self).read_reg(index)
+    }
+    fn write_reg(&mut self, index: u16, value: u32) -> Result<()> {
+        (**self).write_reg(index, value)
+    }
+    fn dma_alloc(&mut self, len: usize) -> Result<DmaBuffer> {
+        (**self).dma_alloc(len)
+    }
+    fn dma_free(&mut self, buf: DmaBuffer) -> Result<()> {
+        (**self).dma_free(buf)
+    }
+    fn dma_read(&mut self, buf: &DmaBuffer, offset: usize, out: &mut [u8]) -> Result<()> {
+        (**self).dma_read(buf, offset, out)
+    }
+    fn dma_write(&mut self, buf: &DmaBuffer, offset: usize, data: &[u8]) -> Result<()> {
+        (**self).dma_write(buf, offset, data)
+    }
+    fn wait(&mut self, irq_mask: u32) -> Result<Event> {
+        (**self).wait(irq_mask)
+    }
+    fn reset(&mut self) -> Result<()> {
+        (**self).reset()
+    }
+    fn simulated_cycles(&self) -> u64 {
+        (**self).simulated_cycles()
+    }
+}

@@ -233,6 +233,9 @@ pub enum StopReason {
 /// The answer of [`Engine::chat`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Reply {
+    /// Tokens fed before generating: the previous reply's last token (sampled but not
+    /// yet fed) and the text's tokens.
+    pub fed: Vec<u32>,
     /// Tokens generated.
     pub ids: Vec<u32>,
     /// Their text, cut before a stop string.
@@ -577,9 +580,9 @@ impl<D: Device> Engine<D> {
             return Err(RuntimeError::InvalidArgument("nothing to say".into()));
         }
         let max_seq = self.max_seq();
-        if feed.len() + opts.max_tokens > max_seq / 2 {
+        if feed.len() + opts.max_tokens > max_seq * 3 / 4 {
             return Err(RuntimeError::InvalidArgument(format!(
-                "{} new tokens and {} to generate exceed half the context ({max_seq} positions)",
+                "{} new tokens and {} to generate exceed three quarters of the context ({max_seq} positions)",
                 feed.len(),
                 opts.max_tokens
             )));
@@ -642,7 +645,7 @@ impl<D: Device> Engine<D> {
             .contexts
             .get_mut(&id)
             .ok_or_else(|| RuntimeError::InvalidArgument(format!("context {id} vanished")))?;
-        c.tokens.extend(&feed);
+        c.tokens.extend(&feed[..]);
         if let Some((&tail, fed)) = ids.split_last() {
             c.tokens.extend(fed);
             c.pending = (tail != BOS && tail != EOS).then_some(tail);
@@ -650,6 +653,7 @@ impl<D: Device> Engine<D> {
             c.pending = None;
         }
         Ok(Reply {
+            fed: feed,
             text: String::from_utf8_lossy(&out).into_owned(),
             stop: if stopped {
                 StopReason::StopString

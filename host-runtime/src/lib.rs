@@ -20,10 +20,13 @@
 
 #![deny(missing_docs)]
 
+mod device;
 mod engine;
 mod error;
+pub mod ffi;
 pub mod store;
 
+pub use device::DeviceSpec;
 pub use engine::{
     expected, run_story, ContextEvent, ContextId, Engine, GenOptions, Reply, Score, Source,
     StopReason, Story,

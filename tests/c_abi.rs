@@ -1,0 +1,173 @@
+//! The runtime's C ABI: the example in `host-runtime/examples/story.c`, compiled with
+//! the system C compiler against the cbindgen header and the cdylib, opens the
+//! simulated chip over vfio-user (`etch serve`), tells a story and scores a sentence —
+//! the ids `etch sim` gives and the score the Rust API gives.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{build_chip, quick_quant, random_model};
+use etch_compiler::Config;
+
+const CONFIG: Config = Config {
+    dim: 32,
+    hidden_dim: 44,
+    n_layers: 2,
+    n_heads: 4,
+    n_kv_heads: 2,
+    vocab_size: 300,
+    seq_len: 64,
+    shared_classifier: true,
+};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `libetch_runtime.so`: `cargo test` builds only the rlib of a dependency, so the
+/// cdylib is built here (a no-op when it is current).
+fn cdylib() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-j",
+            "2",
+            "-p",
+            "etch-runtime",
+            "--lib",
+        ])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build -p etch-runtime failed");
+    let lib = root().join("target/release/libetch_runtime.so");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+fn compile_example(dir: &Path) -> PathBuf {
+    let lib = cdylib();
+    let exe = dir.join("story");
+    let out = Command::new("cc")
+        .arg("-std=c99")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg("-I")
+        .arg(root().join("host-runtime/include"))
+        .arg(root().join("host-runtime/examples/story.c"))
+        .arg("-L")
+        .arg(lib.parent().unwrap())
+        .arg("-letch_runtime")
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+#[test]
+fn the_c_example_tells_the_story_etch_sim_tells() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, tok) = random_model(dir.path(), &CONFIG, 11);
+    let out = dir.path().join("chip");
+    let m = build_chip(&ck, &tok, &out, 16, 2, CONFIG.seq_len, quick_quant());
+    let exe = compile_example(dir.path());
+
+    let socket = dir.path().join("chip.sock");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["serve", out.to_str().unwrap(), "--socket"])
+        .arg(&socket)
+        .env("ETCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(matches!(server.try_wait(), Ok(None)), "etch serve exited");
+        assert!(start.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    let run = Command::new(&exe)
+        .arg(format!("vfio-user:{}", socket.display()))
+        .arg(&out)
+        .arg("the cat")
+        .arg("24")
+        .env("LD_LIBRARY_PATH", cdylib().parent().unwrap())
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let sim = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args([
+            "sim",
+            out.to_str().unwrap(),
+            "-i",
+            "the cat",
+            "-n",
+            "24",
+            "-t",
+            "0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let want: Vec<String> = sim["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let ids_line = stdout
+        .lines()
+        .find(|l| l.starts_with("ids:"))
+        .expect("an ids line");
+    let got: Vec<String> = ids_line[4..].split_whitespace().map(String::from).collect();
+    assert_eq!(got, want);
+    assert!(
+        stdout.starts_with(sim["text"].as_str().unwrap()),
+        "{stdout}"
+    );
+
+    // The score the Rust API computes for the same text.
+    let dev = etch_driver::InProcess::open(&out, &m.design_hash).unwrap();
+    let e =
+        etch_runtime::Engine::open(dev, &out, None, etch_driver::Timeout::Slices(2000)).unwrap();
+    let want = e.score("the cat").unwrap().total;
+    let line = stdout.lines().find(|l| l.starts_with("score:")).unwrap();
+    let got: f64 = line[6..].trim().parse().unwrap();
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+}
+
+#[test]
+fn the_c_abi_reports_errors_in_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile_example(dir.path());
+    let run = Command::new(&exe)
+        .args(["usb:nothing", "/nonexistent", "x", "4"])
+        .env("LD_LIBRARY_PATH", cdylib().parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("expected sim:OUT"), "{err}");
+}
