@@ -46,8 +46,11 @@ fn bench_runtime(c: &mut Criterion) {
         topp: 0,
         seed: 1,
     };
-    let chip = Chip::open(open(), Some(&etch_runtime::expected(&manifest).expect("manifest")))
-        .expect("chip");
+    let chip = Chip::open(
+        open(),
+        Some(&etch_runtime::expected(&manifest).expect("manifest")),
+    )
+    .expect("chip");
     let prompt = tok.encode("the cat");
     let engine = Engine::open(open(), &out, None, Timeout::Slices(2000)).expect("engine");
     let opts = GenOptions {
@@ -65,7 +68,15 @@ fn bench_runtime(c: &mut Criterion) {
             chip.prefill(0, &prompt[..prompt.len() - 1], false)
                 .expect("prefill");
             let g = chip
-                .generate(0, prompt[prompt.len() - 1], 16, greedy, &[], false, &mut |_| {})
+                .generate(
+                    0,
+                    prompt[prompt.len() - 1],
+                    16,
+                    greedy,
+                    &[],
+                    false,
+                    &mut |_| {},
+                )
                 .expect("generate");
             chip.destroy_context(0).expect("destroy");
             g.tokens.len()

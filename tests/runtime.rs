@@ -260,6 +260,21 @@ fn a_full_context_is_compacted_and_keeps_going() {
             .count();
     }
     assert!(compactions >= 1, "64 positions and 12 turns of ~10 tokens");
+    // The same reply as an iterator of pieces.
+    let shared = std::sync::Arc::new(e);
+    let want = {
+        let r = shared
+            .chat("frank", "a", "the cat", &opts(9), &mut |_| {})
+            .unwrap();
+        shared.forget("frank", "a").unwrap();
+        r
+    };
+    let mut stream = shared.chat_stream("frank", "a", "the cat", &opts(9));
+    let pieces: Vec<String> = stream.by_ref().collect();
+    let r = stream.finish().unwrap();
+    assert_eq!(r.ids, want.ids);
+    assert_eq!(pieces.concat(), r.text);
+    let e = shared;
     // Stop strings cut the reply.
     let r = e
         .chat(

@@ -878,6 +878,64 @@ impl<D: Device> Engine<D> {
     }
 }
 
+/// A reply as an iterator of text pieces ([`Engine::chat_stream`]): the chip generates
+/// on a thread of its own while the caller iterates; [`ChatStream::finish`] returns the
+/// [`Reply`] (or the error that ended it).
+pub struct ChatStream {
+    pieces: std::sync::mpsc::Receiver<String>,
+    done: Option<std::thread::JoinHandle<Result<Reply>>>,
+}
+
+impl Iterator for ChatStream {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        self.pieces.recv().ok()
+    }
+}
+
+impl ChatStream {
+    /// Waits for the end of the reply (draining the pieces not yet read).
+    pub fn finish(mut self) -> Result<Reply> {
+        while self.pieces.recv().is_ok() {}
+        match self.done.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(RuntimeError::InvalidArgument(
+                "the generating thread panicked".into(),
+            )),
+        }
+    }
+}
+
+impl<D: Device + 'static> Engine<D> {
+    /// [`Engine::chat`] as an iterator of text pieces.
+    pub fn chat_stream(
+        self: &std::sync::Arc<Self>,
+        agent: &str,
+        name: &str,
+        text: &str,
+        opts: &GenOptions,
+    ) -> ChatStream {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (me, agent, name, text, opts) = (
+            self.clone(),
+            agent.to_string(),
+            name.to_string(),
+            text.to_string(),
+            opts.clone(),
+        );
+        let done = std::thread::spawn(move || {
+            me.chat(&agent, &name, &text, &opts, &mut |t| {
+                let _ = tx.send(t.to_string());
+            })
+        });
+        ChatStream {
+            pieces: rx,
+            done: Some(done),
+        }
+    }
+}
+
 /// llama2.c's generation loop on the created context `slot`: PREFILL of the forced
 /// prompt tokens, then GENERATE from the last one with BOS as the stop token; `ids`
 /// follow run.c's `next` tokens, `text` stops at BOS as run.c's printing does.

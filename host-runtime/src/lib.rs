@@ -28,7 +28,7 @@ pub mod store;
 
 pub use device::DeviceSpec;
 pub use engine::{
-    expected, run_story, ContextEvent, ContextId, Engine, GenOptions, Reply, Score, Source,
-    StopReason, Story,
+    expected, run_story, ChatStream, ContextEvent, ContextId, Engine, GenOptions, Reply, Score,
+    Source, StopReason, Story,
 };
 pub use error::{Result, RuntimeError};
