@@ -316,6 +316,13 @@ pub struct SynthArgs {
     /// Baud rate of the UART link built into the top.
     #[arg(long, default_value_t = 1_000_000)]
     pub baud: u32,
+    /// Place without timing optimization: about twice as fast, lower Fmax (smoke tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// Stop after synthesis and the fit check (minutes, where place and route takes tens
+    /// of minutes); the report's utilization then comes from yosys.
+    #[arg(long, conflicts_with = "quick")]
+    pub synth_only: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

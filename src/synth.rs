@@ -118,16 +118,18 @@ pub struct Report {
     pub board: Option<String>,
     /// FPGA package.
     pub package: String,
-    /// The bitstream, relative to the build directory.
-    pub bitstream: String,
+    /// The bitstream, relative to the build directory (none with `--synth-only`).
+    pub bitstream: Option<String>,
     /// Requested clock, MHz.
     pub freq_mhz: f64,
-    /// Fmax of the chip's clock after routing, MHz.
-    pub fmax_mhz: f64,
+    /// Fmax of the chip's clock after routing, MHz (none with `--synth-only`).
+    pub fmax_mhz: Option<f64>,
     /// Fmax per clock net, MHz.
     pub fmax_per_clock: std::collections::BTreeMap<String, f64>,
-    /// Whether Fmax reaches the requested clock.
-    pub timing_met: bool,
+    /// Whether Fmax reaches the requested clock (none with `--synth-only`).
+    pub timing_met: Option<bool>,
+    /// Stopped after synthesis and the fit check: utilization from yosys.
+    pub synth_only: bool,
     /// LUTs, flip-flops, block RAMs, DSPs (after placement) and every cell type nextpnr
     /// counted.
     pub utilization: std::collections::BTreeMap<String, Use>,
@@ -139,6 +141,8 @@ pub struct Report {
     pub design_hash: String,
     /// MAC lanes.
     pub lanes: usize,
+    /// Placed without timing optimization (`--quick`).
+    pub quick: bool,
     /// Seconds spent in synthesis, place and route, packing.
     pub seconds: Stages,
 }
@@ -503,9 +507,35 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         )));
     }
 
+    let package = board.map_or(target.package, |b| b.package());
+    let mut report = Report {
+        target: target.name.into(),
+        board: board.map(|b| b.name().to_string()),
+        package: package.into(),
+        bitstream: None,
+        freq_mhz: freq,
+        fmax_mhz: None,
+        fmax_per_clock: Default::default(),
+        timing_met: None,
+        synth_only: a.synth_only,
+        utilization: needs(&target, &cells)
+            .into_iter()
+            .zip(["luts", "ffs", "brams", "dsps"])
+            .map(|((_, used, available), key)| (key.to_string(), Use::new(used, available)))
+            .collect(),
+        uart_divisor: divisor,
+        baud: a.baud,
+        design_hash,
+        lanes,
+        quick: a.quick,
+        seconds: stages,
+    };
+    if a.synth_only {
+        return finish(a, &report, &dir, out, &target, board);
+    }
+
     // Place and route.
     let bar = spinner(&format!("nextpnr: placing and routing on {}", target.name));
-    let package = board.map_or(target.package, |b| b.package());
     let mut args: Vec<String> = vec![
         target.device_flag.into(),
         "--package".into(),
@@ -534,7 +564,10 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         (Family::Ice40, Some(f)) => args.extend(["--pcf".into(), format!("{rel}/{f}")]),
         (Family::Ice40, None) => args.push("--pcf-allow-unconstrained".into()),
     }
-    // Extra nextpnr options from the environment (e.g. "--no-tmdriv --seed 7").
+    if a.quick {
+        args.push("--no-tmdriv".into());
+    }
+    // Extra nextpnr options from the environment (e.g. "--seed 7").
     if let Ok(extra) = std::env::var("ETCH_NEXTPNR_ARGS") {
         args.extend(extra.split_whitespace().map(String::from));
     }
@@ -555,7 +588,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         }
     }
     res?;
-    stages.pnr = t0.elapsed().as_secs_f64();
+    report.seconds.pnr = t0.elapsed().as_secs_f64();
 
     // Bitstream.
     let bar = spinner(&format!("{pack}: writing the bitstream"));
@@ -569,7 +602,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
     let res = run_logged(&tool(pack)?, &pack_args, out, &dir.join("pack.log"), pack);
     bar.finish_and_clear();
     res?;
-    stages.pack = t0.elapsed().as_secs_f64();
+    report.seconds.pack = t0.elapsed().as_secs_f64();
 
     let pnr_report: PnrReport = serde_json::from_str(&read_text(&dir.join("pnr.json"))?)
         .map_err(|e| CliError::Tool(format!("nextpnr's report is not the JSON expected: {e}")))?;
@@ -620,33 +653,36 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         .copied()
         .fold(f64::INFINITY, f64::min);
     let fmax = if fmax.is_finite() { fmax } else { 0.0 };
-    let report = Report {
-        target: target.name.into(),
-        board: board.map(|b| b.name().to_string()),
-        package: package.into(),
-        bitstream: format!("{rel}/{bitstream}"),
-        freq_mhz: freq,
-        fmax_mhz: fmax,
-        fmax_per_clock,
-        timing_met: fmax >= freq,
-        utilization,
-        uart_divisor: divisor,
-        baud: a.baud,
-        design_hash,
-        lanes,
-        seconds: stages,
-    };
+    report.bitstream = Some(format!("{rel}/{bitstream}"));
+    report.fmax_mhz = Some(fmax);
+    report.fmax_per_clock = fmax_per_clock;
+    report.timing_met = Some(fmax >= freq);
+    report.utilization = utilization;
+    finish(a, &report, &dir, out, &target, board)
+}
+
+/// Writes `report.json` and prints the report.
+fn finish(
+    a: &SynthArgs,
+    report: &Report,
+    dir: &Path,
+    out: &Path,
+    target: &Target,
+    board: Option<Board>,
+) -> CliResult {
+    let freq = report.freq_mhz;
+    let divisor = report.uart_divisor;
+    let package = &report.package;
     let text =
-        serde_json::to_string_pretty(&report).map_err(|e| CliError::Internal(e.to_string()))?;
+        serde_json::to_string_pretty(report).map_err(|e| CliError::Internal(e.to_string()))?;
     write_text(&dir.join("report.json"), &text)?;
     if a.json {
-        return print_json(&report);
+        return print_json(report);
     }
-    println!(
-        "{} → {}",
-        out.display(),
-        out.join(&report.bitstream).display()
-    );
+    match &report.bitstream {
+        Some(b) => println!("{} → {}", out.display(), out.join(b).display()),
+        None => println!("{}: synthesized, not placed and routed", out.display()),
+    }
     println!(
         "  target       {} ({}){}",
         target.name,
@@ -661,15 +697,10 @@ pub fn synth(a: &SynthArgs) -> CliResult {
             );
         }
     }
-    println!(
-        "  fmax         {:.2} MHz ({} at {freq} MHz)",
-        report.fmax_mhz,
-        if report.timing_met {
-            "meets timing"
-        } else {
-            "FAILS timing"
-        }
-    );
+    if let (Some(fmax), Some(met)) = (report.fmax_mhz, report.timing_met) {
+        let verdict = if met { "meets timing" } else { "FAILS timing" };
+        println!("  fmax         {fmax:.2} MHz ({verdict} at {freq} MHz)");
+    }
     println!(
         "  link         {} baud (divisor {divisor}): etch run --device serial:PORT,{}",
         a.baud, a.baud

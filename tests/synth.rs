@@ -63,17 +63,14 @@ fn etch(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// yosys, nextpnr and ecppack turn the tiny chip (behind its UART bridge, on the
-/// ULX3S's pins) into an ECP5-85F bitstream, and the report says what it used.
+/// Synthesis and the fit check of the tiny chip behind its UART bridge on the ULX3S's
+/// pins: the report counts what yosys mapped against the ECP5-85F's resources.
 #[test]
-fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
+fn etch_synth_checks_an_ecp5_design_against_the_device() {
     let dir = tempfile::tempdir().unwrap();
-    if std::env::var_os("ETCH_KEEP_SYNTH").is_some() {
-        eprintln!("keeping {}", dir.path().display());
-    }
     let out = small_chip(dir.path());
     let o = out.to_str().unwrap();
-    let run = etch(&["synth", o, "--board", "ulx3s", "--json"]);
+    let run = etch(&["synth", o, "--board", "ulx3s", "--synth-only", "--json"]);
     assert!(
         run.status.success(),
         "{}",
@@ -90,16 +87,17 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert_eq!(report["package"], "CABGA381");
     assert_eq!(report["freq_mhz"], 25.0);
     assert_eq!(report["uart_divisor"], 25);
-    let bit = out.join(report["bitstream"].as_str().unwrap());
-    assert!(
-        std::fs::metadata(&bit).unwrap().len() > 100_000,
-        "{}",
-        bit.display()
-    );
-    let fmax = report["fmax_mhz"].as_f64().unwrap();
-    assert!(fmax > 1.0 && fmax < 1000.0, "{report}");
-    assert_eq!(report["timing_met"].as_bool().unwrap(), fmax >= 25.0);
-    let u = &report["utilization"];
+    assert_eq!(report["synth_only"], true);
+    assert!(report["bitstream"].is_null() && report["fmax_mhz"].is_null());
+    check_utilization(&report["utilization"]);
+    let lpf = std::fs::read_to_string(out.join("fpga/ecp5-85k/board.lpf")).unwrap();
+    assert!(lpf.contains("SITE \"G2\"") && lpf.contains("uart_tx"));
+    assert!(out.join("fpga/ecp5-85k/netlist.json").exists());
+    let top = std::fs::read_to_string(out.join("fpga/ecp5-85k/etch_top.v")).unwrap();
+    assert!(top.contains("etch_board #(.DIVISOR(25)"), "{top}");
+}
+
+fn check_utilization(u: &serde_json::Value) {
     for (key, available) in [
         ("luts", 83_640),
         ("ffs", 83_640),
@@ -115,13 +113,36 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     // ROMs and RAMs went to block RAM, the multipliers to DSPs.
     assert!(u["brams"]["used"].as_u64().unwrap() >= 10, "{u}");
     assert!(u["dsps"]["used"].as_u64().unwrap() >= 8, "{u}");
-    // The pins are the board's.
-    let lpf = std::fs::read_to_string(out.join("fpga/ecp5-85k/board.lpf")).unwrap();
-    assert!(lpf.contains("SITE \"G2\"") && lpf.contains("uart_tx"));
-    assert!(out.join("fpga/ecp5-85k/netlist.json").exists());
-    if std::env::var_os("ETCH_KEEP_SYNTH").is_some() {
-        let _ = dir.keep();
-    }
+}
+
+/// The whole flow — yosys, nextpnr, ecppack — to a bitstream with Fmax and timing.
+/// Ignored by default: the WebAssembly nextpnr needs about 40 minutes to place and
+/// route even this chip (docs/FPGA.md). `cargo test --release --test synth -- --ignored`.
+#[test]
+#[ignore = "place and route takes about 40 minutes"]
+fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = small_chip(dir.path());
+    let o = out.to_str().unwrap();
+    let run = etch(&["synth", o, "--board", "ulx3s", "--quick", "--json"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["target"], "ecp5-85k");
+    assert_eq!(report["quick"], true);
+    let bit = out.join(report["bitstream"].as_str().unwrap());
+    assert!(
+        std::fs::metadata(&bit).unwrap().len() > 100_000,
+        "{}",
+        bit.display()
+    );
+    let fmax = report["fmax_mhz"].as_f64().unwrap();
+    assert!(fmax > 1.0 && fmax < 1000.0, "{report}");
+    assert_eq!(report["timing_met"].as_bool().unwrap(), fmax >= 25.0);
+    check_utilization(&report["utilization"]);
 }
 
 /// The chip's control logic alone outgrows an iCE40UP5K: the flow stops after
