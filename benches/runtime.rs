@@ -1,5 +1,5 @@
 //! The runtime's overhead over the raw driver, on the in-process simulated chip: the
-//! same 16-token reply through `Chip` (create, prefill, generate, destroy) and through
+//! same greedy reply (at most 16 tokens, ending at BOS/EOS) through `Chip` (create, prefill, generate, destroy) and through
 //! `Engine::chat` (tokenizing, context bookkeeping, streaming text); and a context
 //! switch — a chat in a context that was evicted, so SAVE of another context and
 //! RESTORE of this one come first.
@@ -59,37 +59,54 @@ fn bench_runtime(c: &mut Criterion) {
         ..GenOptions::default()
     };
 
+    // The same work on both paths: greedy, stopping at BOS or EOS as chat does.
+    let stops = [etch_compiler::BOS, etch_compiler::EOS];
+    let reply_len = engine
+        .chat("bench", "probe", "the cat", &opts, &mut |_| {})
+        .expect("chat")
+        .ids
+        .len() as u64;
     let mut group = c.benchmark_group("runtime");
-    group.throughput(Throughput::Elements(16));
+    group.throughput(Throughput::Elements(reply_len));
     group.sample_size(20);
-    group.bench_function("driver_reply_16_tokens", |b| {
-        b.iter(|| {
-            chip.create_context(0).expect("context");
-            chip.prefill(0, &prompt[..prompt.len() - 1], false)
-                .expect("prefill");
-            let g = chip
-                .generate(
+    // Timed with iter_custom around exactly the calls of one reply, so that both paths
+    // are measured the same way.
+    group.bench_function("driver_reply", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let t = std::time::Instant::now();
+                chip.create_context(0).expect("context");
+                chip.prefill(0, &prompt[..prompt.len() - 1], false)
+                    .expect("prefill");
+                chip.generate(
                     0,
                     prompt[prompt.len() - 1],
                     16,
                     greedy,
-                    &[],
+                    &stops,
                     false,
                     &mut |_| {},
                 )
                 .expect("generate");
-            chip.destroy_context(0).expect("destroy");
-            g.tokens.len()
+                chip.destroy_context(0).expect("destroy");
+                total += t.elapsed();
+            }
+            total
         })
     });
-    group.bench_function("runtime_chat_16_tokens", |b| {
-        b.iter(|| {
-            engine.forget("bench", "a").expect("forget");
-            engine
-                .chat("bench", "a", "the cat", &opts, &mut |_| {})
-                .expect("chat")
-                .ids
-                .len()
+    group.bench_function("runtime_chat", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let t = std::time::Instant::now();
+                engine.forget("bench", "a").expect("forget");
+                engine
+                    .chat("bench", "a", "the cat", &opts, &mut |_| {})
+                    .expect("chat");
+                total += t.elapsed();
+            }
+            total
         })
     });
     // Three contexts on two slots: every chat evicts one and restores another.
@@ -100,23 +117,27 @@ fn bench_runtime(c: &mut Criterion) {
     }
     let mut k = 0;
     let names = ["x", "y", "z"];
-    group.bench_function("runtime_chat_16_tokens_after_eviction", |b| {
-        b.iter(|| {
-            k = (k + 1) % 3;
-            let n = names[k];
-            // Keep the contexts short: start over when one nears its end.
-            if engine
-                .context_tokens("switch", n)
-                .expect("tokens")
-                .is_some_and(|t| t.len() > 200)
-            {
-                engine.forget("switch", n).expect("forget");
+    group.bench_function("runtime_chat_after_eviction", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                k = (k + 1) % 3;
+                let n = names[k];
+                // Keep the contexts short: start over when one nears its end.
+                if engine
+                    .context_tokens("switch", n)
+                    .expect("tokens")
+                    .is_some_and(|t| t.len() > 200)
+                {
+                    engine.forget("switch", n).expect("forget");
+                }
+                let t = std::time::Instant::now();
+                engine
+                    .chat("switch", n, "and", &opts, &mut |_| {})
+                    .expect("chat");
+                total += t.elapsed();
             }
-            engine
-                .chat("switch", n, "and", &opts, &mut |_| {})
-                .expect("chat")
-                .ids
-                .len()
+            total
         })
     });
     group.finish();
