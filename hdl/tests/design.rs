@@ -48,23 +48,26 @@ fn lint(p: &ChipParams, tag: &str) {
         std::fs::write(&f, text).unwrap();
         paths.push(f);
     }
-    let out = std::process::Command::new("verilator")
-        .args([
-            "--lint-only",
-            "-Wall",
-            "-Wno-DECLFILENAME",
-            "--top-module",
-            "etch_chip",
-        ])
-        .args(&paths)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{tag}:\n{}",
-        err.lines().take(40).collect::<Vec<_>>().join("\n")
-    );
+    // The chip, and the board top around it (UART bridge, power-on reset).
+    for top in ["etch_chip", "etch_board"] {
+        let out = std::process::Command::new("verilator")
+            .args([
+                "--lint-only",
+                "-Wall",
+                "-Wno-DECLFILENAME",
+                "--top-module",
+                top,
+            ])
+            .args(&paths)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{tag} ({top}):\n{}",
+            err.lines().take(40).collect::<Vec<_>>().join("\n")
+        );
+    }
 }
 
 #[test]
