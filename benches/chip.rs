@@ -41,18 +41,7 @@ fn built() -> Built {
         quant: QuantSettings::default(),
     };
     let manifest = build(&ck, &tok, &options, &out, &mut |_, _| {}).expect("build");
-    let words = |h: &str| {
-        let mut w = [0u32; 8];
-        for (k, o) in w.iter_mut().enumerate() {
-            *o = u32::from_str_radix(&h[8 * k..8 * k + 8], 16).expect("hex");
-        }
-        w
-    };
-    let expected = Expected {
-        model_identity: words(&manifest.model_identity),
-        rom_signature: u64::from_str_radix(&manifest.rom_signature, 16).expect("hex"),
-        firmware_hash: words(&manifest.firmware_sha256),
-    };
+    let expected = etch_runtime::expected(&manifest).expect("manifest");
     Built {
         dir,
         out,

@@ -6,66 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{build_chip, expected, open_chip, quick_quant, random_model};
-use etch_compiler::chip::Manifest;
-use etch_compiler::Config;
-use etch_driver::{Chip, Device, Sampling, Serial, Timeout};
-use etch_firmware::{Command, Opcode, Status};
-
-const CONFIG: Config = Config {
-    dim: 32,
-    hidden_dim: 44,
-    n_layers: 2,
-    n_heads: 4,
-    n_kv_heads: 2,
-    vocab_size: 300,
-    seq_len: 64,
-    shared_classifier: true,
-};
-
-/// The driver tests' chip (two contexts, 16 lanes): its Verilator build is shared.
-fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
-    let (ck, tok) = random_model(dir, &CONFIG, 11);
-    let out = dir.join("chip");
-    let m = build_chip(&ck, &tok, &out, 16, 2, CONFIG.seq_len, quick_quant());
-    (out, m)
-}
-
-const GREEDY: Sampling = Sampling {
-    inv_temp: 0,
-    topp: 0,
-    seed: 1,
-};
-
-fn session<D: Device>(chip: &Chip<D>) -> (Vec<u32>, Vec<Vec<i16>>, Vec<u32>, [u32; 32]) {
-    let id = chip.identify().unwrap();
-    chip.create_context(0).unwrap();
-    let pre = chip.prefill(0, &[1, 40, 41, 42], true).unwrap();
-    let g = chip
-        .generate(0, 43, 8, GREEDY, &[], true, &mut |_| {})
-        .unwrap();
-    chip.destroy_context(0).unwrap();
-    chip.create_context(1).unwrap();
-    chip.prefill(1, &[1, 7], false).unwrap();
-    let sampled = Sampling {
-        inv_temp: 256,
-        topp: 58982,
-        seed: 42,
-    };
-    let s = chip
-        .generate(1, 8, 10, sampled, &[], false, &mut |_| {})
-        .unwrap();
-    chip.destroy_context(1).unwrap();
-    let mut logits = pre;
-    logits.extend(g.logits);
-    (g.tokens, logits, s.tokens, id)
-}
+use common::{expected, open_chip, prefill_outside_host_memory, session, small_chip};
+use etch_driver::{Chip, Serial, Timeout};
+use etch_firmware::Status;
 
 fn wait_for_link(link: &Path, alive: &mut dyn FnMut() -> bool) {
     let start = Instant::now();
@@ -115,22 +64,7 @@ fn the_serial_link_gives_what_the_in_process_chip_gives() {
 
     // A descriptor pointing outside the host's buffers: the host answers the DMA beat
     // with an error status, the chip completes with DMA_ERROR and keeps serving.
-    chip.create_context(0).unwrap();
-    let c = chip
-        .submit_raw(
-            Command {
-                opcode: Opcode::Prefill as u8,
-                context: 0,
-                addr_a: 0xDEAD_0000,
-                count: 2,
-                ..Command::default()
-            },
-            &mut |_| Ok(false),
-            &mut || {},
-        )
-        .unwrap();
-    assert_eq!(c.status, Status::DmaError as u16);
-    chip.destroy_context(0).unwrap();
+    assert_eq!(prefill_outside_host_memory(&chip), Status::DmaError as u16);
 
     // A new client (a reset on open) starts from a fresh chip.
     drop(chip);

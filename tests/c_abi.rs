@@ -9,19 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{build_chip, quick_quant, random_model};
-use etch_compiler::Config;
-
-const CONFIG: Config = Config {
-    dim: 32,
-    hidden_dim: 44,
-    n_layers: 2,
-    n_heads: 4,
-    n_kv_heads: 2,
-    vocab_size: 300,
-    seq_len: 64,
-    shared_classifier: true,
-};
+use common::small_chip;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -77,9 +65,7 @@ fn compile_example(dir: &Path) -> PathBuf {
 #[test]
 fn the_c_example_tells_the_story_etch_sim_tells() {
     let dir = tempfile::tempdir().unwrap();
-    let (ck, tok) = random_model(dir.path(), &CONFIG, 11);
-    let out = dir.path().join("chip");
-    let m = build_chip(&ck, &tok, &out, 16, 2, CONFIG.seq_len, quick_quant());
+    let (out, m) = small_chip(dir.path());
     let exe = compile_example(dir.path());
 
     let socket = dir.path().join("chip.sock");

@@ -12,45 +12,12 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{build_chip, expected, open_chip, quick_quant, random_model};
+use common::{
+    expected, open_chip, prefill_outside_host_memory, sampled, session, small_chip, GREEDY,
+};
 use etch_compiler::chip::Manifest;
-use etch_compiler::Config;
-use etch_driver::{Chip, Device, Sampling, Timeout, VfioUser};
-use etch_firmware::{Command, Opcode, Status};
-
-const CONFIG: Config = Config {
-    dim: 32,
-    hidden_dim: 44,
-    n_layers: 2,
-    n_heads: 4,
-    n_kv_heads: 2,
-    vocab_size: 300,
-    seq_len: 64,
-    shared_classifier: true,
-};
-
-/// A small chip with two contexts (the same design in every test: one Verilator build).
-fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
-    let (ck, tok) = random_model(dir, &CONFIG, 11);
-    let out = dir.join("chip");
-    let m = build_chip(&ck, &tok, &out, 16, 2, CONFIG.seq_len, quick_quant());
-    etch_sim::build(&out, &m.design_hash).unwrap();
-    (out, m)
-}
-
-fn sampling(seed: u64) -> Sampling {
-    Sampling {
-        inv_temp: 256,
-        topp: 58982,
-        seed,
-    }
-}
-
-const GREEDY: Sampling = Sampling {
-    inv_temp: 0,
-    topp: 0,
-    seed: 1,
-};
+use etch_driver::{Chip, Device, Timeout, VfioUser};
+use etch_firmware::Status;
 
 /// A socket path in `dir` (short enough for sun_path).
 fn socket_in(dir: &Path) -> PathBuf {
@@ -104,27 +71,6 @@ fn spawn_server(out: &Path, socket: &Path) -> Child {
     child
 }
 
-/// Prefill, greedy and sampled generation with logits, IDENTIFY: everything a client
-/// sees of the chip.
-fn session<D: Device>(chip: &Chip<D>) -> (Vec<u32>, Vec<Vec<i16>>, Vec<u32>, [u32; 32]) {
-    let id = chip.identify().unwrap();
-    chip.create_context(0).unwrap();
-    let pre = chip.prefill(0, &[1, 40, 41, 42], true).unwrap();
-    let g = chip
-        .generate(0, 43, 12, GREEDY, &[], true, &mut |_| {})
-        .unwrap();
-    chip.destroy_context(0).unwrap();
-    chip.create_context(1).unwrap();
-    chip.prefill(1, &[1, 7], false).unwrap();
-    let s = chip
-        .generate(1, 8, 16, sampling(42), &[], false, &mut |_| {})
-        .unwrap();
-    chip.destroy_context(1).unwrap();
-    let mut logits = pre;
-    logits.extend(g.logits);
-    (g.tokens, logits, s.tokens, id)
-}
-
 #[test]
 fn vfio_user_gives_what_the_in_process_chip_gives() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,22 +95,7 @@ fn vfio_user_gives_what_the_in_process_chip_gives() {
 
     // A descriptor pointing outside the mapped memory completes with an error, and
     // the chip keeps serving.
-    chip.create_context(0).unwrap();
-    let c = chip
-        .submit_raw(
-            Command {
-                opcode: Opcode::Prefill as u8,
-                context: 0,
-                addr_a: 0xDEAD_0000,
-                count: 2,
-                ..Command::default()
-            },
-            &mut |_| Ok(false),
-            &mut || {},
-        )
-        .unwrap();
-    assert_eq!(c.status, Status::DmaError as u16);
-    chip.destroy_context(0).unwrap();
+    assert_eq!(prefill_outside_host_memory(&chip), Status::DmaError as u16);
     assert_eq!(
         session(&chip).0,
         want.0,
@@ -306,14 +237,14 @@ fn save_then_restore_continues_as_if_never_saved() {
     chip.create_context(0).unwrap();
     chip.prefill(0, &prompt[..4], false).unwrap();
     let a = chip
-        .generate(0, prompt[4], 10, sampling(5), &[], false, &mut |_| {})
+        .generate(0, prompt[4], 10, sampled(5), &[], false, &mut |_| {})
         .unwrap();
     let b = chip
         .generate(
             0,
             *a.tokens.last().unwrap(),
             10,
-            sampling(6),
+            sampled(6),
             &[],
             true,
             &mut |_| {},
@@ -326,7 +257,7 @@ fn save_then_restore_continues_as_if_never_saved() {
     chip.create_context(0).unwrap();
     chip.prefill(0, &prompt[..4], false).unwrap();
     let a2 = chip
-        .generate(0, prompt[4], 10, sampling(5), &[], false, &mut |_| {})
+        .generate(0, prompt[4], 10, sampled(5), &[], false, &mut |_| {})
         .unwrap();
     assert_eq!(a2.tokens, a.tokens);
     let image = chip.save_context(0, 1 << 20).unwrap();
@@ -345,7 +276,7 @@ fn save_then_restore_continues_as_if_never_saved() {
             1,
             *a2.tokens.last().unwrap(),
             10,
-            sampling(6),
+            sampled(6),
             &[],
             true,
             &mut |_| {},
@@ -376,7 +307,7 @@ fn script<D: Device>(chip: &Chip<D>, ctx: u8, interleave: &dyn Fn()) -> Vec<u32>
                 ctx,
                 last,
                 6,
-                sampling(100 * ctx as u64 + part),
+                sampled(100 * ctx as u64 + part),
                 &[],
                 false,
                 &mut |_| {},
@@ -420,7 +351,7 @@ fn contexts_interleaved_or_in_two_threads_match_each_alone() {
             Some(last) => {
                 let part = o.1.len() as u64 / 6;
                 let g = c1
-                    .generate(1, last, 6, sampling(100 + part), &[], false, &mut |_| {})
+                    .generate(1, last, 6, sampled(100 + part), &[], false, &mut |_| {})
                     .unwrap();
                 o.0 = g.tokens.last().copied();
                 o.1.extend(g.tokens);

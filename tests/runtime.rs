@@ -6,33 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Process;
 
-use common::{build_chip, quick_quant, random_model};
+use common::{quick_quant, small_chip};
 use etch_compiler::chip::Manifest;
-use etch_compiler::{Config, Golden, QuantizedModel};
+use etch_compiler::{Golden, QuantizedModel};
 use etch_driver::{InProcess, Timeout};
 use etch_runtime::{ContextEvent, Engine, GenOptions, RuntimeError, Source};
-
-const CONFIG: Config = Config {
-    dim: 32,
-    hidden_dim: 44,
-    n_layers: 2,
-    n_heads: 4,
-    n_kv_heads: 2,
-    vocab_size: 300,
-    seq_len: 64,
-    shared_classifier: true,
-};
-
-/// The driver tests' chip: two KV slots, 64 positions, 16 lanes.
-fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
-    let (ck, tok) = random_model(dir, &CONFIG, 11);
-    let out = dir.join("chip");
-    let m = build_chip(&ck, &tok, &out, 16, 2, CONFIG.seq_len, quick_quant());
-    (out, m)
-}
 
 fn engine(out: &Path, m: &Manifest, state: Option<&Path>) -> Engine<InProcess> {
     let dev = InProcess::open(out, &m.design_hash).unwrap();

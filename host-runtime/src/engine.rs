@@ -267,13 +267,6 @@ pub struct Score {
     pub total: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Slot {
-    Free,
-    Busy,
-    Holds(ContextId),
-}
-
 #[derive(Default)]
 struct Ctx {
     tokens: Vec<u32>,
@@ -286,7 +279,9 @@ struct Ctx {
 
 struct Inner {
     contexts: BTreeMap<ContextId, Ctx>,
-    slots: Vec<Slot>,
+    /// Which KV slots are taken (by a context — its `Ctx::slot` says which — or by a
+    /// scratch command).
+    taken: Vec<bool>,
     clock: u64,
     events: Vec<ContextEvent>,
 }
@@ -312,7 +307,7 @@ impl<D: Device> Engine<D> {
         let tokenizer = Tokenizer::open(out.join(&manifest.tokenizer), manifest.config.vocab_size)?;
         let chip = Chip::open_with(dev, Some(&expected(&manifest)?), timeout)?;
         chip.reset_contexts()?;
-        let slots = vec![Slot::Free; chip.info().contexts as usize];
+        let taken = vec![false; chip.info().contexts as usize];
         Ok(Engine {
             chip,
             tokenizer,
@@ -320,7 +315,7 @@ impl<D: Device> Engine<D> {
             state: state.map(Path::to_path_buf),
             inner: Mutex::new(Inner {
                 contexts: BTreeMap::new(),
-                slots,
+                taken,
                 clock: 0,
                 events: Vec::new(),
             }),
@@ -403,7 +398,7 @@ impl<D: Device> Engine<D> {
 
     /// A free slot, evicting the least recently used resident context if needed.
     fn free_slot(&self, inner: &mut Inner) -> Result<u8> {
-        if let Some(i) = inner.slots.iter().position(|s| *s == Slot::Free) {
+        if let Some(i) = inner.taken.iter().position(|&t| !t) {
             return Ok(i as u8);
         }
         let victim = inner
@@ -439,7 +434,7 @@ impl<D: Device> Engine<D> {
             c.slot = None;
             c.image = Some((image, Source::Memory));
         }
-        inner.slots[slot as usize] = Slot::Free;
+        inner.taken[slot as usize] = false;
         self.emit(
             inner,
             ContextEvent::Evicted {
@@ -519,7 +514,7 @@ impl<D: Device> Engine<D> {
         };
         c.slot = Some(slot);
         c.last_used = clock;
-        inner.slots[slot as usize] = Slot::Holds(id.clone());
+        inner.taken[slot as usize] = true;
         self.emit(inner, event);
         Ok(slot)
     }
@@ -680,7 +675,7 @@ impl<D: Device> Engine<D> {
         // The context's own slot (if any) is rebuilt: release it first.
         if let Some(slot) = inner.contexts[id].slot {
             self.chip.destroy_context(slot)?;
-            inner.slots[slot as usize] = Slot::Free;
+            inner.taken[slot as usize] = false;
         }
         if let Some(c) = inner.contexts.get_mut(id) {
             c.slot = None;
@@ -696,7 +691,7 @@ impl<D: Device> Engine<D> {
         let mut summary = self.tokenizer.encode_with(" In short,", false, false);
         if budget > summary.len() + 1 && !dropped.is_empty() {
             let slot = self.free_slot(inner)?;
-            inner.slots[slot as usize] = Slot::Busy;
+            inner.taken[slot as usize] = true;
             let r = (|| -> Result<Vec<u32>> {
                 self.chip.create_context(slot)?;
                 let tail = (max_seq - budget - 2).min(dropped.len());
@@ -720,7 +715,7 @@ impl<D: Device> Engine<D> {
                     .collect())
             })();
             let _ = self.chip.destroy_context(slot);
-            inner.slots[slot as usize] = Slot::Free;
+            inner.taken[slot as usize] = false;
             summary.extend(r?);
         }
         let mut kept: Vec<u32> = tokens[..system_len].to_vec();
@@ -732,7 +727,7 @@ impl<D: Device> Engine<D> {
         let slot = self.free_slot(inner)?;
         self.chip.create_context(slot)?;
         self.chip.prefill(slot, &kept, false)?;
-        inner.slots[slot as usize] = Slot::Holds(id.clone());
+        inner.taken[slot as usize] = true;
         let after = kept.len();
         if let Some(c) = inner.contexts.get_mut(id) {
             c.tokens = kept;
@@ -801,7 +796,7 @@ impl<D: Device> Engine<D> {
         if let Some(c) = inner.contexts.remove(&id) {
             if let Some(slot) = c.slot {
                 self.chip.destroy_context(slot)?;
-                inner.slots[slot as usize] = Slot::Free;
+                inner.taken[slot as usize] = false;
             }
         }
         if let Some(state) = &self.state {
@@ -821,11 +816,11 @@ impl<D: Device> Engine<D> {
     fn with_scratch<R>(&self, f: impl FnOnce(u8) -> Result<R>) -> Result<R> {
         let mut inner = self.lock();
         let slot = self.free_slot(&mut inner)?;
-        inner.slots[slot as usize] = Slot::Busy;
+        inner.taken[slot as usize] = true;
         self.chip.create_context(slot)?;
         let r = f(slot);
         let d = self.chip.destroy_context(slot);
-        inner.slots[slot as usize] = Slot::Free;
+        inner.taken[slot as usize] = false;
         let r = r?;
         d?;
         Ok(r)

@@ -7,12 +7,12 @@
 //! byte at a time. Baud rates set on the pty are ignored; the simulated link runs at
 //! [`SIM_DIVISOR`] clock cycles per bit.
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{io, Result, SimError};
+use crate::{c_path, io, Harness, Result, SimError};
 
 /// The board harness compiled with the board top.
 pub const BOARD_HARNESS_CPP: &str = include_str!("board_harness.cpp");
@@ -35,7 +35,7 @@ pub struct BoardSim {
     run: RunFn,
     quiet: QuietFn,
     cycles: CyclesFn,
-    _lib: libloading::Library,
+    _lib: Harness,
 }
 
 // SAFETY: the harness keeps all its state behind `handle`; `&mut self` on every entry
@@ -46,32 +46,22 @@ impl BoardSim {
     /// Loads the board library `lib` (from [`crate::build_board`]) and powers up the
     /// board of build directory `out`.
     pub fn new(lib: &Path, out: &Path, divisor: u32) -> Result<Self> {
-        let load_err = |e: libloading::Error| SimError::Load {
-            path: lib.to_path_buf(),
-            message: e.to_string(),
-        };
-        // SAFETY: the library is one etch-sim built from `board_harness.cpp`; loading
-        // it runs only Verilator's static constructors.
-        let library = unsafe { libloading::Library::new(lib) }.map_err(load_err)?;
-        macro_rules! sym {
-            ($name:literal, $ty:ty) => {{
-                // SAFETY: the symbol is defined by board_harness.cpp with exactly this
-                // C signature; `_lib` keeps it loaded for the board's lifetime.
-                let s: libloading::Symbol<$ty> = unsafe { library.get($name) }.map_err(load_err)?;
-                *s
-            }};
-        }
-        let new: NewFn = sym!(b"etch_board_new\0", NewFn);
-        let out_c = CString::new(out.as_os_str().as_encoded_bytes())
-            .map_err(|_| SimError::BadPath(out.to_path_buf()))?;
-        let mut b = BoardSim {
-            handle: std::ptr::null_mut(),
-            free: sym!(b"etch_board_free\0", FreeFn),
-            push: sym!(b"etch_board_push\0", PushFn),
-            run: sym!(b"etch_board_run\0", RunFn),
-            quiet: sym!(b"etch_board_quiet\0", QuietFn),
-            cycles: sym!(b"etch_board_cycles\0", CyclesFn),
-            _lib: library,
+        let library = Harness::load(lib)?;
+        let out_c = c_path(out)?;
+        // SAFETY: every name is a function of board_harness.cpp with exactly the C
+        // signature of the field it fills.
+        let (new, mut b) = unsafe {
+            let new: NewFn = library.get(b"etch_board_new\0")?;
+            let b = BoardSim {
+                handle: std::ptr::null_mut(),
+                free: library.get(b"etch_board_free\0")?,
+                push: library.get(b"etch_board_push\0")?,
+                run: library.get(b"etch_board_run\0")?,
+                quiet: library.get(b"etch_board_quiet\0")?,
+                cycles: library.get(b"etch_board_cycles\0")?,
+                _lib: library,
+            };
+            (new, b)
         };
         // SAFETY: `out_c` is a valid NUL-terminated string for the call; the harness
         // copies it.
@@ -152,8 +142,7 @@ fn open_pty() -> Result<Pty> {
             .to_string_lossy()
             .into_owned(),
     );
-    let c = CString::new(slave_path.as_os_str().as_encoded_bytes())
-        .map_err(|_| SimError::BadPath(slave_path.clone()))?;
+    let c = c_path(&slave_path)?;
     // SAFETY: `c` is a valid path string; open returns a new descriptor or -1.
     let sfd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
     if sfd < 0 {

@@ -216,6 +216,49 @@ fn build_variant(out: &Path, design_hash: &str, v: &Variant) -> Result<PathBuf> 
     }
 }
 
+/// A harness library (chip or board), loaded once; its C functions looked up by name.
+pub(crate) struct Harness {
+    library: libloading::Library,
+    path: PathBuf,
+}
+
+impl Harness {
+    /// Loads the harness library at `lib`.
+    pub(crate) fn load(lib: &Path) -> Result<Self> {
+        // SAFETY: the library is one etch-sim built from a harness of this crate;
+        // loading it runs only Verilator's static constructors.
+        let library = unsafe { libloading::Library::new(lib) }.map_err(|e| SimError::Load {
+            path: lib.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Harness {
+            library,
+            path: lib.to_path_buf(),
+        })
+    }
+
+    /// The C function `name` (NUL-terminated) as a function pointer of type `T`, valid
+    /// while this harness is alive.
+    ///
+    /// # Safety
+    /// `T` must be the function's exact C signature.
+    pub(crate) unsafe fn get<T: Copy>(&self, name: &[u8]) -> Result<T> {
+        // SAFETY: the caller vouches for the signature; the pointer is used only while
+        // `self` (which owns the library) lives.
+        let s: libloading::Symbol<T> =
+            unsafe { self.library.get(name) }.map_err(|e| SimError::Load {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(*s)
+    }
+}
+
+/// A path as a C string for a harness.
+pub(crate) fn c_path(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| SimError::BadPath(p.to_path_buf()))
+}
+
 type NewFn = unsafe extern "C" fn(*const c_char) -> *mut c_void;
 type FreeFn = unsafe extern "C" fn(*mut c_void);
 type U32Fn = unsafe extern "C" fn(*mut c_void, u32);
@@ -252,7 +295,7 @@ pub struct Simulator {
     trace_open: TraceFn,
     trace_close: FreeFn,
     // Keeps the code behind the function pointers loaded; dropped last.
-    _lib: libloading::Library,
+    _lib: Harness,
 }
 
 // SAFETY: the harness keeps all its state behind `handle` and has no thread-local or
@@ -265,39 +308,28 @@ impl Simulator {
     /// Loads the library `lib` and starts the chip of build directory `out` (whose ROM
     /// files it reads), held in reset for four cycles.
     pub fn new(lib: &Path, out: &Path) -> Result<Self> {
-        let load_err = |e: libloading::Error| SimError::Load {
-            path: lib.to_path_buf(),
-            message: e.to_string(),
-        };
-        // SAFETY: the library is one etch-sim built from `harness.cpp`; loading it runs
-        // only Verilator's static constructors.
-        let library = unsafe { libloading::Library::new(lib) }.map_err(load_err)?;
-        macro_rules! sym {
-            ($name:literal, $ty:ty) => {{
-                // SAFETY: the symbol is defined by harness.cpp with exactly this C
-                // signature; the pointer stays valid while `library` is loaded, which
-                // `_lib` guarantees for the simulator's lifetime.
-                let s: libloading::Symbol<$ty> = unsafe { library.get($name) }.map_err(load_err)?;
-                *s
-            }};
-        }
-        let new: NewFn = sym!(b"etch_sim_new\0", NewFn);
-        let out_c = CString::new(out.as_os_str().as_encoded_bytes())
-            .map_err(|_| SimError::BadPath(out.to_path_buf()))?;
-        let mut sim = Simulator {
-            handle: std::ptr::null_mut(),
-            free: sym!(b"etch_sim_free\0", FreeFn),
-            reset: sym!(b"etch_sim_reset\0", FreeFn),
-            latency: sym!(b"etch_sim_set_dma_latency\0", U32Fn),
-            map: sym!(b"etch_sim_map\0", MapFn),
-            unmap: sym!(b"etch_sim_unmap\0", UnmapFn),
-            mmio: sym!(b"etch_sim_mmio\0", MmioFn),
-            run: sym!(b"etch_sim_run\0", RunFn),
-            cycles: sym!(b"etch_sim_cycles\0", U64Fn),
-            dma_errors: sym!(b"etch_sim_dma_errors\0", U64Fn),
-            trace_open: sym!(b"etch_sim_trace_open\0", TraceFn),
-            trace_close: sym!(b"etch_sim_trace_close\0", FreeFn),
-            _lib: library,
+        let library = Harness::load(lib)?;
+        let out_c = c_path(out)?;
+        // SAFETY: every name is a function of harness.cpp with exactly the C signature
+        // of the field it fills.
+        let (new, mut sim) = unsafe {
+            let new: NewFn = library.get(b"etch_sim_new\0")?;
+            let sim = Simulator {
+                handle: std::ptr::null_mut(),
+                free: library.get(b"etch_sim_free\0")?,
+                reset: library.get(b"etch_sim_reset\0")?,
+                latency: library.get(b"etch_sim_set_dma_latency\0")?,
+                map: library.get(b"etch_sim_map\0")?,
+                unmap: library.get(b"etch_sim_unmap\0")?,
+                mmio: library.get(b"etch_sim_mmio\0")?,
+                run: library.get(b"etch_sim_run\0")?,
+                cycles: library.get(b"etch_sim_cycles\0")?,
+                dma_errors: library.get(b"etch_sim_dma_errors\0")?,
+                trace_open: library.get(b"etch_sim_trace_open\0")?,
+                trace_close: library.get(b"etch_sim_trace_close\0")?,
+                _lib: library,
+            };
+            (new, sim)
         };
         // SAFETY: `out_c` is a valid NUL-terminated string for the duration of the
         // call; the harness copies it.
@@ -395,8 +427,7 @@ impl Simulator {
 
     /// Starts writing a VCD waveform to `path`.
     pub fn trace(&mut self, path: &Path) -> Result<()> {
-        let c = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| SimError::BadPath(path.to_path_buf()))?;
+        let c = c_path(path)?;
         // SAFETY: `handle` is live; the path string outlives the call.
         let rc = unsafe { (self.trace_open)(self.handle, c.as_ptr()) };
         if rc != 0 {

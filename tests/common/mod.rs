@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use etch_compiler::chip::{build, BuildOptions, Manifest};
 use etch_compiler::{Checkpoint, Config, QuantSettings, Tokenizer};
-use etch_driver::{Chip, Expected, InProcess};
+use etch_driver::{Chip, Device, Expected, InProcess, Sampling};
+use etch_firmware::{Command, Opcode};
 
 pub fn models() -> PathBuf {
     match std::env::var_os("ETCH_MODELS") {
@@ -57,22 +58,94 @@ pub fn build_chip(
 }
 
 pub fn expected(m: &Manifest) -> Expected {
-    let words = |h: &str| {
-        let mut w = [0u32; 8];
-        for (k, o) in w.iter_mut().enumerate() {
-            *o = u32::from_str_radix(&h[8 * k..8 * k + 8], 16).unwrap();
-        }
-        w
-    };
-    Expected {
-        model_identity: words(&m.model_identity),
-        rom_signature: u64::from_str_radix(&m.rom_signature, 16).unwrap(),
-        firmware_hash: words(&m.firmware_sha256),
-    }
+    etch_runtime::expected(m).unwrap()
 }
 
 /// Opens the in-process chip of a build directory, checking it against its manifest.
 pub fn open_chip(out: &Path, m: &Manifest) -> Chip<InProcess> {
     let dev = InProcess::open(out, &m.design_hash).unwrap();
     Chip::open(dev, Some(&expected(m))).unwrap()
+}
+
+/// The shape of the driver, board, runtime and C ABI tests' chip: two layers, GQA 2,
+/// 64 positions.
+pub const SMALL: Config = Config {
+    dim: 32,
+    hidden_dim: 44,
+    n_layers: 2,
+    n_heads: 4,
+    n_kv_heads: 2,
+    vocab_size: 300,
+    seq_len: 64,
+    shared_classifier: true,
+};
+
+/// The chip those tests share (16 lanes, two contexts; one design, so one Verilator
+/// build), with its in-process simulator built.
+pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
+    let (ck, tok) = random_model(dir, &SMALL, 11);
+    let out = dir.join("chip");
+    let m = build_chip(&ck, &tok, &out, 16, 2, SMALL.seq_len, quick_quant());
+    etch_sim::build(&out, &m.design_hash).unwrap();
+    (out, m)
+}
+
+/// Greedy sampling.
+pub const GREEDY: Sampling = Sampling {
+    inv_temp: 0,
+    topp: 0,
+    seed: 1,
+};
+
+/// Temperature 1, top-p 0.9, `seed`.
+pub fn sampled(seed: u64) -> Sampling {
+    Sampling {
+        inv_temp: 256,
+        topp: 58982,
+        seed,
+    }
+}
+
+/// What a client sees of the chip in one session: greedy tokens, the logits of every
+/// prefill and greedy step, sampled tokens, the IDENTIFY block.
+pub type Session = (Vec<u32>, Vec<Vec<i16>>, Vec<u32>, [u32; 32]);
+
+/// Prefill, greedy and sampled generation with logits, IDENTIFY.
+pub fn session<D: Device>(chip: &Chip<D>) -> Session {
+    let id = chip.identify().unwrap();
+    chip.create_context(0).unwrap();
+    let pre = chip.prefill(0, &[1, 40, 41, 42], true).unwrap();
+    let g = chip
+        .generate(0, 43, 12, GREEDY, &[], true, &mut |_| {})
+        .unwrap();
+    chip.destroy_context(0).unwrap();
+    chip.create_context(1).unwrap();
+    chip.prefill(1, &[1, 7], false).unwrap();
+    let s = chip
+        .generate(1, 8, 16, sampled(42), &[], false, &mut |_| {})
+        .unwrap();
+    chip.destroy_context(1).unwrap();
+    let mut logits = pre;
+    logits.extend(g.logits);
+    (g.tokens, logits, s.tokens, id)
+}
+
+/// The completion status of a PREFILL whose tokens lie outside the host's memory.
+pub fn prefill_outside_host_memory<D: Device>(chip: &Chip<D>) -> u16 {
+    chip.create_context(0).unwrap();
+    let c = chip
+        .submit_raw(
+            Command {
+                opcode: Opcode::Prefill as u8,
+                context: 0,
+                addr_a: 0xDEAD_0000,
+                count: 2,
+                ..Command::default()
+            },
+            &mut |_| Ok(false),
+            &mut || {},
+        )
+        .unwrap();
+    chip.destroy_context(0).unwrap();
+    c.status
 }
