@@ -1,0 +1,349 @@
+//! The audit log: one English line per event, with structured fields, hash-chained.
+//!
+//! `STATE/audit.log` is plain text a person can read with `less`:
+//!
+//! ```text
+//! 000012 2026-11-22T05:30:00Z alice: deleted docs/notes.txt into the trash (undo: etch undo 7)	{"event":"executed",…,"prev":"…","hash":"…"}
+//! ```
+//!
+//! Each entry's hash covers its sequence number, time, agent, event, English text,
+//! fields and the previous entry's hash; the state database keeps the last sequence
+//! number and hash (the anchor). Editing, deleting or reordering any entry — the last
+//! one included — breaks the chain or the anchor, and `etch audit verify` says where.
+//! Appends happen inside the database's write transaction, so threads and processes
+//! append one at a time and the anchor moves with the file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{AgentError, Result};
+
+/// One entry of the log.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Entry {
+    /// 1, 2, 3, … without gaps.
+    pub seq: u64,
+    /// UNIX seconds.
+    pub time: u64,
+    /// Who it concerns (an agent, a person approving, or "runtime").
+    pub agent: String,
+    /// What kind of event: syscall, denied, executed, staged, approved, undone, …
+    pub event: String,
+    /// The sentence a person reads.
+    pub english: String,
+    /// Structured fields (action id, tool, args, reasons, …).
+    pub fields: Value,
+    /// The previous entry's hash (64 zeros for the first).
+    pub prev: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn digest(seq: u64, time: u64, agent: &str, event: &str, english: &str, fields: &str, prev: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        seq.to_string().as_str(),
+        time.to_string().as_str(),
+        agent,
+        event,
+        english,
+        fields,
+        prev,
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The log file of a state directory.
+pub fn path(state: &Path) -> PathBuf {
+    state.join("audit.log")
+}
+
+pub(crate) fn schema(db: &Connection) -> Result<()> {
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS audit_head(id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);",
+    )?;
+    Ok(())
+}
+
+fn head(db: &Connection) -> Result<(u64, String)> {
+    Ok(db
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string())))
+}
+
+fn set_head(db: &Connection, seq: u64, hash: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO audit_head(id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
+        params![seq as i64, hash],
+    )?;
+    Ok(())
+}
+
+/// Appends an entry. `db` must be inside a write transaction (which the caller
+/// commits): that serializes appends and moves the anchor with them.
+pub(crate) fn append(
+    db: &Connection,
+    state: &Path,
+    agent: &str,
+    event: &str,
+    english: &str,
+    fields: Value,
+) -> Result<Entry> {
+    let (seq, prev) = head(db)?;
+    let seq = seq + 1;
+    let time = crate::time::now();
+    let english = one_line(english);
+    let fields_s = fields.to_string();
+    let hash = digest(seq, time, agent, event, &english, &fields_s, &prev);
+    let entry = Entry {
+        seq,
+        time,
+        agent: agent.to_string(),
+        event: event.to_string(),
+        english,
+        fields,
+        prev,
+        hash,
+    };
+    let line = format_line(&entry);
+    let p = path(state);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(|e| AgentError::io("open", &p, e))?;
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| AgentError::io("append to", &p, e))?;
+    set_head(db, entry.seq, &entry.hash)?;
+    Ok(entry)
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c == '\n' || c == '\t' || c == '\r' { ' ' } else { c })
+        .collect()
+}
+
+fn format_line(e: &Entry) -> String {
+    let json = serde_json::json!({
+        "event": e.event,
+        "fields": e.fields,
+        "prev": e.prev,
+        "hash": e.hash,
+    });
+    format!(
+        "{:06} {} {}: {}\t{}\n",
+        e.seq,
+        crate::time::rfc3339(e.time),
+        e.agent,
+        e.english,
+        json
+    )
+}
+
+fn parse_line(n: usize, line: &str) -> std::result::Result<Entry, String> {
+    let bad = |why: &str| format!("line {n} is not an audit entry ({why})");
+    let (human, json) = line.split_once('\t').ok_or_else(|| bad("no tab"))?;
+    let mut parts = human.splitn(3, ' ');
+    let seq: u64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no sequence number"))?;
+    let time_s = parts.next().ok_or_else(|| bad("no time"))?;
+    let rest = parts.next().ok_or_else(|| bad("no text"))?;
+    let (agent, english) = rest.split_once(": ").ok_or_else(|| bad("no agent"))?;
+    let v: Value = serde_json::from_str(json).map_err(|_| bad("its fields are not JSON"))?;
+    let time = parse_time(time_s).ok_or_else(|| bad("bad time"))?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(Entry {
+        seq,
+        time,
+        agent: agent.to_string(),
+        event: s("event").ok_or_else(|| bad("no event"))?,
+        english: english.to_string(),
+        fields: v.get("fields").cloned().unwrap_or(Value::Null),
+        prev: s("prev").ok_or_else(|| bad("no prev"))?,
+        hash: s("hash").ok_or_else(|| bad("no hash"))?,
+    })
+}
+
+fn parse_time(s: &str) -> Option<u64> {
+    // YYYY-MM-DDTHH:MM:SSZ → UNIX seconds (days from civil).
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Every entry of the log, in file order, or the first line that is not one.
+pub fn read(state: &Path) -> Result<Vec<std::result::Result<Entry, String>>> {
+    let p = path(state);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(AgentError::io("read", &p, e)),
+    };
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| parse_line(i + 1, l))
+        .collect())
+}
+
+/// The last `n` entries.
+pub fn tail(state: &Path, n: usize) -> Result<Vec<Entry>> {
+    let all = read(state)?;
+    let start = all.len().saturating_sub(n);
+    all.into_iter()
+        .skip(start)
+        .map(|e| e.map_err(AgentError::Tampered))
+        .collect()
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    /// Entries read.
+    pub entries: u64,
+    /// The chain is whole and ends at the anchor.
+    pub intact: bool,
+    /// The first problem, in English.
+    pub problem: Option<String>,
+}
+
+/// Checks every link of the chain and the anchor.
+pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
+    let entries = read(state)?;
+    let (anchor_seq, anchor_hash) = head(db)?;
+    let mut prev = GENESIS.to_string();
+    let mut expect = 1u64;
+    let fail = |n: u64, why: String| Verdict {
+        entries: n,
+        intact: false,
+        problem: Some(why),
+    };
+    let total = entries.len() as u64;
+    for e in entries {
+        let e = match e {
+            Ok(e) => e,
+            Err(why) => return Ok(fail(total, why)),
+        };
+        if e.seq != expect {
+            let why = if e.seq > expect {
+                format!("entry {expect} is missing (entry {} follows entry {})", e.seq, expect - 1)
+            } else {
+                format!("entry {} is out of order or repeated (after entry {})", e.seq, expect - 1)
+            };
+            return Ok(fail(total, why));
+        }
+        if e.prev != prev {
+            return Ok(fail(
+                total,
+                format!("entry {} does not follow the entry before it (its previous hash differs)", e.seq),
+            ));
+        }
+        let h = digest(e.seq, e.time, &e.agent, &e.event, &e.english, &e.fields.to_string(), &e.prev);
+        if h != e.hash {
+            return Ok(fail(
+                total,
+                format!("entry {} was edited (its content does not match its hash)", e.seq),
+            ));
+        }
+        prev = e.hash;
+        expect += 1;
+    }
+    let last = expect - 1;
+    if last != anchor_seq || (anchor_seq > 0 && prev != anchor_hash) {
+        let why = if last < anchor_seq {
+            format!(
+                "the log ends at entry {last} but {anchor_seq} entries were written: the last {} are missing",
+                anchor_seq - last
+            )
+        } else {
+            format!("the log does not end at the recorded entry {anchor_seq} (it ends at {last})")
+        };
+        return Ok(fail(total, why));
+    }
+    Ok(Verdict {
+        entries: total,
+        intact: true,
+        problem: None,
+    })
+}
+
+/// After a crash: a line cut short is removed; entries written before the anchor
+/// moved (the crash hit between the append and the commit) are adopted when they
+/// chain onto the anchor. Runs inside a write transaction.
+pub(crate) fn recover(db: &Connection, state: &Path) -> Result<()> {
+    let p = path(state);
+    let mut text = match std::fs::read(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AgentError::io("read", &p, e)),
+    };
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        let keep = text.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .map_err(|e| AgentError::io("open", &p, e))?;
+        f.set_len(keep as u64)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| AgentError::io("repair", &p, e))?;
+        text.truncate(keep);
+    }
+    let (seq, hash) = head(db)?;
+    let text = String::from_utf8_lossy(&text);
+    let mut prev = hash;
+    let mut last = seq;
+    for (i, line) in text.lines().enumerate().skip(seq as usize) {
+        let Ok(e) = parse_line(i + 1, line) else { break };
+        let h = digest(e.seq, e.time, &e.agent, &e.event, &e.english, &e.fields.to_string(), &e.prev);
+        if e.seq != last + 1 || e.prev != prev || h != e.hash {
+            break;
+        }
+        prev = e.hash;
+        last = e.seq;
+    }
+    if last != seq {
+        set_head(db, last, &prev)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        for t in [0u64, 951_782_400, 1_795_322_096, 4_102_444_800] {
+            assert_eq!(parse_time(&crate::time::rfc3339(t)), Some(t));
+        }
+    }
+}

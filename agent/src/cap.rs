@@ -1,0 +1,599 @@
+//! Capabilities: unforgeable biscuit tokens instead of permissions.
+//!
+//! A token is minted by the runtime's root key (kept in `STATE/keys/root.key`) for one
+//! agent and one workspace. Its authority block says who may use it (the agent, or a
+//! child agent named `agent/child`), which tools (`fs.*`, `msg.send`), that every path
+//! lies inside the workspace, and optionally recipients, an expiry and budgets of
+//! calls and cost. Delegation appends a block of further checks — attenuation can only
+//! add checks, so a delegated token never allows what its parent did not (a property
+//! test says so). Budgets are counted per block: a call made with a token counts
+//! against every block of it, so a child's calls also spend its parent's budget.
+//! Revocation names a block's revocation identifier; every token that contains that
+//! block stops working.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use biscuit_auth::builder::Term;
+use biscuit_auth::{Algorithm, AuthorizerLimits, Biscuit, BlockBuilder, KeyPair, PrivateKey, PublicKey};
+
+use crate::error::{AgentError, Result};
+
+/// What a minted token allows.
+#[derive(Clone, Debug, Default)]
+pub struct Grant {
+    /// The agent it is for.
+    pub agent: String,
+    /// The workspace root (absolute; every path argument must lie inside it).
+    pub workspace: PathBuf,
+    /// Tool patterns: an exact name, `prefix.*` or `*`. Empty: the shipped file tools
+    /// and `msg.send`.
+    pub tools: Vec<String>,
+    /// Recipients allowed for messages (empty: anyone).
+    pub recipients: Vec<String>,
+    /// UNIX second after which it stops working.
+    pub expires: Option<u64>,
+    /// At most this many calls.
+    pub calls: Option<u64>,
+    /// At most this much estimated cost.
+    pub cost: Option<u64>,
+}
+
+/// A narrowing of a token (delegation): every field only adds a check.
+#[derive(Clone, Debug, Default)]
+pub struct Attenuation {
+    /// Delegate to this child agent (`parent/child`).
+    pub agent: Option<String>,
+    /// Only these tool patterns.
+    pub tools: Vec<String>,
+    /// Only paths under these (absolute, or relative to the workspace).
+    pub paths: Vec<PathBuf>,
+    /// Only these recipients.
+    pub recipients: Vec<String>,
+    /// Expires at this UNIX second.
+    pub expires: Option<u64>,
+    /// At most this many calls through this block.
+    pub calls: Option<u64>,
+    /// At most this much cost through this block.
+    pub cost: Option<u64>,
+}
+
+/// One call, as the authorizer sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// The agent making it.
+    pub agent: String,
+    /// The tool.
+    pub tool: String,
+    /// Every path argument, absolute and lexically normalized.
+    pub paths: Vec<String>,
+    /// Every recipient.
+    pub recipients: Vec<String>,
+    /// The tool's estimated cost.
+    pub cost: u64,
+    /// Now, UNIX seconds.
+    pub now: u64,
+}
+
+/// The default tools of a token minted without `--tool`.
+pub const DEFAULT_TOOLS: [&str; 2] = ["fs.*", "msg.send"];
+
+/// The runtime's root key.
+pub struct Authority {
+    key: KeyPair,
+}
+
+impl Authority {
+    /// Loads `STATE/keys/root.key`, creating it (mode 0600) on first use.
+    pub fn open(state: &Path) -> Result<Self> {
+        let dir = state.join("keys");
+        let path = dir.join("root.key");
+        match std::fs::read_to_string(&path) {
+            Ok(s) => {
+                let private = PrivateKey::from_bytes_hex(s.trim(), Algorithm::Ed25519).map_err(|e| {
+                    AgentError::Capability(format!("the root key {} is unusable: {e}", path.display()))
+                })?;
+                Ok(Authority {
+                    key: KeyPair::from(&private),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
+                let key = KeyPair::new();
+                let tmp = dir.join(".root.key.tmp");
+                {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(|e| AgentError::io("write", &tmp, e))?;
+                    f.write_all(key.private().to_bytes_hex().as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|e| AgentError::io("write", &tmp, e))?;
+                }
+                // Two processes starting at once: the first key to land wins and the
+                // other process reads it back.
+                match std::fs::hard_link(&tmp, &path) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Ok(Authority { key })
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Authority::open(state)
+                    }
+                    Err(e) => Err(AgentError::io("write", &path, e)),
+                }
+            }
+            Err(e) => Err(AgentError::io("read", &path, e)),
+        }
+    }
+
+    /// The public half, which is all that checking a token needs.
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// Mints a token (base64).
+    pub fn mint(&self, g: &Grant) -> Result<String> {
+        check_agent(&g.agent)?;
+        let ws = absolute(&g.workspace)?;
+        let ws_s = path_str(&ws)?;
+        let tools: Vec<String> = if g.tools.is_empty() {
+            DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect()
+        } else {
+            g.tools.clone()
+        };
+        let mut p = Params::default();
+        let mut code = format!(
+            "agent({a});\nworkspace({w});\ncheck if requester($r), {req};\nreject if path($p), !({paths});\ncheck if tool($t), {tools};\n",
+            a = p.str(&g.agent),
+            w = p.str(&ws_s),
+            req = agent_expr(&mut p, &g.agent),
+            paths = prefix_expr(&mut p, &[ws_s.clone()]),
+            tools = tool_expr(&mut p, &tools)?,
+        );
+        code += &limits_code(&mut p, 0, &g.recipients, g.expires, g.calls, g.cost)?;
+        let token = Biscuit::builder()
+            .code_with_params(&code, p.0, HashMap::new())?
+            .build(&self.key)?;
+        Ok(token.to_base64()?)
+    }
+}
+
+/// A token read and its signatures verified.
+pub struct Token {
+    biscuit: Biscuit,
+}
+
+impl Token {
+    /// Parses and verifies a token (base64, surrounding whitespace ignored).
+    pub fn parse(text: &str, root: PublicKey) -> Result<Self> {
+        let biscuit = Biscuit::from_base64(text.trim(), root).map_err(|e| {
+            AgentError::Capability(format!(
+                "the token is not a valid etch capability (forged, damaged or from another runtime): {e}"
+            ))
+        })?;
+        Ok(Token { biscuit })
+    }
+
+    /// Base64 again.
+    pub fn to_base64(&self) -> Result<String> {
+        Ok(self.biscuit.to_base64()?)
+    }
+
+    /// Number of blocks (1 for a minted token, +1 per attenuation).
+    pub fn blocks(&self) -> usize {
+        self.biscuit.block_count()
+    }
+
+    /// Revocation identifiers of the blocks, hex, authority first.
+    pub fn revocation_ids(&self) -> Vec<String> {
+        self.biscuit
+            .revocation_identifiers()
+            .iter()
+            .map(|b| hex(b))
+            .collect()
+    }
+
+    /// Datalog source of each block.
+    pub fn sources(&self) -> Vec<String> {
+        (0..self.blocks())
+            .map(|i| self.biscuit.print_block_source(i).unwrap_or_default())
+            .collect()
+    }
+
+    fn authority_str(&self, pred: &str) -> Result<String> {
+        let mut a = biscuit_auth::AuthorizerBuilder::new()
+            .set_limits(limits())
+            .build(&self.biscuit)?;
+        let rule = format!("data($x) <- {pred}($x)");
+        let found: Vec<(String,)> = a.query(rule.as_str())?;
+        found
+            .into_iter()
+            .next()
+            .map(|(s,)| s)
+            .ok_or_else(|| AgentError::Capability(format!("the token names no {pred}")))
+    }
+
+    /// The agent it was minted for.
+    pub fn agent(&self) -> Result<String> {
+        self.authority_str("agent")
+    }
+
+    /// The workspace it was minted for.
+    pub fn workspace(&self) -> Result<PathBuf> {
+        self.authority_str("workspace").map(PathBuf::from)
+    }
+
+    /// A narrower token (delegation): the checks of `a` appended as a new block.
+    pub fn attenuate(&self, a: &Attenuation) -> Result<Token> {
+        let k = self.blocks() as i64;
+        let mut p = Params::default();
+        let mut code = String::new();
+        if let Some(child) = &a.agent {
+            check_agent(child)?;
+            let parent = self.agent()?;
+            if child != &parent && !child.starts_with(&format!("{parent}/")) {
+                return Err(AgentError::Capability(format!(
+                    "a token of {parent} can only be delegated to {parent} or a child agent {parent}/…, not {child}"
+                )));
+            }
+            code += &format!("check if requester($r), {};\n", agent_expr(&mut p, child));
+        }
+        if !a.tools.is_empty() {
+            code += &format!("check if tool($t), {};\n", tool_expr(&mut p, &a.tools)?);
+        }
+        if !a.paths.is_empty() {
+            let ws = self.workspace()?;
+            let prefixes = a
+                .paths
+                .iter()
+                .map(|q| path_str(&lexical(&ws.join(q))))
+                .collect::<Result<Vec<_>>>()?;
+            code += &format!("reject if path($p), !({});\n", prefix_expr(&mut p, &prefixes));
+        }
+        code += &limits_code(&mut p, k, &a.recipients, a.expires, a.calls, a.cost)?;
+        if code.is_empty() {
+            return Err(AgentError::Invalid(
+                "an attenuation must narrow something (agent, tools, paths, recipients, expiry or a budget)".into(),
+            ));
+        }
+        let block = BlockBuilder::new().code_with_params(&code, p.0, HashMap::new())?;
+        Ok(Token {
+            biscuit: self.biscuit.append(block)?,
+        })
+    }
+
+    /// Checks one call. `usage[i]` is what block `i` has spent so far (calls, cost).
+    /// `Err` holds the reasons in English.
+    pub fn authorize(&self, req: &Request, usage: &[(u64, u64)]) -> std::result::Result<(), Vec<String>> {
+        let run = || -> std::result::Result<(), biscuit_auth::error::Token> {
+            let mut b = biscuit_auth::AuthorizerBuilder::new().set_limits(limits());
+            b = b.fact(biscuit_auth::builder::fact("requester", &[Term::Str(req.agent.clone())]))?;
+            b = b.fact(biscuit_auth::builder::fact("tool", &[Term::Str(req.tool.clone())]))?;
+            for p in &req.paths {
+                b = b.fact(biscuit_auth::builder::fact("path", &[Term::Str(p.clone())]))?;
+            }
+            for r in &req.recipients {
+                b = b.fact(biscuit_auth::builder::fact("recipient", &[Term::Str(r.clone())]))?;
+            }
+            b = b.fact(biscuit_auth::builder::fact("now_unix", &[Term::Integer(clamp(req.now))]))?;
+            b = b.fact(biscuit_auth::builder::fact("call_cost", &[Term::Integer(clamp(req.cost))]))?;
+            for i in 0..self.blocks() {
+                let (calls, cost) = usage.get(i).copied().unwrap_or((0, 0));
+                b = b.fact(biscuit_auth::builder::fact(
+                    "block_calls",
+                    &[Term::Integer(i as i64), Term::Integer(clamp(calls))],
+                ))?;
+                b = b.fact(biscuit_auth::builder::fact(
+                    "block_cost",
+                    &[Term::Integer(i as i64), Term::Integer(clamp(cost))],
+                ))?;
+            }
+            b = b.policy("allow if true")?;
+            let mut a = b.build(&self.biscuit)?;
+            a.authorize()?;
+            Ok(())
+        };
+        match run() {
+            Ok(()) => Ok(()),
+            Err(biscuit_auth::error::Token::FailedLogic(
+                biscuit_auth::error::Logic::Unauthorized { checks, .. }
+                | biscuit_auth::error::Logic::NoMatchingPolicy { checks },
+            )) => Err(checks.iter().map(|c| explain(c, req)).collect()),
+            Err(e) => Err(vec![format!("the capability could not be evaluated: {e}")]),
+        }
+    }
+}
+
+fn limits() -> AuthorizerLimits {
+    AuthorizerLimits {
+        max_facts: 10_000,
+        max_iterations: 1_000,
+        max_time: std::time::Duration::from_millis(500),
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+/// A failed check in English.
+fn explain(c: &biscuit_auth::error::FailedCheck, req: &Request) -> String {
+    let (block, rule) = match c {
+        biscuit_auth::error::FailedCheck::Block(b) => (Some(b.block_id), b.rule.clone()),
+        biscuit_auth::error::FailedCheck::Authorizer(a) => (None, a.rule.clone()),
+    };
+    let whose = match block {
+        Some(0) => "the capability".to_string(),
+        Some(i) => format!("delegation {i} of the capability"),
+        None => "the runtime".to_string(),
+    };
+    let what = if rule.contains("requester(") {
+        format!("belongs to another agent than {}", req.agent)
+    } else if rule.contains("tool(") {
+        format!("does not allow the tool {}", req.tool)
+    } else if rule.contains("path(") {
+        format!("does not reach {}", req.paths.join(" and "))
+    } else if rule.contains("recipient(") {
+        format!("does not allow messages to {}", req.recipients.join(", "))
+    } else if rule.contains("now_unix(") {
+        "has expired".to_string()
+    } else if rule.contains("block_calls(") {
+        "has no calls left in its budget".to_string()
+    } else if rule.contains("block_cost(") {
+        format!("has not enough cost budget left for {}", req.cost)
+    } else {
+        format!("refuses it ({rule})")
+    };
+    format!("{whose} {what}")
+}
+
+#[derive(Default)]
+struct Params(HashMap<String, Term>);
+
+impl Params {
+    fn add(&mut self, t: Term) -> String {
+        let name = format!("p{}", self.0.len());
+        self.0.insert(name.clone(), t);
+        format!("{{{name}}}")
+    }
+    fn str(&mut self, s: &str) -> String {
+        self.add(Term::Str(s.to_string()))
+    }
+    fn int(&mut self, v: u64) -> String {
+        self.add(Term::Integer(clamp(v)))
+    }
+}
+
+fn agent_expr(p: &mut Params, agent: &str) -> String {
+    format!(
+        "$r == {} || $r.starts_with({})",
+        p.str(agent),
+        p.str(&format!("{agent}/"))
+    )
+}
+
+fn prefix_expr(p: &mut Params, prefixes: &[String]) -> String {
+    prefixes
+        .iter()
+        .map(|pre| {
+            let slash = if pre.ends_with('/') {
+                pre.clone()
+            } else {
+                format!("{pre}/")
+            };
+            format!("$p == {} || $p.starts_with({})", p.str(pre.trim_end_matches('/')), p.str(&slash))
+        })
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+fn tool_expr(p: &mut Params, patterns: &[String]) -> Result<String> {
+    let mut parts = Vec::new();
+    for pat in patterns {
+        let ok = !pat.is_empty()
+            && pat.chars().all(|c| c.is_ascii_alphanumeric() || "._-*".contains(c))
+            && (!pat.contains('*') || pat == "*" || (pat.ends_with(".*") && pat.matches('*').count() == 1));
+        if !ok {
+            return Err(AgentError::Invalid(format!(
+                "invalid tool pattern {pat:?}: use a tool name, prefix.* or *"
+            )));
+        }
+        parts.push(if pat == "*" {
+            "true".to_string()
+        } else if let Some(prefix) = pat.strip_suffix('*') {
+            format!("$t.starts_with({})", p.str(prefix))
+        } else {
+            format!("$t == {}", p.str(pat))
+        });
+    }
+    Ok(parts.join(" || "))
+}
+
+fn limits_code(
+    p: &mut Params,
+    block: i64,
+    recipients: &[String],
+    expires: Option<u64>,
+    calls: Option<u64>,
+    cost: Option<u64>,
+) -> Result<String> {
+    let mut code = String::new();
+    if !recipients.is_empty() {
+        for r in recipients {
+            crate::registry::ArgType::Recipient
+                .check(r)
+                .map_err(|why| AgentError::Invalid(format!("recipient {r:?} {why}")))?;
+        }
+        let set: BTreeSet<Term> = recipients.iter().map(|r| Term::Str(r.clone())).collect();
+        code += &format!("reject if recipient($r), !{}.contains($r);\n", p.add(Term::Set(set)));
+    }
+    if let Some(e) = expires {
+        code += &format!("check if now_unix($n), $n <= {};\n", p.int(e));
+    }
+    if let Some(c) = calls {
+        code += &format!(
+            "check if block_calls({block}, $n), $n < {};\n",
+            p.int(c)
+        );
+    }
+    if let Some(c) = cost {
+        code += &format!(
+            "check if block_cost({block}, $u), call_cost($c), $u + $c <= {};\n",
+            p.int(c)
+        );
+    }
+    Ok(code)
+}
+
+fn check_agent(agent: &str) -> Result<()> {
+    let ok = !agent.is_empty()
+        && agent.len() <= 128
+        && agent.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::Invalid(format!(
+            "invalid agent name {agent:?}: letters, digits and ._- , children written parent/child"
+        )))
+    }
+}
+
+/// `p` made absolute (against the current directory) and lexically normalized.
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| AgentError::io("read", ".", e))?
+            .join(p)
+    };
+    Ok(lexical(&abs))
+}
+
+/// Removes `.` and resolves `..` without touching the file system (never above `/`).
+pub fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| AgentError::Invalid(format!("the path {} is not UTF-8", p.display())))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(agent: &str, tool: &str, paths: &[&str]) -> Request {
+        Request {
+            agent: agent.into(),
+            tool: tool.into(),
+            paths: paths.iter().map(|s| s.to_string()).collect(),
+            recipients: vec![],
+            cost: 1,
+            now: 1000,
+        }
+    }
+
+    #[test]
+    fn minted_tokens_allow_their_workspace_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authority::open(dir.path()).unwrap();
+        let t = auth
+            .mint(&Grant {
+                agent: "alice".into(),
+                workspace: "/ws".into(),
+                ..Grant::default()
+            })
+            .unwrap();
+        let t = Token::parse(&t, auth.public()).unwrap();
+        assert_eq!(t.agent().unwrap(), "alice");
+        assert!(t.authorize(&req("alice", "fs.delete", &["/ws/a.txt"]), &[]).is_ok());
+        assert!(t.authorize(&req("alice/helper", "fs.read", &["/ws"]), &[]).is_ok());
+        let e = t.authorize(&req("alice", "fs.delete", &["/wsx/a"]), &[]).unwrap_err();
+        assert!(e[0].contains("does not reach /wsx/a"), "{e:?}");
+        let e = t.authorize(&req("alice", "proc.exec", &[]), &[]).unwrap_err();
+        assert!(e[0].contains("does not allow the tool proc.exec"), "{e:?}");
+        let e = t.authorize(&req("bob", "fs.read", &["/ws/a"]), &[]).unwrap_err();
+        assert!(e[0].contains("another agent"), "{e:?}");
+        // Another runtime's key: refused as forged.
+        let other = tempfile::tempdir().unwrap();
+        let other = Authority::open(other.path()).unwrap();
+        assert!(Token::parse(&t.to_base64().unwrap(), other.public()).is_err());
+        // The key is kept.
+        let again = Authority::open(dir.path()).unwrap();
+        assert_eq!(again.public(), auth.public());
+    }
+
+    #[test]
+    fn attenuation_narrows_and_budgets_count_per_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authority::open(dir.path()).unwrap();
+        let t = auth
+            .mint(&Grant {
+                agent: "alice".into(),
+                workspace: "/ws".into(),
+                tools: vec!["*".into()],
+                calls: Some(10),
+                ..Grant::default()
+            })
+            .unwrap();
+        let t = Token::parse(&t, auth.public()).unwrap();
+        let child = t
+            .attenuate(&Attenuation {
+                agent: Some("alice/helper".into()),
+                tools: vec!["fs.read".into()],
+                paths: vec!["docs".into()],
+                calls: Some(2),
+                expires: Some(2000),
+                ..Attenuation::default()
+            })
+            .unwrap();
+        assert!(child.authorize(&req("alice/helper", "fs.read", &["/ws/docs/a"]), &[]).is_ok());
+        assert!(child.authorize(&req("alice", "fs.read", &["/ws/docs/a"]), &[]).is_err());
+        assert!(child.authorize(&req("alice/helper", "fs.read", &["/ws/src/a"]), &[]).is_err());
+        assert!(child.authorize(&req("alice/helper", "fs.write", &["/ws/docs/a"]), &[]).is_err());
+        let e = child
+            .authorize(&req("alice/helper", "fs.read", &["/ws/docs/a"]), &[(0, 0), (2, 2)])
+            .unwrap_err();
+        assert!(e[0].contains("no calls left"), "{e:?}");
+        let mut late = req("alice/helper", "fs.read", &["/ws/docs/a"]);
+        late.now = 2001;
+        assert!(child.authorize(&late, &[]).unwrap_err()[0].contains("expired"));
+        assert!(t
+            .attenuate(&Attenuation {
+                agent: Some("bob".into()),
+                ..Attenuation::default()
+            })
+            .is_err());
+        assert_eq!(child.revocation_ids().len(), 2);
+        assert_eq!(child.revocation_ids()[0], t.revocation_ids()[0]);
+    }
+}

@@ -1,0 +1,657 @@
+//! The kernel boundary: every tool that touches the operating system runs in a child
+//! process confined by a Landlock ruleset derived from the capability's paths, so a
+//! buggy tool cannot exceed the capability either.
+//!
+//! File operations run in a forked child that does nothing but raw system calls
+//! (everything it needs — C strings, data — is prepared before the fork, so the child
+//! never allocates, which keeps `fork` in a multi-threaded process sound). Commands run
+//! through `execve` with the ruleset applied between `fork` and `exec`. Without
+//! Landlock in the kernel nothing runs: etch fails closed.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{AgentError, Result};
+
+const EXECUTE: u64 = 1 << 0;
+const WRITE_FILE: u64 = 1 << 1;
+const READ_FILE: u64 = 1 << 2;
+const READ_DIR: u64 = 1 << 3;
+const REFER: u64 = 1 << 13;
+const TRUNCATE: u64 = 1 << 14;
+const IOCTL_DEV: u64 = 1 << 15;
+
+/// Every file-system right the running kernel's Landlock ABI knows.
+fn handled(abi: i64) -> u64 {
+    let mut all = (1 << 13) - 1; // ABI 1: EXECUTE … MAKE_SYM
+    if abi >= 2 {
+        all |= REFER;
+    }
+    if abi >= 3 {
+        all |= TRUNCATE;
+    }
+    if abi >= 5 {
+        all |= IOCTL_DEV;
+    }
+    all
+}
+
+/// The Landlock ABI version of the running kernel, or why there is none.
+pub fn abi() -> std::result::Result<i64, String> {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
+    // returns the ABI version; no memory is passed.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    if v < 1 {
+        Err(format!(
+            "Landlock is not available on this kernel ({}); etch does not run tools unconfined",
+            std::io::Error::last_os_error()
+        ))
+    } else {
+        Ok(v)
+    }
+}
+
+/// Where a confined child may read and write.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Rules {
+    /// Read, write, create, remove beneath these.
+    pub read_write: Vec<PathBuf>,
+    /// Read and execute beneath these.
+    pub read_only: Vec<PathBuf>,
+}
+
+/// A Landlock ruleset, created in the parent; a child enforces it on itself.
+struct Ruleset {
+    fd: libc::c_int,
+}
+
+impl Drop for Ruleset {
+    fn drop(&mut self) {
+        // SAFETY: the fd is owned by this value and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+}
+
+#[repr(C, packed)]
+struct PathBeneath {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+impl Ruleset {
+    fn new(rules: &Rules) -> Result<Self> {
+        let abi = abi().map_err(AgentError::Tool)?;
+        let all = handled(abi);
+        let attr = RulesetAttr {
+            handled_access_fs: all,
+        };
+        // SAFETY: attr is a valid landlock_ruleset_attr prefix of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                std::mem::size_of::<RulesetAttr>(),
+                0u32,
+            )
+        };
+        if fd < 0 {
+            return Err(AgentError::Tool(format!(
+                "cannot create a Landlock ruleset: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let set = Ruleset { fd: fd as libc::c_int };
+        let read = EXECUTE | READ_FILE | READ_DIR;
+        for (paths, access) in [(&rules.read_only, read), (&rules.read_write, all)] {
+            for p in paths {
+                set.allow(p, access)?;
+            }
+        }
+        Ok(set)
+    }
+
+    fn allow(&self, path: &Path, access: u64) -> Result<()> {
+        let c = cstring(path)?;
+        // SAFETY: c is a NUL-terminated path; O_PATH opens no file contents.
+        let dir = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if dir < 0 {
+            return Err(AgentError::io(
+                "open for the Landlock ruleset",
+                path,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // A file (not a directory) may only carry file rights.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: dir is a valid fd and st a valid stat buffer.
+        let is_dir = unsafe { libc::fstat(dir, &mut st) } == 0
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
+        let access = if is_dir {
+            access
+        } else {
+            access & (EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV)
+        };
+        let rule = PathBeneath {
+            allowed_access: access,
+            parent_fd: dir,
+        };
+        // SAFETY: rule is a valid landlock_path_beneath_attr; type 1 = PATH_BENEATH.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                self.fd,
+                1u32,
+                &rule as *const PathBeneath,
+                0u32,
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        // SAFETY: dir was opened above and is closed once.
+        unsafe { libc::close(dir) };
+        if r < 0 {
+            return Err(AgentError::Tool(format!(
+                "cannot add {} to the Landlock ruleset: {err}",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Applies a ruleset to the calling process (a child after `fork`): only raw system
+/// calls, async-signal-safe.
+fn enforce(fd: libc::c_int) -> libc::c_int {
+    // SAFETY: prctl and landlock_restrict_self take no pointers here.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return *libc::__errno_location();
+        }
+        if libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) != 0 {
+            return *libc::__errno_location();
+        }
+    }
+    0
+}
+
+/// A file operation for a confined child.
+#[derive(Debug)]
+pub enum FsOp {
+    /// The bytes of a file.
+    Read(PathBuf),
+    /// The names in a directory.
+    List(PathBuf),
+    /// Create the directories (in order), then write the file (truncating it).
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Directories to create first, outermost first.
+        mkdirs: Vec<PathBuf>,
+        /// Its new content.
+        data: Vec<u8>,
+    },
+    /// Write `tmp`, then move it to `path` unless `path` exists (then `tmp` goes and
+    /// the result is [`FsResult::Existed`]): an idempotent write.
+    WriteOnce {
+        /// Scratch name beside `path`.
+        tmp: PathBuf,
+        /// The final name.
+        path: PathBuf,
+        /// Content.
+        data: Vec<u8>,
+    },
+    /// Rename, never over an existing name.
+    Rename {
+        /// From.
+        from: PathBuf,
+        /// To.
+        to: PathBuf,
+    },
+    /// Remove a file.
+    Unlink(PathBuf),
+    /// Remove an empty directory.
+    Rmdir(PathBuf),
+}
+
+/// What a confined file operation gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FsResult {
+    /// Done.
+    Done,
+    /// A file's bytes.
+    Bytes(Vec<u8>),
+    /// Directory entries: (name, is a directory), sorted.
+    Entries(Vec<(String, bool)>),
+    /// [`FsOp::WriteOnce`] found its file already there.
+    Existed,
+}
+
+/// Largest file a confined read returns.
+pub const MAX_READ: usize = 16 << 20;
+
+/// Runs one file operation in a child confined by `rules`. An `Err` from the kernel
+/// inside the child comes back as an `io::Error` with its errno (EACCES when Landlock
+/// refused).
+pub fn fs(rules: &Rules, op: &FsOp) -> Result<std::result::Result<FsResult, std::io::Error>> {
+    let set = Ruleset::new(rules)?;
+    let prepared = Prepared::new(op)?;
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: pipe is a valid 2-int buffer.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(AgentError::Tool(format!(
+            "cannot create a pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let (rd, wr) = (pipe[0], pipe[1]);
+    // SAFETY: the child runs only async-signal-safe system calls on memory prepared
+    // before the fork (no allocation, no locks) and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: both ends are ours.
+        unsafe {
+            libc::close(rd);
+            libc::close(wr);
+        }
+        return Err(AgentError::Tool(format!("cannot fork a confined child: {e}")));
+    }
+    if pid == 0 {
+        // SAFETY: in the child; see above.
+        unsafe {
+            libc::close(rd);
+            let mut code = enforce(set.fd);
+            if code == 0 {
+                code = prepared.run(wr);
+            }
+            libc::_exit(code);
+        }
+    }
+    // SAFETY: the write end belongs to the child now.
+    unsafe { libc::close(wr) };
+    // SAFETY: rd is an open pipe end owned from here on by the File.
+    let mut out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(rd) };
+    let mut bytes = Vec::new();
+    let read = (&mut out).take(MAX_READ as u64 + 1).read_to_end(&mut bytes);
+    drop(out);
+    let status = wait(pid)?;
+    read.map_err(|e| AgentError::Tool(format!("cannot read from the confined child: {e}")))?;
+    if !libc::WIFEXITED(status) {
+        return Err(AgentError::Tool(format!(
+            "the confined child died (wait status {status:#x})"
+        )));
+    }
+    let code = libc::WEXITSTATUS(status);
+    if code == EXISTED {
+        return Ok(Ok(FsResult::Existed));
+    }
+    if code != 0 {
+        return Ok(Err(std::io::Error::from_raw_os_error(code)));
+    }
+    if bytes.len() > MAX_READ {
+        return Ok(Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_READ >> 20
+        ))));
+    }
+    Ok(Ok(match op {
+        FsOp::Read(_) => FsResult::Bytes(bytes),
+        FsOp::List(_) => FsResult::Entries(parse_dirents(&bytes)),
+        _ => FsResult::Done,
+    }))
+}
+
+/// Exit code of a child whose [`FsOp::WriteOnce`] found the file there.
+const EXISTED: i32 = 250;
+
+fn wait(pid: libc::pid_t) -> Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid int; pid is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(status);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(AgentError::Tool(format!("cannot wait for the confined child: {e}")));
+        }
+    }
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| AgentError::Invalid(format!("the path {} contains a NUL byte", p.display())))
+}
+
+/// An [`FsOp`] with its C strings made before the fork.
+struct Prepared<'a> {
+    kind: u8,
+    a: CString,
+    b: CString,
+    dirs: Vec<CString>,
+    data: &'a [u8],
+}
+
+impl<'a> Prepared<'a> {
+    fn new(op: &'a FsOp) -> Result<Self> {
+        let empty = CString::default();
+        Ok(match op {
+            FsOp::Read(p) => Prepared { kind: 0, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
+            FsOp::List(p) => Prepared { kind: 1, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
+            FsOp::Write { path, mkdirs, data } => Prepared {
+                kind: 2,
+                a: cstring(path)?,
+                b: empty,
+                dirs: mkdirs.iter().map(|d| cstring(d)).collect::<Result<_>>()?,
+                data,
+            },
+            FsOp::WriteOnce { tmp, path, data } => Prepared {
+                kind: 3,
+                a: cstring(tmp)?,
+                b: cstring(path)?,
+                dirs: vec![],
+                data,
+            },
+            FsOp::Rename { from, to } => Prepared { kind: 4, a: cstring(from)?, b: cstring(to)?, dirs: vec![], data: &[] },
+            FsOp::Unlink(p) => Prepared { kind: 5, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
+            FsOp::Rmdir(p) => Prepared { kind: 6, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
+        })
+    }
+
+    /// In the child: the operation, output to `out`; returns 0 or an errno.
+    ///
+    /// # Safety
+    /// Only after `fork`, in the child.
+    unsafe fn run(&self, out: libc::c_int) -> libc::c_int {
+        let errno = || *libc::__errno_location();
+        let mut buf = [0u8; 65536];
+        match self.kind {
+            0 | 1 => {
+                let flags = if self.kind == 0 {
+                    libc::O_RDONLY | libc::O_CLOEXEC
+                } else {
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC
+                };
+                let fd = libc::open(self.a.as_ptr(), flags);
+                if fd < 0 {
+                    return errno();
+                }
+                loop {
+                    let n = if self.kind == 0 {
+                        libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
+                    } else {
+                        libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) as isize
+                    };
+                    if n < 0 {
+                        return errno();
+                    }
+                    if n == 0 {
+                        return 0;
+                    }
+                    if write_all(out, &buf[..n as usize]) != 0 {
+                        return errno();
+                    }
+                }
+            }
+            2 => {
+                for d in &self.dirs {
+                    if libc::mkdir(d.as_ptr(), 0o755) != 0 && errno() != libc::EEXIST {
+                        return errno();
+                    }
+                }
+                write_file(&self.a, self.data)
+            }
+            3 => {
+                let r = write_file(&self.a, self.data);
+                if r != 0 {
+                    return r;
+                }
+                if libc::renameat2(libc::AT_FDCWD, self.a.as_ptr(), libc::AT_FDCWD, self.b.as_ptr(), libc::RENAME_NOREPLACE) != 0 {
+                    let e = errno();
+                    libc::unlink(self.a.as_ptr());
+                    return if e == libc::EEXIST { EXISTED } else { e };
+                }
+                0
+            }
+            4 => {
+                if libc::renameat2(libc::AT_FDCWD, self.a.as_ptr(), libc::AT_FDCWD, self.b.as_ptr(), libc::RENAME_NOREPLACE) != 0 {
+                    return errno();
+                }
+                0
+            }
+            5 => {
+                if libc::unlink(self.a.as_ptr()) != 0 {
+                    return errno();
+                }
+                0
+            }
+            _ => {
+                if libc::rmdir(self.a.as_ptr()) != 0 {
+                    return errno();
+                }
+                0
+            }
+        }
+    }
+}
+
+/// # Safety
+/// Async-signal-safe; `fd` is open for writing.
+unsafe fn write_all(fd: libc::c_int, mut data: &[u8]) -> libc::c_int {
+    while !data.is_empty() {
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        if n < 0 {
+            if *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            return -1;
+        }
+        data = data.get(n as usize..).unwrap_or(&[]);
+    }
+    0
+}
+
+/// # Safety
+/// Async-signal-safe.
+unsafe fn write_file(path: &CString, data: &[u8]) -> libc::c_int {
+    let fd = libc::open(
+        path.as_ptr(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+        0o644 as libc::c_uint,
+    );
+    if fd < 0 {
+        return *libc::__errno_location();
+    }
+    if write_all(fd, data) != 0 || libc::fsync(fd) != 0 {
+        let e = *libc::__errno_location();
+        libc::close(fd);
+        return e;
+    }
+    libc::close(fd);
+    0
+}
+
+fn parse_dirents(mut b: &[u8]) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
+    while b.len() >= 19 {
+        let reclen = u16::from_ne_bytes([b[16], b[17]]) as usize;
+        if reclen < 19 || reclen > b.len() {
+            break;
+        }
+        let kind = b[18];
+        let name = &b[19..reclen];
+        let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+        let name = String::from_utf8_lossy(name).into_owned();
+        if name != "." && name != ".." {
+            out.push((name, kind == libc::DT_DIR));
+        }
+        b = &b[reclen..];
+    }
+    out.sort();
+    out
+}
+
+/// What a confined command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit code (`None`: killed by a signal or the time limit).
+    pub code: Option<i32>,
+    /// Standard output, then standard error, cut at 64 KiB each.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Killed at the time limit.
+    pub timed_out: bool,
+}
+
+/// Runs `argv` in `cwd` confined by `rules` (plus read and execute on the whole file
+/// system, and `/dev/null`), with a clean environment and a time limit.
+pub fn command(rules: &Rules, argv: &[String], cwd: &Path, limit: Duration) -> Result<Ran> {
+    let mut rules = rules.clone();
+    rules.read_only.push(PathBuf::from("/"));
+    let set = Ruleset::new(&rules)?;
+    set.allow(Path::new("/dev/null"), READ_FILE | WRITE_FILE)?;
+    let fd = set.fd;
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| AgentError::Invalid("an empty command".into()))?;
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: enforce() makes only async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(move || match enforce(fd) {
+            0 => Ok(()),
+            e => Err(std::io::Error::from_raw_os_error(e)),
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| AgentError::Tool(format!("cannot start {prog:?} confined: {e}")))?;
+    drop(set);
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let t_out = std::thread::spawn(move || capture(so.as_mut()));
+    let t_err = std::thread::spawn(move || capture(se.as_mut()));
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                timed_out = true;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(AgentError::Tool(format!("cannot wait for {prog:?}: {e}"))),
+        }
+    };
+    Ok(Ran {
+        code: status.code(),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+        timed_out,
+    })
+}
+
+fn capture(r: Option<&mut impl Read>) -> String {
+    let mut v = Vec::new();
+    if let Some(r) = r {
+        let _ = r.take(65_536).read_to_end(&mut v);
+        // Drain the rest so the child never blocks on a full pipe.
+        let _ = std::io::copy(r, &mut std::io::sink());
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confined_child_cannot_write_outside_its_paths() {
+        if let Err(why) = abi() {
+            // Fail closed: nothing runs at all.
+            let dir = tempfile::tempdir().unwrap();
+            let r = fs(&Rules::default(), &FsOp::Read(dir.path().into()));
+            assert!(r.unwrap_err().to_string().contains("Landlock"), "{why}");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let inside = root.path().join("inside");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let rules = Rules {
+            read_write: vec![inside.clone()],
+            read_only: vec![],
+        };
+        let w = |p: PathBuf| FsOp::Write { path: p, mkdirs: vec![], data: b"x".to_vec() };
+        assert_eq!(fs(&rules, &w(inside.join("a"))).unwrap().unwrap(), FsResult::Done);
+        let e = fs(&rules, &w(outside.join("a"))).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+        assert!(!outside.join("a").exists());
+        // A symlink inside pointing outside does not help.
+        std::os::unix::fs::symlink(&outside, inside.join("link")).unwrap();
+        let e = fs(&rules, &w(inside.join("link/b"))).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+        // Reading outside is refused too; inside works.
+        std::fs::write(outside.join("secret"), "s").unwrap();
+        let e = fs(&rules, &FsOp::Read(outside.join("secret"))).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+        assert_eq!(fs(&rules, &FsOp::Read(inside.join("a"))).unwrap().unwrap(), FsResult::Bytes(b"x".to_vec()));
+        let entries = fs(&rules, &FsOp::List(inside.clone())).unwrap().unwrap();
+        assert_eq!(entries, FsResult::Entries(vec![("a".into(), false), ("link".into(), false)]));
+        // A command: whatever its code does, the kernel says no.
+        let ran = command(
+            &rules,
+            &["sh".into(), "-c".into(), format!("echo hi > {}/c; echo ok > c", outside.display())],
+            &inside,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(ran.stderr.contains("Permission denied"), "{ran:?}");
+        assert!(!outside.join("c").exists());
+        assert_eq!(std::fs::read_to_string(inside.join("c")).unwrap(), "ok\n");
+    }
+
+    #[test]
+    fn write_once_is_idempotent() {
+        if abi().is_err() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let rules = Rules { read_write: vec![root.path().into()], read_only: vec![] };
+        let op = FsOp::WriteOnce {
+            tmp: root.path().join(".m.tmp"),
+            path: root.path().join("m"),
+            data: b"1".to_vec(),
+        };
+        assert_eq!(fs(&rules, &op).unwrap().unwrap(), FsResult::Done);
+        assert_eq!(fs(&rules, &op).unwrap().unwrap(), FsResult::Existed);
+        assert!(!root.path().join(".m.tmp").exists());
+    }
+}
