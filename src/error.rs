@@ -12,6 +12,12 @@ pub enum CliError {
     /// The runtime (engine, contexts) failed.
     #[error(transparent)]
     Runtime(#[from] etch_runtime::RuntimeError),
+    /// The agent layer (capabilities, staging, audit) failed or refused.
+    #[error(transparent)]
+    Agent(#[from] etch_agent::AgentError),
+    /// The command has printed its answer; exit with this code.
+    #[error("exit status {0}")]
+    Exit(u8),
     /// Bad command-line input that clap could not catch.
     #[error("{0}")]
     Usage(String),
@@ -49,6 +55,13 @@ impl CliError {
                 etch_runtime::RuntimeError::Compiler(_) => 1,
                 _ => 2,
             },
+            CliError::Agent(etch_agent::AgentError::Runtime(e)) => {
+                CliError::Runtime(etch_runtime::RuntimeError::InvalidArgument(e.to_string()))
+                    .exit_code()
+            }
+            CliError::Agent(e) if e.is_bad_input() => 2,
+            CliError::Agent(_) => 1,
+            CliError::Exit(c) => *c as i32,
             CliError::Usage(_) | CliError::Io { .. } => 2,
             CliError::Internal(_) | CliError::Tool(_) => 1,
             CliError::DoesNotFit(_) => 3,

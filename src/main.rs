@@ -1,8 +1,10 @@
 //! `etch`: compile a transformer checkpoint into a chip, simulate it, and drive it.
 //!
 //! Exit codes: 0 success, 1 internal failure, 2 bad input (a one-line message on
-//! stderr names the file and the problem), 3 a design that does not fit its FPGA.
+//! stderr names the file and the problem), 3 a design that does not fit its FPGA;
+//! `etch agent syscall`: 4 denied, 5 failed; `etch audit verify`: 4 a damaged log.
 
+mod agent;
 mod bench;
 mod chat;
 mod chip;
@@ -62,6 +64,21 @@ enum Command {
     /// Synthesize, place and route a built chip for an FPGA (yosys, nextpnr) and write
     /// its bitstream and a utilization and timing report.
     Synth(SynthArgs),
+    /// Natural-language system calls: `etch agent syscall` turns an English request
+    /// into a checked tool call; also the tool registry and the trust monitor.
+    #[command(subcommand)]
+    Agent(agent::AgentCmd),
+    /// Capabilities: mint, attenuate (delegate), inspect, revoke.
+    #[command(subcommand)]
+    Cap(agent::CapCmd),
+    /// The staging area: actions waiting for a person (list, show, approve, deny).
+    #[command(subcommand)]
+    Approvals(agent::ApprovalsCmd),
+    /// Undo an executed reversible action.
+    Undo(agent::UndoArgs),
+    /// The audit log: tail it, verify its hash chain.
+    #[command(subcommand)]
+    Audit(agent::AuditCmd),
 }
 
 /// A model and its tokenizer.
@@ -382,6 +399,11 @@ fn run(cli: Cli) -> CliResult {
         Command::Devices(a) => run::devices(&a),
         Command::Synth(a) => synth::synth(&a),
         Command::Chat(a) => chat::chat(&a),
+        Command::Agent(c) => agent::agent(&c),
+        Command::Cap(c) => agent::cap(&c),
+        Command::Approvals(c) => agent::approvals(&c),
+        Command::Undo(a) => agent::undo(&a),
+        Command::Audit(c) => agent::audit(&c),
     }
 }
 
@@ -389,6 +411,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error::CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("etch: error: {e}");
             ExitCode::from(e.exit_code() as u8)

@@ -46,7 +46,15 @@ pub struct Entry {
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn digest(seq: u64, time: u64, agent: &str, event: &str, english: &str, fields: &str, prev: &str) -> String {
+fn digest(
+    seq: u64,
+    time: u64,
+    agent: &str,
+    event: &str,
+    english: &str,
+    fields: &str,
+    prev: &str,
+) -> String {
     let mut h = Sha256::new();
     for part in [
         seq.to_string().as_str(),
@@ -134,7 +142,13 @@ pub(crate) fn append(
 
 fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c == '\n' || c == '\t' || c == '\r' { ' ' } else { c })
+        .map(|c| {
+            if c == '\n' || c == '\t' || c == '\r' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -238,7 +252,24 @@ pub struct Verdict {
 
 /// Checks every link of the chain and the anchor.
 pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
-    let entries = read(state)?;
+    let p = path(state);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Ok(Verdict {
+                entries: 0,
+                intact: false,
+                problem: Some("the log is not UTF-8 text".into()),
+            })
+        }
+        Err(e) => return Err(AgentError::io("read", &p, e)),
+    };
+    let entries: Vec<(&str, std::result::Result<Entry, String>)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (l, parse_line(i + 1, l)))
+        .collect();
     let (anchor_seq, anchor_hash) = head(db)?;
     let mut prev = GENESIS.to_string();
     let mut expect = 1u64;
@@ -248,30 +279,62 @@ pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
         problem: Some(why),
     };
     let total = entries.len() as u64;
-    for e in entries {
+    for (line, e) in entries {
         let e = match e {
             Ok(e) => e,
             Err(why) => return Ok(fail(total, why)),
         };
+        // Byte for byte as written: any change to the line is an edit.
+        if format_line(&e).trim_end_matches('\n') != line {
+            return Ok(fail(
+                total,
+                format!(
+                    "entry {} was edited (the line differs from how it was written)",
+                    e.seq
+                ),
+            ));
+        }
         if e.seq != expect {
             let why = if e.seq > expect {
-                format!("entry {expect} is missing (entry {} follows entry {})", e.seq, expect - 1)
+                format!(
+                    "entry {expect} is missing (entry {} follows entry {})",
+                    e.seq,
+                    expect - 1
+                )
             } else {
-                format!("entry {} is out of order or repeated (after entry {})", e.seq, expect - 1)
+                format!(
+                    "entry {} is out of order or repeated (after entry {})",
+                    e.seq,
+                    expect - 1
+                )
             };
             return Ok(fail(total, why));
         }
         if e.prev != prev {
             return Ok(fail(
                 total,
-                format!("entry {} does not follow the entry before it (its previous hash differs)", e.seq),
+                format!(
+                    "entry {} does not follow the entry before it (its previous hash differs)",
+                    e.seq
+                ),
             ));
         }
-        let h = digest(e.seq, e.time, &e.agent, &e.event, &e.english, &e.fields.to_string(), &e.prev);
+        let h = digest(
+            e.seq,
+            e.time,
+            &e.agent,
+            &e.event,
+            &e.english,
+            &e.fields.to_string(),
+            &e.prev,
+        );
         if h != e.hash {
             return Ok(fail(
                 total,
-                format!("entry {} was edited (its content does not match its hash)", e.seq),
+                format!(
+                    "entry {} was edited (its content does not match its hash)",
+                    e.seq
+                ),
             ));
         }
         prev = e.hash;
@@ -322,8 +385,18 @@ pub(crate) fn recover(db: &Connection, state: &Path) -> Result<()> {
     let mut prev = hash;
     let mut last = seq;
     for (i, line) in text.lines().enumerate().skip(seq as usize) {
-        let Ok(e) = parse_line(i + 1, line) else { break };
-        let h = digest(e.seq, e.time, &e.agent, &e.event, &e.english, &e.fields.to_string(), &e.prev);
+        let Ok(e) = parse_line(i + 1, line) else {
+            break;
+        };
+        let h = digest(
+            e.seq,
+            e.time,
+            &e.agent,
+            &e.event,
+            &e.english,
+            &e.fields.to_string(),
+            &e.prev,
+        );
         if e.seq != last + 1 || e.prev != prev || h != e.hash {
             break;
         }

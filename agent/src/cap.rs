@@ -15,7 +15,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use biscuit_auth::builder::Term;
-use biscuit_auth::{Algorithm, AuthorizerLimits, Biscuit, BlockBuilder, KeyPair, PrivateKey, PublicKey};
+use biscuit_auth::{
+    Algorithm, AuthorizerLimits, Biscuit, BlockBuilder, KeyPair, PrivateKey, PublicKey,
+};
 
 use crate::error::{AgentError, Result};
 
@@ -90,9 +92,13 @@ impl Authority {
         let path = dir.join("root.key");
         match std::fs::read_to_string(&path) {
             Ok(s) => {
-                let private = PrivateKey::from_bytes_hex(s.trim(), Algorithm::Ed25519).map_err(|e| {
-                    AgentError::Capability(format!("the root key {} is unusable: {e}", path.display()))
-                })?;
+                let private =
+                    PrivateKey::from_bytes_hex(s.trim(), Algorithm::Ed25519).map_err(|e| {
+                        AgentError::Capability(format!(
+                            "the root key {} is unusable: {e}",
+                            path.display()
+                        ))
+                    })?;
                 Ok(Authority {
                     key: KeyPair::from(&private),
                 })
@@ -255,7 +261,10 @@ impl Token {
                 .iter()
                 .map(|q| path_str(&lexical(&ws.join(q))))
                 .collect::<Result<Vec<_>>>()?;
-            code += &format!("reject if path($p), !({});\n", prefix_expr(&mut p, &prefixes));
+            code += &format!(
+                "reject if path($p), !({});\n",
+                prefix_expr(&mut p, &prefixes)
+            );
         }
         code += &limits_code(&mut p, k, &a.recipients, a.expires, a.calls, a.cost)?;
         if code.is_empty() {
@@ -271,19 +280,38 @@ impl Token {
 
     /// Checks one call. `usage[i]` is what block `i` has spent so far (calls, cost).
     /// `Err` holds the reasons in English.
-    pub fn authorize(&self, req: &Request, usage: &[(u64, u64)]) -> std::result::Result<(), Vec<String>> {
+    pub fn authorize(
+        &self,
+        req: &Request,
+        usage: &[(u64, u64)],
+    ) -> std::result::Result<(), Vec<String>> {
         let run = || -> std::result::Result<(), biscuit_auth::error::Token> {
             let mut b = biscuit_auth::AuthorizerBuilder::new().set_limits(limits());
-            b = b.fact(biscuit_auth::builder::fact("requester", &[Term::Str(req.agent.clone())]))?;
-            b = b.fact(biscuit_auth::builder::fact("tool", &[Term::Str(req.tool.clone())]))?;
+            b = b.fact(biscuit_auth::builder::fact(
+                "requester",
+                &[Term::Str(req.agent.clone())],
+            ))?;
+            b = b.fact(biscuit_auth::builder::fact(
+                "tool",
+                &[Term::Str(req.tool.clone())],
+            ))?;
             for p in &req.paths {
                 b = b.fact(biscuit_auth::builder::fact("path", &[Term::Str(p.clone())]))?;
             }
             for r in &req.recipients {
-                b = b.fact(biscuit_auth::builder::fact("recipient", &[Term::Str(r.clone())]))?;
+                b = b.fact(biscuit_auth::builder::fact(
+                    "recipient",
+                    &[Term::Str(r.clone())],
+                ))?;
             }
-            b = b.fact(biscuit_auth::builder::fact("now_unix", &[Term::Integer(clamp(req.now))]))?;
-            b = b.fact(biscuit_auth::builder::fact("call_cost", &[Term::Integer(clamp(req.cost))]))?;
+            b = b.fact(biscuit_auth::builder::fact(
+                "now_unix",
+                &[Term::Integer(clamp(req.now))],
+            ))?;
+            b = b.fact(biscuit_auth::builder::fact(
+                "call_cost",
+                &[Term::Integer(clamp(req.cost))],
+            ))?;
             for i in 0..self.blocks() {
                 let (calls, cost) = usage.get(i).copied().unwrap_or((0, 0));
                 b = b.fact(biscuit_auth::builder::fact(
@@ -388,7 +416,11 @@ fn prefix_expr(p: &mut Params, prefixes: &[String]) -> String {
             } else {
                 format!("{pre}/")
             };
-            format!("$p == {} || $p.starts_with({})", p.str(pre.trim_end_matches('/')), p.str(&slash))
+            format!(
+                "$p == {} || $p.starts_with({})",
+                p.str(pre.trim_end_matches('/')),
+                p.str(&slash)
+            )
         })
         .collect::<Vec<_>>()
         .join(" || ")
@@ -398,8 +430,12 @@ fn tool_expr(p: &mut Params, patterns: &[String]) -> Result<String> {
     let mut parts = Vec::new();
     for pat in patterns {
         let ok = !pat.is_empty()
-            && pat.chars().all(|c| c.is_ascii_alphanumeric() || "._-*".contains(c))
-            && (!pat.contains('*') || pat == "*" || (pat.ends_with(".*") && pat.matches('*').count() == 1));
+            && pat
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-*".contains(c))
+            && (!pat.contains('*')
+                || pat == "*"
+                || (pat.ends_with(".*") && pat.matches('*').count() == 1));
         if !ok {
             return Err(AgentError::Invalid(format!(
                 "invalid tool pattern {pat:?}: use a tool name, prefix.* or *"
@@ -432,16 +468,16 @@ fn limits_code(
                 .map_err(|why| AgentError::Invalid(format!("recipient {r:?} {why}")))?;
         }
         let set: BTreeSet<Term> = recipients.iter().map(|r| Term::Str(r.clone())).collect();
-        code += &format!("reject if recipient($r), !{}.contains($r);\n", p.add(Term::Set(set)));
+        code += &format!(
+            "reject if recipient($r), !{}.contains($r);\n",
+            p.add(Term::Set(set))
+        );
     }
     if let Some(e) = expires {
         code += &format!("check if now_unix($n), $n <= {};\n", p.int(e));
     }
     if let Some(c) = calls {
-        code += &format!(
-            "check if block_calls({block}, $n), $n < {};\n",
-            p.int(c)
-        );
+        code += &format!("check if block_calls({block}, $n), $n < {};\n", p.int(c));
     }
     if let Some(c) = cost {
         code += &format!(
@@ -457,6 +493,7 @@ fn check_agent(agent: &str) -> Result<()> {
         && agent.len() <= 128
         && agent.split('/').all(|part| {
             !part.is_empty()
+                && !part.starts_with('.')
                 && part
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
@@ -465,7 +502,7 @@ fn check_agent(agent: &str) -> Result<()> {
         Ok(())
     } else {
         Err(AgentError::Invalid(format!(
-            "invalid agent name {agent:?}: letters, digits and ._- , children written parent/child"
+            "invalid agent name {agent:?}: letters, digits and ._- (not starting with a dot), children written parent/child"
         )))
     }
 }
@@ -535,13 +572,23 @@ mod tests {
             .unwrap();
         let t = Token::parse(&t, auth.public()).unwrap();
         assert_eq!(t.agent().unwrap(), "alice");
-        assert!(t.authorize(&req("alice", "fs.delete", &["/ws/a.txt"]), &[]).is_ok());
-        assert!(t.authorize(&req("alice/helper", "fs.read", &["/ws"]), &[]).is_ok());
-        let e = t.authorize(&req("alice", "fs.delete", &["/wsx/a"]), &[]).unwrap_err();
+        assert!(t
+            .authorize(&req("alice", "fs.delete", &["/ws/a.txt"]), &[])
+            .is_ok());
+        assert!(t
+            .authorize(&req("alice/helper", "fs.read", &["/ws"]), &[])
+            .is_ok());
+        let e = t
+            .authorize(&req("alice", "fs.delete", &["/wsx/a"]), &[])
+            .unwrap_err();
         assert!(e[0].contains("does not reach /wsx/a"), "{e:?}");
-        let e = t.authorize(&req("alice", "proc.exec", &[]), &[]).unwrap_err();
+        let e = t
+            .authorize(&req("alice", "proc.exec", &[]), &[])
+            .unwrap_err();
         assert!(e[0].contains("does not allow the tool proc.exec"), "{e:?}");
-        let e = t.authorize(&req("bob", "fs.read", &["/ws/a"]), &[]).unwrap_err();
+        let e = t
+            .authorize(&req("bob", "fs.read", &["/ws/a"]), &[])
+            .unwrap_err();
         assert!(e[0].contains("another agent"), "{e:?}");
         // Another runtime's key: refused as forged.
         let other = tempfile::tempdir().unwrap();
@@ -576,12 +623,23 @@ mod tests {
                 ..Attenuation::default()
             })
             .unwrap();
-        assert!(child.authorize(&req("alice/helper", "fs.read", &["/ws/docs/a"]), &[]).is_ok());
-        assert!(child.authorize(&req("alice", "fs.read", &["/ws/docs/a"]), &[]).is_err());
-        assert!(child.authorize(&req("alice/helper", "fs.read", &["/ws/src/a"]), &[]).is_err());
-        assert!(child.authorize(&req("alice/helper", "fs.write", &["/ws/docs/a"]), &[]).is_err());
+        assert!(child
+            .authorize(&req("alice/helper", "fs.read", &["/ws/docs/a"]), &[])
+            .is_ok());
+        assert!(child
+            .authorize(&req("alice", "fs.read", &["/ws/docs/a"]), &[])
+            .is_err());
+        assert!(child
+            .authorize(&req("alice/helper", "fs.read", &["/ws/src/a"]), &[])
+            .is_err());
+        assert!(child
+            .authorize(&req("alice/helper", "fs.write", &["/ws/docs/a"]), &[])
+            .is_err());
         let e = child
-            .authorize(&req("alice/helper", "fs.read", &["/ws/docs/a"]), &[(0, 0), (2, 2)])
+            .authorize(
+                &req("alice/helper", "fs.read", &["/ws/docs/a"]),
+                &[(0, 0), (2, 2)],
+            )
             .unwrap_err();
         assert!(e[0].contains("no calls left"), "{e:?}");
         let mut late = req("alice/helper", "fs.read", &["/ws/docs/a"]);

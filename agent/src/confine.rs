@@ -116,7 +116,9 @@ impl Ruleset {
                 std::io::Error::last_os_error()
             )));
         }
-        let set = Ruleset { fd: fd as libc::c_int };
+        let set = Ruleset {
+            fd: fd as libc::c_int,
+        };
         let read = EXECUTE | READ_FILE | READ_DIR;
         for (paths, access) in [(&rules.read_only, read), (&rules.read_write, all)] {
             for p in paths {
@@ -269,7 +271,9 @@ pub fn fs(rules: &Rules, op: &FsOp) -> Result<std::result::Result<FsResult, std:
             libc::close(rd);
             libc::close(wr);
         }
-        return Err(AgentError::Tool(format!("cannot fork a confined child: {e}")));
+        return Err(AgentError::Tool(format!(
+            "cannot fork a confined child: {e}"
+        )));
     }
     if pid == 0 {
         // SAFETY: in the child; see above.
@@ -329,7 +333,9 @@ fn wait(pid: libc::pid_t) -> Result<i32> {
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(AgentError::Tool(format!("cannot wait for the confined child: {e}")));
+            return Err(AgentError::Tool(format!(
+                "cannot wait for the confined child: {e}"
+            )));
         }
     }
 }
@@ -352,8 +358,20 @@ impl<'a> Prepared<'a> {
     fn new(op: &'a FsOp) -> Result<Self> {
         let empty = CString::default();
         Ok(match op {
-            FsOp::Read(p) => Prepared { kind: 0, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
-            FsOp::List(p) => Prepared { kind: 1, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
+            FsOp::Read(p) => Prepared {
+                kind: 0,
+                a: cstring(p)?,
+                b: empty,
+                dirs: vec![],
+                data: &[],
+            },
+            FsOp::List(p) => Prepared {
+                kind: 1,
+                a: cstring(p)?,
+                b: empty,
+                dirs: vec![],
+                data: &[],
+            },
             FsOp::Write { path, mkdirs, data } => Prepared {
                 kind: 2,
                 a: cstring(path)?,
@@ -368,9 +386,27 @@ impl<'a> Prepared<'a> {
                 dirs: vec![],
                 data,
             },
-            FsOp::Rename { from, to } => Prepared { kind: 4, a: cstring(from)?, b: cstring(to)?, dirs: vec![], data: &[] },
-            FsOp::Unlink(p) => Prepared { kind: 5, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
-            FsOp::Rmdir(p) => Prepared { kind: 6, a: cstring(p)?, b: empty, dirs: vec![], data: &[] },
+            FsOp::Rename { from, to } => Prepared {
+                kind: 4,
+                a: cstring(from)?,
+                b: cstring(to)?,
+                dirs: vec![],
+                data: &[],
+            },
+            FsOp::Unlink(p) => Prepared {
+                kind: 5,
+                a: cstring(p)?,
+                b: empty,
+                dirs: vec![],
+                data: &[],
+            },
+            FsOp::Rmdir(p) => Prepared {
+                kind: 6,
+                a: cstring(p)?,
+                b: empty,
+                dirs: vec![],
+                data: &[],
+            },
         })
     }
 
@@ -396,7 +432,8 @@ impl<'a> Prepared<'a> {
                     let n = if self.kind == 0 {
                         libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
                     } else {
-                        libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) as isize
+                        libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
+                            as isize
                     };
                     if n < 0 {
                         return errno();
@@ -422,7 +459,14 @@ impl<'a> Prepared<'a> {
                 if r != 0 {
                     return r;
                 }
-                if libc::renameat2(libc::AT_FDCWD, self.a.as_ptr(), libc::AT_FDCWD, self.b.as_ptr(), libc::RENAME_NOREPLACE) != 0 {
+                if libc::renameat2(
+                    libc::AT_FDCWD,
+                    self.a.as_ptr(),
+                    libc::AT_FDCWD,
+                    self.b.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                ) != 0
+                {
                     let e = errno();
                     libc::unlink(self.a.as_ptr());
                     return if e == libc::EEXIST { EXISTED } else { e };
@@ -430,7 +474,14 @@ impl<'a> Prepared<'a> {
                 0
             }
             4 => {
-                if libc::renameat2(libc::AT_FDCWD, self.a.as_ptr(), libc::AT_FDCWD, self.b.as_ptr(), libc::RENAME_NOREPLACE) != 0 {
+                if libc::renameat2(
+                    libc::AT_FDCWD,
+                    self.a.as_ptr(),
+                    libc::AT_FDCWD,
+                    self.b.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                ) != 0
+                {
                     return errno();
                 }
                 0
@@ -609,8 +660,15 @@ mod tests {
             read_write: vec![inside.clone()],
             read_only: vec![],
         };
-        let w = |p: PathBuf| FsOp::Write { path: p, mkdirs: vec![], data: b"x".to_vec() };
-        assert_eq!(fs(&rules, &w(inside.join("a"))).unwrap().unwrap(), FsResult::Done);
+        let w = |p: PathBuf| FsOp::Write {
+            path: p,
+            mkdirs: vec![],
+            data: b"x".to_vec(),
+        };
+        assert_eq!(
+            fs(&rules, &w(inside.join("a"))).unwrap().unwrap(),
+            FsResult::Done
+        );
         let e = fs(&rules, &w(outside.join("a"))).unwrap().unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EACCES));
         assert!(!outside.join("a").exists());
@@ -620,15 +678,27 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::EACCES));
         // Reading outside is refused too; inside works.
         std::fs::write(outside.join("secret"), "s").unwrap();
-        let e = fs(&rules, &FsOp::Read(outside.join("secret"))).unwrap().unwrap_err();
+        let e = fs(&rules, &FsOp::Read(outside.join("secret")))
+            .unwrap()
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EACCES));
-        assert_eq!(fs(&rules, &FsOp::Read(inside.join("a"))).unwrap().unwrap(), FsResult::Bytes(b"x".to_vec()));
+        assert_eq!(
+            fs(&rules, &FsOp::Read(inside.join("a"))).unwrap().unwrap(),
+            FsResult::Bytes(b"x".to_vec())
+        );
         let entries = fs(&rules, &FsOp::List(inside.clone())).unwrap().unwrap();
-        assert_eq!(entries, FsResult::Entries(vec![("a".into(), false), ("link".into(), false)]));
+        assert_eq!(
+            entries,
+            FsResult::Entries(vec![("a".into(), false), ("link".into(), false)])
+        );
         // A command: whatever its code does, the kernel says no.
         let ran = command(
             &rules,
-            &["sh".into(), "-c".into(), format!("echo hi > {}/c; echo ok > c", outside.display())],
+            &[
+                "sh".into(),
+                "-c".into(),
+                format!("echo hi > {}/c; echo ok > c", outside.display()),
+            ],
             &inside,
             Duration::from_secs(10),
         )
@@ -644,7 +714,10 @@ mod tests {
             return;
         }
         let root = tempfile::tempdir().unwrap();
-        let rules = Rules { read_write: vec![root.path().into()], read_only: vec![] };
+        let rules = Rules {
+            read_write: vec![root.path().into()],
+            read_only: vec![],
+        };
         let op = FsOp::WriteOnce {
             tmp: root.path().join(".m.tmp"),
             path: root.path().join("m"),

@@ -105,9 +105,7 @@ impl ArgType {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "._-+@".contains(c))
                 {
-                    return Err(
-                        "is not a recipient (letters, digits and ._-+@, at most 64)".into(),
-                    );
+                    return Err("is not a recipient (letters, digits and ._-+@, at most 64)".into());
                 }
             }
             ArgType::Text | ArgType::Command => {
@@ -250,7 +248,13 @@ pub fn shipped() -> Vec<Tool> {
             "fs.read",
             "Read a file of the workspace.",
             vec![arg("path", Path, "the file to read")],
-            &["read {path}", "show {path}", "cat {path}", "print {path}", "open {path}"],
+            &[
+                "read {path}",
+                "show {path}",
+                "cat {path}",
+                "print {path}",
+                "open {path}",
+            ],
             ReadOnly,
             1,
             true,
@@ -303,7 +307,11 @@ pub fn shipped() -> Vec<Tool> {
                 arg("src", Path, "what to move"),
                 arg("dst", Path, "where to"),
             ],
-            &["move {src} to {dst}", "rename {src} to {dst}", "mv {src} {dst}"],
+            &[
+                "move {src} to {dst}",
+                "rename {src} to {dst}",
+                "mv {src} {dst}",
+            ],
             Reversible,
             2,
             false,
@@ -313,7 +321,12 @@ pub fn shipped() -> Vec<Tool> {
             "fs.delete",
             "Delete a file or directory of the workspace into the trash; undo puts it back.",
             vec![arg("path", Path, "what to delete")],
-            &["delete {path}", "remove {path}", "rm {path}", "trash {path}"],
+            &[
+                "delete {path}",
+                "remove {path}",
+                "rm {path}",
+                "trash {path}",
+            ],
             Reversible,
             2,
             false,
@@ -442,7 +455,11 @@ impl Registry {
                 s
             }
             _ => {
-                let args: Vec<String> = call.args.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let args: Vec<String> = call
+                    .args
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
                 format!("{} {}", call.tool, args.join(" "))
             }
         }
@@ -524,15 +541,25 @@ impl Registry {
             Value::Array(a) => a,
             Value::Object(o) => match o.get("tools") {
                 Some(Value::Array(a)) => a,
-                _ => return Err(AgentError::Invalid("MCP descriptors: expected {\"tools\": [...]}".into())),
+                _ => {
+                    return Err(AgentError::Invalid(
+                        "MCP descriptors: expected {\"tools\": [...]}".into(),
+                    ))
+                }
             },
-            _ => return Err(AgentError::Invalid("MCP descriptors: expected a JSON object or list".into())),
+            _ => {
+                return Err(AgentError::Invalid(
+                    "MCP descriptors: expected a JSON object or list".into(),
+                ))
+            }
         };
         let mut added = Vec::new();
         let mut new_tools = Vec::new();
         for d in list {
             let tool = tool_from_mcp(d)?;
-            if self.get(&tool.name).is_some() || new_tools.iter().any(|t: &Tool| t.name == tool.name) {
+            if self.get(&tool.name).is_some()
+                || new_tools.iter().any(|t: &Tool| t.name == tool.name)
+            {
                 return Err(AgentError::Conflict(format!(
                     "MCP descriptors: a tool named {:?} already exists",
                     tool.name
@@ -701,7 +728,11 @@ fn tool_from_mcp(d: &Value) -> Result<Tool> {
                 })
                 .collect::<Result<_>>()?,
         ),
-        Some(_) => return Err(bad(format!("{name}: etch/command must be a non-empty list"))),
+        Some(_) => {
+            return Err(bad(format!(
+                "{name}: etch/command must be a non-empty list"
+            )))
+        }
     };
     Ok(Tool {
         name: name.into(),
@@ -891,17 +922,26 @@ impl Words {
         let paths: Vec<String> = bare
             .iter()
             .map(|w| w.trim_end_matches([',', ';', ':']))
-            .filter(|w| w.contains('/') || (w.contains('.') && !w.ends_with('.') && !w.starts_with('.')))
+            .filter(|w| {
+                w.contains('/') || (w.contains('.') && !w.ends_with('.') && !w.starts_with('.'))
+            })
             .map(str::to_string)
             .collect();
         let recipient = bare
             .windows(2)
-            .find(|w| w[0].eq_ignore_ascii_case("to") && ArgType::Recipient.check(w[1]).is_ok() && !w[1].contains('/'))
+            .find(|w| {
+                w[0].eq_ignore_ascii_case("to")
+                    && ArgType::Recipient.check(w[1]).is_ok()
+                    && !w[1].contains('/')
+            })
             .map(|w| w[1].to_string());
         let after = |keys: &[&str]| {
             let low = request.to_lowercase();
             keys.iter()
-                .filter_map(|k| low.find(k).map(|i| request[i + k.len()..].trim().to_string()))
+                .filter_map(|k| {
+                    low.find(k)
+                        .map(|i| request[i + k.len()..].trim().to_string())
+                })
                 .find(|s| !s.is_empty())
         };
         let text = quoted
@@ -930,7 +970,10 @@ mod tests {
     fn call(tool: &str, args: &[(&str, &str)]) -> Call {
         Call {
             tool: tool.into(),
-            args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -938,16 +981,28 @@ mod tests {
     fn templates_understand_the_documented_phrasings() {
         let r = Registry::default();
         let cases = [
-            ("delete docs/notes.txt", call("fs.delete", &[("path", "docs/notes.txt")])),
-            ("Please delete docs/notes.txt.", call("fs.delete", &[("path", "docs/notes.txt")])),
+            (
+                "delete docs/notes.txt",
+                call("fs.delete", &[("path", "docs/notes.txt")]),
+            ),
+            (
+                "Please delete docs/notes.txt.",
+                call("fs.delete", &[("path", "docs/notes.txt")]),
+            ),
             (
                 "send a message to bob saying the build is green",
                 call("msg.send", &[("to", "bob"), ("body", "the build is green")]),
             ),
-            ("move a.txt to b/c.txt", call("fs.move", &[("src", "a.txt"), ("dst", "b/c.txt")])),
+            (
+                "move a.txt to b/c.txt",
+                call("fs.move", &[("src", "a.txt"), ("dst", "b/c.txt")]),
+            ),
             (
                 "write \"hello to you\" to greeting.txt",
-                call("fs.write", &[("path", "greeting.txt"), ("content", "hello to you")]),
+                call(
+                    "fs.write",
+                    &[("path", "greeting.txt"), ("content", "hello to you")],
+                ),
             ),
             ("list files", call("fs.list", &[("path", ".")])),
             ("Read README.md", call("fs.read", &[("path", "README.md")])),
@@ -958,7 +1013,10 @@ mod tests {
         }
         assert_eq!(r.match_template("make me a sandwich"), None);
         // A recipient that is not one makes the template fail, not a bad call.
-        assert_eq!(r.match_template("send a message to bob smith saying hi"), None);
+        assert_eq!(
+            r.match_template("send a message to bob smith saying hi"),
+            None
+        );
     }
 
     #[test]
@@ -984,7 +1042,9 @@ mod tests {
     fn candidates_are_valid_calls() {
         let r = Registry::default();
         let c = r.candidates("could you get rid of docs/old.txt for me");
-        assert!(c.iter().any(|c| c == &call("fs.delete", &[("path", "docs/old.txt")])));
+        assert!(c
+            .iter()
+            .any(|c| c == &call("fs.delete", &[("path", "docs/old.txt")])));
         for c in &c {
             r.validate(c).unwrap();
         }
@@ -1016,8 +1076,15 @@ mod tests {
         assert_eq!(t.reversibility, Reversibility::ReadOnly);
         assert_eq!(t.templates, r.get("fs.read").unwrap().templates);
         // Without an undo etch knows, a writing tool comes in irreversible.
-        assert_eq!(r2.get("x.fs.write").unwrap().reversibility, Reversibility::Irreversible);
-        assert!(r2.import_mcp(&renamed).unwrap_err().to_string().contains("already exists"));
+        assert_eq!(
+            r2.get("x.fs.write").unwrap().reversibility,
+            Reversibility::Irreversible
+        );
+        assert!(r2
+            .import_mcp(&renamed)
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
         let e = r2
             .import_mcp(&json!({"tools": [{"name": "bad name!"}]}))
             .unwrap_err()

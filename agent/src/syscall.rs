@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use crate::audit;
 use crate::cap::{self, Attenuation, Authority, Grant, Token};
 use crate::error::{AgentError, Result};
-use crate::registry::{ArgType, Approval, Builtin, Call, Executor, Registry, Resolution, Reversibility};
+use crate::registry::{
+    Approval, ArgType, Builtin, Call, Executor, Registry, Resolution, Reversibility,
+};
 use crate::tools::{self, Env, Undo};
 
 /// What became of a system call.
@@ -76,13 +78,19 @@ impl<D: etch_driver::Device> Model for etch_runtime::Engine<D> {
                 let full = self.score(&format!("{req}\n{c}"));
                 match full {
                     Ok(s) => {
-                        let prefix = self.score(&format!("{req}\n")).map(|p| (p.total, p.tokens.len())).unwrap_or((0.0, 1));
+                        let prefix = self
+                            .score(&format!("{req}\n"))
+                            .map(|p| (p.total, p.tokens.len()))
+                            .unwrap_or((0.0, 1));
                         let n = s.tokens.len().saturating_sub(prefix.1).max(1);
                         break (s.total - prefix.0) / n as f64;
                     }
                     Err(e) if req.is_empty() => return Err(e.into()),
                     Err(_) => {
-                        let cut = req.char_indices().nth(req.chars().count() / 2).map_or(req.len(), |(i, _)| i);
+                        let cut = req
+                            .char_indices()
+                            .nth(req.chars().count() / 2)
+                            .map_or(req.len(), |(i, _)| i);
                         req = &req[cut..];
                     }
                 }
@@ -182,7 +190,7 @@ CREATE TABLE IF NOT EXISTS actions(
 CREATE INDEX IF NOT EXISTS actions_status ON actions(status);
 CREATE TABLE IF NOT EXISTS usage(rev TEXT PRIMARY KEY, calls INTEGER NOT NULL, cost INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked(rev TEXT PRIMARY KEY, at INTEGER NOT NULL, by TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trust(agent TEXT PRIMARY KEY, observe INTEGER NOT NULL, reason TEXT, since INTEGER);
+CREATE TABLE IF NOT EXISTS trust(agent TEXT PRIMARY KEY, observe INTEGER NOT NULL, reason TEXT, since INTEGER, cleared INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS calls(id INTEGER PRIMARY KEY, agent TEXT NOT NULL, tool TEXT NOT NULL, at INTEGER NOT NULL, denied INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, id);
 ";
@@ -206,7 +214,11 @@ impl ExecLock {
             .map_err(|e| AgentError::io("open", &p, e))?;
         // SAFETY: flock on an fd this File owns.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok(if r == 0 { Some(ExecLock { _file: f }) } else { None })
+        Ok(if r == 0 {
+            Some(ExecLock { _file: f })
+        } else {
+            None
+        })
     }
 }
 
@@ -228,9 +240,11 @@ impl Syscalls {
         let mut registry = Registry::default();
         let tools_file = state.join("tools.json");
         if tools_file.exists() {
-            let text = std::fs::read_to_string(&tools_file).map_err(|e| AgentError::io("read", &tools_file, e))?;
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| AgentError::Invalid(format!("{} is not JSON: {e}", tools_file.display())))?;
+            let text = std::fs::read_to_string(&tools_file)
+                .map_err(|e| AgentError::io("read", &tools_file, e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                AgentError::Invalid(format!("{} is not JSON: {e}", tools_file.display()))
+            })?;
             registry.import_mcp(&v)?;
         }
         let authority = Authority::open(&state)?;
@@ -275,8 +289,16 @@ impl Syscalls {
         if let Some(a) = list.as_array() {
             all.extend(a.iter().cloned());
         }
-        write_atomic(&tools_file, &serde_json::to_vec_pretty(&json!({ "tools": all })).unwrap_or_default())?;
-        self.record(by, "tools", &format!("imported the tools {}", added.join(", ")), json!({ "tools": added }))?;
+        write_atomic(
+            &tools_file,
+            &serde_json::to_vec_pretty(&json!({ "tools": all })).unwrap_or_default(),
+        )?;
+        self.record(
+            by,
+            "tools",
+            &format!("imported the tools {}", added.join(", ")),
+            json!({ "tools": added }),
+        )?;
         Ok(added)
     }
 
@@ -289,7 +311,13 @@ impl Syscalls {
     }
 
     /// Writes one audit entry in a transaction of its own.
-    pub fn record(&self, agent: &str, event: &str, english: &str, fields: Value) -> Result<audit::Entry> {
+    pub fn record(
+        &self,
+        agent: &str,
+        event: &str,
+        english: &str,
+        fields: Value,
+    ) -> Result<audit::Entry> {
         self.with_tx(|tx| audit::append(tx, &self.state, agent, event, english, fields))
     }
 
@@ -309,7 +337,9 @@ impl Syscalls {
                 "minted a capability for {} in {} (tools {tools}{}{}{})",
                 g.agent,
                 g.workspace.display(),
-                g.expires.map(|e| format!("; expires {}", crate::time::rfc3339(e))).unwrap_or_default(),
+                g.expires
+                    .map(|e| format!("; expires {}", crate::time::rfc3339(e)))
+                    .unwrap_or_default(),
                 g.calls.map(|c| format!("; {c} calls")).unwrap_or_default(),
                 g.cost.map(|c| format!("; cost {c}")).unwrap_or_default(),
             ),
@@ -353,7 +383,10 @@ impl Syscalls {
                 &self.state,
                 by,
                 "revoked",
-                &format!("revoked a capability of {agent} (block {}) and all delegated from it", ids.len() - 1),
+                &format!(
+                    "revoked a capability of {agent} (block {}) and all delegated from it",
+                    ids.len() - 1
+                ),
                 json!({ "revocation": last }),
             )
         })?;
@@ -371,7 +404,11 @@ impl Syscalls {
         }
         let text = req.text.trim();
         if text.is_empty() || text.len() > 4096 || text.contains('\0') {
-            return self.deny_unparsed(agent, req.text, "the request is empty, longer than 4096 bytes or contains a NUL");
+            return self.deny_unparsed(
+                agent,
+                req.text,
+                "the request is empty, longer than 4096 bytes or contains a NUL",
+            );
         }
         let token = match Token::parse(req.token, self.public_key()) {
             Ok(t) => t,
@@ -381,16 +418,20 @@ impl Syscalls {
         let (call, resolution) = match self.registry.match_template(text) {
             Some(c) => (c, Resolution::Template),
             None => match model {
-                None => {
-                    return self.deny_unparsed(
-                        agent,
-                        text,
-                        "no template understands the request and no model is attached to choose a tool",
-                    )
-                }
+                None => return self.deny_unparsed(
+                    agent,
+                    text,
+                    "no template understands the request and no model is attached to choose a tool",
+                ),
                 Some(m) => match self.propose(m, agent, text)? {
                     Some(c) => (c, Resolution::Model),
-                    None => return self.deny_unparsed(agent, text, "no tool of the registry fits the request"),
+                    None => {
+                        return self.deny_unparsed(
+                            agent,
+                            text,
+                            "no tool of the registry fits the request",
+                        )
+                    }
                 },
             },
         };
@@ -412,7 +453,14 @@ impl Syscalls {
             Ok(c) => c,
             Err(e) => return self.deny_unparsed(agent, &english, &e.to_string()),
         };
-        self.decide(agent, &english, &token, workspace, call, Resolution::Template)
+        self.decide(
+            agent,
+            &english,
+            &token,
+            workspace,
+            call,
+            Resolution::Template,
+        )
     }
 
     fn propose(&self, m: &dyn Model, agent: &str, text: &str) -> Result<Option<Call>> {
@@ -435,7 +483,11 @@ impl Syscalls {
             self.record(
                 agent,
                 "proposal",
-                &format!("the model proposed \"{}\" for \"{text}\" (of {} candidates)", english[i], english.len()),
+                &format!(
+                    "the model proposed \"{}\" for \"{text}\" (of {} candidates)",
+                    english[i],
+                    english.len()
+                ),
                 json!({ "candidates": english, "scores": scores }),
             )?;
         }
@@ -444,7 +496,11 @@ impl Syscalls {
 
     /// Records a request that never became a call, denied.
     fn deny_unparsed(&self, agent: &str, text: &str, why: &str) -> Result<Answer> {
-        let who = if check_agent_name(agent).is_ok() { agent.to_string() } else { format!("{agent:?}") };
+        let who = if check_agent_name(agent).is_ok() {
+            agent.to_string()
+        } else {
+            format!("{agent:?}")
+        };
         let id = self.with_tx(|tx| {
             tx.execute(
                 "INSERT INTO actions(agent, request, tool, args, english, status, reversibility, token, rules, workspace, created, reason) \
@@ -520,12 +576,19 @@ impl Syscalls {
         let observe = self.observing(agent)?;
         let unusual = self.unusual(agent, &tool.name, tool.reversibility)?;
         let env_rules = {
-            let env = Env { state: &self.state, workspace: &cap_ws, roots: &roots, action: 0, key: "", agent };
+            let env = Env {
+                state: &self.state,
+                workspace: &cap_ws,
+                roots: &roots,
+                action: 0,
+                key: "",
+                agent,
+            };
             tools::rules_for(&tool, &env)
         };
         let now = crate::time::now();
         // Authorize, charge the budget and journal the action in one transaction.
-        let (id, decision) = self.with_tx(|tx| {
+        let (id, decision, lock) = self.with_tx(|tx| {
             let mut revoked = false;
             let mut usage = Vec::new();
             for r in &revs {
@@ -632,7 +695,13 @@ impl Syscalls {
                     json!({ "action": id }),
                 )?,
             };
-            Ok((id, decision))
+            // An executing action is locked before anyone can see it executing, so
+            // crash recovery in another process never mistakes it for a dead one.
+            let lock = match decision {
+                Decision::Execute => ExecLock::try_take(&self.state, id)?,
+                _ => None,
+            };
+            Ok((id, decision, lock))
         })?;
         if unusual.is_some() && !matches!(decision, Decision::Deny(_)) {
             self.set_observe(agent, unusual.as_deref().unwrap_or(""))?;
@@ -659,11 +728,14 @@ impl Syscalls {
                 );
             }
             Decision::Execute => {
-                let lock = ExecLock::try_take(&self.state, id)?;
                 let out = self.run(id, agent, &tool, &call, &paths, &cap_ws, &roots);
                 drop(lock);
                 let out = out?;
-                answer.status = if out.ok { Status::Executed } else { Status::Failed };
+                answer.status = if out.ok {
+                    Status::Executed
+                } else {
+                    Status::Failed
+                };
                 answer.undo = out.undo.is_some();
                 answer.english = out.english;
                 answer.output = out.output;
@@ -709,7 +781,10 @@ impl Syscalls {
 
     fn finish(&self, id: i64, agent: &str, out: &tools::Outcome) -> Result<()> {
         let status = if out.ok { "executed" } else { "failed" };
-        let undo = out.undo.as_ref().map(|u| serde_json::to_string(u).unwrap_or_default());
+        let undo = out
+            .undo
+            .as_ref()
+            .map(|u| serde_json::to_string(u).unwrap_or_default());
         self.with_tx(|tx| {
             tx.execute(
                 "UPDATE actions SET status = ?1, result = ?2, undo = ?3 WHERE id = ?4",
@@ -739,12 +814,16 @@ impl Syscalls {
     pub fn approve(&self, id: i64, by: &str) -> Result<Answer> {
         let a = self.get(id)?;
         let token = Token::parse(&a.token, self.public_key())?;
-        let tool = self
-            .registry
-            .get(&a.tool)
-            .cloned()
-            .ok_or_else(|| AgentError::NotFound(format!("action {id}'s tool {} is no longer registered", a.tool)))?;
-        let call = Call { tool: a.tool.clone(), args: a.args.clone() };
+        let tool = self.registry.get(&a.tool).cloned().ok_or_else(|| {
+            AgentError::NotFound(format!(
+                "action {id}'s tool {} is no longer registered",
+                a.tool
+            ))
+        })?;
+        let call = Call {
+            tool: a.tool.clone(),
+            args: a.args.clone(),
+        };
         let ws = PathBuf::from(&a.workspace);
         let paths = a.paths.clone();
         let recipients: Vec<String> = tool
@@ -765,10 +844,10 @@ impl Syscalls {
         };
         let revs = token.revocation_ids();
         let roots = confinement(&token, &ws);
-        self.with_tx(|tx| {
+        let lock = self.with_tx(|tx| {
             let status: String = tx.query_row("SELECT status FROM actions WHERE id = ?1", params![id], |r| r.get(0))?;
             if status != "staged" {
-                let by_whom = a.decided_by.clone().map(|b| format!(" by {b}")).unwrap_or_default();
+                let by_whom = a.decided_by.clone().map(|b| format!(" (decided by {b})")).unwrap_or_default();
                 return Err(AgentError::Conflict(format!(
                     "action {id} is not waiting for approval: it is {status}{by_whom}"
                 )));
@@ -776,7 +855,7 @@ impl Syscalls {
             if a.expires_at.is_some_and(|e| now > e) {
                 tx.execute("UPDATE actions SET status = 'denied', reason = 'expired before approval' WHERE id = ?1", params![id])?;
                 audit::append(tx, &self.state, by, "expired", &format!("action {id} ({}) expired before approval", a.english), json!({ "action": id }))?;
-                return Ok(());
+                return Ok(None);
             }
             for r in &revs {
                 if tx.query_row("SELECT 1 FROM revoked WHERE rev = ?1", params![r], |_| Ok(())).optional()?.is_some() {
@@ -791,17 +870,22 @@ impl Syscalls {
                 params![by, now as i64, id],
             )?;
             audit::append(tx, &self.state, by, "approved", &format!("approved action {id} of {}: {}", a.agent, a.english), json!({ "action": id, "agent": a.agent }))?;
-            Ok(())
+            Ok(Some(ExecLock::try_take(&self.state, id)?))
         })?;
-        if self.get(id)?.status != "executing" {
-            return Err(AgentError::Conflict(format!("action {id} expired before approval")));
-        }
-        let lock = ExecLock::try_take(&self.state, id)?;
+        let Some(lock) = lock else {
+            return Err(AgentError::Conflict(format!(
+                "action {id} expired before approval"
+            )));
+        };
         let out = self.run(id, &a.agent, &tool, &call, &paths, &ws, &roots);
         drop(lock);
         let out = out?;
         Ok(Answer {
-            status: if out.ok { Status::Executed } else { Status::Failed },
+            status: if out.ok {
+                Status::Executed
+            } else {
+                Status::Failed
+            },
             action: id,
             tool: a.tool,
             args: a.args,
@@ -834,10 +918,15 @@ impl Syscalls {
     pub fn undo(&self, id: i64, by: &str) -> Result<String> {
         let a = self.get(id)?;
         if a.undone {
-            return Err(AgentError::Conflict(format!("action {id} has already been undone")));
+            return Err(AgentError::Conflict(format!(
+                "action {id} has already been undone"
+            )));
         }
         if a.status != "executed" {
-            return Err(AgentError::Conflict(format!("action {id} cannot be undone: it is {}", a.status)));
+            return Err(AgentError::Conflict(format!(
+                "action {id} cannot be undone: it is {}",
+                a.status
+            )));
         }
         let Some(u) = a.undo_record.clone() else {
             return Err(AgentError::Conflict(format!(
@@ -845,30 +934,56 @@ impl Syscalls {
                 a.english, a.reversibility
             )));
         };
-        let undo: Undo = serde_json::from_str(&u).map_err(|e| AgentError::Invalid(format!("action {id}'s undo record is damaged: {e}")))?;
+        let undo: Undo = serde_json::from_str(&u).map_err(|e| {
+            AgentError::Invalid(format!("action {id}'s undo record is damaged: {e}"))
+        })?;
         let lock = ExecLock::try_take(&self.state, id)?;
         if lock.is_none() {
-            return Err(AgentError::Conflict(format!("action {id} is busy in another process")));
+            return Err(AgentError::Conflict(format!(
+                "action {id} is busy in another process"
+            )));
         }
         // Claim it first, so two undos cannot both run.
         self.with_tx(|tx| {
-            let n = tx.execute("UPDATE actions SET undone = 1 WHERE id = ?1 AND undone = 0", params![id])?;
+            let n = tx.execute(
+                "UPDATE actions SET undone = 1 WHERE id = ?1 AND undone = 0",
+                params![id],
+            )?;
             if n == 0 {
-                return Err(AgentError::Conflict(format!("action {id} has already been undone")));
+                return Err(AgentError::Conflict(format!(
+                    "action {id} has already been undone"
+                )));
             }
             Ok(())
         })?;
         match tools::undo(&undo, &a.rules) {
             Ok(Ok(english)) => {
-                self.record(by, "undone", &format!("undid action {id} of {} ({}): {english}", a.agent, a.english), json!({ "action": id }))?;
+                self.record(
+                    by,
+                    "undone",
+                    &format!(
+                        "undid action {id} of {} ({}): {english}",
+                        a.agent, a.english
+                    ),
+                    json!({ "action": id }),
+                )?;
                 Ok(english)
             }
             Ok(Err(why)) | Err(AgentError::Tool(why)) => {
                 self.with_tx(|tx| {
                     tx.execute("UPDATE actions SET undone = 0 WHERE id = ?1", params![id])?;
-                    audit::append(tx, &self.state, by, "undo-failed", &format!("could not undo action {id} ({}): {why}", a.english), json!({ "action": id }))
+                    audit::append(
+                        tx,
+                        &self.state,
+                        by,
+                        "undo-failed",
+                        &format!("could not undo action {id} ({}): {why}", a.english),
+                        json!({ "action": id }),
+                    )
                 })?;
-                Err(AgentError::Conflict(format!("cannot undo action {id}: {why}")))
+                Err(AgentError::Conflict(format!(
+                    "cannot undo action {id}: {why}"
+                )))
             }
             Err(e) => Err(e),
         }
@@ -876,9 +991,13 @@ impl Syscalls {
 
     fn get(&self, id: i64) -> Result<Row> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        db.query_row(&format!("SELECT {ROW} FROM actions WHERE id = ?1"), params![id], row)
-            .optional()?
-            .ok_or_else(|| AgentError::NotFound(format!("there is no action {id}")))
+        db.query_row(
+            &format!("SELECT {ROW} FROM actions WHERE id = ?1"),
+            params![id],
+            row,
+        )
+        .optional()?
+        .ok_or_else(|| AgentError::NotFound(format!("there is no action {id}")))
     }
 
     /// One action.
@@ -918,9 +1037,11 @@ impl Syscalls {
     pub fn observing(&self, agent: &str) -> Result<Option<String>> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         Ok(db
-            .query_row("SELECT reason FROM trust WHERE agent = ?1 AND observe = 1", params![agent], |r| {
-                r.get::<_, Option<String>>(0)
-            })
+            .query_row(
+                "SELECT reason FROM trust WHERE agent = ?1 AND observe = 1",
+                params![agent],
+                |r| r.get::<_, Option<String>>(0),
+            )
             .optional()?
             .map(Option::unwrap_or_default))
     }
@@ -928,8 +1049,22 @@ impl Syscalls {
     /// A person takes an agent out of observe mode.
     pub fn trust_again(&self, agent: &str, by: &str) -> Result<()> {
         self.with_tx(|tx| {
-            tx.execute("UPDATE trust SET observe = 0 WHERE agent = ?1", params![agent])?;
-            audit::append(tx, &self.state, by, "trust", &format!("took {agent} out of observe mode"), json!({ "agent": agent }))?;
+            // The monitor's window starts again after a person's decision.
+            let last: i64 =
+                tx.query_row("SELECT COALESCE(MAX(id), 0) FROM calls", [], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO trust(agent, observe, cleared) VALUES (?1, 0, ?2) \
+                 ON CONFLICT(agent) DO UPDATE SET observe = 0, cleared = ?2",
+                params![agent, last],
+            )?;
+            audit::append(
+                tx,
+                &self.state,
+                by,
+                "trust",
+                &format!("took {agent} out of observe mode"),
+                json!({ "agent": agent }),
+            )?;
             Ok(())
         })
     }
@@ -961,21 +1096,32 @@ impl Syscalls {
         let (denied, n, burst) = {
             let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
             let (denied, n): (i64, i64) = db.query_row(
-                "SELECT COALESCE(SUM(denied), 0), COUNT(*) FROM (SELECT denied FROM calls WHERE agent = ?1 ORDER BY id DESC LIMIT ?2)",
+                "SELECT COALESCE(SUM(denied), 0), COUNT(*) FROM (SELECT denied FROM calls WHERE agent = ?1 \
+                 AND id > COALESCE((SELECT cleared FROM trust WHERE agent = ?1), 0) ORDER BY id DESC LIMIT ?2)",
                 params![agent, TRUST_WINDOW as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let burst: i64 = db.query_row(
-                "SELECT COUNT(*) FROM calls WHERE agent = ?1 AND at >= ?2",
-                params![agent, crate::time::now().saturating_sub(BURST_SECONDS) as i64],
+                "SELECT COUNT(*) FROM calls WHERE agent = ?1 AND at >= ?2 \
+                 AND id > COALESCE((SELECT cleared FROM trust WHERE agent = ?1), 0)",
+                params![
+                    agent,
+                    crate::time::now().saturating_sub(BURST_SECONDS) as i64
+                ],
                 |r| r.get(0),
             )?;
             (denied as u64, n as u64, burst as u64)
         };
         if denied >= TRUST_DENIALS && denied * 2 >= n {
-            self.set_observe(agent, &format!("{denied} of its last {n} calls were denied"))?;
+            self.set_observe(
+                agent,
+                &format!("{denied} of its last {n} calls were denied"),
+            )?;
         } else if burst >= BURST_CALLS {
-            self.set_observe(agent, &format!("{burst} calls within {BURST_SECONDS} seconds"))?;
+            self.set_observe(
+                agent,
+                &format!("{burst} calls within {BURST_SECONDS} seconds"),
+            )?;
         }
         Ok(())
     }
@@ -999,15 +1145,20 @@ impl Syscalls {
     /// finished once); anything else is reported failed, never run a second time.
     fn recover(&self) -> Result<()> {
         {
-            let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = db.unchecked_transaction()?;
+            let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            // Appends only happen under the write lock: holding it, no line is half
+            // written by anyone alive.
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             audit::recover(&tx, &self.state)?;
             tx.commit()?;
         }
         let ids: Vec<i64> = {
             let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-            let mut st = db.prepare("SELECT id FROM actions WHERE status = 'executing' ORDER BY id")?;
-            let v = st.query_map([], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+            let mut st =
+                db.prepare("SELECT id FROM actions WHERE status = 'executing' ORDER BY id")?;
+            let v = st
+                .query_map([], |r| r.get(0))?
+                .collect::<std::result::Result<_, _>>()?;
             v
         };
         for id in ids {
@@ -1028,13 +1179,26 @@ impl Syscalls {
                 let token = Token::parse(&a.token, self.public_key())?;
                 let ws = PathBuf::from(&a.workspace);
                 let roots = confinement(&token, &ws);
-                let call = Call { tool: a.tool.clone(), args: a.args.clone() };
+                let call = Call {
+                    tool: a.tool.clone(),
+                    args: a.args.clone(),
+                };
                 self.run(id, &a.agent, &tool, &call, &a.paths, &ws, &roots)?;
             } else {
                 let why = "interrupted while executing (the process died); it may have partly run and is not retried";
                 self.with_tx(|tx| {
-                    tx.execute("UPDATE actions SET status = 'failed', result = ?1 WHERE id = ?2", params![why, id])?;
-                    audit::append(tx, &self.state, "runtime", "failed", &format!("action {id} ({}) failed: {why}", a.english), json!({ "action": id }))
+                    tx.execute(
+                        "UPDATE actions SET status = 'failed', result = ?1 WHERE id = ?2",
+                        params![why, id],
+                    )?;
+                    audit::append(
+                        tx,
+                        &self.state,
+                        "runtime",
+                        "failed",
+                        &format!("action {id} ({}) failed: {why}", a.english),
+                        json!({ "action": id }),
+                    )
                 })?;
             }
             drop(lock);
@@ -1064,9 +1228,12 @@ fn note_call(tx: &rusqlite::Transaction, agent: &str, tool: &str, denied: bool) 
 fn check_agent_name(agent: &str) -> Result<()> {
     let ok = !agent.is_empty()
         && agent.len() <= 128
-        && agent
-            .split('/')
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        && agent.split('/').all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        });
     if ok {
         Ok(())
     } else {
@@ -1080,7 +1247,10 @@ fn check_agent_name(agent: &str) -> Result<()> {
 pub fn confinement(token: &Token, workspace: &Path) -> Vec<PathBuf> {
     let mut per_block: Vec<Vec<PathBuf>> = Vec::new();
     for src in token.sources() {
-        for line in src.lines().filter(|l| l.trim_start().starts_with("reject if path(")) {
+        for line in src
+            .lines()
+            .filter(|l| l.trim_start().starts_with("reject if path("))
+        {
             let quoted: Vec<PathBuf> = line
                 .split('"')
                 .enumerate()

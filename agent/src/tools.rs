@@ -90,7 +90,9 @@ fn rel(env: &Env, p: &Path) -> String {
 
 fn os_err(what: &str, p: &Path, e: &std::io::Error) -> String {
     let why = match e.raw_os_error() {
-        Some(libc::EACCES) => "permission denied by the kernel (outside the capability's paths)".to_string(),
+        Some(libc::EACCES) => {
+            "permission denied by the kernel (outside the capability's paths)".to_string()
+        }
         Some(libc::ENOENT) => "it does not exist".to_string(),
         Some(libc::EEXIST) => "something is already there".to_string(),
         Some(libc::EISDIR) => "it is a directory".to_string(),
@@ -128,7 +130,12 @@ pub fn rules_for(tool: &Tool, env: &Env) -> Rules {
 }
 
 /// Executes a validated call. `paths` holds the call's path arguments resolved.
-pub fn execute(tool: &Tool, call: &Call, paths: &BTreeMap<String, PathBuf>, env: &Env) -> Result<Outcome> {
+pub fn execute(
+    tool: &Tool,
+    call: &Call,
+    paths: &BTreeMap<String, PathBuf>,
+    env: &Env,
+) -> Result<Outcome> {
     let rules = rules_for(tool, env);
     let arg = |k: &str| call.args.get(k).cloned().unwrap_or_default();
     let path = |k: &str| paths.get(k).cloned().unwrap_or_default();
@@ -154,7 +161,13 @@ pub fn execute(tool: &Tool, call: &Call, paths: &BTreeMap<String, PathBuf>, env:
                     english: format!("listed {} ({} entries)", rel(env, &p), list.len()),
                     output: Some(
                         list.iter()
-                            .map(|(n, d)| if *d { format!("{n}/\n") } else { format!("{n}\n") })
+                            .map(|(n, d)| {
+                                if *d {
+                                    format!("{n}/\n")
+                                } else {
+                                    format!("{n}\n")
+                                }
+                            })
                             .collect(),
                     ),
                     undo: None,
@@ -163,18 +176,28 @@ pub fn execute(tool: &Tool, call: &Call, paths: &BTreeMap<String, PathBuf>, env:
                 Err(e) => failed(os_err("list", &p, &e)),
             })
         }
-        Executor::Builtin(Builtin::Write) => write(env, &rules, &path("path"), arg("content").into_bytes()),
+        Executor::Builtin(Builtin::Write) => {
+            write(env, &rules, &path("path"), arg("content").into_bytes())
+        }
         Executor::Builtin(Builtin::Move) => {
             let (src, dst) = (path("src"), path("dst"));
-            Ok(match confine::fs(&rules, &FsOp::Rename { from: src.clone(), to: dst.clone() })? {
-                Ok(_) => Outcome {
-                    ok: true,
-                    english: format!("moved {} to {}", rel(env, &src), rel(env, &dst)),
-                    output: None,
-                    undo: Some(Undo::MoveBack { from: dst, to: src }),
+            Ok(
+                match confine::fs(
+                    &rules,
+                    &FsOp::Rename {
+                        from: src.clone(),
+                        to: dst.clone(),
+                    },
+                )? {
+                    Ok(_) => Outcome {
+                        ok: true,
+                        english: format!("moved {} to {}", rel(env, &src), rel(env, &dst)),
+                        output: None,
+                        undo: Some(Undo::MoveBack { from: dst, to: src }),
+                    },
+                    Err(e) => failed(os_err(&format!("move {} to", src.display()), &dst, &e)),
                 },
-                Err(e) => failed(os_err(&format!("move {} to", src.display()), &dst, &e)),
-            })
+            )
         }
         Executor::Builtin(Builtin::Delete) => {
             let p = path("path");
@@ -183,20 +206,31 @@ pub fn execute(tool: &Tool, call: &Call, paths: &BTreeMap<String, PathBuf>, env:
             }
             let dir = trash(env.state, env.action);
             std::fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
-            let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "item".into());
+            let name = p
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "item".into());
             let into = dir.join(name);
-            Ok(match confine::fs(&rules, &FsOp::Rename { from: p.clone(), to: into.clone() })? {
-                Ok(_) => Outcome {
-                    ok: true,
-                    english: format!("deleted {} into the trash", rel(env, &p)),
-                    output: None,
-                    undo: Some(Undo::MoveBack { from: into, to: p }),
+            Ok(
+                match confine::fs(
+                    &rules,
+                    &FsOp::Rename {
+                        from: p.clone(),
+                        to: into.clone(),
+                    },
+                )? {
+                    Ok(_) => Outcome {
+                        ok: true,
+                        english: format!("deleted {} into the trash", rel(env, &p)),
+                        output: None,
+                        undo: Some(Undo::MoveBack { from: into, to: p }),
+                    },
+                    Err(e) => {
+                        let _ = std::fs::remove_dir(&dir);
+                        failed(os_err("delete", &p, &e))
+                    }
                 },
-                Err(e) => {
-                    let _ = std::fs::remove_dir(&dir);
-                    failed(os_err("delete", &p, &e))
-                }
-            })
+            )
         }
         Executor::Builtin(Builtin::Exec) => {
             let argv = vec!["/bin/sh".to_string(), "-c".to_string(), arg("command")];
@@ -235,13 +269,21 @@ pub fn execute(tool: &Tool, call: &Call, paths: &BTreeMap<String, PathBuf>, env:
             Ok(match confine::fs(&rules, &op)? {
                 Ok(FsResult::Existed) => Outcome {
                     ok: true,
-                    english: format!("the message to {} had already been sent (key {})", arg("to"), env.key),
+                    english: format!(
+                        "the message to {} had already been sent (key {})",
+                        arg("to"),
+                        env.key
+                    ),
                     output: None,
                     undo: None,
                 },
                 Ok(_) => Outcome {
                     ok: true,
-                    english: format!("sent the message to {} (outbox/{}.json)", arg("to"), env.key),
+                    english: format!(
+                        "sent the message to {} (outbox/{}.json)",
+                        arg("to"),
+                        env.key
+                    ),
                     output: None,
                     undo: None,
                 },
@@ -277,10 +319,17 @@ fn run(env: &Env, rules: &Rules, argv: &[String], shown: &str) -> Result<Outcome
 
 fn write(env: &Env, rules: &Rules, p: &Path, data: Vec<u8>) -> Result<Outcome> {
     if p == env.workspace {
-        return Ok(failed("cannot write to the workspace directory itself".into()));
+        return Ok(failed(
+            "cannot write to the workspace directory itself".into(),
+        ));
     }
     let snapshot = match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => return Ok(failed(format!("cannot write {}: it is a directory", rel(env, p)))),
+        Ok(m) if m.is_dir() => {
+            return Ok(failed(format!(
+                "cannot write {}: it is a directory",
+                rel(env, p)
+            )))
+        }
         Ok(_) => match confine::fs(rules, &FsOp::Read(p.to_path_buf()))? {
             Ok(FsResult::Bytes(old)) => {
                 let dir = env.state.join("snapshots");
@@ -316,7 +365,11 @@ fn write(env: &Env, rules: &Rules, p: &Path, data: Vec<u8>) -> Result<Outcome> {
             english: format!(
                 "wrote {} ({})",
                 rel(env, p),
-                if snapshot.is_some() { "the previous content is kept for undo" } else { "a new file" }
+                if snapshot.is_some() {
+                    "the previous content is kept for undo"
+                } else {
+                    "a new file"
+                }
             ),
             output: None,
             undo: Some(Undo::Restore {
@@ -332,11 +385,22 @@ fn write(env: &Env, rules: &Rules, p: &Path, data: Vec<u8>) -> Result<Outcome> {
 /// Takes an action back under the rules it ran with.
 pub fn undo(u: &Undo, rules: &Rules) -> Result<std::result::Result<String, String>> {
     match u {
-        Undo::Restore { path, snapshot, created } => {
+        Undo::Restore {
+            path,
+            snapshot,
+            created,
+        } => {
             let r = match snapshot {
                 Some(s) => {
                     let data = std::fs::read(s).map_err(|e| AgentError::io("read", s, e))?;
-                    confine::fs(rules, &FsOp::Write { path: path.clone(), mkdirs: vec![], data })?
+                    confine::fs(
+                        rules,
+                        &FsOp::Write {
+                            path: path.clone(),
+                            mkdirs: vec![],
+                            data,
+                        },
+                    )?
                 }
                 None => confine::fs(rules, &FsOp::Unlink(path.clone()))?,
             };
@@ -354,18 +418,27 @@ pub fn undo(u: &Undo, rules: &Rules) -> Result<std::result::Result<String, Strin
             }))
         }
         Undo::MoveBack { from, to } => {
-            Ok(match confine::fs(rules, &FsOp::Rename { from: from.clone(), to: to.clone() })? {
-                Ok(_) => {
-                    if let Some(parent) = from.parent() {
-                        // A trash directory of its own is left empty: tidy it.
-                        if parent.parent().and_then(|p| p.file_name()) == Some("trash".as_ref()) {
-                            let _ = std::fs::remove_dir(parent);
+            Ok(
+                match confine::fs(
+                    rules,
+                    &FsOp::Rename {
+                        from: from.clone(),
+                        to: to.clone(),
+                    },
+                )? {
+                    Ok(_) => {
+                        if let Some(parent) = from.parent() {
+                            // A trash directory of its own is left empty: tidy it.
+                            if parent.parent().and_then(|p| p.file_name()) == Some("trash".as_ref())
+                            {
+                                let _ = std::fs::remove_dir(parent);
+                            }
                         }
+                        Ok(format!("moved {} back to {}", from.display(), to.display()))
                     }
-                    Ok(format!("moved {} back to {}", from.display(), to.display()))
-                }
-                Err(e) => Err(os_err(&format!("move {} back to", from.display()), to, &e)),
-            })
+                    Err(e) => Err(os_err(&format!("move {} back to", from.display()), to, &e)),
+                },
+            )
         }
     }
 }

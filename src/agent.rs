@@ -1,0 +1,648 @@
+//! `etch agent`, `etch cap`, `etch approvals`, `etch undo`, `etch audit`: the
+//! natural-language system calls and the people's side of them (etch-agent).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use etch_agent::cap::{Attenuation, Grant, Token};
+use etch_agent::{audit, Model, Syscalls};
+use etch_runtime::{DeviceSpec, Engine};
+
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+
+/// The state directory shared by these commands.
+#[derive(Args, Debug, Clone)]
+pub struct StateArgs {
+    /// State directory: database, root key, audit log, outbox, trash.
+    #[arg(long, env = "ETCH_STATE", default_value = ".etch", value_name = "DIR")]
+    pub state: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `etch agent`.
+#[derive(Subcommand, Debug)]
+pub enum AgentCmd {
+    /// Make a system call in English: template match or the chip's choice, the
+    /// capability check, then execute, stage or deny. Exit code 0 executed or staged,
+    /// 4 denied, 5 failed.
+    Syscall(SyscallArgs),
+    /// List the tool registry, export it as MCP descriptors, or import some.
+    Tools(ToolsArgs),
+    /// Show an agent's trust state; --clear takes it out of observe mode.
+    Trust(TrustArgs),
+}
+
+/// `etch agent syscall`.
+#[derive(Args, Debug)]
+pub struct SyscallArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Workspace root; relative paths in the request are taken from here.
+    #[arg(long, value_name = "DIR")]
+    workspace: PathBuf,
+    /// The agent making the call.
+    #[arg(long)]
+    agent: String,
+    /// File holding the agent's capability token (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    cap: PathBuf,
+    /// Chip for requests no template understands: sim:OUT, vfio-user:PATH, vfio:BDF or
+    /// serial:PORT. Without it, such requests are denied.
+    #[arg(long, value_name = "DEV")]
+    device: Option<String>,
+    /// Build directory of the chip (required for devices other than sim:).
+    #[arg(long, value_name = "OUT")]
+    manifest: Option<PathBuf>,
+    /// Seconds without progress before the device is given up.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// The request, in English.
+    request: String,
+}
+
+/// `etch agent tools`.
+#[derive(Args, Debug)]
+pub struct ToolsArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Print the registry as MCP tool descriptors.
+    #[arg(long)]
+    mcp: bool,
+    /// Import MCP tool descriptors from FILE into the state directory.
+    #[arg(long, value_name = "FILE")]
+    import: Option<PathBuf>,
+}
+
+/// `etch agent trust`.
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// The agent.
+    agent: String,
+    /// Take it out of observe mode (a person's decision, recorded).
+    #[arg(long)]
+    clear: bool,
+    /// Who decides.
+    #[arg(long, env = "USER", default_value = "supervisor")]
+    by: String,
+}
+
+/// `etch cap`.
+#[derive(Subcommand, Debug)]
+pub enum CapCmd {
+    /// Mint a capability for an agent and a workspace; prints the token on stdout.
+    Mint(MintArgs),
+    /// Narrow a capability (delegation to a child agent, fewer tools or paths, a
+    /// budget, an expiry); prints the new token.
+    Attenuate(AttenuateArgs),
+    /// Show what a capability says and whether it is valid here.
+    Inspect(CapFileArgs),
+    /// Revoke a capability and every token delegated from it.
+    Revoke(CapFileArgs),
+}
+
+/// Limits shared by mint and attenuate.
+#[derive(Args, Debug)]
+pub struct Limits {
+    /// Allowed tools: a name, prefix.* or * (repeatable).
+    #[arg(long = "tool", value_name = "PATTERN")]
+    tools: Vec<String>,
+    /// Allowed message recipients (repeatable).
+    #[arg(long = "recipient", value_name = "NAME")]
+    recipients: Vec<String>,
+    /// Lifetime: 30s, 15m, 2h, 7d.
+    #[arg(long, value_name = "DURATION")]
+    expires: Option<String>,
+    /// At most this many calls.
+    #[arg(long)]
+    calls: Option<u64>,
+    /// At most this much estimated cost.
+    #[arg(long)]
+    cost: Option<u64>,
+}
+
+/// `etch cap mint`.
+#[derive(Args, Debug)]
+pub struct MintArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// The agent it is for.
+    #[arg(long)]
+    agent: String,
+    /// The workspace root every path must lie in.
+    #[arg(long, value_name = "DIR")]
+    workspace: PathBuf,
+    #[command(flatten)]
+    limits: Limits,
+    /// Who mints it (for the audit log).
+    #[arg(long, env = "USER", default_value = "supervisor")]
+    by: String,
+}
+
+/// `etch cap attenuate`.
+#[derive(Args, Debug)]
+pub struct AttenuateArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// The capability to narrow (file, `-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    cap: PathBuf,
+    /// Delegate to this child agent (parent/child).
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only paths under these (relative to the workspace; repeatable).
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: Limits,
+    /// Who delegates (for the audit log).
+    #[arg(long, env = "USER", default_value = "supervisor")]
+    by: String,
+}
+
+/// A capability file.
+#[derive(Args, Debug)]
+pub struct CapFileArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// The capability (file, `-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    cap: PathBuf,
+    /// Who acts (for the audit log).
+    #[arg(long, env = "USER", default_value = "supervisor")]
+    by: String,
+}
+
+/// `etch approvals`.
+#[derive(Subcommand, Debug)]
+pub enum ApprovalsCmd {
+    /// Actions waiting for a person (--all: every action, newest first).
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Every action, not only staged ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One action in full.
+    Show {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Action number.
+        id: i64,
+    },
+    /// Approve a staged action; it executes now, exactly once.
+    Approve {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Action number.
+        id: i64,
+        /// Who approves.
+        #[arg(long, env = "USER", default_value = "supervisor")]
+        by: String,
+    },
+    /// Deny a staged action.
+    Deny {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Action number.
+        id: i64,
+        /// Why (recorded).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who denies.
+        #[arg(long, env = "USER", default_value = "supervisor")]
+        by: String,
+    },
+}
+
+/// `etch undo`.
+#[derive(Args, Debug)]
+pub struct UndoArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Action number.
+    id: i64,
+    /// Who undoes it.
+    #[arg(long, env = "USER", default_value = "supervisor")]
+    by: String,
+}
+
+/// `etch audit`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// The last entries, one English line each.
+    Tail {
+        #[command(flatten)]
+        state: StateArgs,
+        /// How many.
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+    },
+    /// Check the hash chain and its anchor; exit code 0 only for an intact log, 4 for
+    /// a damaged one.
+    Verify {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+fn open(state: &StateArgs) -> CliResult<Syscalls> {
+    Ok(Syscalls::open(&state.state)?)
+}
+
+fn read_cap(path: &Path) -> CliResult<String> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::Io {
+                action: "read",
+                path: "stdin".into(),
+                source: e,
+            })?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| CliError::Io {
+            action: "read",
+            path: path.into(),
+            source: e,
+        })?
+    };
+    Ok(text.trim().to_string())
+}
+
+fn expiry(limits: &Limits) -> CliResult<Option<u64>> {
+    Ok(match &limits.expires {
+        None => None,
+        Some(d) => Some(etch_agent::time::now() + etch_agent::time::parse_duration(d)?),
+    })
+}
+
+/// `etch agent …`.
+pub fn agent(cmd: &AgentCmd) -> CliResult {
+    match cmd {
+        AgentCmd::Syscall(a) => syscall(a),
+        AgentCmd::Tools(a) => {
+            let mut s = open(&a.state)?;
+            if let Some(f) = &a.import {
+                let text = std::fs::read_to_string(f).map_err(|e| CliError::Io {
+                    action: "read",
+                    path: f.clone(),
+                    source: e,
+                })?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", f.display())))?;
+                let by = std::env::var("USER").unwrap_or_else(|_| "supervisor".into());
+                let added = s.import_tools(&v, &by)?;
+                if a.state.json {
+                    return print_json(&serde_json::json!({ "imported": added }));
+                }
+                println!("imported {}", added.join(", "));
+                return Ok(());
+            }
+            if a.mcp || a.state.json {
+                return print_json(&s.registry().export_mcp());
+            }
+            for t in s.registry().tools() {
+                println!(
+                    "{:<10} {:<13} cost {:>2}  {}",
+                    t.name,
+                    t.reversibility.name(),
+                    t.cost,
+                    t.description
+                );
+                for tpl in &t.templates {
+                    println!("{:<10}   \"{tpl}\"", "");
+                }
+            }
+            Ok(())
+        }
+        AgentCmd::Trust(a) => {
+            let s = open(&a.state)?;
+            if a.clear {
+                s.trust_again(&a.agent, &a.by)?;
+            }
+            let observe = s.observing(&a.agent)?;
+            if a.state.json {
+                return print_json(
+                    &serde_json::json!({ "agent": a.agent, "observe": observe.is_some(), "reason": observe }),
+                );
+            }
+            match observe {
+                Some(why) => println!("{} is in observe mode: {why}", a.agent),
+                None => println!("{} is trusted as far as its capabilities go", a.agent),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn syscall(a: &SyscallArgs) -> CliResult {
+    crate::run::init_logging("warn");
+    let s = open(&a.state)?;
+    let token = read_cap(&a.cap)?;
+    let req = etch_agent::Request {
+        agent: &a.agent,
+        token: &token,
+        workspace: &a.workspace,
+        text: &a.request,
+    };
+    // The chip is opened only when no template understands the request.
+    let needs_model = s.registry().match_template(&a.request).is_none();
+    let answer = match (&a.device, needs_model) {
+        (Some(dev), true) => {
+            let spec = DeviceSpec::parse(dev)?;
+            let out = match (spec.build_dir(), &a.manifest) {
+                (_, Some(m)) => m.clone(),
+                (Some(out), None) => out.to_path_buf(),
+                _ => {
+                    return Err(CliError::Usage(
+                        "--manifest OUT is required with vfio-user:, vfio: and serial: devices"
+                            .into(),
+                    ))
+                }
+            };
+            let (dev, timeout) = spec.open(
+                Duration::from_secs_f64(a.timeout.max(0.001)),
+                Path::new("/sys"),
+            )?;
+            let engine = Engine::open(dev, &out, None, timeout)?;
+            s.syscall(&req, Some(&engine as &dyn Model))?
+        }
+        _ => s.syscall(&req, None)?,
+    };
+    if a.state.json {
+        print_json(&answer)?;
+    } else {
+        println!("{}", answer.english);
+        if let Some(o) = &answer.output {
+            print!("{o}");
+            if !o.ends_with('\n') && !o.is_empty() {
+                println!();
+            }
+        }
+        eprintln!(
+            "etch: action {} {}",
+            answer.action,
+            status_word(answer.status)
+        );
+    }
+    match answer.status {
+        etch_agent::Status::Executed | etch_agent::Status::Staged => Ok(()),
+        etch_agent::Status::Denied => Err(CliError::Exit(4)),
+        etch_agent::Status::Failed => Err(CliError::Exit(5)),
+    }
+}
+
+fn status_word(s: etch_agent::Status) -> &'static str {
+    match s {
+        etch_agent::Status::Executed => "executed",
+        etch_agent::Status::Staged => "staged",
+        etch_agent::Status::Denied => "denied",
+        etch_agent::Status::Failed => "failed",
+    }
+}
+
+/// `etch cap …`.
+pub fn cap(cmd: &CapCmd) -> CliResult {
+    match cmd {
+        CapCmd::Mint(a) => {
+            let s = open(&a.state)?;
+            let workspace = a.workspace.canonicalize().map_err(|e| CliError::Io {
+                action: "open the workspace",
+                path: a.workspace.clone(),
+                source: e,
+            })?;
+            let g = Grant {
+                agent: a.agent.clone(),
+                workspace,
+                tools: a.limits.tools.clone(),
+                recipients: a.limits.recipients.clone(),
+                expires: expiry(&a.limits)?,
+                calls: a.limits.calls,
+                cost: a.limits.cost,
+            };
+            let token = s.mint(&g, &a.by)?;
+            if a.state.json {
+                return print_json(&serde_json::json!({ "token": token }));
+            }
+            println!("{token}");
+            Ok(())
+        }
+        CapCmd::Attenuate(a) => {
+            let s = open(&a.state)?;
+            let token = read_cap(&a.cap)?;
+            let att = Attenuation {
+                agent: a.agent.clone(),
+                tools: a.limits.tools.clone(),
+                paths: a.paths.clone(),
+                recipients: a.limits.recipients.clone(),
+                expires: expiry(&a.limits)?,
+                calls: a.limits.calls,
+                cost: a.limits.cost,
+            };
+            let child = s.attenuate(&token, &att, &a.by)?;
+            if a.state.json {
+                return print_json(&serde_json::json!({ "token": child }));
+            }
+            println!("{child}");
+            Ok(())
+        }
+        CapCmd::Inspect(a) => {
+            let s = open(&a.state)?;
+            let text = read_cap(&a.cap)?;
+            let t = Token::parse(&text, s.public_key())?;
+            let info = serde_json::json!({
+                "valid": true,
+                "agent": t.agent()?,
+                "workspace": t.workspace()?,
+                "blocks": t.sources(),
+                "revocation_ids": t.revocation_ids(),
+                "confined_to": etch_agent::confinement(&t, &t.workspace()?),
+            });
+            if a.state.json {
+                return print_json(&info);
+            }
+            println!(
+                "a valid capability of {} for {}",
+                t.agent()?,
+                t.workspace()?.display()
+            );
+            for (i, src) in t.sources().iter().enumerate() {
+                println!(
+                    "block {i} ({}):",
+                    if i == 0 {
+                        "authority".to_string()
+                    } else {
+                        format!("delegation {i}")
+                    }
+                );
+                for l in src.lines() {
+                    println!("  {l}");
+                }
+            }
+            Ok(())
+        }
+        CapCmd::Revoke(a) => {
+            let s = open(&a.state)?;
+            let id = s.revoke(&read_cap(&a.cap)?, &a.by)?;
+            if a.state.json {
+                return print_json(&serde_json::json!({ "revoked": id }));
+            }
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+/// `etch approvals …`.
+pub fn approvals(cmd: &ApprovalsCmd) -> CliResult {
+    match cmd {
+        ApprovalsCmd::List { state, all } => {
+            let s = open(state)?;
+            let list = s.list(*all)?;
+            if state.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("nothing waits for approval");
+            }
+            for a in list {
+                println!(
+                    "{:>5}  {:<9} {:<10} {}  (asked {}{})",
+                    a.id,
+                    a.status,
+                    a.agent,
+                    a.english,
+                    a.created,
+                    a.expires
+                        .map(|e| format!(", lapses {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ApprovalsCmd::Show { state, id } => {
+            let s = open(state)?;
+            let a = s.show(*id)?;
+            if state.json {
+                return print_json(&a);
+            }
+            println!("action {}: {}", a.id, a.english);
+            println!("  asked by {} at {}: \"{}\"", a.agent, a.created, a.request);
+            println!(
+                "  tool {} ({}), status {}",
+                a.tool, a.reversibility, a.status
+            );
+            for (k, v) in &a.args {
+                println!("  {k} = {v:?}");
+            }
+            for (label, v) in [
+                ("reason", &a.reason),
+                ("result", &a.result),
+                ("decided by", &a.decided_by),
+                ("lapses", &a.expires),
+            ] {
+                if let Some(v) = v {
+                    println!("  {label}: {v}");
+                }
+            }
+            if a.undoable {
+                println!("  undo with: etch undo {}", a.id);
+            }
+            Ok(())
+        }
+        ApprovalsCmd::Approve { state, id, by } => {
+            let s = open(state)?;
+            let answer = s.approve(*id, by)?;
+            if state.json {
+                print_json(&answer)?;
+            } else {
+                println!("{}", answer.english);
+            }
+            match answer.status {
+                etch_agent::Status::Failed => Err(CliError::Exit(5)),
+                _ => Ok(()),
+            }
+        }
+        ApprovalsCmd::Deny {
+            state,
+            id,
+            reason,
+            by,
+        } => {
+            let s = open(state)?;
+            s.deny(*id, by, reason)?;
+            if state.json {
+                return print_json(&s.show(*id)?);
+            }
+            println!("denied action {id}");
+            Ok(())
+        }
+    }
+}
+
+/// `etch undo`.
+pub fn undo(a: &UndoArgs) -> CliResult {
+    let s = open(&a.state)?;
+    let english = s.undo(a.id, &a.by)?;
+    if a.state.json {
+        return print_json(
+            &serde_json::json!({ "action": a.id, "undone": true, "english": english }),
+        );
+    }
+    println!("{english}");
+    Ok(())
+}
+
+/// `etch audit …`.
+pub fn audit(cmd: &AuditCmd) -> CliResult {
+    match cmd {
+        AuditCmd::Tail { state, n } => {
+            let s = open(state)?;
+            for e in audit::tail(s.state(), *n)? {
+                if state.json {
+                    print_json(&e)?;
+                } else {
+                    println!(
+                        "{:06} {} {}: {}",
+                        e.seq,
+                        etch_agent::time::rfc3339(e.time),
+                        e.agent,
+                        e.english
+                    );
+                }
+            }
+            Ok(())
+        }
+        AuditCmd::Verify { state } => {
+            let s = open(state)?;
+            let v = s.verify_audit()?;
+            if state.json {
+                print_json(&v)?;
+            } else if v.intact {
+                println!(
+                    "the audit log is intact: {} entries, each chained to the one before",
+                    v.entries
+                );
+            } else {
+                println!(
+                    "the audit log is damaged: {}",
+                    v.problem.clone().unwrap_or_default()
+                );
+            }
+            if v.intact {
+                Ok(())
+            } else {
+                Err(CliError::Exit(4))
+            }
+        }
+    }
+}
