@@ -31,6 +31,10 @@ pub enum AgentCmd {
     /// capability check, then execute, stage or deny. Exit code 0 executed or staged,
     /// 4 denied, 5 failed.
     Syscall(SyscallArgs),
+    /// Show which registry call the chip would choose for a request (SCORE ranking of
+    /// the candidates; nothing is checked or run), or measure its choices on a file of
+    /// `tool<TAB>request` lines with --eval.
+    Propose(ProposeArgs),
     /// List the tool registry, export it as MCP descriptors, or import some.
     Tools(ToolsArgs),
     /// Show an agent's trust state; --clear takes it out of observe mode.
@@ -63,6 +67,36 @@ pub struct SyscallArgs {
     timeout: f64,
     /// The request, in English.
     request: String,
+}
+
+/// The chip a command ranks with.
+#[derive(Args, Debug)]
+pub struct DeviceArgs {
+    /// sim:OUT, vfio-user:PATH, vfio:BDF or serial:PORT.
+    #[arg(long, value_name = "DEV")]
+    device: String,
+    /// Build directory of the chip (required for devices other than sim:).
+    #[arg(long, value_name = "OUT")]
+    manifest: Option<PathBuf>,
+    /// Seconds without progress before the device is given up.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+}
+
+/// `etch agent propose`.
+#[derive(Args, Debug)]
+pub struct ProposeArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// A file of `tool<TAB>request` lines: print how often the chip's first choice is
+    /// the intended tool.
+    #[arg(long, value_name = "FILE", conflicts_with = "request")]
+    eval: Option<PathBuf>,
+    /// The request.
+    #[arg(required_unless_present = "eval")]
+    request: Option<String>,
 }
 
 /// `etch agent tools`.
@@ -289,6 +323,7 @@ fn expiry(limits: &Limits) -> CliResult<Option<u64>> {
 pub fn agent(cmd: &AgentCmd) -> CliResult {
     match cmd {
         AgentCmd::Syscall(a) => syscall(a),
+        AgentCmd::Propose(a) => propose(a),
         AgentCmd::Tools(a) => {
             let mut s = open(&a.state)?;
             if let Some(f) = &a.import {
@@ -342,6 +377,120 @@ pub fn agent(cmd: &AgentCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+fn open_engine(d: &DeviceArgs) -> CliResult<Engine<Box<dyn etch_driver::Device>>> {
+    let spec = DeviceSpec::parse(&d.device)?;
+    let out = match (spec.build_dir(), &d.manifest) {
+        (_, Some(m)) => m.clone(),
+        (Some(out), None) => out.to_path_buf(),
+        _ => {
+            return Err(CliError::Usage(
+                "--manifest OUT is required with vfio-user:, vfio: and serial: devices".into(),
+            ))
+        }
+    };
+    let (dev, timeout) = spec.open(
+        Duration::from_secs_f64(d.timeout.max(0.001)),
+        Path::new("/sys"),
+    )?;
+    Ok(Engine::open(dev, &out, None, timeout)?)
+}
+
+fn propose(a: &ProposeArgs) -> CliResult {
+    crate::run::init_logging("warn");
+    let s = open(&a.state)?;
+    let engine = open_engine(&a.device)?;
+    if let Some(request) = &a.request {
+        let ranked = s.ranked(&engine, request)?;
+        if a.state.json {
+            let v: Vec<_> = ranked
+                .iter()
+                .map(|(c, e, score)| serde_json::json!({ "tool": c.tool, "args": c.args, "english": e, "score": score }))
+                .collect();
+            return print_json(&v);
+        }
+        if ranked.is_empty() {
+            println!("no registry call can be made from the words of this request");
+        }
+        for (i, (_, e, score)) in ranked.iter().enumerate() {
+            println!("{} {score:>8.3}  {e}", if i == 0 { "→" } else { " " });
+        }
+        return Ok(());
+    }
+    let file = a
+        .eval
+        .as_ref()
+        .ok_or_else(|| CliError::Usage("a request or --eval FILE".into()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| CliError::Io {
+        action: "read",
+        path: file.clone(),
+        source: e,
+    })?;
+    let mut rows = Vec::new();
+    let bar = crate::output::progress(
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count() as u64,
+        "ranking",
+    );
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (want, request) = line.split_once('\t').ok_or_else(|| {
+            CliError::Usage(format!(
+                "{}:{}: expected tool<TAB>request",
+                file.display(),
+                n + 1
+            ))
+        })?;
+        let ranked = s.ranked(&engine, request)?;
+        let got = ranked
+            .first()
+            .map(|(c, _, _)| c.tool.clone())
+            .unwrap_or_default();
+        let offered = ranked.iter().any(|(c, _, _)| c.tool == want);
+        rows.push(serde_json::json!({
+            "request": request, "intended": want, "chosen": got, "correct": got == want,
+            "offered": offered, "candidates": ranked.len(),
+        }));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let correct = rows.iter().filter(|r| r["correct"] == true).count();
+    let offered = rows.iter().filter(|r| r["offered"] == true).count();
+    let chance: f64 = rows
+        .iter()
+        .map(|r| {
+            if r["offered"] == true {
+                1.0 / r["candidates"].as_u64().unwrap_or(1).max(1) as f64
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    let summary = serde_json::json!({
+        "requests": rows.len(), "correct": correct, "intended_offered": offered,
+        "chance_expected": chance, "rows": rows,
+    });
+    if a.state.json {
+        return print_json(&summary);
+    }
+    for r in summary["rows"].as_array().into_iter().flatten() {
+        println!(
+            "{} {:<10} (intended {:<10}) {}",
+            if r["correct"] == true { "✓" } else { "✗" },
+            r["chosen"].as_str().unwrap_or(""),
+            r["intended"].as_str().unwrap_or(""),
+            r["request"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "{correct} of {} first choices are the intended tool (the intended tool was among the candidates {offered} times; picking at random would get {chance:.1})",
+        rows.len()
+    );
+    Ok(())
 }
 
 fn syscall(a: &SyscallArgs) -> CliResult {

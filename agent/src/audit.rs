@@ -3,10 +3,10 @@
 //! `STATE/audit.log` is plain text a person can read with `less`:
 //!
 //! ```text
-//! 000012 2026-11-22T05:30:00Z alice: deleted docs/notes.txt into the trash (undo: etch undo 7)	{"event":"executed",…,"prev":"…","hash":"…"}
+//! 000012 2026-11-22T05:30:00Z alice: deleted docs/notes.txt into the trash (undo: etch undo 7)<TAB>{"event":"executed",…,"prev":"…","hash":"…"}
 //! ```
 //!
-//! Each entry's hash covers its sequence number, time, agent, event, English text,
+//! (`<TAB>` is one tab character.) Each entry's hash covers its sequence number, time, agent, event, English text,
 //! fields and the previous entry's hash; the state database keeps the last sequence
 //! number and hash (the anchor). Editing, deleting or reordering any entry — the last
 //! one included — breaks the chain or the anchor, and `etch audit verify` says where.

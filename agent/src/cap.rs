@@ -160,7 +160,7 @@ impl Authority {
             a = p.str(&g.agent),
             w = p.str(&ws_s),
             req = agent_expr(&mut p, &g.agent),
-            paths = prefix_expr(&mut p, &[ws_s.clone()]),
+            paths = prefix_expr(&mut p, std::slice::from_ref(&ws_s)),
             tools = tool_expr(&mut p, &tools)?,
         );
         code += &limits_code(&mut p, 0, &g.recipients, g.expires, g.calls, g.cost)?;

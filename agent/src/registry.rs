@@ -948,12 +948,8 @@ impl Words {
             .first()
             .cloned()
             .or_else(|| after(&[" saying ", " that ", ": ", " with "]));
-        let command = quoted.first().cloned().or_else(|| {
-            request
-                .split_once(' ')
-                .map(|(_, rest)| rest.trim().to_string())
-                .filter(|s| !s.is_empty())
-        });
+        // A command is never made up from prose: only a quoted one is offered.
+        let command = quoted.first().cloned();
         Words {
             paths,
             recipient,

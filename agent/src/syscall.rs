@@ -463,6 +463,25 @@ impl Syscalls {
         )
     }
 
+    /// The registry's candidates for a request with the model's scores, best first
+    /// (what step 2 of a syscall chooses from; nothing is checked or run).
+    pub fn ranked(&self, m: &dyn Model, text: &str) -> Result<Vec<(Call, String, f64)>> {
+        let candidates = self.registry.candidates(text);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let english: Vec<String> = candidates.iter().map(|c| self.registry.render(c)).collect();
+        let scores = m.rank(text, &english)?;
+        let mut out: Vec<(Call, String, f64)> = candidates
+            .into_iter()
+            .zip(english)
+            .zip(scores)
+            .map(|((c, e), s)| (c, e, s))
+            .collect();
+        out.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Ok(out)
+    }
+
     fn propose(&self, m: &dyn Model, agent: &str, text: &str) -> Result<Option<Call>> {
         let candidates = self.registry.candidates(text);
         if candidates.is_empty() {

@@ -21,16 +21,17 @@ const PATTERNS: [&str; 6] = ["fs.*", "fs.read", "fs.write", "msg.send", "proc.ex
 const DIRS: [&str; 4] = ["a", "a/b", "c", "a/b/d"];
 const PEOPLE: [&str; 3] = ["bob", "carol", "dave"];
 
-fn attenuation() -> impl Strategy<
-    Value = (
-        Option<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Option<u64>,
-        Option<u64>,
-    ),
-> {
+/// (child agent, tool patterns, path prefixes, recipients, expiry, call budget)
+type Narrowing = (
+    Option<usize>,
+    Vec<usize>,
+    Vec<usize>,
+    Vec<usize>,
+    Option<u64>,
+    Option<u64>,
+);
+
+fn attenuation() -> impl Strategy<Value = Narrowing> {
     (
         proptest::option::of(0usize..3),
         proptest::collection::vec(0..PATTERNS.len(), 0..3),
@@ -93,9 +94,9 @@ proptest! {
                 calls,
                 cost: None,
             };
-            match tokens.last().unwrap().attenuate(&a) {
-                Ok(t) => tokens.push(t),
-                Err(_) => {} // an empty or disallowed delegation is refused, not widened
+            // An empty or disallowed delegation is refused, not widened.
+            if let Ok(t) = tokens.last().unwrap().attenuate(&a) {
+                tokens.push(t);
             }
         }
         for (agent, tool, paths, recipient, now, used) in requests {
