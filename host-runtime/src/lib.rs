@@ -16,7 +16,8 @@
 //! they reach the model's sequence length. Every such step is a [`ContextEvent`].
 //!
 //! The natural-language system calls, tools, capabilities, staging, undo and the audit
-//! log come next (the runtime II issue).
+//! log live in the `etch-agent` crate, which uses [`Engine::score`] to let the chip
+//! choose among the tool registry's candidates.
 
 #![deny(missing_docs)]
 
