@@ -131,6 +131,7 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
         String::from_utf8_lossy(&run.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    eprintln!("{report:#}");
     assert_eq!(report["target"], "ecp5-85k");
     assert_eq!(report["quick"], true);
     let bit = out.join(report["bitstream"].as_str().unwrap());

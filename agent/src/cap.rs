@@ -147,7 +147,10 @@ impl Authority {
     /// Mints a token (base64).
     pub fn mint(&self, g: &Grant) -> Result<String> {
         check_agent(&g.agent)?;
-        let ws = absolute(&g.workspace)?;
+        let ws = match g.workspace.canonicalize() {
+            Ok(p) => p,
+            Err(_) => absolute(&g.workspace)?,
+        };
         let ws_s = path_str(&ws)?;
         let tools: Vec<String> = if g.tools.is_empty() {
             DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect()

@@ -567,7 +567,11 @@ impl Syscalls {
             .cloned()
             .ok_or_else(|| AgentError::NotFound(format!("there is no tool {:?}", call.tool)))?;
         let english = self.registry.render(&call);
-        let base = cap::absolute(workspace)?;
+        // Symlinks in the workspace path itself are resolved, as at minting.
+        let base = match workspace.canonicalize() {
+            Ok(p) => p,
+            Err(_) => cap::absolute(workspace)?,
+        };
         let mut paths = BTreeMap::new();
         let mut recipients = Vec::new();
         for a in &tool.args {
