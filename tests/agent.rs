@@ -360,7 +360,9 @@ fn eight_agents_at_once_keep_a_whole_chain() {
             .unwrap()
         })
         .collect();
-    drop(s);
+    // Four threads share one handle (one connection behind a lock), four open their
+    // own, as separate processes would.
+    let shared = Arc::new(s);
     let ws = Arc::new(ws);
     let handles: Vec<_> = (0..8)
         .map(|i| {
@@ -370,9 +372,15 @@ fn eight_agents_at_once_keep_a_whole_chain() {
                 ws.clone(),
                 state.clone(),
             );
+            let shared = shared.clone();
             std::thread::spawn(move || {
-                // Each thread its own connection, as separate processes would have.
-                let s = Syscalls::open(&state).unwrap();
+                let own;
+                let s: &Syscalls = if i < 4 {
+                    &shared
+                } else {
+                    own = Syscalls::open(&state).unwrap();
+                    &own
+                };
                 let mut ids = Vec::new();
                 for j in 0..6 {
                     let text = match j % 3 {
