@@ -1,7 +1,8 @@
 //! The runtime's C ABI: the example in `host-runtime/examples/story.c`, compiled with
 //! the system C compiler against the cbindgen header and the cdylib, opens the
 //! simulated chip over vfio-user (`etch serve`), tells a story and scores a sentence —
-//! the ids `etch sim` gives and the score the Rust API gives.
+//! the ids `etch sim` gives and the score the Rust API gives. And the system calls'
+//! C ABI: `agent/examples/syscall.c` stages, approves and verifies.
 
 mod common;
 
@@ -15,41 +16,57 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `libetch_runtime.so`: `cargo test` builds only the rlib of a dependency, so the
-/// cdylib is built here (a no-op when it is current).
-fn cdylib() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-j",
-            "2",
-            "-p",
-            "etch-runtime",
-            "--lib",
-        ])
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p etch-runtime failed");
-    let lib = root().join("target/release/libetch_runtime.so");
+/// `libetch_runtime.so` or `libetch_agent.so`: `cargo test` builds only the rlib of a
+/// dependency, so the cdylibs are built here, both in one build (so that their shared
+/// dependencies are built once, with one set of features), once per test process.
+fn cdylib(package: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *BUILT.get_or_init(|| {
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-j",
+                "2",
+                "-p",
+                "etch-runtime",
+                "-p",
+                "etch-agent",
+                "--lib",
+            ])
+            .current_dir(root())
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(ok, "cargo build of the C libraries failed");
+    let lib = root().join(format!(
+        "target/release/lib{}.so",
+        package.replace('-', "_")
+    ));
     assert!(lib.exists(), "{} was not built", lib.display());
     lib
 }
 
-fn compile_example(dir: &Path) -> PathBuf {
-    let lib = cdylib();
-    let exe = dir.join("story");
+/// Compiles `CRATE/examples/NAME.c` against the crate's header and cdylib.
+fn compile(dir: &Path, krate: &str, package: &str, name: &str) -> PathBuf {
+    let lib = cdylib(package);
+    let exe = dir.join(name);
     let out = Command::new("cc")
         .arg("-std=c99")
         .arg("-Wall")
         .arg("-Werror")
         .arg("-I")
-        .arg(root().join("host-runtime/include"))
-        .arg(root().join("host-runtime/examples/story.c"))
+        .arg(root().join(krate).join("include"))
+        .arg(
+            root()
+                .join(krate)
+                .join("examples")
+                .join(format!("{name}.c")),
+        )
         .arg("-L")
         .arg(lib.parent().unwrap())
-        .arg("-letch_runtime")
+        .arg(format!("-l{}", package.replace('-', "_")))
         .arg("-o")
         .arg(&exe)
         .output()
@@ -60,6 +77,10 @@ fn compile_example(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     exe
+}
+
+fn compile_example(dir: &Path) -> PathBuf {
+    compile(dir, "host-runtime", "etch-runtime", "story")
 }
 
 #[test]
@@ -90,7 +111,7 @@ fn the_c_example_tells_the_story_etch_sim_tells() {
         .arg(&out)
         .arg("the cat")
         .arg("24")
-        .env("LD_LIBRARY_PATH", cdylib().parent().unwrap())
+        .env("LD_LIBRARY_PATH", cdylib("etch-runtime").parent().unwrap())
         .output()
         .unwrap();
     let _ = server.kill();
@@ -150,10 +171,67 @@ fn the_c_abi_reports_errors_in_english() {
     let exe = compile_example(dir.path());
     let run = Command::new(&exe)
         .args(["usb:nothing", "/nonexistent", "x", "4"])
-        .env("LD_LIBRARY_PATH", cdylib().parent().unwrap())
+        .env("LD_LIBRARY_PATH", cdylib("etch-runtime").parent().unwrap())
         .output()
         .unwrap();
     assert_eq!(run.status.code(), Some(1));
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("expected sim:OUT"), "{err}");
+}
+
+#[test]
+fn the_c_example_makes_a_system_call_and_approves_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile(dir.path(), "agent", "etch-agent", "syscall");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let state = dir.path().join("state");
+    let mint = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["cap", "mint", "--agent", "alice", "--workspace"])
+        .arg(&ws)
+        .env("ETCH_STATE", &state)
+        .output()
+        .unwrap();
+    assert!(mint.status.success());
+    let token = String::from_utf8(mint.stdout).unwrap();
+    let run = |request: &str| {
+        Command::new(&exe)
+            .arg(&state)
+            .arg("alice")
+            .arg(token.trim())
+            .arg(&ws)
+            .arg(request)
+            .arg("approve")
+            .env("LD_LIBRARY_PATH", cdylib("etch-agent").parent().unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = run("send a message to bob saying hello from C");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let staged: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(staged["status"], "staged");
+    let done: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(done["status"], "executed");
+    assert!(lines[2].contains("not waiting for approval"), "{stdout}");
+    assert_eq!(lines[3], "audit: intact");
+    assert_eq!(std::fs::read_dir(state.join("outbox")).unwrap().count(), 1);
+    // A denial is an answer, not a failure.
+    let o = run("run rm -rf /");
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["status"], "denied");
+    // A bad state directory is an English error.
+    let o = Command::new(&exe)
+        .args(["/proc/nonexistent/state", "alice", "t", "/", "list files"])
+        .env("LD_LIBRARY_PATH", cdylib("etch-agent").parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot create /proc/nonexistent/state"));
 }

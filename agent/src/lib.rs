@@ -20,6 +20,7 @@
 //!   across crashes; [`Syscalls::undo`].
 //! * [`audit`]: one English line per event, hash-chained and anchored in the state
 //!   database; [`audit::verify`] finds an edited, deleted or reordered entry.
+//! * A C ABI ([`ffi`], `include/etch_agent.h`, `libetch_agent.so`).
 //! * A trust monitor that only tightens: an agent with many denials, a burst of calls
 //!   or an unusual irreversible tool is put in observe mode (its changes are staged).
 
@@ -29,6 +30,7 @@ pub mod audit;
 pub mod cap;
 pub mod confine;
 mod error;
+pub mod ffi;
 pub mod registry;
 mod syscall;
 pub mod time;

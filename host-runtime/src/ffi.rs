@@ -38,7 +38,11 @@ pub struct EtchGenOptions {
 pub type EtchTextFn =
     Option<unsafe extern "C" fn(text: *const c_char, len: usize, user: *mut c_void)>;
 
-fn set_err(err: *mut c_char, err_len: usize, msg: &str) {
+/// Writes `msg` NUL-terminated into the caller's `err` buffer (truncated to fit).
+///
+/// # Safety
+/// `err` is null or writable for `err_len` bytes.
+pub unsafe fn set_err(err: *mut c_char, err_len: usize, msg: &str) {
     if err.is_null() || err_len == 0 {
         return;
     }
@@ -56,7 +60,7 @@ fn set_err(err: *mut c_char, err_len: usize, msg: &str) {
 ///
 /// # Safety
 /// `p` is null or a NUL-terminated string valid for the call.
-unsafe fn arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, String> {
+pub unsafe fn arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, String> {
     if p.is_null() {
         return Err(format!("{what} is null"));
     }
@@ -66,7 +70,11 @@ unsafe fn arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, String> {
         .map_err(|_| format!("{what} is not UTF-8"))
 }
 
-fn guarded<T>(
+/// Runs `f`, turning its error or a panic into the caller's `err` message and `fail`.
+///
+/// # Safety
+/// `err` is null or writable for `err_len` bytes.
+pub unsafe fn guarded<T>(
     err: *mut c_char,
     err_len: usize,
     fail: T,
