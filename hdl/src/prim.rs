@@ -357,6 +357,32 @@ module etch_ram_2r1w #(
         rdata1 <= words[raddr1[AI-1:0]];
     end
 endmodule
+
+// Sixteen registers, three asynchronous read ports, one write port; register 0 reads
+// as zero. Asynchronous reads let FPGA tools build it from LUT RAM (one copy per read
+// port) instead of flip-flops and wide read multiplexers.
+module etch_regfile_3r1w #(
+    parameter W = 64
+) (
+    input  wire         clk,
+    input  wire [3:0]   ra,
+    input  wire [3:0]   rb,
+    input  wire [3:0]   rc,
+    output wire [W-1:0] da,
+    output wire [W-1:0] db,
+    output wire [W-1:0] dc,
+    input  wire         we,
+    input  wire [3:0]   wa,
+    input  wire [W-1:0] wd
+);
+    reg [W-1:0] regs [0:15];
+    integer i;
+    initial for (i = 0; i < 16; i = i + 1) regs[i] = {W{1'b0}};
+    always @(posedge clk) if (we) regs[wa] <= wd;
+    assign da = (ra == 4'd0) ? {W{1'b0}} : regs[ra];
+    assign db = (rb == 4'd0) ? {W{1'b0}} : regs[rb];
+    assign dc = (rc == 4'd0) ? {W{1'b0}} : regs[rc];
+endmodule
 "#;
 
 /// A simple dual-port RAM (one synchronous read port, one write port), the
@@ -414,6 +440,83 @@ impl<const AW: usize, const W: usize> Logic for Ram<AW, W> {
             code: format!(
                 "etch_ram_1r1w #(.W({W}), .A({AW}), .D({d})) ram_i (.clk(clock), .raddr(raddr), .rdata(rdata), .we(we), .waddr(waddr), .wdata(wdata));",
                 d = self._mem.len()
+            ),
+            cores: String::new(),
+        })
+    }
+}
+
+/// The sequencer's register file: the `etch_regfile_3r1w` primitive — sixteen
+/// registers of `W` bits, three combinational read ports, one write port on the
+/// clock edge, register 0 reading as zero.
+#[derive(Clone, Debug, LogicBlock)]
+pub struct RegFile<const W: usize> {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Read address a.
+    pub ra: Signal<In, Bits<4>>,
+    /// Read address b.
+    pub rb: Signal<In, Bits<4>>,
+    /// Read address c.
+    pub rc: Signal<In, Bits<4>>,
+    /// Register `ra` (combinational).
+    pub da: Signal<Out, Bits<W>>,
+    /// Register `rb` (combinational).
+    pub db: Signal<Out, Bits<W>>,
+    /// Register `rc` (combinational).
+    pub dc: Signal<Out, Bits<W>>,
+    /// Write enable.
+    pub we: Signal<In, Bit>,
+    /// Write address.
+    pub wa: Signal<In, Bits<4>>,
+    /// Write data.
+    pub wd: Signal<In, Bits<W>>,
+    _regs: [Bits<W>; 16],
+}
+
+impl<const W: usize> Default for RegFile<W> {
+    fn default() -> Self {
+        RegFile {
+            clock: Default::default(),
+            ra: Default::default(),
+            rb: Default::default(),
+            rc: Default::default(),
+            da: Default::default(),
+            db: Default::default(),
+            dc: Default::default(),
+            we: Default::default(),
+            wa: Default::default(),
+            wd: Default::default(),
+            _regs: [Bits::<W>::default(); 16],
+        }
+    }
+}
+
+impl<const W: usize> Logic for RegFile<W> {
+    fn update(&mut self) {
+        if self.clock.pos_edge() && self.we.val() {
+            let w = self.wa.val().to_u64() as usize;
+            if let Some(slot) = self._regs.get_mut(w) {
+                *slot = self.wd.val();
+            }
+        }
+        let read = |a: Bits<4>, regs: &[Bits<W>; 16]| match a.to_u64() as usize {
+            0 => Bits::<W>::default(),
+            i => regs.get(i).copied().unwrap_or_default(),
+        };
+        self.da.next = read(self.ra.val(), &self._regs);
+        self.db.next = read(self.rb.val(), &self._regs);
+        self.dc.next = read(self.rc.val(), &self._regs);
+    }
+    fn connect(&mut self) {
+        self.da.connect();
+        self.db.connect();
+        self.dc.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        Verilog::Wrapper(Wrapper {
+            code: format!(
+                "etch_regfile_3r1w #(.W({W})) regs_i (.clk(clock), .ra(ra), .rb(rb), .rc(rc), .da(da), .db(db), .dc(dc), .we(we), .wa(wa), .wd(wd));"
             ),
             cores: String::new(),
         })

@@ -9,7 +9,7 @@
 
 use rust_hdl::prelude::*;
 
-use crate::prim::{MulReg, Ram};
+use crate::prim::{MulReg, Ram, RegFile};
 
 /// Sequencer states.
 #[derive(Copy, Clone, Debug, PartialEq, LogicState)]
@@ -104,7 +104,7 @@ pub struct Sequencer {
     state: DFF<SeqState>,
     pc: DFF<Bits<12>>,
     ir: DFF<Bits<64>>,
-    regs: [DFF<Bits<64>>; 16],
+    regs: RegFile<64>,
     beat: DFF<Bits<16>>,
     words: DFF<Bits<16>>,
     spad_even: Ram<9, 32>,
@@ -191,10 +191,7 @@ impl Logic for Sequencer {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(self, clock, state, pc, ir, beat, words, waiting);
-        for i in 0..16 {
-            self.regs[i].clock.next = self.clock.val();
-            self.regs[i].d.next = self.regs[i].q.val();
-        }
+        self.regs.clock.next = self.clock.val();
         self.spad_even.clock.next = self.clock.val();
         self.spad_odd.clock.next = self.clock.val();
         self.mul.clock.next = self.clock.val();
@@ -212,20 +209,12 @@ impl Logic for Sequencer {
         if self.imm.val().get_bit(31) {
             self.simm.next = bit_cast::<64, 32>(self.imm.val()) | 0xFFFF_FFFF_0000_0000_u64;
         }
-        self.va.next = 0.into();
-        self.vb.next = 0.into();
-        self.vc.next = 0.into();
-        for i in 1..16 {
-            if self.inst.val().get_bits::<4>(48).index() == i {
-                self.va.next = self.regs[i].q.val();
-            }
-            if self.inst.val().get_bits::<4>(44).index() == i {
-                self.vb.next = self.regs[i].q.val();
-            }
-            if self.inst.val().get_bits::<4>(40).index() == i {
-                self.vc.next = self.regs[i].q.val();
-            }
-        }
+        self.regs.ra.next = self.inst.val().get_bits::<4>(48);
+        self.regs.rb.next = self.inst.val().get_bits::<4>(44);
+        self.regs.rc.next = self.inst.val().get_bits::<4>(40);
+        self.va.next = self.regs.da.val();
+        self.vb.next = self.regs.db.val();
+        self.vc.next = self.regs.dc.val();
         self.mul.a.next = self.va.val().get_bits::<32>(0);
         self.mul.b.next = self.imm.val();
         // Scratchpad word address for ld/st: ra + imm (32-bit words).
@@ -508,11 +497,9 @@ impl Logic for Sequencer {
         }
 
         // Register write-back (r0 stays 0).
-        for i in 1..16 {
-            if self.wen.val() & (self.rd.val().index() == i) {
-                self.regs[i].d.next = self.wval.val();
-            }
-        }
+        self.regs.we.next = self.wen.val() & self.rd.val().any();
+        self.regs.wa.next = self.rd.val();
+        self.regs.wd.next = self.wval.val();
 
         if self.reset.val() {
             self.state.d.next = SeqState::Boot;
