@@ -12,16 +12,7 @@ fn syscalls(c: &mut Criterion) {
     std::fs::create_dir_all(&ws).unwrap();
     std::fs::write(ws.join("notes.txt"), "remember the milk\n").unwrap();
     let s = Syscalls::open(&dir.path().join("state")).unwrap();
-    let token = s
-        .mint(
-            &Grant {
-                agent: "alice".into(),
-                workspace: ws.clone(),
-                ..Grant::default()
-            },
-            "bench",
-        )
-        .unwrap();
+    let token = s.mint(&Grant::new("alice", &ws), "bench").unwrap();
     let parsed = Token::parse(&token, s.public_key()).unwrap();
     let req = CapRequest {
         agent: "alice".into(),
@@ -35,45 +26,31 @@ fn syscalls(c: &mut Criterion) {
     g.bench_function("authorize", |b| {
         b.iter(|| parsed.authorize(&req, &[]).unwrap())
     });
-    // Thousands of calls from one agent would trip the burst monitor: each sample
-    // uses agents of its own.
+    // Thousands of calls from one agent would trip the burst monitor: every 50 calls
+    // come from an agent of their own.
     let mut n = 0u64;
-    g.bench_function("syscall read (template, executed)", |b| {
-        b.iter(|| {
-            n += 1;
-            let agent = format!("alice/r{}", n / 50);
-            let a = s
-                .syscall(
-                    &Request {
-                        agent: &agent,
-                        token: &token,
-                        workspace: &ws,
-                        text: "read notes.txt",
-                    },
-                    None,
-                )
-                .unwrap();
-            assert_eq!(a.status, Status::Executed);
-        })
-    });
-    g.bench_function("syscall write (template, executed with undo)", |b| {
-        b.iter(|| {
-            n += 1;
-            let agent = format!("alice/w{}", n / 50);
-            let a = s
-                .syscall(
-                    &Request {
-                        agent: &agent,
-                        token: &token,
-                        workspace: &ws,
-                        text: "write hello to out.txt",
-                    },
-                    None,
-                )
-                .unwrap();
-            assert_eq!(a.status, Status::Executed);
-        })
-    });
+    for (name, text) in [
+        ("syscall read (template, executed)", "read notes.txt"),
+        (
+            "syscall write (template, executed with undo)",
+            "write hello to out.txt",
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let agent = format!("alice/a{}", n / 50);
+                let request = Request {
+                    agent: &agent,
+                    token: &token,
+                    workspace: &ws,
+                    text,
+                };
+                let a = s.syscall(&request, None).unwrap();
+                assert_eq!(a.status, Status::Executed);
+            })
+        });
+    }
     g.finish();
 }
 

@@ -3,12 +3,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use etch_agent::cap::{Attenuation, Grant, Token};
 use etch_agent::{audit, Model, Syscalls};
-use etch_runtime::{DeviceSpec, Engine};
+use etch_runtime::Engine;
 
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
@@ -312,11 +311,21 @@ fn read_cap(path: &Path) -> CliResult<String> {
     Ok(text.trim().to_string())
 }
 
-fn expiry(limits: &Limits) -> CliResult<Option<u64>> {
-    Ok(match &limits.expires {
-        None => None,
-        Some(d) => Some(etch_agent::time::now() + etch_agent::time::parse_duration(d)?),
-    })
+impl Limits {
+    /// The capability's limits, the lifetime counted from now.
+    fn to_cap(&self) -> CliResult<etch_agent::cap::Limits> {
+        let expires = match &self.expires {
+            None => None,
+            Some(d) => Some(etch_agent::time::now() + etch_agent::time::parse_duration(d)?),
+        };
+        Ok(etch_agent::cap::Limits {
+            tools: self.tools.clone(),
+            recipients: self.recipients.clone(),
+            expires,
+            calls: self.calls,
+            cost: self.cost,
+        })
+    }
 }
 
 /// `etch agent …`.
@@ -380,21 +389,13 @@ pub fn agent(cmd: &AgentCmd) -> CliResult {
 }
 
 fn open_engine(d: &DeviceArgs) -> CliResult<Engine<Box<dyn etch_driver::Device>>> {
-    let spec = DeviceSpec::parse(&d.device)?;
-    let out = match (spec.build_dir(), &d.manifest) {
-        (_, Some(m)) => m.clone(),
-        (Some(out), None) => out.to_path_buf(),
-        _ => {
-            return Err(CliError::Usage(
-                "--manifest OUT is required with vfio-user:, vfio: and serial: devices".into(),
-            ))
-        }
-    };
-    let (dev, timeout) = spec.open(
-        Duration::from_secs_f64(d.timeout.max(0.001)),
+    crate::chat::open_engine(
+        &d.device,
+        d.manifest.as_deref(),
+        d.timeout,
         Path::new("/sys"),
-    )?;
-    Ok(Engine::open(dev, &out, None, timeout)?)
+        None,
+    )
 }
 
 fn propose(a: &ProposeArgs) -> CliResult {
@@ -507,22 +508,13 @@ fn syscall(a: &SyscallArgs) -> CliResult {
     let needs_model = s.registry().match_template(&a.request).is_none();
     let answer = match (&a.device, needs_model) {
         (Some(dev), true) => {
-            let spec = DeviceSpec::parse(dev)?;
-            let out = match (spec.build_dir(), &a.manifest) {
-                (_, Some(m)) => m.clone(),
-                (Some(out), None) => out.to_path_buf(),
-                _ => {
-                    return Err(CliError::Usage(
-                        "--manifest OUT is required with vfio-user:, vfio: and serial: devices"
-                            .into(),
-                    ))
-                }
-            };
-            let (dev, timeout) = spec.open(
-                Duration::from_secs_f64(a.timeout.max(0.001)),
+            let engine = crate::chat::open_engine(
+                dev,
+                a.manifest.as_deref(),
+                a.timeout,
                 Path::new("/sys"),
+                None,
             )?;
-            let engine = Engine::open(dev, &out, None, timeout)?;
             s.syscall(&req, Some(&engine as &dyn Model))?
         }
         _ => s.syscall(&req, None)?,
@@ -572,11 +564,7 @@ pub fn cap(cmd: &CapCmd) -> CliResult {
             let g = Grant {
                 agent: a.agent.clone(),
                 workspace,
-                tools: a.limits.tools.clone(),
-                recipients: a.limits.recipients.clone(),
-                expires: expiry(&a.limits)?,
-                calls: a.limits.calls,
-                cost: a.limits.cost,
+                limits: a.limits.to_cap()?,
             };
             let token = s.mint(&g, &a.by)?;
             if a.state.json {
@@ -590,12 +578,8 @@ pub fn cap(cmd: &CapCmd) -> CliResult {
             let token = read_cap(&a.cap)?;
             let att = Attenuation {
                 agent: a.agent.clone(),
-                tools: a.limits.tools.clone(),
                 paths: a.paths.clone(),
-                recipients: a.limits.recipients.clone(),
-                expires: expiry(&a.limits)?,
-                calls: a.limits.calls,
-                cost: a.limits.cost,
+                limits: a.limits.to_cap()?,
             };
             let child = s.attenuate(&token, &att, &a.by)?;
             if a.state.json {

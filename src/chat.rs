@@ -2,6 +2,7 @@
 //! kept under a state directory across runs.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use etch_runtime::{DeviceSpec, Engine, GenOptions};
@@ -13,22 +14,13 @@ use crate::output::write_stdout;
 /// `etch chat`.
 pub fn chat(a: &crate::ChatArgs) -> CliResult {
     crate::run::init_logging("warn");
-    let spec = DeviceSpec::parse(&a.device)?;
-    let out = match (spec.build_dir(), &a.manifest) {
-        (_, Some(m)) => m.clone(),
-        (Some(out), None) => out.to_path_buf(),
-        _ => {
-            return Err(CliError::Usage(
-                "--manifest OUT is required with vfio-user:, vfio: and serial: devices".into(),
-            ))
-        }
-    };
-    let timeout = Duration::from_secs_f64(a.timeout.max(0.001));
-    let bar = crate::output::spinner("opening the device");
-    let opened = spec.open(timeout, &a.sysfs);
-    bar.finish_and_clear();
-    let (dev, timeout) = opened?;
-    let engine = Engine::open(dev, &out, Some(&a.state), timeout)?;
+    let engine = open_engine(
+        &a.device,
+        a.manifest.as_deref(),
+        a.timeout,
+        &a.sysfs,
+        Some(&a.state),
+    )?;
     let s = &a.sampling;
     if !s.json {
         engine.on_event(|e| eprintln!("etch: {}", e.describe()));
@@ -55,6 +47,34 @@ pub fn chat(a: &crate::ChatArgs) -> CliResult {
     result?;
     kept?;
     Ok(())
+}
+
+/// Opens an engine on a device given as on the command line: `out` is the build
+/// directory of `sim:` devices unless `manifest` names one (required for the others);
+/// `state` persists contexts.
+pub fn open_engine(
+    device: &str,
+    manifest: Option<&Path>,
+    timeout_s: f64,
+    sysfs: &Path,
+    state: Option<&Path>,
+) -> CliResult<Engine<Box<dyn etch_driver::Device>>> {
+    let spec = DeviceSpec::parse(device)?;
+    let out = match (spec.build_dir(), manifest) {
+        (_, Some(m)) => m.to_path_buf(),
+        (Some(out), None) => out.to_path_buf(),
+        _ => {
+            return Err(CliError::Usage(
+                "--manifest OUT is required with vfio-user:, vfio: and serial: devices".into(),
+            ))
+        }
+    };
+    let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
+    let bar = crate::output::spinner("opening the device");
+    let opened = spec.open(timeout, sysfs);
+    bar.finish_and_clear();
+    let (dev, timeout) = opened?;
+    Ok(Engine::open(dev, &out, state, timeout)?)
 }
 
 fn turn<D: etch_driver::Device>(

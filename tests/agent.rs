@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etch_agent::cap::{Attenuation, Grant};
+use etch_agent::cap::{Attenuation, Grant, Limits};
 use etch_agent::{Call, Request, Status, Syscalls};
 use serde_json::Value;
 
@@ -227,6 +227,20 @@ fn the_cli_session_of_the_docs() {
     assert_eq!(mcp["tools"].as_array().unwrap().len(), 7);
 }
 
+/// A template-only system call through the library.
+fn ask(s: &Syscalls, ws: &Path, agent: &str, token: &str, text: &str) -> etch_agent::Answer {
+    s.syscall(
+        &Request {
+            agent,
+            token,
+            workspace: ws,
+            text,
+        },
+        None,
+    )
+    .unwrap()
+}
+
 /// Waits for the fault hook's mark, then SIGKILLs.
 fn kill_at(mut child: std::process::Child, state: &Path) {
     let mark = state.join("fault-reached");
@@ -348,17 +362,7 @@ fn eight_agents_at_once_keep_a_whole_chain() {
     let names: Vec<String> = (0..8).map(|i| format!("agent{i}")).collect();
     let tokens: Vec<String> = names
         .iter()
-        .map(|n| {
-            s.mint(
-                &Grant {
-                    agent: n.clone(),
-                    workspace: ws.clone(),
-                    ..Grant::default()
-                },
-                "t",
-            )
-            .unwrap()
-        })
+        .map(|n| s.mint(&Grant::new(n, &ws), "t").unwrap())
         .collect();
     // Four threads share one handle (one connection behind a lock), four open their
     // own, as separate processes would.
@@ -536,23 +540,16 @@ fn bad_input_is_denied_clearly_and_recorded() {
     std::fs::create_dir_all(&ws).unwrap();
     let s = Syscalls::open(&dir.path().join("state")).unwrap();
     let now = etch_agent::time::now();
-    let token = s
-        .mint(
-            &Grant {
-                agent: "alice".into(),
-                workspace: ws.clone(),
-                ..Grant::default()
-            },
-            "t",
-        )
-        .unwrap();
+    let token = s.mint(&Grant::new("alice", &ws), "t").unwrap();
     let expired = s
         .mint(
             &Grant {
                 agent: "alice".into(),
                 workspace: ws.clone(),
-                expires: Some(now - 1),
-                ..Grant::default()
+                limits: Limits {
+                    expires: Some(now - 1),
+                    ..Limits::default()
+                },
             },
             "t",
         )
@@ -560,14 +557,7 @@ fn bad_input_is_denied_clearly_and_recorded() {
     let other = tempfile::tempdir().unwrap();
     let foreign = Syscalls::open(other.path())
         .unwrap()
-        .mint(
-            &Grant {
-                agent: "alice".into(),
-                workspace: ws.clone(),
-                ..Grant::default()
-            },
-            "t",
-        )
+        .mint(&Grant::new("alice", &ws), "t")
         .unwrap();
     let mut forged = token.clone();
     forged.replace_range(
@@ -578,18 +568,7 @@ fn bad_input_is_denied_clearly_and_recorded() {
             "AAAA"
         },
     );
-    let ask = |agent: &str, token: &str, text: &str| {
-        s.syscall(
-            &Request {
-                agent,
-                token,
-                workspace: &ws,
-                text,
-            },
-            None,
-        )
-        .unwrap()
-    };
+    let ask = |agent: &str, token: &str, text: &str| ask(&s, &ws, agent, token, text);
     let cases: Vec<(etch_agent::Answer, &str)> = vec![
         (ask("alice", &token, ""), "empty"),
         (ask("alice", &token, "write \0 to x"), "NUL"),
@@ -671,26 +650,17 @@ fn budgets_revocation_delegation_and_the_trust_monitor() {
     std::fs::create_dir_all(ws.join("docs")).unwrap();
     std::fs::create_dir_all(ws.join("src")).unwrap();
     let s = Syscalls::open(&dir.path().join("state")).unwrap();
-    let ask = |agent: &str, token: &str, text: &str| {
-        s.syscall(
-            &Request {
-                agent,
-                token,
-                workspace: &ws,
-                text,
-            },
-            None,
-        )
-        .unwrap()
-    };
+    let ask = |agent: &str, token: &str, text: &str| ask(&s, &ws, agent, token, text);
     // A budget of three calls.
     let t = s
         .mint(
             &Grant {
                 agent: "alice".into(),
                 workspace: ws.clone(),
-                calls: Some(3),
-                ..Grant::default()
+                limits: Limits {
+                    calls: Some(3),
+                    ..Limits::default()
+                },
             },
             "t",
         )
@@ -704,16 +674,7 @@ fn budgets_revocation_delegation_and_the_trust_monitor() {
 
     // Delegation narrows to docs/ and to a child agent; revoking the child leaves the
     // parent working, revoking the parent stops the child.
-    let parent = s
-        .mint(
-            &Grant {
-                agent: "bob".into(),
-                workspace: ws.clone(),
-                ..Grant::default()
-            },
-            "t",
-        )
-        .unwrap();
+    let parent = s.mint(&Grant::new("bob", &ws), "t").unwrap();
     let child = s
         .attenuate(
             &parent,
@@ -752,16 +713,7 @@ fn budgets_revocation_delegation_and_the_trust_monitor() {
     assert!(ask("bob", &parent, "list docs").english.contains("revoked"));
 
     // Trust: enough denials put an agent in observe mode, where its changes wait.
-    let c = s
-        .mint(
-            &Grant {
-                agent: "carol".into(),
-                workspace: ws.clone(),
-                ..Grant::default()
-            },
-            "t",
-        )
-        .unwrap();
+    let c = s.mint(&Grant::new("carol", &ws), "t").unwrap();
     for _ in 0..etch_agent::TRUST_DENIALS {
         assert_eq!(ask("carol", &c, "run true").status, Status::Denied);
     }
@@ -792,16 +744,7 @@ fn the_chip_chooses_a_tool_when_no_template_matches() {
     std::fs::create_dir_all(ws.join("docs")).unwrap();
     std::fs::write(ws.join("docs/old.txt"), "old").unwrap();
     let s = Syscalls::open(&dir.path().join("state")).unwrap();
-    let token = s
-        .mint(
-            &Grant {
-                agent: "alice".into(),
-                workspace: ws.clone(),
-                ..Grant::default()
-            },
-            "t",
-        )
-        .unwrap();
+    let token = s.mint(&Grant::new("alice", &ws), "t").unwrap();
     let dev = etch_driver::InProcess::open(&out, &m.design_hash).unwrap();
     let engine = etch_runtime::Engine::open(
         dev,

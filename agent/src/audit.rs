@@ -44,6 +44,21 @@ pub struct Entry {
     pub hash: String,
 }
 
+impl Entry {
+    /// The hash this entry's content and link should have.
+    fn computed_hash(&self) -> String {
+        digest(
+            self.seq,
+            self.time,
+            &self.agent,
+            &self.event,
+            &self.english,
+            &self.fields.to_string(),
+            &self.prev,
+        )
+    }
+}
+
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn digest(
@@ -181,7 +196,7 @@ fn parse_line(n: usize, line: &str) -> std::result::Result<Entry, String> {
     let rest = parts.next().ok_or_else(|| bad("no text"))?;
     let (agent, english) = rest.split_once(": ").ok_or_else(|| bad("no agent"))?;
     let v: Value = serde_json::from_str(json).map_err(|_| bad("its fields are not JSON"))?;
-    let time = parse_time(time_s).ok_or_else(|| bad("bad time"))?;
+    let time = crate::time::parse_rfc3339(time_s).ok_or_else(|| bad("bad time"))?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     Ok(Entry {
         seq,
@@ -195,38 +210,27 @@ fn parse_line(n: usize, line: &str) -> std::result::Result<Entry, String> {
     })
 }
 
-fn parse_time(s: &str) -> Option<u64> {
-    // YYYY-MM-DDTHH:MM:SSZ → UNIX seconds (days from civil).
-    let b = s.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
-
-/// Every entry of the log, in file order, or the first line that is not one.
-pub fn read(state: &Path) -> Result<Vec<std::result::Result<Entry, String>>> {
+/// Every line of the log with its entry, or why it is not one.
+fn load(state: &Path) -> Result<Vec<(String, std::result::Result<Entry, String>)>> {
     let p = path(state);
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(AgentError::Tampered("the log is not UTF-8 text".into()))
+        }
         Err(e) => return Err(AgentError::io("read", &p, e)),
     };
     Ok(text
         .lines()
         .enumerate()
-        .map(|(i, l)| parse_line(i + 1, l))
+        .map(|(i, l)| (l.to_string(), parse_line(i + 1, l)))
         .collect())
+}
+
+/// Every entry of the log, in file order, or the first line that is not one.
+pub fn read(state: &Path) -> Result<Vec<std::result::Result<Entry, String>>> {
+    Ok(load(state)?.into_iter().map(|(_, e)| e).collect())
 }
 
 /// The last `n` entries.
@@ -252,24 +256,17 @@ pub struct Verdict {
 
 /// Checks every link of the chain and the anchor.
 pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
-    let p = path(state);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+    let entries = match load(state) {
+        Ok(e) => e,
+        Err(AgentError::Tampered(why)) => {
             return Ok(Verdict {
                 entries: 0,
                 intact: false,
-                problem: Some("the log is not UTF-8 text".into()),
+                problem: Some(why),
             })
         }
-        Err(e) => return Err(AgentError::io("read", &p, e)),
+        Err(e) => return Err(e),
     };
-    let entries: Vec<(&str, std::result::Result<Entry, String>)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (l, parse_line(i + 1, l)))
-        .collect();
     let (anchor_seq, anchor_hash) = head(db)?;
     let mut prev = GENESIS.to_string();
     let mut expect = 1u64;
@@ -285,7 +282,7 @@ pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
             Err(why) => return Ok(fail(total, why)),
         };
         // Byte for byte as written: any change to the line is an edit.
-        if format_line(&e).trim_end_matches('\n') != line {
+        if format_line(&e).trim_end_matches('\n') != line.as_str() {
             return Ok(fail(
                 total,
                 format!(
@@ -319,15 +316,7 @@ pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
                 ),
             ));
         }
-        let h = digest(
-            e.seq,
-            e.time,
-            &e.agent,
-            &e.event,
-            &e.english,
-            &e.fields.to_string(),
-            &e.prev,
-        );
+        let h = e.computed_hash();
         if h != e.hash {
             return Ok(fail(
                 total,
@@ -388,15 +377,7 @@ pub(crate) fn recover(db: &Connection, state: &Path) -> Result<()> {
         let Ok(e) = parse_line(i + 1, line) else {
             break;
         };
-        let h = digest(
-            e.seq,
-            e.time,
-            &e.agent,
-            &e.event,
-            &e.english,
-            &e.fields.to_string(),
-            &e.prev,
-        );
+        let h = e.computed_hash();
         if e.seq != last + 1 || e.prev != prev || h != e.hash {
             break;
         }
@@ -407,16 +388,4 @@ pub(crate) fn recover(db: &Connection, state: &Path) -> Result<()> {
         set_head(db, last, &prev)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_round_trip() {
-        for t in [0u64, 951_782_400, 1_795_322_096, 4_102_444_800] {
-            assert_eq!(parse_time(&crate::time::rfc3339(t)), Some(t));
-        }
-    }
 }

@@ -21,6 +21,23 @@ use biscuit_auth::{
 
 use crate::error::{AgentError, Result};
 
+/// The limits a token states, at minting or at each delegation; every one only adds
+/// a check.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// Tool patterns: an exact name, `prefix.*` or `*`. Empty: at minting, the shipped
+    /// file tools and `msg.send`; in a delegation, no further limit.
+    pub tools: Vec<String>,
+    /// Recipients allowed for messages (empty: no limit).
+    pub recipients: Vec<String>,
+    /// UNIX second after which it stops working.
+    pub expires: Option<u64>,
+    /// At most this many calls (through this block).
+    pub calls: Option<u64>,
+    /// At most this much estimated cost (through this block).
+    pub cost: Option<u64>,
+}
+
 /// What a minted token allows.
 #[derive(Clone, Debug, Default)]
 pub struct Grant {
@@ -28,36 +45,40 @@ pub struct Grant {
     pub agent: String,
     /// The workspace root (absolute; every path argument must lie inside it).
     pub workspace: PathBuf,
-    /// Tool patterns: an exact name, `prefix.*` or `*`. Empty: the shipped file tools
-    /// and `msg.send`.
-    pub tools: Vec<String>,
-    /// Recipients allowed for messages (empty: anyone).
-    pub recipients: Vec<String>,
-    /// UNIX second after which it stops working.
-    pub expires: Option<u64>,
-    /// At most this many calls.
-    pub calls: Option<u64>,
-    /// At most this much estimated cost.
-    pub cost: Option<u64>,
+    /// Tools, recipients, expiry, budgets.
+    pub limits: Limits,
 }
 
-/// A narrowing of a token (delegation): every field only adds a check.
+impl Grant {
+    /// The default grant: the shipped file tools and `msg.send` for `agent` inside
+    /// `workspace`, no expiry, no budget.
+    pub fn new(agent: &str, workspace: &Path) -> Self {
+        Grant {
+            agent: agent.into(),
+            workspace: workspace.into(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The tool patterns it allows (the defaults when none were given).
+    pub fn tools(&self) -> Vec<String> {
+        if self.limits.tools.is_empty() {
+            DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.limits.tools.clone()
+        }
+    }
+}
+
+/// A narrowing of a token (delegation).
 #[derive(Clone, Debug, Default)]
 pub struct Attenuation {
     /// Delegate to this child agent (`parent/child`).
     pub agent: Option<String>,
-    /// Only these tool patterns.
-    pub tools: Vec<String>,
     /// Only paths under these (absolute, or relative to the workspace).
     pub paths: Vec<PathBuf>,
-    /// Only these recipients.
-    pub recipients: Vec<String>,
-    /// Expires at this UNIX second.
-    pub expires: Option<u64>,
-    /// At most this many calls through this block.
-    pub calls: Option<u64>,
-    /// At most this much cost through this block.
-    pub cost: Option<u64>,
+    /// Tools, recipients, expiry, budgets of this block.
+    pub limits: Limits,
 }
 
 /// One call, as the authorizer sees it.
@@ -152,11 +173,7 @@ impl Authority {
             Err(_) => absolute(&g.workspace)?,
         };
         let ws_s = path_str(&ws)?;
-        let tools: Vec<String> = if g.tools.is_empty() {
-            DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect()
-        } else {
-            g.tools.clone()
-        };
+        let tools = g.tools();
         let mut p = Params::default();
         let mut code = format!(
             "agent({a});\nworkspace({w});\ncheck if requester($r), {req};\nreject if path($p), !({paths});\ncheck if tool($t), {tools};\n",
@@ -166,7 +183,7 @@ impl Authority {
             paths = prefix_expr(&mut p, std::slice::from_ref(&ws_s)),
             tools = tool_expr(&mut p, &tools)?,
         );
-        code += &limits_code(&mut p, 0, &g.recipients, g.expires, g.calls, g.cost)?;
+        code += &limits_code(&mut p, 0, &g.limits)?;
         let token = Biscuit::builder()
             .code_with_params(&code, p.0, HashMap::new())?
             .build(&self.key)?;
@@ -254,8 +271,11 @@ impl Token {
             }
             code += &format!("check if requester($r), {};\n", agent_expr(&mut p, child));
         }
-        if !a.tools.is_empty() {
-            code += &format!("check if tool($t), {};\n", tool_expr(&mut p, &a.tools)?);
+        if !a.limits.tools.is_empty() {
+            code += &format!(
+                "check if tool($t), {};\n",
+                tool_expr(&mut p, &a.limits.tools)?
+            );
         }
         if !a.paths.is_empty() {
             let ws = self.workspace()?;
@@ -269,7 +289,7 @@ impl Token {
                 prefix_expr(&mut p, &prefixes)
             );
         }
-        code += &limits_code(&mut p, k, &a.recipients, a.expires, a.calls, a.cost)?;
+        code += &limits_code(&mut p, k, &a.limits)?;
         if code.is_empty() {
             return Err(AgentError::Invalid(
                 "an attenuation must narrow something (agent, tools, paths, recipients, expiry or a budget)".into(),
@@ -455,14 +475,10 @@ fn tool_expr(p: &mut Params, patterns: &[String]) -> Result<String> {
     Ok(parts.join(" || "))
 }
 
-fn limits_code(
-    p: &mut Params,
-    block: i64,
-    recipients: &[String],
-    expires: Option<u64>,
-    calls: Option<u64>,
-    cost: Option<u64>,
-) -> Result<String> {
+/// The checks of a block's recipients, expiry and budgets (tools are checked apart:
+/// a minted token always names its tools).
+fn limits_code(p: &mut Params, block: i64, l: &Limits) -> Result<String> {
+    let (recipients, expires, calls, cost) = (&l.recipients, l.expires, l.calls, l.cost);
     let mut code = String::new();
     if !recipients.is_empty() {
         for r in recipients {
@@ -491,7 +507,8 @@ fn limits_code(
     Ok(code)
 }
 
-fn check_agent(agent: &str) -> Result<()> {
+/// An agent name: letters, digits and `._-`, children written `parent/child`.
+pub(crate) fn check_agent(agent: &str) -> Result<()> {
     let ok = !agent.is_empty()
         && agent.len() <= 128
         && agent.split('/').all(|part| {
@@ -610,20 +627,24 @@ mod tests {
             .mint(&Grant {
                 agent: "alice".into(),
                 workspace: "/ws".into(),
-                tools: vec!["*".into()],
-                calls: Some(10),
-                ..Grant::default()
+                limits: Limits {
+                    tools: vec!["*".into()],
+                    calls: Some(10),
+                    ..Limits::default()
+                },
             })
             .unwrap();
         let t = Token::parse(&t, auth.public()).unwrap();
         let child = t
             .attenuate(&Attenuation {
                 agent: Some("alice/helper".into()),
-                tools: vec!["fs.read".into()],
                 paths: vec!["docs".into()],
-                calls: Some(2),
-                expires: Some(2000),
-                ..Attenuation::default()
+                limits: Limits {
+                    tools: vec!["fs.read".into()],
+                    calls: Some(2),
+                    expires: Some(2000),
+                    ..Limits::default()
+                },
             })
             .unwrap();
         assert!(child

@@ -345,68 +345,29 @@ fn cstring(p: &Path) -> Result<CString> {
         .map_err(|_| AgentError::Invalid(format!("the path {} contains a NUL byte", p.display())))
 }
 
-/// An [`FsOp`] with its C strings made before the fork.
+/// An [`FsOp`] with its C strings made before the fork: `a` and `b` are the
+/// operation's first and second path (empty when it has one), `dirs` the directories
+/// of a write.
 struct Prepared<'a> {
-    kind: u8,
+    op: &'a FsOp,
     a: CString,
     b: CString,
     dirs: Vec<CString>,
-    data: &'a [u8],
 }
 
 impl<'a> Prepared<'a> {
     fn new(op: &'a FsOp) -> Result<Self> {
-        let empty = CString::default();
-        Ok(match op {
-            FsOp::Read(p) => Prepared {
-                kind: 0,
-                a: cstring(p)?,
-                b: empty,
-                dirs: vec![],
-                data: &[],
-            },
-            FsOp::List(p) => Prepared {
-                kind: 1,
-                a: cstring(p)?,
-                b: empty,
-                dirs: vec![],
-                data: &[],
-            },
-            FsOp::Write { path, mkdirs, data } => Prepared {
-                kind: 2,
-                a: cstring(path)?,
-                b: empty,
-                dirs: mkdirs.iter().map(|d| cstring(d)).collect::<Result<_>>()?,
-                data,
-            },
-            FsOp::WriteOnce { tmp, path, data } => Prepared {
-                kind: 3,
-                a: cstring(tmp)?,
-                b: cstring(path)?,
-                dirs: vec![],
-                data,
-            },
-            FsOp::Rename { from, to } => Prepared {
-                kind: 4,
-                a: cstring(from)?,
-                b: cstring(to)?,
-                dirs: vec![],
-                data: &[],
-            },
-            FsOp::Unlink(p) => Prepared {
-                kind: 5,
-                a: cstring(p)?,
-                b: empty,
-                dirs: vec![],
-                data: &[],
-            },
-            FsOp::Rmdir(p) => Prepared {
-                kind: 6,
-                a: cstring(p)?,
-                b: empty,
-                dirs: vec![],
-                data: &[],
-            },
+        let (a, b, dirs): (&Path, Option<&Path>, &[PathBuf]) = match op {
+            FsOp::Read(p) | FsOp::List(p) | FsOp::Unlink(p) | FsOp::Rmdir(p) => (p, None, &[]),
+            FsOp::Write { path, mkdirs, .. } => (path, None, mkdirs),
+            FsOp::WriteOnce { tmp, path, .. } => (tmp, Some(path), &[]),
+            FsOp::Rename { from, to } => (from, Some(to), &[]),
+        };
+        Ok(Prepared {
+            op,
+            a: cstring(a)?,
+            b: b.map(cstring).transpose()?.unwrap_or_default(),
+            dirs: dirs.iter().map(|d| cstring(d)).collect::<Result<_>>()?,
         })
     }
 
@@ -416,24 +377,35 @@ impl<'a> Prepared<'a> {
     /// Only after `fork`, in the child.
     unsafe fn run(&self, out: libc::c_int) -> libc::c_int {
         let errno = || *libc::__errno_location();
-        let mut buf = [0u8; 65536];
-        match self.kind {
-            0 | 1 => {
-                let flags = if self.kind == 0 {
-                    libc::O_RDONLY | libc::O_CLOEXEC
-                } else {
+        let ok_or_errno = |r: libc::c_int| if r == 0 { 0 } else { errno() };
+        let noreplace = || {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                self.a.as_ptr(),
+                libc::AT_FDCWD,
+                self.b.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        match self.op {
+            FsOp::Read(_) | FsOp::List(_) => {
+                let list = matches!(self.op, FsOp::List(_));
+                let flags = if list {
                     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC
+                } else {
+                    libc::O_RDONLY | libc::O_CLOEXEC
                 };
                 let fd = libc::open(self.a.as_ptr(), flags);
                 if fd < 0 {
                     return errno();
                 }
+                let mut buf = [0u8; 65536];
                 loop {
-                    let n = if self.kind == 0 {
-                        libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
-                    } else {
+                    let n = if list {
                         libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
                             as isize
+                    } else {
+                        libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
                     };
                     if n < 0 {
                         return errno();
@@ -446,58 +418,29 @@ impl<'a> Prepared<'a> {
                     }
                 }
             }
-            2 => {
+            FsOp::Write { data, .. } => {
                 for d in &self.dirs {
                     if libc::mkdir(d.as_ptr(), 0o755) != 0 && errno() != libc::EEXIST {
                         return errno();
                     }
                 }
-                write_file(&self.a, self.data)
+                write_file(&self.a, data)
             }
-            3 => {
-                let r = write_file(&self.a, self.data);
+            FsOp::WriteOnce { data, .. } => {
+                let r = write_file(&self.a, data);
                 if r != 0 {
                     return r;
                 }
-                if libc::renameat2(
-                    libc::AT_FDCWD,
-                    self.a.as_ptr(),
-                    libc::AT_FDCWD,
-                    self.b.as_ptr(),
-                    libc::RENAME_NOREPLACE,
-                ) != 0
-                {
+                if noreplace() != 0 {
                     let e = errno();
                     libc::unlink(self.a.as_ptr());
                     return if e == libc::EEXIST { EXISTED } else { e };
                 }
                 0
             }
-            4 => {
-                if libc::renameat2(
-                    libc::AT_FDCWD,
-                    self.a.as_ptr(),
-                    libc::AT_FDCWD,
-                    self.b.as_ptr(),
-                    libc::RENAME_NOREPLACE,
-                ) != 0
-                {
-                    return errno();
-                }
-                0
-            }
-            5 => {
-                if libc::unlink(self.a.as_ptr()) != 0 {
-                    return errno();
-                }
-                0
-            }
-            _ => {
-                if libc::rmdir(self.a.as_ptr()) != 0 {
-                    return errno();
-                }
-                0
-            }
+            FsOp::Rename { .. } => ok_or_errno(noreplace()),
+            FsOp::Unlink(_) => ok_or_errno(libc::unlink(self.a.as_ptr())),
+            FsOp::Rmdir(_) => ok_or_errno(libc::rmdir(self.a.as_ptr())),
         }
     }
 }

@@ -20,11 +20,12 @@ pub struct EtchSyscalls {
     inner: Syscalls,
 }
 
-/// Writes `json` NUL-terminated into `out`, or says how much room it needs.
+/// Writes `answer` as JSON, NUL-terminated, into `out`, or says how much room it needs.
 ///
 /// # Safety
 /// `out` is writable for `out_len` bytes.
-unsafe fn put(json: &str, out: *mut c_char, out_len: usize) -> Result<(), String> {
+unsafe fn put(answer: &crate::Answer, out: *mut c_char, out_len: usize) -> Result<c_int, String> {
+    let json = serde_json::to_string(answer).map_err(|e| e.to_string())?;
     if out.is_null() || out_len <= json.len() {
         return Err(format!(
             "the answer needs {} bytes of buffer, {out_len} were given",
@@ -32,8 +33,8 @@ unsafe fn put(json: &str, out: *mut c_char, out_len: usize) -> Result<(), String
         ));
     }
     // SAFETY: out_len > json.len(), so the answer and its NUL fit.
-    unsafe { set_err(out, out_len, json) };
-    Ok(())
+    unsafe { set_err(out, out_len, &json) };
+    Ok(0)
 }
 
 fn handle<'a>(h: *mut EtchSyscalls) -> Result<&'a EtchSyscalls, String> {
@@ -116,10 +117,8 @@ pub unsafe extern "C" fn etch_syscall(
                 None,
             )
             .map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(&a).map_err(|e| e.to_string())?;
         // SAFETY: forwarded caller contract.
-        unsafe { put(&json, answer, answer_len)? };
-        Ok(0)
+        unsafe { put(&a, answer, answer_len) }
     })
 }
 
@@ -143,10 +142,8 @@ pub unsafe extern "C" fn etch_approve(
         // SAFETY: forwarded caller contract.
         let by = unsafe { arg(by, "by")? };
         let a = s.inner.approve(id, by).map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(&a).map_err(|e| e.to_string())?;
         // SAFETY: forwarded caller contract.
-        unsafe { put(&json, answer, answer_len)? };
-        Ok(0)
+        unsafe { put(&a, answer, answer_len) }
     })
 }
 

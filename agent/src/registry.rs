@@ -685,18 +685,22 @@ fn tool_from_mcp(d: &Value) -> Result<Tool> {
     } else {
         Reversibility::Irreversible
     };
-    let templates: Vec<String> = match meta.get("etch/templates") {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad(format!("{name}: etch/templates must be strings")))
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => return Err(bad(format!("{name}: etch/templates must be a list"))),
+    // A field that must be a list of strings (absent: empty).
+    let strings = |field: &str| -> Result<Vec<String>> {
+        match meta.get(field) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad(format!("{name}: {field} must be a list of strings")))
+                })
+                .collect(),
+            Some(_) => Err(bad(format!("{name}: {field} must be a list of strings"))),
+        }
     };
+    let templates = strings("etch/templates")?;
     for t in &templates {
         for p in placeholders(t) {
             if !args.iter().any(|a| a.name == p) {
@@ -717,22 +721,11 @@ fn tool_from_mcp(d: &Value) -> Result<Tool> {
             .as_u64()
             .ok_or_else(|| bad(format!("{name}: etch/cost must be a whole number")))?,
     };
-    let executor = match meta.get("etch/command") {
-        None => Executor::None,
-        Some(Value::Array(a)) if !a.is_empty() => Executor::Command(
-            a.iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| bad(format!("{name}: etch/command must be strings")))
-                })
-                .collect::<Result<_>>()?,
-        ),
-        Some(_) => {
-            return Err(bad(format!(
-                "{name}: etch/command must be a non-empty list"
-            )))
-        }
+    let command = strings("etch/command")?;
+    let executor = match (meta.get("etch/command"), command.is_empty()) {
+        (None, _) => Executor::None,
+        (Some(_), false) => Executor::Command(command),
+        (Some(_), true) => return Err(bad(format!("{name}: etch/command is empty"))),
     };
     Ok(Tool {
         name: name.into(),
@@ -767,28 +760,23 @@ fn normalize(request: &str) -> String {
 }
 
 fn literal_len(template: &str) -> usize {
-    let mut n = 0;
-    let mut depth = 0;
-    for c in template.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth -= 1,
-            _ if depth == 0 => n += 1,
-            _ => {}
-        }
-    }
-    n
+    pieces(template)
+        .iter()
+        .map(|p| match p {
+            Piece::Lit(l) => l.chars().count(),
+            Piece::Hole(_) => 0,
+        })
+        .sum()
 }
 
 fn placeholders(template: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(i) = rest.find('{') {
-        let Some(j) = rest[i..].find('}') else { break };
-        out.push(rest[i + 1..i + j].to_string());
-        rest = &rest[i + j + 1..];
-    }
-    out
+    pieces(template)
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Hole(h) => Some(h),
+            Piece::Lit(_) => None,
+        })
+        .collect()
 }
 
 enum Piece {

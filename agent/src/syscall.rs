@@ -69,21 +69,25 @@ pub trait Model {
 
 impl<D: etch_driver::Device> Model for etch_runtime::Engine<D> {
     fn rank(&self, request: &str, candidates: &[String]) -> Result<Vec<f64>> {
-        let mut out = Vec::new();
+        // Each candidate's mean log-likelihood after the request. A request too long
+        // for the chip's positions (with a candidate) is cut from the front; the
+        // request's own score is taken once per cut.
+        let mut req: &str = request;
+        let mut prefix: Option<(f64, usize)> = None;
+        let mut out = Vec::with_capacity(candidates.len());
         for c in candidates {
-            // The continuation's mean log-likelihood after the request; a request too
-            // long for the chip's positions is cut from the front.
-            let mut req: &str = request;
             let score = loop {
-                let full = self.score(&format!("{req}\n{c}"));
-                match full {
+                match self.score(&format!("{req}\n{c}")) {
                     Ok(s) => {
-                        let prefix = self
-                            .score(&format!("{req}\n"))
-                            .map(|p| (p.total, p.tokens.len()))
-                            .unwrap_or((0.0, 1));
-                        let n = s.tokens.len().saturating_sub(prefix.1).max(1);
-                        break (s.total - prefix.0) / n as f64;
+                        let (p_total, p_len) = match prefix {
+                            Some(p) => p,
+                            None => {
+                                let p = self.score(&format!("{req}\n"))?;
+                                *prefix.insert((p.total, p.tokens.len()))
+                            }
+                        };
+                        let n = s.tokens.len().saturating_sub(p_len).max(1);
+                        break (s.total - p_total) / n as f64;
                     }
                     Err(e) if req.is_empty() => return Err(e.into()),
                     Err(_) => {
@@ -92,6 +96,7 @@ impl<D: etch_driver::Device> Model for etch_runtime::Engine<D> {
                             .nth(req.chars().count() / 2)
                             .map_or(req.len(), |(i, _)| i);
                         req = &req[cut..];
+                        prefix = None;
                     }
                 }
             };
@@ -325,11 +330,7 @@ impl Syscalls {
     pub fn mint(&self, g: &Grant, by: &str) -> Result<String> {
         let token = self.authority.mint(g)?;
         let t = Token::parse(&token, self.public_key())?;
-        let tools = if g.tools.is_empty() {
-            cap::DEFAULT_TOOLS.join(", ")
-        } else {
-            g.tools.join(", ")
-        };
+        let tools = g.tools().join(", ");
         self.record(
             by,
             "capability",
@@ -337,11 +338,18 @@ impl Syscalls {
                 "minted a capability for {} in {} (tools {tools}{}{}{})",
                 g.agent,
                 g.workspace.display(),
-                g.expires
+                g.limits
+                    .expires
                     .map(|e| format!("; expires {}", crate::time::rfc3339(e)))
                     .unwrap_or_default(),
-                g.calls.map(|c| format!("; {c} calls")).unwrap_or_default(),
-                g.cost.map(|c| format!("; cost {c}")).unwrap_or_default(),
+                g.limits
+                    .calls
+                    .map(|c| format!("; {c} calls"))
+                    .unwrap_or_default(),
+                g.limits
+                    .cost
+                    .map(|c| format!("; cost {c}"))
+                    .unwrap_or_default(),
             ),
             json!({ "agent": g.agent, "tools": tools, "revocation": t.revocation_ids() }),
         )?;
@@ -399,9 +407,6 @@ impl Syscalls {
     /// step is in the audit log.
     pub fn syscall(&self, req: &Request, model: Option<&dyn Model>) -> Result<Answer> {
         let agent = req.agent;
-        if let Err(e) = check_agent_name(agent) {
-            return self.deny_unparsed(agent, req.text, &e.to_string());
-        }
         let text = req.text.trim();
         if text.is_empty() || text.len() > 4096 || text.contains('\0') {
             return self.deny_unparsed(
@@ -410,9 +415,9 @@ impl Syscalls {
                 "the request is empty, longer than 4096 bytes or contains a NUL",
             );
         }
-        let token = match Token::parse(req.token, self.public_key()) {
+        let token = match self.admit(agent, req.token) {
             Ok(t) => t,
-            Err(e) => return self.deny_unparsed(agent, text, &e.to_string()),
+            Err(why) => return self.deny_unparsed(agent, text, &why),
         };
         // 1. Template; 2. the model over the registry's candidates.
         let (call, resolution) = match self.registry.match_template(text) {
@@ -442,12 +447,9 @@ impl Syscalls {
     /// from the capability on.
     pub fn call(&self, agent: &str, token: &str, workspace: &Path, call: &Call) -> Result<Answer> {
         let english = self.registry.render(call);
-        if let Err(e) = check_agent_name(agent) {
-            return self.deny_unparsed(agent, &english, &e.to_string());
-        }
-        let token = match Token::parse(token, self.public_key()) {
+        let token = match self.admit(agent, token) {
             Ok(t) => t,
-            Err(e) => return self.deny_unparsed(agent, &english, &e.to_string()),
+            Err(why) => return self.deny_unparsed(agent, &english, &why),
         };
         let call = match self.registry.validate(call) {
             Ok(c) => c,
@@ -461,6 +463,12 @@ impl Syscalls {
             call,
             Resolution::Template,
         )
+    }
+
+    /// A well-formed agent name and a token signed by this runtime's key, or why not.
+    fn admit(&self, agent: &str, token: &str) -> std::result::Result<Token, String> {
+        cap::check_agent(agent).map_err(|e| e.to_string())?;
+        Token::parse(token, self.public_key()).map_err(|e| e.to_string())
     }
 
     /// The registry's candidates for a request with the model's scores, best first
@@ -483,39 +491,30 @@ impl Syscalls {
     }
 
     fn propose(&self, m: &dyn Model, agent: &str, text: &str) -> Result<Option<Call>> {
-        let candidates = self.registry.candidates(text);
-        if candidates.is_empty() {
-            return Ok(None);
-        }
-        let english: Vec<String> = candidates.iter().map(|c| self.registry.render(c)).collect();
-        let scores = m.rank(text, &english)?;
+        let ranked = self.ranked(m, text)?;
         for e in m.events() {
             self.record(agent, "context", &e, json!({}))?;
         }
-        let best = scores
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_finite())
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            self.record(
-                agent,
-                "proposal",
-                &format!(
-                    "the model proposed \"{}\" for \"{text}\" (of {} candidates)",
-                    english[i],
-                    english.len()
-                ),
-                json!({ "candidates": english, "scores": scores }),
-            )?;
-        }
-        Ok(best.map(|i| candidates[i].clone()))
+        let Some((best, english, _)) = ranked.first().filter(|r| r.2.is_finite()) else {
+            return Ok(None);
+        };
+        let candidates: Vec<&str> = ranked.iter().map(|r| r.1.as_str()).collect();
+        let scores: Vec<f64> = ranked.iter().map(|r| r.2).collect();
+        self.record(
+            agent,
+            "proposal",
+            &format!(
+                "the model proposed \"{english}\" for \"{text}\" (of {} candidates)",
+                ranked.len()
+            ),
+            json!({ "candidates": candidates, "scores": scores }),
+        )?;
+        Ok(Some(best.clone()))
     }
 
     /// Records a request that never became a call, denied.
     fn deny_unparsed(&self, agent: &str, text: &str, why: &str) -> Result<Answer> {
-        let who = if check_agent_name(agent).is_ok() {
+        let who = if cap::check_agent(agent).is_ok() {
             agent.to_string()
         } else {
             format!("{agent:?}")
@@ -572,53 +571,30 @@ impl Syscalls {
             Ok(p) => p,
             Err(_) => cap::absolute(workspace)?,
         };
-        let mut paths = BTreeMap::new();
-        let mut recipients = Vec::new();
-        for a in &tool.args {
-            if let Some(v) = call.args.get(&a.name) {
-                match a.ty {
-                    ArgType::Path => {
-                        paths.insert(a.name.clone(), tools::resolve(&base, v));
-                    }
-                    ArgType::Recipient => recipients.push(v.clone()),
-                    _ => {}
-                }
-            }
-        }
+        let paths: BTreeMap<String, PathBuf> = tool
+            .args
+            .iter()
+            .filter(|a| a.ty == ArgType::Path)
+            .filter_map(|a| {
+                Some((
+                    a.name.clone(),
+                    tools::resolve(&base, call.args.get(&a.name)?),
+                ))
+            })
+            .collect();
         let cap_ws = token.workspace()?;
         let roots = confinement(token, &cap_ws);
-        let creq = cap::Request {
-            agent: agent.to_string(),
-            tool: tool.name.clone(),
-            paths: paths.values().map(|p| p.display().to_string()).collect(),
-            recipients,
-            cost: tool.cost,
-            now: crate::time::now(),
-        };
+        let creq = capability_request(agent, &tool, &call, &paths);
         let revs = token.revocation_ids();
         let observe = self.observing(agent)?;
         let unusual = self.unusual(agent, &tool.name, tool.reversibility)?;
-        let env_rules = {
-            let env = Env {
-                state: &self.state,
-                workspace: &cap_ws,
-                roots: &roots,
-                action: 0,
-                key: "",
-                agent,
-            };
-            tools::rules_for(&tool, &env)
-        };
+        let env_rules = tools::rules_for(&tool, &self.state, &roots);
         let now = crate::time::now();
         // Authorize, charge the budget and journal the action in one transaction.
         let (id, decision, lock) = self.with_tx(|tx| {
-            let mut revoked = false;
+            let revoked = any_revoked(tx, &revs)?;
             let mut usage = Vec::new();
             for r in &revs {
-                revoked |= tx
-                    .query_row("SELECT 1 FROM revoked WHERE rev = ?1", params![r], |_| Ok(()))
-                    .optional()?
-                    .is_some();
                 usage.push(
                     tx.query_row("SELECT calls, cost FROM usage WHERE rev = ?1", params![r], |r| {
                         Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
@@ -849,22 +825,9 @@ impl Syscalls {
         };
         let ws = PathBuf::from(&a.workspace);
         let paths = a.paths.clone();
-        let recipients: Vec<String> = tool
-            .args
-            .iter()
-            .filter(|arg| arg.ty == ArgType::Recipient)
-            .filter_map(|arg| call.args.get(&arg.name).cloned())
-            .collect();
         let now = crate::time::now();
         // Still allowed now? (revocation, expiry; the budget was charged at the request)
-        let creq = cap::Request {
-            agent: a.agent.clone(),
-            tool: a.tool.clone(),
-            paths: paths.values().map(|p| p.display().to_string()).collect(),
-            recipients,
-            cost: tool.cost,
-            now,
-        };
+        let creq = capability_request(&a.agent, &tool, &call, &paths);
         let revs = token.revocation_ids();
         let roots = confinement(&token, &ws);
         let lock = self.with_tx(|tx| {
@@ -880,10 +843,8 @@ impl Syscalls {
                 audit::append(tx, &self.state, by, "expired", &format!("action {id} ({}) expired before approval", a.english), json!({ "action": id }))?;
                 return Ok(None);
             }
-            for r in &revs {
-                if tx.query_row("SELECT 1 FROM revoked WHERE rev = ?1", params![r], |_| Ok(())).optional()?.is_some() {
-                    return Err(AgentError::Conflict(format!("action {id}'s capability has been revoked; deny it instead")));
-                }
+            if any_revoked(tx, &revs)? {
+                return Err(AgentError::Conflict(format!("action {id}'s capability has been revoked; deny it instead")));
             }
             if let Err(r) = token.authorize(&creq, &[]) {
                 return Err(AgentError::Conflict(format!("action {id}'s capability no longer allows it: {}", r.join("; "))));
@@ -1236,6 +1197,43 @@ enum Decision {
     Execute,
 }
 
+/// What the capability is asked about one call.
+fn capability_request(
+    agent: &str,
+    tool: &crate::registry::Tool,
+    call: &Call,
+    paths: &BTreeMap<String, PathBuf>,
+) -> cap::Request {
+    cap::Request {
+        agent: agent.to_string(),
+        tool: tool.name.clone(),
+        paths: paths.values().map(|p| p.display().to_string()).collect(),
+        recipients: tool
+            .args
+            .iter()
+            .filter(|a| a.ty == ArgType::Recipient)
+            .filter_map(|a| call.args.get(&a.name).cloned())
+            .collect(),
+        cost: tool.cost,
+        now: crate::time::now(),
+    }
+}
+
+/// Whether any of a token's blocks has been revoked.
+fn any_revoked(tx: &rusqlite::Transaction, revs: &[String]) -> Result<bool> {
+    for r in revs {
+        let hit = tx
+            .query_row("SELECT 1 FROM revoked WHERE rev = ?1", params![r], |_| {
+                Ok(())
+            })
+            .optional()?;
+        if hit.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn key(id: i64) -> String {
     format!("etch-action-{id}")
 }
@@ -1246,22 +1244,6 @@ fn note_call(tx: &rusqlite::Transaction, agent: &str, tool: &str, denied: bool) 
         params![agent, tool, crate::time::now() as i64, denied as i64],
     )?;
     Ok(())
-}
-
-fn check_agent_name(agent: &str) -> Result<()> {
-    let ok = !agent.is_empty()
-        && agent.len() <= 128
-        && agent.split('/').all(|p| {
-            !p.is_empty()
-                && !p.starts_with('.')
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(AgentError::Invalid(format!("invalid agent name {agent:?}")))
-    }
 }
 
 /// The read-write roots a capability confines its tools to: the workspace, narrowed

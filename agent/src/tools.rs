@@ -113,15 +113,15 @@ fn failed(english: String) -> Outcome {
 
 /// The rules for a tool: file tools get the capability's roots (and the trash),
 /// messages only the outbox.
-pub fn rules_for(tool: &Tool, env: &Env) -> Rules {
+pub fn rules_for(tool: &Tool, state: &Path, roots: &[PathBuf]) -> Rules {
     let read_write = match tool.executor {
-        Executor::Builtin(Builtin::Send) => vec![outbox(env.state)],
+        Executor::Builtin(Builtin::Send) => vec![outbox(state)],
         Executor::Builtin(Builtin::Delete) => {
-            let mut r = env.roots.to_vec();
-            r.push(env.state.join("trash"));
+            let mut r = roots.to_vec();
+            r.push(state.join("trash"));
             r
         }
-        _ => env.roots.to_vec(),
+        _ => roots.to_vec(),
     };
     Rules {
         read_write,
@@ -136,7 +136,7 @@ pub fn execute(
     paths: &BTreeMap<String, PathBuf>,
     env: &Env,
 ) -> Result<Outcome> {
-    let rules = rules_for(tool, env);
+    let rules = rules_for(tool, env.state, env.roots);
     let arg = |k: &str| call.args.get(k).cloned().unwrap_or_default();
     let path = |k: &str| paths.get(k).cloned().unwrap_or_default();
     match &tool.executor {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use etch_agent::cap::{Attenuation, Authority, Grant, Request, Token};
+use etch_agent::cap::{Attenuation, Authority, Grant, Limits, Request, Token};
 use etch_agent::{Call, Status, Syscalls};
 use proptest::prelude::*;
 
@@ -76,23 +76,19 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let auth = Authority::open(dir.path()).unwrap();
-        let root = auth.mint(&Grant {
-            agent: "alice".into(),
-            workspace: "/ws".into(),
-            tools: vec!["*".into()],
-            calls,
-            ..Grant::default()
-        }).unwrap();
+        let root = auth.mint(&Grant { agent: "alice".into(), workspace: "/ws".into(), limits: Limits { tools: vec!["*".into()], calls, ..Limits::default() } }).unwrap();
         let mut tokens = vec![Token::parse(&root, auth.public()).unwrap()];
         for (agent, tools, paths, people, expires, calls) in chain {
             let a = Attenuation {
                 agent: agent.map(|i| ["alice", "alice/helper", "alice/helper/sub"][i].to_string()),
-                tools: tools.iter().map(|&i| PATTERNS[i].to_string()).collect(),
                 paths: paths.iter().map(|&i| PathBuf::from(DIRS[i])).collect(),
-                recipients: people.iter().map(|&i| PEOPLE[i].to_string()).collect(),
-                expires,
-                calls,
-                cost: None,
+                limits: Limits {
+                    tools: tools.iter().map(|&i| PATTERNS[i].to_string()).collect(),
+                    recipients: people.iter().map(|&i| PEOPLE[i].to_string()).collect(),
+                    expires,
+                    calls,
+                    cost: None,
+                },
             };
             // An empty or disallowed delegation is refused, not widened.
             if let Ok(t) = tokens.last().unwrap().attenuate(&a) {
@@ -194,7 +190,7 @@ proptest! {
         std::fs::write(ws.join("f1"), "one").unwrap();
         std::fs::write(ws.join("d/f3"), "three").unwrap();
         let s = Syscalls::open(&dir.path().join("state")).unwrap();
-        let token = s.mint(&Grant { agent: "a".into(), workspace: ws.clone(), ..Grant::default() }, "t").unwrap();
+        let token = s.mint(&Grant::new("a", &ws), "t").unwrap();
         let before = tree(&ws);
         let mut done = Vec::new();
         for (op, x, y, v) in ops {

@@ -32,12 +32,13 @@ pub fn design_files(
 ) -> Result<Vec<(String, String)>, String> {
     p.validate()?;
     let t = &p.tables;
-    let rust_hdl_file = |name: &str, text: String| {
+    let rust_hdl_file_waiving = |name: &str, text: String, extra: &str| {
         (
             format!("{name}.v"),
-            format!("{header}\n{RUST_HDL_WAIVERS}{text}"),
+            format!("{header}\n{RUST_HDL_WAIVERS}{extra}{text}"),
         )
     };
+    let rust_hdl_file = |name: &str, text: String| rust_hdl_file_waiving(name, text, "");
     let mut lane = crate::lane::Lane::default();
     lane.connect_all();
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
@@ -58,20 +59,10 @@ pub fn design_files(
         rust_hdl_file("etch_lane", block_verilog(&lane, "etch_lane")),
         rust_hdl_file("etch_head", block_verilog(&head, "etch_head")),
         rust_hdl_file("etch_vctrl", block_verilog(&vctrl, "etch_vctrl")),
-        {
-            // rust-hdl writes the sequencer as one combinational block that both sets
-            // the register file's read addresses and uses its (combinational) read
-            // data: a false loop for Verilator's scheduler (UNOPTFLAT), waived here.
-            let (name, text) = rust_hdl_file("etch_seq", block_verilog(&seq, "etch_seq"));
-            (
-                name,
-                text.replacen(
-                    RUST_HDL_WAIVERS,
-                    &format!("{RUST_HDL_WAIVERS}{SEQ_WAIVER}"),
-                    1,
-                ),
-            )
-        },
+        // rust-hdl writes the sequencer as one combinational block that both sets the
+        // register file's read addresses and uses its (combinational) read data: a
+        // false loop for Verilator's scheduler (UNOPTFLAT), waived for this file only.
+        rust_hdl_file_waiving("etch_seq", block_verilog(&seq, "etch_seq"), SEQ_WAIVER),
         rust_hdl_file("etch_hostif", block_verilog(&hostif, "etch_hostif")),
         rust_hdl_file("etch_sigmoid", block_verilog(&sigmoid, "etch_sigmoid")),
         (
