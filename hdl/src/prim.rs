@@ -169,9 +169,16 @@ impl<const A: usize, const B: usize, const P: usize> Logic for MulReg<A, B, P> {
 
 /// The requantizer, pipelined over two cycles:
 /// `y = sat16(round_shift(x · m, s))` with `x` a signed 48-bit value, `m` a signed
-/// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up). The product and
-/// the rounding use 64-bit two's-complement arithmetic, exactly as the golden model's
-/// `i64` does (the quantizer keeps every product far inside that range).
+/// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up), computed exactly:
+/// the golden model's `i64` arithmetic never overflows on the values the quantizer
+/// produces, and on those the two agree bit for bit.
+///
+/// The first stage registers the exact 65-bit product `v`. The second uses
+/// `round_shift(v, s) = ((2v >>> s) + 1) >>> 1` (for every `s`, also 0), so only the
+/// low 17 bits of `w = 2v >>> s` are shifted out, and whether `w` fits in 17 bits —
+/// `v[64:15+s]` all equal to its sign — decides saturation. No 64-bit adder, rounding
+/// constant or full-width shifter: about a third of the logic of the direct form,
+/// which mattered because there is one requantizer per lane and per sigmoid unit.
 #[derive(LogicBlock, Default)]
 pub struct Requant {
     /// Clock.
@@ -184,28 +191,28 @@ pub struct Requant {
     pub s: Signal<In, Bits<6>>,
     /// Result, two cycles after the operands.
     pub y: Signal<Out, Bits<16>>,
-    _prod: i64,
+    _prod: i128,
     _shift: u32,
 }
 
-/// `sat16(round_shift(v, s))` in i64 (wrapping, like the golden model): the model of
-/// the requantizer's second stage.
-pub fn round_shift_sat16(v: i64, s: u32) -> i16 {
+/// `sat16(round_shift(v, s))` without overflow: the model of the requantizer's
+/// second stage, and the golden model's `requant` wherever that one is defined.
+pub fn round_shift_sat16(v: i128, s: u32) -> i16 {
     let r = if s == 0 {
         v
     } else {
-        v.wrapping_add(1i64 << (s - 1)) >> s
+        (v + (1i128 << (s - 1))) >> s
     };
-    r.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+    r.clamp(i16::MIN as i128, i16::MAX as i128) as i16
 }
 
 impl Logic for Requant {
     fn update(&mut self) {
         if self.clock.pos_edge() {
             self.y.next = (round_shift_sat16(self._prod, self._shift) as u16 as u64).into();
-            let x = extend(to_u128(self.x.val()), 48, true) as i64;
-            let m = extend(to_u128(self.m.val()), 17, true) as i64;
-            self._prod = x.wrapping_mul(m);
+            let x = extend(to_u128(self.x.val()), 48, true);
+            let m = extend(to_u128(self.m.val()), 17, true);
+            self._prod = x * m;
             self._shift = self.s.val().to_u64() as u32;
         }
     }
@@ -214,12 +221,20 @@ impl Logic for Requant {
     }
     fn hdl(&self) -> Verilog {
         Verilog::Custom(
-            "reg signed [63:0] prod_q;\nreg [5:0] s_q;\n\
-             wire signed [63:0] rnd = (s_q == 6'd0) ? prod_q : prod_q + (64'sd1 <<< (s_q - 6'd1));\n\
-             wire signed [63:0] sh = rnd >>> s_q;\n\
+            "reg signed [64:0] prod_q;\nreg [5:0] s_q;\n\
+             wire signed [65:0] two = {prod_q, 1'b0};\n\
+             /* verilator lint_off UNUSEDSIGNAL */\n\
+             wire signed [65:0] w = two >>> s_q;\n\
+             wire [17:0] w1 = {w[16], w[16:0]} + 18'd1;\n\
+             /* verilator lint_on UNUSEDSIGNAL */\n\
+             wire [64:0] differs = prod_q ^ {65{prod_q[64]}};\n\
+             wire [64:0] above = {65{1'b1}} << (7'd15 + {1'b0, s_q});\n\
+             wire fits = ~|(differs & above);\n\
+             wire signed [16:0] r = w1[17:1];\n\
              always @(posedge clock) begin\n    prod_q <= $signed(x) * $signed(m);\n    s_q <= s;\n\
-             \x20   if (sh > 64'sd32767) y <= 16'h7fff;\n    else if (sh < -64'sd32768) y <= 16'h8000;\n\
-             \x20   else y <= sh[15:0];\nend"
+             \x20   if (!fits) y <= prod_q[64] ? 16'h8000 : 16'h7fff;\n\
+             \x20   else if (r > 17'sd32767) y <= 16'h7fff;\n\
+             \x20   else y <= r[15:0];\nend"
                 .into(),
         )
     }
