@@ -63,20 +63,23 @@ fn etch(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Synthesis and the fit check of the tiny chip behind its UART bridge on the ULX3S's
-/// pins: the report counts what yosys mapped against the ECP5-85F's resources.
+/// The whole flow — yosys, the fit check, nextpnr, ecppack — on the tiny chip behind
+/// its UART bridge with the ULX3S's pins: a bitstream, and a report that counts what
+/// was placed against the ECP5-85F's resources, with the routed Fmax. A second run
+/// on the unchanged design reuses the netlist.
 #[test]
-fn etch_synth_checks_an_ecp5_design_against_the_device() {
+fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = small_chip(dir.path());
     let o = out.to_str().unwrap();
-    let run = etch(&["synth", o, "--board", "ulx3s", "--synth-only", "--json"]);
+    let run = etch(&["synth", o, "--board", "ulx3s", "--json"]);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    eprintln!("{report:#}");
     let on_disk: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("fpga/ecp5-85k/report.json")).unwrap(),
     )
@@ -87,14 +90,42 @@ fn etch_synth_checks_an_ecp5_design_against_the_device() {
     assert_eq!(report["package"], "CABGA381");
     assert_eq!(report["freq_mhz"], 25.0);
     assert_eq!(report["uart_divisor"], 25);
-    assert_eq!(report["synth_only"], true);
-    assert!(report["bitstream"].is_null() && report["fmax_mhz"].is_null());
+    assert_eq!(report["synth_only"], false);
+    assert_eq!(report["quick"], false);
+    assert_eq!(report["bitstream"], "fpga/ecp5-85k/etch.bit");
+    let bit = std::fs::read(out.join("fpga/ecp5-85k/etch.bit")).unwrap();
+    // ecppack's bitstream: a comment naming the part, then the ECP5 preamble.
+    assert!(bit.len() > 100_000, "{} bytes", bit.len());
+    assert!(bit.starts_with(b"\xff\x00Part: LFE5U-85F-6CABGA381\x00"));
+    assert!(
+        bit[..64].windows(4).any(|w| w == [0xFF, 0xFF, 0xBD, 0xB3]),
+        "no ECP5 preamble"
+    );
+    let fmax = report["fmax_mhz"].as_f64().unwrap();
+    assert!(fmax > 1.0 && fmax < 1000.0, "{report}");
+    assert_eq!(report["timing_met"].as_bool().unwrap(), fmax >= 25.0);
+    let per_clock = report["fmax_per_clock"].as_object().unwrap();
+    assert_eq!(per_clock.len(), 1, "{report}");
     check_utilization(&report["utilization"]);
+    for stage in ["synth", "pnr", "pack"] {
+        assert!(report["seconds"][stage].as_f64().unwrap() > 0.0, "{report}");
+    }
     let lpf = std::fs::read_to_string(out.join("fpga/ecp5-85k/board.lpf")).unwrap();
     assert!(lpf.contains("SITE \"G2\"") && lpf.contains("uart_tx"));
-    assert!(out.join("fpga/ecp5-85k/netlist.json").exists());
     let top = std::fs::read_to_string(out.join("fpga/ecp5-85k/etch_top.v")).unwrap();
     assert!(top.contains("etch_board #(.DIVISOR(25)"), "{top}");
+    // Routed: nextpnr placed the chip's ROMs in block RAM and its products in DSPs.
+    let log = std::fs::read_to_string(out.join("fpga/ecp5-85k/nextpnr.log")).unwrap();
+    assert!(log.contains("Routing complete"), "{log}");
+
+    // Again, synthesis only: the netlist of the unchanged design is reused.
+    let again = etch(&["synth", o, "--board", "ulx3s", "--synth-only", "--json"]);
+    assert!(again.status.success());
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["synth_only"], true);
+    assert!(again["bitstream"].is_null() && again["fmax_mhz"].is_null());
+    assert!(again["seconds"]["synth"].as_f64().unwrap() < 5.0, "{again}");
+    check_utilization(&again["utilization"]);
 }
 
 fn check_utilization(u: &serde_json::Value) {
@@ -113,37 +144,6 @@ fn check_utilization(u: &serde_json::Value) {
     // ROMs and RAMs went to block RAM, the multipliers to DSPs.
     assert!(u["brams"]["used"].as_u64().unwrap() >= 10, "{u}");
     assert!(u["dsps"]["used"].as_u64().unwrap() >= 8, "{u}");
-}
-
-/// The whole flow — yosys, nextpnr, ecppack — to a bitstream with Fmax and timing.
-/// Ignored by default: the WebAssembly nextpnr needs about 40 minutes to place and
-/// route even this chip (docs/FPGA.md). `cargo test --release --test synth -- --ignored`.
-#[test]
-#[ignore = "place and route takes about 40 minutes"]
-fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = small_chip(dir.path());
-    let o = out.to_str().unwrap();
-    let run = etch(&["synth", o, "--board", "ulx3s", "--quick", "--json"]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-    eprintln!("{report:#}");
-    assert_eq!(report["target"], "ecp5-85k");
-    assert_eq!(report["quick"], true);
-    let bit = out.join(report["bitstream"].as_str().unwrap());
-    assert!(
-        std::fs::metadata(&bit).unwrap().len() > 100_000,
-        "{}",
-        bit.display()
-    );
-    let fmax = report["fmax_mhz"].as_f64().unwrap();
-    assert!(fmax > 1.0 && fmax < 1000.0, "{report}");
-    assert_eq!(report["timing_met"].as_bool().unwrap(), fmax >= 25.0);
-    check_utilization(&report["utilization"]);
 }
 
 /// The chip's control logic alone outgrows an iCE40UP5K: the flow stops after
