@@ -327,7 +327,8 @@ pub struct SynthArgs {
     /// (ecp5-25k) or icebreaker (ice40-up5k). Without one, pins are left to nextpnr.
     #[arg(long, value_name = "BOARD")]
     pub board: Option<String>,
-    /// Clock to meet, MHz [default: the board's oscillator, else 25].
+    /// The chip's clock, MHz [default: the board's oscillator, else 25]. On an ECP5
+    /// board a clock other than the oscillator's comes from a PLL in the top.
     #[arg(long, value_name = "MHZ")]
     pub freq: Option<f64>,
     /// Baud rate of the UART link built into the top.

@@ -120,8 +120,10 @@ pub struct Report {
     pub package: String,
     /// The bitstream, relative to the build directory (none with `--synth-only`).
     pub bitstream: Option<String>,
-    /// Requested clock, MHz.
+    /// The chip's clock, MHz: the board's oscillator, or what its PLL makes of it.
     pub freq_mhz: f64,
+    /// The PLL in the top, when `--freq` differs from the board's oscillator.
+    pub pll: Option<PllReport>,
     /// Fmax of the chip's clock after routing, MHz (none with `--synth-only`).
     pub fmax_mhz: Option<f64>,
     /// Fmax per clock net, MHz.
@@ -145,6 +147,23 @@ pub struct Report {
     pub quick: bool,
     /// Seconds spent in synthesis, place and route, packing.
     pub seconds: Stages,
+}
+
+/// The PLL setting in the report.
+#[derive(Serialize, Debug)]
+pub struct PllReport {
+    /// The oscillator, MHz.
+    pub input_mhz: f64,
+    /// The chip's clock, MHz.
+    pub output_mhz: f64,
+    /// The VCO, MHz.
+    pub vco_mhz: f64,
+    /// `EHXPLLL` dividers: input, feedback, output.
+    pub clki_div: u32,
+    /// Feedback divider.
+    pub clkfb_div: u32,
+    /// Output divider.
+    pub clkop_div: u32,
 }
 
 /// Wall-clock seconds per tool.
@@ -382,12 +401,20 @@ pub fn synth(a: &SynthArgs) -> CliResult {
             "--freq {freq} MHz is not a clock this flow can aim for (0 < MHz ≤ 1000)"
         )));
     }
-    if board.is_some() && (freq - clock_mhz).abs() > 1e-9 {
-        return Err(CliError::Usage(format!(
-            "the {} top runs at its {clock_mhz} MHz oscillator; --freq {freq} would need a PLL, which the board tops do not have yet",
-            board.map_or("", |b| b.name())
-        )));
-    }
+    // A board clocked other than by its oscillator gets a PLL in its top (ECP5).
+    let pll = match board {
+        Some(b) if (freq - clock_mhz).abs() > 1e-9 => {
+            if target.family != Family::Ecp5 {
+                return Err(CliError::Usage(format!(
+                    "the {} top runs at its {clock_mhz} MHz oscillator; --freq {freq} would need an iCE40 PLL, which its top does not have yet",
+                    b.name()
+                )));
+            }
+            Some(board::ecp5_pll(clock_mhz, freq).map_err(CliError::Usage)?)
+        }
+        _ => None,
+    };
+    let freq = pll.map_or(freq, |p| p.mhz);
     let divisor = board::uart_divisor(freq, a.baud).map_err(CliError::Usage)?;
 
     let out = &a.out;
@@ -438,7 +465,12 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         target.name,
         board.map_or(String::new(), |b| format!(" --board {}", b.name())),
     );
-    let top = board::top_verilog(&header, divisor, board.is_some_and(|b| b.led_active_low()));
+    let top = board::top_verilog(
+        &header,
+        divisor,
+        board.is_some_and(|b| b.led_active_low()),
+        pll.as_ref(),
+    );
     // Rewritten only when it changes, so that an unchanged design skips synthesis.
     if std::fs::read_to_string(dir.join("etch_top.v"))
         .ok()
@@ -514,6 +546,14 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         package: package.into(),
         bitstream: None,
         freq_mhz: freq,
+        pll: pll.map(|p| PllReport {
+            input_mhz: p.input_mhz,
+            output_mhz: p.mhz,
+            vco_mhz: p.vco_mhz(),
+            clki_div: p.clki_div,
+            clkfb_div: p.clkfb_div,
+            clkop_div: p.clkop_div,
+        }),
         fmax_mhz: None,
         fmax_per_clock: Default::default(),
         timing_met: None,

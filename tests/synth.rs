@@ -146,6 +146,59 @@ fn check_utilization(u: &serde_json::Value) {
     assert!(u["dsps"]["used"].as_u64().unwrap() >= 8, "{u}");
 }
 
+/// `--freq` other than the ULX3S's 25 MHz puts an ECP5 PLL into the top: the report
+/// carries its setting, the UART divisor follows the PLL's clock, and nextpnr derives
+/// the chip clock's constraint from the PLL. The board is a stub (a counter) so that
+/// the whole flow takes seconds; the chip itself is placed by the test above.
+#[test]
+fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    std::fs::create_dir_all(out.join("rtl")).unwrap();
+    std::fs::write(
+        out.join("rtl/etch_board.v"),
+        "module etch_board #(parameter [15:0] DIVISOR = 16'd25, parameter LED_ACTIVE_LOW = 0) (
+    input wire clk, input wire uart_rx, output wire uart_tx, output wire [1:0] led);
+    reg [23:0] count = 24'd0;
+    always @(posedge clk) count <= count + {8'd0, DIVISOR};
+    assign uart_tx = uart_rx ^ count[23];
+    assign led = LED_ACTIVE_LOW ? ~count[23:22] : count[23:22];
+endmodule
+",
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("manifest.json"),
+        r#"{"design_hash": "stub", "lanes": 0}"#,
+    )
+    .unwrap();
+    let o = out.to_str().unwrap();
+    let run = etch(&["synth", o, "--board", "ulx3s", "--freq", "20", "--json"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["freq_mhz"], 20.0, "{report}");
+    assert_eq!(report["uart_divisor"], 20, "{report}");
+    let pll = &report["pll"];
+    assert_eq!(pll["input_mhz"], 25.0, "{report}");
+    assert_eq!(pll["output_mhz"], 20.0, "{report}");
+    let vco = pll["vco_mhz"].as_f64().unwrap();
+    assert!((400.0..=800.0).contains(&vco), "{report}");
+    assert!(report["fmax_per_clock"]["clk_chip"].as_f64().unwrap() > 20.0);
+    assert_eq!(report["timing_met"], true);
+    let top = std::fs::read_to_string(out.join("fpga/ecp5-85k/etch_top.v")).unwrap();
+    assert!(top.contains("EHXPLLL") && top.contains("DCCA"), "{top}");
+    let log = std::fs::read_to_string(out.join("fpga/ecp5-85k/nextpnr.log")).unwrap();
+    assert!(
+        log.contains("Derived frequency constraint of 20.0 MHz"),
+        "{log}"
+    );
+    assert!(out.join("fpga/ecp5-85k/etch.bit").exists());
+}
+
 /// The chip's control logic alone outgrows an iCE40UP5K: the flow stops after
 /// synthesis with exit code 3 and says which resource, by how much.
 #[test]
@@ -175,7 +228,14 @@ fn synth_refuses_bad_requests_with_one_clear_line() {
             vec!["synth", d, "--board", "icebreaker", "--target", "ecp5-85k"],
             "carries an ice40-up5k",
         ),
-        (vec!["synth", d, "--board", "ulx3s", "--freq", "50"], "PLL"),
+        (
+            vec!["synth", d, "--board", "icebreaker", "--freq", "24"],
+            "PLL",
+        ),
+        (
+            vec!["synth", d, "--board", "ulx3s", "--freq", "1"],
+            "cannot make 1 MHz",
+        ),
         (
             vec!["synth", d, "--target", "ecp5-85k", "--baud", "3000000"],
             "off",

@@ -198,8 +198,123 @@ endmodule
     v
 }
 
-/// The top the flow synthesizes: `etch_board` with this board's parameters.
-pub fn top_verilog(header: &str, divisor: u16, led_active_low: bool) -> String {
+/// An ECP5 PLL (`EHXPLLL`) setting that makes the chip's clock from a board's
+/// oscillator, with its output fed back: `mhz = input · clkfb_div / clki_div`, the VCO
+/// at `mhz · clkop_div`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ecp5Pll {
+    /// Input divider (1..=128).
+    pub clki_div: u32,
+    /// Feedback divider (1..=80).
+    pub clkfb_div: u32,
+    /// Output divider (1..=128).
+    pub clkop_div: u32,
+    /// The input clock, MHz.
+    pub input_mhz: f64,
+    /// The clock it makes, MHz.
+    pub mhz: f64,
+}
+
+impl Ecp5Pll {
+    /// The VCO frequency, MHz.
+    pub fn vco_mhz(&self) -> f64 {
+        self.mhz * self.clkop_div as f64
+    }
+}
+
+/// The ECP5 PLL setting closest to `want_mhz` from `input_mhz` within the PLL's limits
+/// (phase detector 3.125–400 MHz, VCO 400–800 MHz, output 3.125–400 MHz), or why there
+/// is none within 1 %. Ties go to the VCO nearest the middle of its range (600 MHz).
+pub fn ecp5_pll(input_mhz: f64, want_mhz: f64) -> Result<Ecp5Pll, String> {
+    let mut best: Option<Ecp5Pll> = None;
+    for clki_div in 1..=128u32 {
+        let pfd = input_mhz / clki_div as f64;
+        if !(3.125..=400.0).contains(&pfd) {
+            continue;
+        }
+        for clkfb_div in 1..=80u32 {
+            let mhz = pfd * clkfb_div as f64;
+            if !(3.125..=400.0).contains(&mhz) {
+                continue;
+            }
+            for clkop_div in 1..=128u32 {
+                let vco = mhz * clkop_div as f64;
+                if !(400.0..=800.0).contains(&vco) {
+                    continue;
+                }
+                let candidate = Ecp5Pll {
+                    clki_div,
+                    clkfb_div,
+                    clkop_div,
+                    input_mhz,
+                    mhz,
+                };
+                let better = match &best {
+                    None => true,
+                    Some(b) => {
+                        let (e, be) = ((mhz - want_mhz).abs(), (b.mhz - want_mhz).abs());
+                        e < be - 1e-9
+                            || (e <= be + 1e-9 && (vco - 600.0).abs() < (b.vco_mhz() - 600.0).abs())
+                    }
+                };
+                if better {
+                    best = Some(candidate);
+                }
+            }
+        }
+    }
+    match best {
+        Some(p) if (p.mhz - want_mhz).abs() <= 0.01 * want_mhz => Ok(p),
+        Some(p) => Err(format!(
+            "the ECP5 PLL cannot make {want_mhz} MHz from {input_mhz} MHz (closest: {:.3} MHz)",
+            p.mhz
+        )),
+        None => Err(format!(
+            "the ECP5 PLL cannot make {want_mhz} MHz from {input_mhz} MHz"
+        )),
+    }
+}
+
+/// `etch_top`: `etch_board` with its divisor and LED polarity for one board. With a
+/// PLL the chip runs from the PLL's clock, stopped by the global buffer (`DCCA`) until
+/// the PLL locks, so the board's power-on reset counts only clean cycles.
+pub fn top_verilog(
+    header: &str,
+    divisor: u16,
+    led_active_low: bool,
+    pll: Option<&Ecp5Pll>,
+) -> String {
+    let (clock, pll_text) = match pll {
+        None => ("clk", String::new()),
+        Some(p) => (
+            "clk_chip",
+            format!(
+                "    // The chip's clock: {mhz:.3} MHz from the {input} MHz oscillator (VCO {vco:.1} MHz).
+    wire clk_pll, pll_locked, clk_chip;
+    (* FREQUENCY_PIN_CLKI=\"{input}\", FREQUENCY_PIN_CLKOP=\"{mhz:.3}\" *)
+    (* ICP_CURRENT=\"12\", LPF_RESISTOR=\"8\", MFG_ENABLE_FILTEROPAMP=\"1\", MFG_GMCREF_SEL=\"2\" *)
+    EHXPLLL #(
+        .PLLRST_ENA(\"DISABLED\"), .INTFB_WAKE(\"DISABLED\"), .STDBY_ENABLE(\"DISABLED\"),
+        .DPHASE_SOURCE(\"DISABLED\"), .OUTDIVIDER_MUXA(\"DIVA\"), .FEEDBK_PATH(\"CLKOP\"),
+        .CLKI_DIV({clki}), .CLKFB_DIV({clkfb}), .CLKOP_ENABLE(\"ENABLED\"), .CLKOP_DIV({clkop}),
+        .CLKOP_CPHASE({cphase}), .CLKOP_FPHASE(0)
+    ) u_pll (
+        .CLKI(clk), .CLKFB(clk_pll), .CLKOP(clk_pll), .LOCK(pll_locked),
+        .RST(1'b0), .STDBY(1'b0), .PHASESEL0(1'b0), .PHASESEL1(1'b0), .PHASEDIR(1'b1),
+        .PHASESTEP(1'b1), .PHASELOADREG(1'b1), .PLLWAKESYNC(1'b0), .ENCLKOP(1'b0)
+    );
+    DCCA u_clock_gate (.CLKI(clk_pll), .CE(pll_locked), .CLKO(clk_chip));
+",
+                mhz = p.mhz,
+                input = p.input_mhz,
+                vco = p.vco_mhz(),
+                clki = p.clki_div,
+                clkfb = p.clkfb_div,
+                clkop = p.clkop_div,
+                cphase = (p.clkop_div / 2).saturating_sub(1),
+            ),
+        ),
+    };
     format!(
         "{header}
 module etch_top (
@@ -208,8 +323,8 @@ module etch_top (
     output wire       uart_tx,
     output wire [1:0] led
 );
-    etch_board #(.DIVISOR({divisor}), .LED_ACTIVE_LOW({})) u_board (
-        .clk(clk), .uart_rx(uart_rx), .uart_tx(uart_tx), .led(led)
+{pll_text}    etch_board #(.DIVISOR({divisor}), .LED_ACTIVE_LOW({})) u_board (
+        .clk({clock}), .uart_rx(uart_rx), .uart_tx(uart_tx), .led(led)
     );
 endmodule
 ",
@@ -229,6 +344,34 @@ mod tests {
         assert_eq!(uart_divisor(25.0, 115_200), Ok(217));
         assert!(uart_divisor(12.0, 4_000_000).is_err());
         assert!(uart_divisor(25.0, 3_000_000).unwrap_err().contains("off"));
+    }
+
+    #[test]
+    fn pll_settings_stay_inside_the_ecp5_limits_and_hit_the_clock() {
+        for want in [10.0, 12.5, 20.0, 22.0, 30.0, 50.0, 100.0] {
+            let p = ecp5_pll(25.0, want).unwrap();
+            assert!((p.mhz - want).abs() <= 0.01 * want, "{want}: {p:?}");
+            assert!((400.0..=800.0).contains(&p.vco_mhz()), "{p:?}");
+            assert!(25.0 / p.clki_div as f64 >= 3.125, "{p:?}");
+            assert!((p.mhz - 25.0 * p.clkfb_div as f64 / p.clki_div as f64).abs() < 1e-9);
+        }
+        let p = ecp5_pll(25.0, 20.0).unwrap();
+        assert_eq!(p.mhz, 20.0);
+        assert!(ecp5_pll(25.0, 1.0)
+            .unwrap_err()
+            .contains("cannot make 1 MHz"));
+        let top = top_verilog("// h", 20, false, Some(&p));
+        assert!(
+            top.contains("EHXPLLL") && top.contains(".clk(clk_chip)"),
+            "{top}"
+        );
+        assert!(
+            top.contains(&format!(".CLKFB_DIV({})", p.clkfb_div)),
+            "{top}"
+        );
+        assert!(top.contains("DCCA u_clock_gate (.CLKI(clk_pll), .CE(pll_locked)"));
+        let plain = top_verilog("// h", 25, false, None);
+        assert!(!plain.contains("EHXPLLL") && plain.contains(".clk(clk)"));
     }
 
     #[test]
