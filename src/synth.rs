@@ -123,7 +123,7 @@ pub struct Report {
     /// The chip's clock, MHz: the board's oscillator, or what its PLL makes of it.
     pub freq_mhz: f64,
     /// The PLL in the top, when `--freq` differs from the board's oscillator.
-    pub pll: Option<PllReport>,
+    pub pll: Option<board::Ecp5Pll>,
     /// Fmax of the chip's clock after routing, MHz (none with `--synth-only`).
     pub fmax_mhz: Option<f64>,
     /// Fmax per clock net, MHz.
@@ -147,23 +147,6 @@ pub struct Report {
     pub quick: bool,
     /// Seconds spent in synthesis, place and route, packing.
     pub seconds: Stages,
-}
-
-/// The PLL setting in the report.
-#[derive(Serialize, Debug)]
-pub struct PllReport {
-    /// The oscillator, MHz.
-    pub input_mhz: f64,
-    /// The chip's clock, MHz.
-    pub output_mhz: f64,
-    /// The VCO, MHz.
-    pub vco_mhz: f64,
-    /// `EHXPLLL` dividers: input, feedback, output.
-    pub clki_div: u32,
-    /// Feedback divider.
-    pub clkfb_div: u32,
-    /// Output divider.
-    pub clkop_div: u32,
 }
 
 /// Wall-clock seconds per tool.
@@ -414,7 +397,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         }
         _ => None,
     };
-    let freq = pll.map_or(freq, |p| p.mhz);
+    let freq = pll.map_or(freq, |p| p.output_mhz);
     let divisor = board::uart_divisor(freq, a.baud).map_err(CliError::Usage)?;
 
     let out = &a.out;
@@ -546,14 +529,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         package: package.into(),
         bitstream: None,
         freq_mhz: freq,
-        pll: pll.map(|p| PllReport {
-            input_mhz: p.input_mhz,
-            output_mhz: p.mhz,
-            vco_mhz: p.vco_mhz(),
-            clki_div: p.clki_div,
-            clkfb_div: p.clkfb_div,
-            clkop_div: p.clkop_div,
-        }),
+        pll,
         fmax_mhz: None,
         fmax_per_clock: Default::default(),
         timing_met: None,

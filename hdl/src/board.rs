@@ -199,27 +199,22 @@ endmodule
 }
 
 /// An ECP5 PLL (`EHXPLLL`) setting that makes the chip's clock from a board's
-/// oscillator, with its output fed back: `mhz = input · clkfb_div / clki_div`, the VCO
-/// at `mhz · clkop_div`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// oscillator, with its output fed back: `output = input · clkfb_div / clki_div`, the
+/// VCO at `output · clkop_div`. Serialized as it is into `etch synth`'s report.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Ecp5Pll {
+    /// The oscillator, MHz.
+    pub input_mhz: f64,
+    /// The clock it makes, MHz.
+    pub output_mhz: f64,
+    /// The VCO, MHz.
+    pub vco_mhz: f64,
     /// Input divider (1..=128).
     pub clki_div: u32,
     /// Feedback divider (1..=80).
     pub clkfb_div: u32,
     /// Output divider (1..=128).
     pub clkop_div: u32,
-    /// The input clock, MHz.
-    pub input_mhz: f64,
-    /// The clock it makes, MHz.
-    pub mhz: f64,
-}
-
-impl Ecp5Pll {
-    /// The VCO frequency, MHz.
-    pub fn vco_mhz(&self) -> f64 {
-        self.mhz * self.clkop_div as f64
-    }
 }
 
 /// The ECP5 PLL setting closest to `want_mhz` from `input_mhz` within the PLL's limits
@@ -243,18 +238,19 @@ pub fn ecp5_pll(input_mhz: f64, want_mhz: f64) -> Result<Ecp5Pll, String> {
                     continue;
                 }
                 let candidate = Ecp5Pll {
+                    input_mhz,
+                    output_mhz: mhz,
+                    vco_mhz: vco,
                     clki_div,
                     clkfb_div,
                     clkop_div,
-                    input_mhz,
-                    mhz,
                 };
                 let better = match &best {
                     None => true,
                     Some(b) => {
-                        let (e, be) = ((mhz - want_mhz).abs(), (b.mhz - want_mhz).abs());
+                        let (e, be) = ((mhz - want_mhz).abs(), (b.output_mhz - want_mhz).abs());
                         e < be - 1e-9
-                            || (e <= be + 1e-9 && (vco - 600.0).abs() < (b.vco_mhz() - 600.0).abs())
+                            || (e <= be + 1e-9 && (vco - 600.0).abs() < (b.vco_mhz - 600.0).abs())
                     }
                 };
                 if better {
@@ -264,10 +260,10 @@ pub fn ecp5_pll(input_mhz: f64, want_mhz: f64) -> Result<Ecp5Pll, String> {
         }
     }
     match best {
-        Some(p) if (p.mhz - want_mhz).abs() <= 0.01 * want_mhz => Ok(p),
+        Some(p) if (p.output_mhz - want_mhz).abs() <= 0.01 * want_mhz => Ok(p),
         Some(p) => Err(format!(
             "the ECP5 PLL cannot make {want_mhz} MHz from {input_mhz} MHz (closest: {:.3} MHz)",
-            p.mhz
+            p.output_mhz
         )),
         None => Err(format!(
             "the ECP5 PLL cannot make {want_mhz} MHz from {input_mhz} MHz"
@@ -305,9 +301,9 @@ pub fn top_verilog(
     );
     DCCA u_clock_gate (.CLKI(clk_pll), .CE(pll_locked), .CLKO(clk_chip));
 ",
-                mhz = p.mhz,
+                mhz = p.output_mhz,
                 input = p.input_mhz,
-                vco = p.vco_mhz(),
+                vco = p.vco_mhz,
                 clki = p.clki_div,
                 clkfb = p.clkfb_div,
                 clkop = p.clkop_div,
@@ -350,13 +346,14 @@ mod tests {
     fn pll_settings_stay_inside_the_ecp5_limits_and_hit_the_clock() {
         for want in [10.0, 12.5, 20.0, 22.0, 30.0, 50.0, 100.0] {
             let p = ecp5_pll(25.0, want).unwrap();
-            assert!((p.mhz - want).abs() <= 0.01 * want, "{want}: {p:?}");
-            assert!((400.0..=800.0).contains(&p.vco_mhz()), "{p:?}");
+            assert!((p.output_mhz - want).abs() <= 0.01 * want, "{want}: {p:?}");
+            assert!((400.0..=800.0).contains(&p.vco_mhz), "{p:?}");
+            assert!((p.vco_mhz - p.output_mhz * p.clkop_div as f64).abs() < 1e-9);
             assert!(25.0 / p.clki_div as f64 >= 3.125, "{p:?}");
-            assert!((p.mhz - 25.0 * p.clkfb_div as f64 / p.clki_div as f64).abs() < 1e-9);
+            assert!((p.output_mhz - 25.0 * p.clkfb_div as f64 / p.clki_div as f64).abs() < 1e-9);
         }
         let p = ecp5_pll(25.0, 20.0).unwrap();
-        assert_eq!(p.mhz, 20.0);
+        assert_eq!(p.output_mhz, 20.0);
         assert!(ecp5_pll(25.0, 1.0)
             .unwrap_err()
             .contains("cannot make 1 MHz"));
