@@ -286,7 +286,21 @@ pub enum AuditCmd {
     },
 }
 
+/// Opens an existing state directory. Only `etch cap mint` and `etch agent tools` make
+/// one: a mistyped `--state` must not show an empty approval queue or an "intact"
+/// empty audit log as though they were the real ones.
 fn open(state: &StateArgs) -> CliResult<Syscalls> {
+    if !Syscalls::exists(&state.state) {
+        return Err(CliError::Usage(format!(
+            "there is no etch state at {}: name it with --state or ETCH_STATE, or make one with `etch cap mint`",
+            state.state.display()
+        )));
+    }
+    create(state)
+}
+
+/// Opens the state directory, making it on first use.
+fn create(state: &StateArgs) -> CliResult<Syscalls> {
     Ok(Syscalls::open(&state.state)?)
 }
 
@@ -334,7 +348,7 @@ pub fn agent(cmd: &AgentCmd) -> CliResult {
         AgentCmd::Syscall(a) => syscall(a),
         AgentCmd::Propose(a) => propose(a),
         AgentCmd::Tools(a) => {
-            let mut s = open(&a.state)?;
+            let mut s = create(&a.state)?;
             if let Some(f) = &a.import {
                 let text = std::fs::read_to_string(f).map_err(|e| CliError::Io {
                     action: "read",
@@ -555,7 +569,7 @@ fn status_word(s: etch_agent::Status) -> &'static str {
 pub fn cap(cmd: &CapCmd) -> CliResult {
     match cmd {
         CapCmd::Mint(a) => {
-            let s = open(&a.state)?;
+            let s = create(&a.state)?;
             let workspace = a.workspace.canonicalize().map_err(|e| CliError::Io {
                 action: "open the workspace",
                 path: a.workspace.clone(),

@@ -534,6 +534,32 @@ fn a_tool_writing_outside_its_capability_gets_eacces_from_the_kernel() {
 }
 
 #[test]
+fn commands_other_than_mint_refuse_a_state_directory_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("stat");
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "tail"],
+        &["approvals", "list"],
+        &["approvals", "approve", "1"],
+        &["undo", "1"],
+    ] {
+        let o = etch(&typo, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("there is no etch state at"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!typo.exists(), "{args:?} made a state directory");
+    }
+    // Minting makes it; then the same commands work.
+    setup(dir.path(), &[]);
+    let o = etch(&dir.path().join("state"), &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn bad_input_is_denied_clearly_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");

@@ -58,9 +58,20 @@ fn build_rejects_corrupt_checkpoints_and_impossible_chips() {
         &etch(&["build", m, "-o", o, "--lanes", "12"]),
         "power of two",
     );
+    for lanes in ["0", "4", "512"] {
+        bad(
+            &etch(&["build", m, "-o", o, "--lanes", lanes]),
+            "lanes must be a power of two from 8 to 256",
+        );
+    }
     bad(
         &etch(&["build", m, "-o", o, "--lanes", "256"]),
         "positions per cycle",
+    );
+    // An output path that is a file: nothing can be written there.
+    bad(
+        &etch(&["build", m, "-o", cut.to_str().unwrap()]),
+        "cannot write",
     );
     bad(
         &etch(&["build", m, "-o", o, "--max-seq", "99"]),
@@ -117,4 +128,7 @@ fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
         &etch(&["sim", dir.path().join("nothing").to_str().unwrap()]),
         "manifest.json",
     );
+    // A manifest that is not one.
+    std::fs::write(out.join("manifest.json"), "{garbage").unwrap();
+    bad(&etch(&["sim", o]), "is not an etch manifest");
 }

@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 use crate::audit;
 use crate::cap::{self, Attenuation, Authority, Grant, Token};
 use crate::error::{AgentError, Result};
+
+/// The state directory's database file.
+const DATABASE: &str = "etch.db";
 use crate::registry::{
     Approval, ArgType, Builtin, Call, Executor, Registry, Resolution, Reversibility,
 };
@@ -228,6 +231,11 @@ impl ExecLock {
 }
 
 impl Syscalls {
+    /// True when `state` holds a state directory made by [`Syscalls::open`].
+    pub fn exists(state: &Path) -> bool {
+        state.join(DATABASE).is_file()
+    }
+
     /// Opens (creating) the state directory: database, root key, audit log; recovers
     /// from a crash (a cut audit line, actions that were executing).
     pub fn open(state: &Path) -> Result<Self> {
@@ -235,7 +243,7 @@ impl Syscalls {
         let state = state
             .canonicalize()
             .map_err(|e| AgentError::io("open", state, e))?;
-        let db_path = state.join("etch.db");
+        let db_path = state.join(DATABASE);
         let db = Connection::open(&db_path)?;
         db.busy_timeout(std::time::Duration::from_secs(30))?;
         db.pragma_update(None, "journal_mode", "WAL")?;

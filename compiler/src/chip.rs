@@ -115,9 +115,9 @@ impl Manifest {
     pub fn load(out: &Path) -> Result<Self> {
         let path = out.join("manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::BadTokenizer {
+        serde_json::from_str(&text).map_err(|e| Error::BadManifest {
             path,
-            problem: format!("not an etch manifest: {e}"),
+            problem: e.to_string(),
         })
     }
 
@@ -182,7 +182,7 @@ pub fn table_data(model: &QuantizedModel) -> TableData {
 }
 
 fn write(path: PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    std::fs::write(&path, text).map_err(|e| Error::write(&path, e))
 }
 
 fn table_hex(values: impl Iterator<Item = u64>, digits: usize) -> String {
@@ -205,6 +205,7 @@ pub fn build(
             c.seq_len, options.max_seq
         )));
     }
+    etch_hdl::top::check_lanes(options.lanes).map_err(Error::InvalidArgument)?;
     if options.contexts == 0 || options.contexts > 255 {
         return Err(Error::InvalidArgument(format!(
             "--contexts must be between 1 and 255, not {}",
@@ -282,7 +283,7 @@ pub fn build(
     let rtl = out.join("rtl");
     let rom = out.join("rom");
     for dir in [out, &rtl, &rom] {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
     }
     // The design hash covers the Verilog without its header comment (which names paths),
     // so that the same design built anywhere shares one compiled simulator.

@@ -17,6 +17,22 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// A file or directory of the output could not be created or written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A built chip's `manifest.json` cannot be understood.
+    #[error("{path} is not an etch manifest: {problem}")]
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The file ends before the header or a record it announces is complete.
     #[error("{path} is truncated: {what}")]
     Truncated {
@@ -107,6 +123,13 @@ impl Error {
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn write(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Write {
             path: path.to_path_buf(),
             source,
         }

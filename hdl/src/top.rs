@@ -50,6 +50,17 @@ pub struct ChipParams {
     pub tables: TableData,
 }
 
+/// The lane counts the wiring supports: a power of two from 8 to 256.
+pub fn check_lanes(lanes: usize) -> Result<(), String> {
+    if lanes.is_power_of_two() && (8..=256).contains(&lanes) {
+        Ok(())
+    } else {
+        Err(format!(
+            "lanes must be a power of two from 8 to 256, not {lanes}"
+        ))
+    }
+}
+
 impl ChipParams {
     /// Width of one attention head.
     pub fn head_size(&self) -> usize {
@@ -104,11 +115,7 @@ impl ChipParams {
                 self.weight_bits
             ));
         }
-        if !l.is_power_of_two() || !(8..=256).contains(&l) {
-            return Err(format!(
-                "lanes must be a power of two from 8 to 256, not {l}"
-            ));
-        }
+        check_lanes(l)?;
         let hs = self.head_size();
         if hs == 0 || l % hs != 0 || !hs.is_power_of_two() {
             return Err(format!(
