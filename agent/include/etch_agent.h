@@ -39,7 +39,9 @@ void etch_syscalls_close(struct EtchSyscalls *h);
 /**
  * `syscall(agent, capability, "English request")`: writes the answer's JSON
  * (`{"status", "action", "tool", "args", "english", "undo", …}`) into `answer`. A
- * denial is an answer (status 0), not a failure.
+ * denial is an answer (status 0), not a failure. An `answer` buffer too small for
+ * the answer gives -1 after the action has happened; `err` then names the action
+ * and what became of it, so that the request is not repeated.
  *
  * # Safety
  * Strings are null or NUL-terminated; `answer` is writable for `answer_len` bytes,

@@ -21,14 +21,19 @@ pub struct EtchSyscalls {
 }
 
 /// Writes `answer` as JSON, NUL-terminated, into `out`, or says how much room it needs.
+/// The action has happened either way, so a failure names it and what became of it:
+/// a caller that only sees -1 must not repeat an executed request.
 ///
 /// # Safety
 /// `out` is writable for `out_len` bytes.
 unsafe fn put(answer: &crate::Answer, out: *mut c_char, out_len: usize) -> Result<c_int, String> {
     let json = serde_json::to_string(answer).map_err(|e| e.to_string())?;
     if out.is_null() || out_len <= json.len() {
+        let status = serde_json::to_value(answer.status).map_err(|e| e.to_string())?;
         return Err(format!(
-            "the answer needs {} bytes of buffer, {out_len} were given",
+            "action {} was {} (do not repeat the request), but its answer needs {} bytes of buffer and {out_len} were given",
+            answer.action,
+            status.as_str().unwrap_or("carried out"),
             json.len() + 1
         ));
     }
@@ -76,7 +81,9 @@ pub unsafe extern "C" fn etch_syscalls_close(h: *mut EtchSyscalls) {
 
 /// `syscall(agent, capability, "English request")`: writes the answer's JSON
 /// (`{"status", "action", "tool", "args", "english", "undo", …}`) into `answer`. A
-/// denial is an answer (status 0), not a failure.
+/// denial is an answer (status 0), not a failure. An `answer` buffer too small for
+/// the answer gives -1 after the action has happened; `err` then names the action
+/// and what became of it, so that the request is not repeated.
 ///
 /// # Safety
 /// Strings are null or NUL-terminated; `answer` is writable for `answer_len` bytes,
@@ -211,4 +218,59 @@ pub unsafe extern "C" fn etch_audit_verify(
             Ok(0)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cap::Grant;
+    use std::ffi::{CStr, CString};
+
+    #[test]
+    fn an_answer_too_long_for_its_buffer_still_names_the_executed_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        let mut err = [0 as c_char; 256];
+        let state = CString::new(dir.path().join("state").to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated path, err writable for its length.
+        let h = unsafe { etch_syscalls_open(state.as_ptr(), err.as_mut_ptr(), err.len()) };
+        assert!(!h.is_null());
+        // SAFETY: h is live until the close below.
+        let token = unsafe { &*h }
+            .inner
+            .mint(&Grant::new("alice", &ws), "t")
+            .unwrap();
+        let c = |s: &str| CString::new(s).unwrap();
+        let (agent, token, workspace) = (c("alice"), c(&token), c(ws.to_str().unwrap()));
+        let request = c("write notes.txt with remember the milk");
+        let mut answer = [0 as c_char; 16];
+        // SAFETY: every string NUL-terminated, both buffers writable for their lengths.
+        let r = unsafe {
+            etch_syscall(
+                h,
+                agent.as_ptr(),
+                token.as_ptr(),
+                workspace.as_ptr(),
+                request.as_ptr(),
+                answer.as_mut_ptr(),
+                answer.len(),
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        assert_eq!(r, -1);
+        // SAFETY: set_err NUL-terminates inside the buffer.
+        let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_str().unwrap();
+        assert!(
+            msg.starts_with("action 1 was executed (do not repeat the request)"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+            "remember the milk"
+        );
+        // SAFETY: h came from etch_syscalls_open and is not used again.
+        unsafe { etch_syscalls_close(h) };
+    }
 }
