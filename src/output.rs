@@ -35,6 +35,9 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 /// A spinner on stderr for work of unknown length.
 pub fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
     bar.set_message(what.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     bar

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use etch_hdl::board::{self, Board, Family};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
@@ -193,8 +194,19 @@ pub fn tool(name: &str) -> CliResult<PathBuf> {
         })
 }
 
-/// Runs `program` in `dir`, its output to `log`; an error quotes the log's end.
-fn run_logged(program: &Path, args: &[String], dir: &Path, log: &Path, what: &str) -> CliResult {
+/// Reads a tool's phase off one line of its log, for the spinner.
+type Phase = fn(&str) -> Option<String>;
+
+/// Runs `program` in `dir`, its output to `log`; an error quotes the log's end. With a
+/// `phase` reader, the lines the tool writes while it runs update `bar`.
+fn run_logged(
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    log: &Path,
+    what: &str,
+    follow: Option<(&ProgressBar, Phase)>,
+) -> CliResult {
     let file = std::fs::File::create(log).map_err(|e| CliError::Io {
         action: "write",
         path: log.to_path_buf(),
@@ -203,13 +215,29 @@ fn run_logged(program: &Path, args: &[String], dir: &Path, log: &Path, what: &st
     let err = file
         .try_clone()
         .map_err(|e| CliError::Internal(e.to_string()))?;
-    let status = Command::new(program)
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(dir)
         .stdout(file)
         .stderr(err)
-        .status()
+        .spawn()
         .map_err(|e| CliError::Tool(format!("cannot run {}: {e}", program.display())))?;
+    let mut tail = LogTail::default();
+    let status = loop {
+        let done = child
+            .try_wait()
+            .map_err(|e| CliError::Tool(format!("cannot wait for {what}: {e}")))?;
+        if let Some((bar, phase)) = follow {
+            if let Some(msg) = tail.read(log).iter().rev().find_map(|l| phase(l)) {
+                tracing::debug!("{what}: {msg}");
+                bar.set_message(format!("{what}: {msg}"));
+            }
+        }
+        match done {
+            Some(status) => break status,
+            None => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    };
     if status.success() {
         return Ok(());
     }
@@ -221,6 +249,74 @@ fn run_logged(program: &Path, args: &[String], dir: &Path, log: &Path, what: &st
         log.display(),
         tail.join("\n")
     )))
+}
+
+/// The lines a log file gained since the last read (a line still being written waits
+/// for its end).
+#[derive(Default)]
+struct LogTail {
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl LogTail {
+    fn read(&mut self, log: &Path) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(log).and_then(|mut f| {
+            f.seek(SeekFrom::Start(self.offset))?;
+            f.read_to_end(&mut bytes)
+        });
+        // The log is the tool's; a read that fails only leaves the spinner as it was.
+        let Ok(n) = read else { return Vec::new() };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&bytes);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(end + 1);
+        let done = std::mem::replace(&mut self.partial, rest);
+        String::from_utf8_lossy(&done)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// nextpnr's phase from one log line: the analytical placer's and the annealer's
+/// iterations, router2's iterations with the wires still overused.
+fn nextpnr_phase(line: &str) -> Option<String> {
+    let line = line.trim_start_matches("Info:").trim();
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(|v| v.trim_end_matches(','))
+    };
+    if line.starts_with("Packing") {
+        Some("packing".into())
+    } else if line.starts_with("Running Static placer") {
+        Some("placing (analytical)".into())
+    } else if let (Some(iter), Some(_)) = (field("iter="), field("steplen=")) {
+        Some(format!("placing (analytical), iteration {iter}"))
+    } else if line.starts_with("Running simulated annealing placer") {
+        Some("placing (annealing)".into())
+    } else if let Some(rest) = line.strip_prefix("at iteration #") {
+        let iter = rest.split(':').next()?;
+        let wirelen = line.rsplit("wirelen = ").next()?.trim();
+        Some(format!(
+            "placing (annealing), iteration {iter}, wirelength {wirelen}"
+        ))
+    } else if line.starts_with("Running router2") || line.starts_with("Routing globals") {
+        Some("routing".into())
+    } else if let (Some(iter), Some(over)) = (field("iter="), field("overused=")) {
+        Some(format!("routing, iteration {iter}: {over} wires overused"))
+    } else if line.starts_with("Running router1 to check") {
+        Some("routing: checking the route".into())
+    } else if line.starts_with("Routing complete") {
+        Some("timing analysis".into())
+    } else {
+        None
+    }
 }
 
 /// Cell counts from yosys's `stat` text.
@@ -494,6 +590,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
             out,
             &dir.join("yosys.log"),
             "yosys",
+            None,
         );
         bar.finish_and_clear();
         res?;
@@ -595,7 +692,14 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         Family::Ice40 => args.extend(["--asc".into(), format!("{rel}/{placed}")]),
     }
     let t0 = Instant::now();
-    let res = run_logged(&tool(pnr)?, &args, out, &dir.join("nextpnr.log"), "nextpnr");
+    let res = run_logged(
+        &tool(pnr)?,
+        &args,
+        out,
+        &dir.join("nextpnr.log"),
+        "nextpnr",
+        Some((&bar, nextpnr_phase)),
+    );
     bar.finish_and_clear();
     if let Err(CliError::Tool(msg)) = &res {
         if msg.contains("no BELs remaining") || msg.contains("too many") || msg.contains("only has")
@@ -618,7 +722,14 @@ pub fn synth(a: &SynthArgs) -> CliResult {
     }
     pack_args.push(format!("{rel}/{placed}"));
     pack_args.push(format!("{rel}/{bitstream}"));
-    let res = run_logged(&tool(pack)?, &pack_args, out, &dir.join("pack.log"), pack);
+    let res = run_logged(
+        &tool(pack)?,
+        &pack_args,
+        out,
+        &dir.join("pack.log"),
+        pack,
+        None,
+    );
     bar.finish_and_clear();
     res?;
     report.seconds.pack = t0.elapsed().as_secs_f64();
@@ -753,5 +864,52 @@ mod tests {
         assert_eq!(n[0], ("LUTs", 120, 83_640));
         assert_eq!(n[2].1, 300);
         assert!(target_named("virtex").is_err());
+    }
+
+    #[test]
+    fn nextpnr_phases_come_from_its_log_lines() {
+        let phases: Vec<Option<String>> = [
+            "Info: Packing LUTs...",
+            "Info: Running Static placer...",
+            "Info: iter=79 steplen=0.648277 a=41.427502 penalty=[0.00, 0.00, 0.00, 0.00]",
+            "Info: Running simulated annealing placer for refinement.",
+            "Info:   at iteration #15: temp = 0.000000, timing cost = 2008, wirelen = 319120",
+            "Info: Running router2...",
+            "Info:     iter=34 wires=597883 overused=859 overuse=880 archfail=NA",
+            "Info: Running router1 to check that route is legal...",
+            "Info: Routing complete.",
+            "Info: ⌁ initialising bels...",
+        ]
+        .iter()
+        .map(|l| nextpnr_phase(l))
+        .collect();
+        let want = [
+            Some("packing"),
+            Some("placing (analytical)"),
+            Some("placing (analytical), iteration 79"),
+            Some("placing (annealing)"),
+            Some("placing (annealing), iteration 15, wirelength 319120"),
+            Some("routing"),
+            Some("routing, iteration 34: 859 wires overused"),
+            Some("routing: checking the route"),
+            Some("timing analysis"),
+            None,
+        ];
+        assert_eq!(phases, want.map(|w| w.map(String::from)));
+    }
+
+    #[test]
+    fn a_log_tail_returns_whole_lines_once() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("tool.log");
+        let mut tail = LogTail::default();
+        assert!(tail.read(&log).is_empty(), "a log not yet written");
+        let mut f = std::fs::File::create(&log).unwrap();
+        f.write_all(b"one\ntw").unwrap();
+        assert_eq!(tail.read(&log), ["one"]);
+        assert!(tail.read(&log).is_empty());
+        f.write_all("o \u{2301}\nthree\n".as_bytes()).unwrap();
+        assert_eq!(tail.read(&log), ["two \u{2301}", "three"]);
     }
 }
