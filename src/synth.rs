@@ -197,8 +197,8 @@ pub fn tool(name: &str) -> CliResult<PathBuf> {
 /// Reads a tool's phase off one line of its log, for the spinner.
 type Phase = fn(&str) -> Option<String>;
 
-/// Runs `program` in `dir`, its output to `log`; an error quotes the log's end. With a
-/// `phase` reader, the lines the tool writes while it runs update `bar`.
+/// Runs `program` in `dir`, its output to `log`; an error quotes the log's end. With
+/// `follow`, each poll's newest line that `Phase` understands becomes `bar`'s message.
 fn run_logged(
     program: &Path,
     args: &[String],
