@@ -12,10 +12,12 @@ use std::process::Command;
 use common::{build_chip, random_model};
 use etch_compiler::{Config, QuantSettings};
 
-/// The tiny chip, quantized with the default settings: the place-and-route test needs
-/// this exact netlist (design hash 81acae52…), whose routing converges — router2's
-/// convergence depends on the netlist, and another calibration of the same model gave
-/// one that did not converge within 20 minutes (docs/FPGA.md).
+/// The design hash of the tiny chip's netlist, on which router2 was seen to converge:
+/// its convergence depends on the netlist, and another calibration of the same model
+/// gave one that did not converge within 20 minutes (docs/FPGA.md).
+const CI_DESIGN: &str = "81acae52";
+
+/// The tiny chip, quantized with the default settings (its netlist is `CI_DESIGN`).
 fn small_chip(dir: &std::path::Path) -> PathBuf {
     let config = Config {
         dim: 32,
@@ -37,6 +39,16 @@ fn small_chip(dir: &std::path::Path) -> PathBuf {
 fn weights_reach_the_netlist_only_as_rom_contents() {
     let dir = tempfile::tempdir().unwrap();
     let out = small_chip(dir.path());
+    // A guard that fails in seconds rather than in a router that never converges.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let hash = manifest["design_hash"].as_str().unwrap();
+    assert!(
+        hash.starts_with(CI_DESIGN),
+        "the CI chip's netlist changed (design {hash}): run \
+         `cargo test --release --test synth etch_synth_makes` to see that router2 still \
+         converges on it, then update CI_DESIGN"
+    );
     let chip = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
     let prims = std::fs::read_to_string(out.join("rtl/etch_prims.v")).unwrap();
     // The weight ROM is one etch_rom instance; etch_rom has no write port.
