@@ -222,13 +222,16 @@ fn run_logged(
         .stderr(err)
         .spawn()
         .map_err(|e| CliError::Tool(format!("cannot run {}: {e}", program.display())))?;
-    let mut tail = LogTail::default();
+    let mut tail = match follow {
+        Some(_) => LogTail::open(log).ok(),
+        None => None,
+    };
     let status = loop {
         let done = child
             .try_wait()
             .map_err(|e| CliError::Tool(format!("cannot wait for {what}: {e}")))?;
-        if let Some((bar, phase)) = follow {
-            if let Some(msg) = tail.read(log).iter().rev().find_map(|l| phase(l)) {
+        if let (Some((bar, phase)), Some(tail)) = (follow, tail.as_mut()) {
+            if let Some(msg) = tail.read().iter().rev().find_map(|l| phase(l)) {
                 tracing::debug!("{what}: {msg}");
                 bar.set_message(format!("{what}: {msg}"));
             }
@@ -252,25 +255,26 @@ fn run_logged(
 }
 
 /// The lines a log file gained since the last read (a line still being written waits
-/// for its end).
-#[derive(Default)]
+/// for its end): the open file keeps the place.
 struct LogTail {
-    offset: u64,
+    file: std::fs::File,
     partial: Vec<u8>,
 }
 
 impl LogTail {
-    fn read(&mut self, log: &Path) -> Vec<String> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut bytes = Vec::new();
-        let read = std::fs::File::open(log).and_then(|mut f| {
-            f.seek(SeekFrom::Start(self.offset))?;
-            f.read_to_end(&mut bytes)
-        });
+    fn open(log: &Path) -> std::io::Result<Self> {
+        Ok(LogTail {
+            file: std::fs::File::open(log)?,
+            partial: Vec::new(),
+        })
+    }
+
+    fn read(&mut self) -> Vec<String> {
+        use std::io::Read;
         // The log is the tool's; a read that fails only leaves the spinner as it was.
-        let Ok(n) = read else { return Vec::new() };
-        self.offset += n as u64;
-        self.partial.extend_from_slice(&bytes);
+        if self.file.read_to_end(&mut self.partial).is_err() {
+            return Vec::new();
+        }
         let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
             return Vec::new();
         };
@@ -903,13 +907,13 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("tool.log");
-        let mut tail = LogTail::default();
-        assert!(tail.read(&log).is_empty(), "a log not yet written");
         let mut f = std::fs::File::create(&log).unwrap();
+        let mut tail = LogTail::open(&log).unwrap();
+        assert!(tail.read().is_empty(), "a log not yet written");
         f.write_all(b"one\ntw").unwrap();
-        assert_eq!(tail.read(&log), ["one"]);
-        assert!(tail.read(&log).is_empty());
+        assert_eq!(tail.read(), ["one"]);
+        assert!(tail.read().is_empty());
         f.write_all("o \u{2301}\nthree\n".as_bytes()).unwrap();
-        assert_eq!(tail.read(&log), ["two \u{2301}", "three"]);
+        assert_eq!(tail.read(), ["two \u{2301}", "three"]);
     }
 }

@@ -32,14 +32,8 @@ fn small_chip(dir: &std::path::Path) -> PathBuf {
     let (ck, tok) = random_model(dir, &config, 3);
     let out = dir.join("chip");
     build_chip(&ck, &tok, &out, 8, 1, 32, QuantSettings::default());
-    out
-}
-
-#[test]
-fn weights_reach_the_netlist_only_as_rom_contents() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = small_chip(dir.path());
-    // A guard that fails in seconds rather than in a router that never converges.
+    // Checked here, before any test places it: a changed netlist fails in seconds
+    // rather than in a router that may never converge.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let hash = manifest["design_hash"].as_str().unwrap();
@@ -49,6 +43,13 @@ fn weights_reach_the_netlist_only_as_rom_contents() {
          `cargo test --release --test synth etch_synth_makes` to see that router2 still \
          converges on it, then update CI_DESIGN"
     );
+    out
+}
+
+#[test]
+fn weights_reach_the_netlist_only_as_rom_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = small_chip(dir.path());
     let chip = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
     let prims = std::fs::read_to_string(out.join("rtl/etch_prims.v")).unwrap();
     // The weight ROM is one etch_rom instance; etch_rom has no write port.

@@ -339,8 +339,11 @@ impl Checkpoint {
     /// Memory-maps and validates a checkpoint file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let actual = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+        let actual = file
+            .metadata()
+            .map_err(|e| Error::io("read", path, e))?
+            .len();
         if actual < HEADER_BYTES as u64 {
             return Err(Error::Truncated {
                 path: path.to_path_buf(),
@@ -350,7 +353,7 @@ impl Checkpoint {
         // SAFETY: the map is read-only and private to this process; llama2.c checkpoints
         // are not modified while a model runs. Should another process truncate the
         // file, reads could fault, which is the documented limit of file mapping.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("read", path, e))?;
         let header: [i32; 7] = bytemuck::pod_read_unaligned(&mmap[..HEADER_BYTES]);
         let config = Config::from_header(&header, path)?;
         let expected = config.file_bytes().ok_or_else(|| Error::BadHeader {

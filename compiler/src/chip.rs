@@ -114,7 +114,7 @@ impl Manifest {
     /// Reads `OUT/manifest.json`.
     pub fn load(out: &Path) -> Result<Self> {
         let path = out.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::BadManifest {
             path,
             problem: e.to_string(),
@@ -182,7 +182,7 @@ pub fn table_data(model: &QuantizedModel) -> TableData {
 }
 
 fn write(path: PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(&path, text).map_err(|e| Error::write(&path, e))
+    std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))
 }
 
 fn table_hex(values: impl Iterator<Item = u64>, digits: usize) -> String {
@@ -283,7 +283,7 @@ pub fn build(
     let rtl = out.join("rtl");
     let rom = out.join("rom");
     for dir in [out, &rtl, &rom] {
-        std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("write", dir, e))?;
     }
     // The design hash covers the Verilog without its header comment (which names paths),
     // so that the same design built anywhere shares one compiled simulator.
@@ -333,7 +333,8 @@ pub fn build(
     )?;
     write(out.join("firmware.bin"), &image)?;
     write(out.join("firmware.s"), &fw.source)?;
-    let tok_bytes = std::fs::read(tokenizer.path()).map_err(|e| Error::io(tokenizer.path(), e))?;
+    let tok_bytes =
+        std::fs::read(tokenizer.path()).map_err(|e| Error::io("read", tokenizer.path(), e))?;
     write(out.join("tokenizer.bin"), tok_bytes)?;
 
     let l = options.lanes as u64;

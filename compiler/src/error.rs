@@ -9,17 +9,11 @@ use std::path::PathBuf;
 /// maps them to exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be opened, read or mapped.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be opened, read or mapped, or an output could not be written.
+    #[error("cannot {action} {path}: {source}")]
     Io {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-    /// A file or directory of the output could not be created or written.
-    #[error("cannot write {path}: {source}")]
-    Write {
+        /// "read", "write", …
+        action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// What the operating system said.
@@ -121,15 +115,9 @@ impl Error {
         !matches!(self, Error::Quantization(_))
     }
 
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    pub(crate) fn write(path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Write {
+            action,
             path: path.to_path_buf(),
             source,
         }

@@ -37,10 +37,10 @@ impl Tokenizer {
     /// Reads a tokenizer file and checks that it holds exactly `vocab_size` pieces.
     pub fn open(path: impl AsRef<Path>, vocab_size: usize) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io("read", path, e))?;
         // SAFETY: read-only private map of a small file that nothing modifies while it
         // is parsed; every piece is copied out before the map is dropped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("read", path, e))?;
         Self::parse(&map, vocab_size, path)
     }
 
