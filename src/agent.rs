@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use etch_agent::cap::{Attenuation, Grant, Token};
+use etch_agent::text::{one_line, printable};
 use etch_agent::{audit, Model, Syscalls};
 use etch_runtime::Engine;
 
@@ -290,13 +291,19 @@ pub enum AuditCmd {
 /// one: a mistyped `--state` must not show an empty approval queue or an "intact"
 /// empty audit log as though they were the real ones.
 fn open(state: &StateArgs) -> CliResult<Syscalls> {
+    exists(state)?;
+    create(state)
+}
+
+/// Refuses a state directory that holds no state.
+fn exists(state: &StateArgs) -> CliResult {
     if !Syscalls::exists(&state.state) {
         return Err(CliError::Usage(format!(
             "there is no etch state at {}: name it with --state or ETCH_STATE, or make one with `etch cap mint`",
             state.state.display()
         )));
     }
-    create(state)
+    Ok(())
 }
 
 /// Opens the state directory, making it on first use.
@@ -536,9 +543,9 @@ fn syscall(a: &SyscallArgs) -> CliResult {
     if a.state.json {
         print_json(&answer)?;
     } else {
-        println!("{}", answer.english);
+        println!("{}", printable(&answer.english));
         if let Some(o) = &answer.output {
-            print!("{o}");
+            print!("{}", printable(o));
             if !o.ends_with('\n') && !o.is_empty() {
                 println!();
             }
@@ -612,7 +619,7 @@ pub fn cap(cmd: &CapCmd) -> CliResult {
                 "workspace": t.workspace()?,
                 "blocks": t.sources(),
                 "revocation_ids": t.revocation_ids(),
-                "confined_to": etch_agent::confinement(&t, &t.workspace()?),
+                "confined_to": etch_agent::confinement(&t, &t.workspace()?)?,
             });
             if a.state.json {
                 return print_json(&info);
@@ -666,8 +673,8 @@ pub fn approvals(cmd: &ApprovalsCmd) -> CliResult {
                     "{:>5}  {:<9} {:<10} {}  (asked {}{})",
                     a.id,
                     a.status,
-                    a.agent,
-                    a.english,
+                    one_line(&a.agent),
+                    one_line(&a.english),
                     a.created,
                     a.expires
                         .map(|e| format!(", lapses {e}"))
@@ -682,14 +689,21 @@ pub fn approvals(cmd: &ApprovalsCmd) -> CliResult {
             if state.json {
                 return print_json(&a);
             }
-            println!("action {}: {}", a.id, a.english);
-            println!("  asked by {} at {}: \"{}\"", a.agent, a.created, a.request);
+            println!("action {}: {}", a.id, one_line(&a.english));
+            println!(
+                "  asked by {} at {}: \"{}\"",
+                one_line(&a.agent),
+                a.created,
+                one_line(&a.request)
+            );
             println!(
                 "  tool {} ({}), status {}",
-                a.tool, a.reversibility, a.status
+                one_line(&a.tool),
+                a.reversibility,
+                a.status
             );
             for (k, v) in &a.args {
-                println!("  {k} = {v:?}");
+                println!("  {} = {v:?}", one_line(k));
             }
             for (label, v) in [
                 ("reason", &a.reason),
@@ -698,7 +712,7 @@ pub fn approvals(cmd: &ApprovalsCmd) -> CliResult {
                 ("lapses", &a.expires),
             ] {
                 if let Some(v) = v {
-                    println!("  {label}: {v}");
+                    println!("  {label}: {}", one_line(v));
                 }
             }
             if a.undoable {
@@ -712,7 +726,7 @@ pub fn approvals(cmd: &ApprovalsCmd) -> CliResult {
             if state.json {
                 print_json(&answer)?;
             } else {
-                println!("{}", answer.english);
+                println!("{}", printable(&answer.english));
             }
             match answer.status {
                 etch_agent::Status::Failed => Err(CliError::Exit(5)),
@@ -745,7 +759,7 @@ pub fn undo(a: &UndoArgs) -> CliResult {
             &serde_json::json!({ "action": a.id, "undone": true, "english": english }),
         );
     }
-    println!("{english}");
+    println!("{}", printable(&english));
     Ok(())
 }
 
@@ -753,8 +767,9 @@ pub fn undo(a: &UndoArgs) -> CliResult {
 pub fn audit(cmd: &AuditCmd) -> CliResult {
     match cmd {
         AuditCmd::Tail { state, n } => {
-            let s = open(state)?;
-            for e in audit::tail(s.state(), *n)? {
+            // Reading only: no crash recovery, nothing written.
+            exists(state)?;
+            for e in audit::tail(&state.state, *n)? {
                 if state.json {
                     print_json(&e)?;
                 } else {
@@ -762,16 +777,17 @@ pub fn audit(cmd: &AuditCmd) -> CliResult {
                         "{:06} {} {}: {}",
                         e.seq,
                         etch_agent::time::rfc3339(e.time),
-                        e.agent,
-                        e.english
+                        one_line(&e.agent),
+                        one_line(&e.english)
                     );
                 }
             }
             Ok(())
         }
         AuditCmd::Verify { state } => {
-            let s = open(state)?;
-            let v = s.verify_audit()?;
+            // Reading only: a forged tail is reported, never adopted by recovery.
+            exists(state)?;
+            let v = Syscalls::verify_audit_at(&state.state)?;
             if state.json {
                 print_json(&v)?;
             } else if v.intact {
@@ -782,7 +798,7 @@ pub fn audit(cmd: &AuditCmd) -> CliResult {
             } else {
                 println!(
                     "the audit log is damaged: {}",
-                    v.problem.clone().unwrap_or_default()
+                    one_line(&v.problem.clone().unwrap_or_default())
                 );
             }
             if v.intact {

@@ -4,78 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use common::agent::*;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etch_agent::cap::{Attenuation, Grant, Limits};
 use etch_agent::{Call, Request, Status, Syscalls};
 use serde_json::Value;
-
-fn etch(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(args)
-        .env("ETCH_STATE", state)
-        .env("USER", "sam")
-        .output()
-        .unwrap()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A workspace with docs/notes.txt, a state directory, and a minted capability file.
-fn setup(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
-    let ws = dir.join("ws");
-    std::fs::create_dir_all(ws.join("docs")).unwrap();
-    std::fs::write(ws.join("docs/notes.txt"), "remember the milk\n").unwrap();
-    let state = dir.join("state");
-    let mut args = vec![
-        "cap",
-        "mint",
-        "--agent",
-        "alice",
-        "--workspace",
-        ws.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = etch(&state, &args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let cap = dir.join("alice.cap");
-    std::fs::write(&cap, &o.stdout).unwrap();
-    (ws, state, cap)
-}
-
-fn syscall(state: &Path, ws: &Path, cap: &Path, request: &str) -> (Option<i32>, Value) {
-    let o = etch(
-        state,
-        &[
-            "agent",
-            "syscall",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--agent",
-            "alice",
-            "--cap",
-            cap.to_str().unwrap(),
-            "--json",
-            request,
-        ],
-    );
-    (o.status.code(), json(&o))
-}
 
 #[test]
 fn the_cli_session_of_the_docs() {
@@ -225,51 +161,6 @@ fn the_cli_session_of_the_docs() {
     // The registry in MCP form.
     let mcp = json(&etch(&state, &["agent", "tools", "--mcp"]));
     assert_eq!(mcp["tools"].as_array().unwrap().len(), 7);
-}
-
-/// A template-only system call through the library.
-fn ask(s: &Syscalls, ws: &Path, agent: &str, token: &str, text: &str) -> etch_agent::Answer {
-    s.syscall(
-        &Request {
-            agent,
-            token,
-            workspace: ws,
-            text,
-        },
-        None,
-    )
-    .unwrap()
-}
-
-/// Waits for the fault hook's mark, then SIGKILLs.
-fn kill_at(mut child: std::process::Child, state: &Path) {
-    let mark = state.join("fault-reached");
-    let start = Instant::now();
-    while !mark.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the fault point was never reached"
-        );
-        if let Some(s) = child.try_wait().unwrap() {
-            panic!("exited before the fault point: {s}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::fs::remove_file(mark).unwrap();
-}
-
-fn approve_with_fault(state: &Path, id: i64, point: &str) {
-    let child = Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(["approvals", "approve", &id.to_string()])
-        .env("ETCH_STATE", state)
-        .env("ETCH_FAULT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    kill_at(child, state);
 }
 
 #[test]
@@ -727,7 +618,7 @@ fn budgets_revocation_delegation_and_the_trust_monitor() {
     assert_eq!(ask("bob", &child, "list docs").status, Status::Denied);
     let inspect = etch_agent::cap::Token::parse(&child, s.public_key()).unwrap();
     assert_eq!(
-        etch_agent::confinement(&inspect, &ws.canonicalize().unwrap()),
+        etch_agent::confinement(&inspect, &ws.canonicalize().unwrap()).unwrap(),
         vec![ws.canonicalize().unwrap().join("docs")]
     );
     s.revoke(&child, "bob").unwrap();

@@ -7,69 +7,16 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::serve::{connect, etch, socket_in, spawn_server};
 use common::{
     expected, open_chip, prefill_outside_host_memory, sampled, session, small_chip, GREEDY,
 };
-use etch_compiler::chip::Manifest;
 use etch_driver::{Chip, Device, Timeout, VfioUser};
 use etch_firmware::Status;
-
-/// A socket path in `dir` (short enough for sun_path).
-fn socket_in(dir: &Path) -> PathBuf {
-    dir.join("chip.sock")
-}
-
-fn connect(socket: &Path, m: &Manifest) -> Chip<VfioUser> {
-    let dev = VfioUser::connect(socket, Duration::from_secs(20)).unwrap();
-    Chip::open_with(
-        dev,
-        Some(&expected(m)),
-        Timeout::Wall(Duration::from_secs(20)),
-    )
-    .unwrap()
-}
-
-/// Waits until something accepts connections on `socket`.
-fn wait_for_socket(socket: &Path, child: &mut Child) {
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("etch serve exited early: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "etch serve never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn etch() -> Process {
-    let mut p = Process::new(env!("CARGO_BIN_EXE_etch"));
-    p.env("ETCH_LOG", "warn");
-    p
-}
-
-fn spawn_server(out: &Path, socket: &Path) -> Child {
-    let mut child = etch()
-        .args(["serve"])
-        .arg(out)
-        .arg("--socket")
-        .arg(socket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_socket(socket, &mut child);
-    // The probe connection above is served (and reset) first; let it pass.
-    std::thread::sleep(Duration::from_millis(200));
-    child
-}
 
 #[test]
 fn vfio_user_gives_what_the_in_process_chip_gives() {

@@ -6,16 +6,26 @@
 //! 000012 2026-11-22T05:30:00Z alice: deleted docs/notes.txt into the trash (undo: etch undo 7)<TAB>{"event":"executed",…,"prev":"…","hash":"…"}
 //! ```
 //!
-//! (`<TAB>` is one tab character.) Each entry's hash covers its sequence number, time, agent, event, English text,
+//! (`<TAB>` is one tab character.) Each entry's hash is an HMAC-SHA256, under the key
+//! `STATE/keys/audit.key`, of its sequence number, time, agent, event, English text,
 //! fields and the previous entry's hash; the state database keeps the last sequence
 //! number and hash (the anchor). Editing, deleting or reordering any entry — the last
 //! one included — breaks the chain or the anchor, and `etch audit verify` says where.
-//! Appends happen inside the database's write transaction, so threads and processes
-//! append one at a time and the anchor moves with the file.
+//! Without the key nobody can write an entry that verifies, so entries appended by
+//! someone who can write the log but not read the state directory (every confined
+//! tool) are found too. Appends happen inside the database's write transaction, so
+//! threads and processes append one at a time and the anchor moves with the file.
+//!
+//! Control characters never reach the file: the English text is escaped
+//! ([`crate::text::one_line`]), so the log is safe to print on a terminal.
+//!
+//! Logs written before the key existed (etch 0.1) keep their plain SHA-256 links up to
+//! the entry the key was introduced at (`keyed_from`); every later entry is keyed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use hmac::{Hmac, Mac};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::Value;
@@ -44,46 +54,148 @@ pub struct Entry {
     pub hash: String,
 }
 
-impl Entry {
-    /// The hash this entry's content and link should have.
-    fn computed_hash(&self) -> String {
-        digest(
-            self.seq,
-            self.time,
-            &self.agent,
-            &self.event,
-            &self.english,
-            &self.fields.to_string(),
-            &self.prev,
-        )
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The fields an entry's hash covers, each prefixed by its length when hashed.
+fn hashed_parts(e: &Entry) -> [String; 7] {
+    [
+        e.seq.to_string(),
+        e.time.to_string(),
+        e.agent.clone(),
+        e.event.clone(),
+        e.english.clone(),
+        e.fields.to_string(),
+        e.prev.clone(),
+    ]
+}
+
+/// The key that signs the chain, and the entry it signs from.
+#[derive(Clone)]
+pub struct Key {
+    secret: [u8; 32],
+    /// Entries before this one (written before the key existed) carry plain SHA-256
+    /// links.
+    keyed_from: u64,
+}
+
+impl Key {
+    /// The hash entry `e` must carry.
+    fn hash(&self, e: &Entry) -> String {
+        let parts = hashed_parts(e);
+        if e.seq < self.keyed_from {
+            let mut h = Sha256::new();
+            for p in &parts {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+            return hex::encode(h.finalize());
+        }
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        for p in &parts {
+            m.update(&(p.len() as u64).to_le_bytes());
+            m.update(p.as_bytes());
+        }
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// Loads `STATE/keys/audit.key`, making it (mode 0600) on first use. A log begun
+    /// before the key existed is keyed from its next entry on. Runs inside a write
+    /// transaction.
+    pub(crate) fn open_or_make(db: &Connection, state: &Path) -> Result<Self> {
+        let path = key_path(state);
+        let keyed_from = match stored_keyed_from(db)? {
+            Some(k) => k,
+            None => {
+                let k = head(db)?.0 + 1;
+                db.execute(
+                    "INSERT INTO audit_key(id, keyed_from) VALUES (1, ?1)",
+                    params![k as i64],
+                )?;
+                k
+            }
+        };
+        match read_secret(&path)? {
+            Some(secret) => Ok(Key { secret, keyed_from }),
+            None => {
+                let mut secret = [0u8; 32];
+                fill_random(&mut secret)?;
+                crate::cap::write_key_file(&path, &hex::encode(secret))?;
+                // Two processes at once: the first key to land wins.
+                let secret = read_secret(&path)?.unwrap_or(secret);
+                Ok(Key { secret, keyed_from })
+            }
+        }
+    }
+
+    /// The key of a database made before keys existed: every entry is a plain
+    /// SHA-256 link.
+    pub(crate) fn legacy() -> Self {
+        Key {
+            secret: [0; 32],
+            keyed_from: u64::MAX,
+        }
+    }
+
+    /// Loads the key without making anything (for reading and verifying).
+    pub(crate) fn load(db: &Connection, state: &Path) -> Result<Self> {
+        let keyed_from = stored_keyed_from(db)?.unwrap_or(u64::MAX);
+        let secret = match read_secret(&key_path(state))? {
+            Some(s) => s,
+            None if keyed_from == u64::MAX => [0; 32],
+            None => {
+                return Err(AgentError::Tampered(format!(
+                    "the audit key {} is missing: the keyed entries cannot be checked",
+                    key_path(state).display()
+                )))
+            }
+        };
+        Ok(Key { secret, keyed_from })
     }
 }
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+fn key_path(state: &Path) -> PathBuf {
+    state.join("keys").join("audit.key")
+}
 
-fn digest(
-    seq: u64,
-    time: u64,
-    agent: &str,
-    event: &str,
-    english: &str,
-    fields: &str,
-    prev: &str,
-) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        seq.to_string().as_str(),
-        time.to_string().as_str(),
-        agent,
-        event,
-        english,
-        fields,
-        prev,
-    ] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+fn stored_keyed_from(db: &Connection) -> Result<Option<u64>> {
+    Ok(db
+        .query_row("SELECT keyed_from FROM audit_key WHERE id = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(|k| k as u64))
+}
+
+fn read_secret(path: &Path) -> Result<Option<[u8; 32]>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut secret = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut secret).map_err(|e| {
+                AgentError::Tampered(format!("the audit key {} is unusable: {e}", path.display()))
+            })?;
+            Ok(Some(secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::io("read", path, e)),
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn fill_random(buf: &mut [u8]) -> Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        // SAFETY: getrandom writes at most len - at bytes into the buffer's tail.
+        let n = unsafe { libc::getrandom(buf[at..].as_mut_ptr().cast(), buf.len() - at, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(AgentError::io("draw random bytes for", "the audit key", e));
+        }
+        at += n as usize;
+    }
+    Ok(())
 }
 
 /// The log file of a state directory.
@@ -93,7 +205,8 @@ pub fn path(state: &Path) -> PathBuf {
 
 pub(crate) fn schema(db: &Connection) -> Result<()> {
     db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS audit_head(id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);",
+        "CREATE TABLE IF NOT EXISTS audit_head(id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS audit_key(id INTEGER PRIMARY KEY CHECK (id = 1), keyed_from INTEGER NOT NULL);",
     )?;
     Ok(())
 }
@@ -120,27 +233,24 @@ fn set_head(db: &Connection, seq: u64, hash: &str) -> Result<()> {
 pub(crate) fn append(
     db: &Connection,
     state: &Path,
+    key: &Key,
     agent: &str,
     event: &str,
     english: &str,
     fields: Value,
 ) -> Result<Entry> {
     let (seq, prev) = head(db)?;
-    let seq = seq + 1;
-    let time = crate::time::now();
-    let english = one_line(english);
-    let fields_s = fields.to_string();
-    let hash = digest(seq, time, agent, event, &english, &fields_s, &prev);
-    let entry = Entry {
-        seq,
-        time,
+    let mut entry = Entry {
+        seq: seq + 1,
+        time: crate::time::now(),
         agent: agent.to_string(),
         event: event.to_string(),
-        english,
+        english: crate::text::one_line(english),
         fields,
         prev,
-        hash,
+        hash: String::new(),
     };
+    entry.hash = key.hash(&entry);
     let line = format_line(&entry);
     let p = path(state);
     let mut f = std::fs::OpenOptions::new()
@@ -153,18 +263,6 @@ pub(crate) fn append(
         .map_err(|e| AgentError::io("append to", &p, e))?;
     set_head(db, entry.seq, &entry.hash)?;
     Ok(entry)
-}
-
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c == '\n' || c == '\t' || c == '\r' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 fn format_line(e: &Entry) -> String {
@@ -254,8 +352,9 @@ pub struct Verdict {
     pub problem: Option<String>,
 }
 
-/// Checks every link of the chain and the anchor.
-pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
+/// Checks every link of the chain and the anchor. Reads only: nothing of the log or
+/// the database is changed, whatever is found.
+pub(crate) fn verify(db: &Connection, state: &Path, key: &Key) -> Result<Verdict> {
     let entries = match load(state) {
         Ok(e) => e,
         Err(AgentError::Tampered(why)) => {
@@ -316,8 +415,7 @@ pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
                 ),
             ));
         }
-        let h = e.computed_hash();
-        if h != e.hash {
+        if key.hash(&e) != e.hash {
             return Ok(fail(
                 total,
                 format!(
@@ -348,28 +446,40 @@ pub fn verify(db: &Connection, state: &Path) -> Result<Verdict> {
     })
 }
 
-/// After a crash: a line cut short is removed; entries written before the anchor
-/// moved (the crash hit between the append and the commit) are adopted when they
-/// chain onto the anchor. Runs inside a write transaction.
-pub(crate) fn recover(db: &Connection, state: &Path) -> Result<()> {
+/// After a crash: a last line cut short is removed, unless it is a whole entry that
+/// only lacks its newline (then the newline is written); entries written before the
+/// anchor moved (the crash hit between the append and the commit) are adopted when
+/// they chain onto the anchor and carry the key's hashes. Runs inside a write
+/// transaction.
+pub(crate) fn recover(db: &Connection, state: &Path, key: &Key) -> Result<()> {
     let p = path(state);
     let mut text = match std::fs::read(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(AgentError::io("read", &p, e)),
     };
+    let (seq, hash) = head(db)?;
     if !text.is_empty() && !text.ends_with(b"\n") {
         let keep = text.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+        let last = String::from_utf8_lossy(&text[keep..]).into_owned();
+        let whole = parse_line(0, &last)
+            .is_ok_and(|e| key.hash(&e) == e.hash && format_line(&e).trim_end() == last);
         let f = std::fs::OpenOptions::new()
-            .write(true)
+            .append(true)
             .open(&p)
             .map_err(|e| AgentError::io("open", &p, e))?;
-        f.set_len(keep as u64)
-            .and_then(|_| f.sync_data())
-            .map_err(|e| AgentError::io("repair", &p, e))?;
-        text.truncate(keep);
+        if whole {
+            (&f).write_all(b"\n")
+                .and_then(|_| f.sync_data())
+                .map_err(|e| AgentError::io("repair", &p, e))?;
+            text.push(b'\n');
+        } else {
+            f.set_len(keep as u64)
+                .and_then(|_| f.sync_data())
+                .map_err(|e| AgentError::io("repair", &p, e))?;
+            text.truncate(keep);
+        }
     }
-    let (seq, hash) = head(db)?;
     let text = String::from_utf8_lossy(&text);
     let mut prev = hash;
     let mut last = seq;
@@ -377,8 +487,7 @@ pub(crate) fn recover(db: &Connection, state: &Path) -> Result<()> {
         let Ok(e) = parse_line(i + 1, line) else {
             break;
         };
-        let h = e.computed_hash();
-        if e.seq != last + 1 || e.prev != prev || h != e.hash {
+        if e.seq != last + 1 || e.prev != prev || key.hash(&e) != e.hash {
             break;
         }
         prev = e.hash;

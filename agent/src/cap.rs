@@ -104,60 +104,63 @@ pub const DEFAULT_TOOLS: [&str; 2] = ["fs.*", "msg.send"];
 /// The runtime's root key.
 pub struct Authority {
     key: KeyPair,
+    /// The state directory (no workspace may contain it or lie inside it).
+    state: PathBuf,
+}
+
+/// Writes a secret key file (mode 0600) unless one is already there: two processes
+/// starting at once both write a candidate, the first to land wins and the other is
+/// discarded.
+pub(crate) fn write_key_file(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| AgentError::io("create", dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+        std::process::id()
+    ));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| AgentError::io("write", &tmp, e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| AgentError::io("write", &tmp, e))?;
+    }
+    let r = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(AgentError::io("write", path, e)),
+    }
 }
 
 impl Authority {
     /// Loads `STATE/keys/root.key`, creating it (mode 0600) on first use.
     pub fn open(state: &Path) -> Result<Self> {
-        let dir = state.join("keys");
-        let path = dir.join("root.key");
-        match std::fs::read_to_string(&path) {
-            Ok(s) => {
-                let private =
-                    PrivateKey::from_bytes_hex(s.trim(), Algorithm::Ed25519).map_err(|e| {
-                        AgentError::Capability(format!(
-                            "the root key {} is unusable: {e}",
-                            path.display()
-                        ))
-                    })?;
-                Ok(Authority {
-                    key: KeyPair::from(&private),
-                })
-            }
+        let path = state.join("keys").join("root.key");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
-                let key = KeyPair::new();
-                let tmp = dir.join(".root.key.tmp");
-                {
-                    use std::io::Write;
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&tmp)
-                        .map_err(|e| AgentError::io("write", &tmp, e))?;
-                    f.write_all(key.private().to_bytes_hex().as_bytes())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|e| AgentError::io("write", &tmp, e))?;
-                }
-                // Two processes starting at once: the first key to land wins and the
-                // other process reads it back.
-                match std::fs::hard_link(&tmp, &path) {
-                    Ok(()) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        Ok(Authority { key })
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let _ = std::fs::remove_file(&tmp);
-                        Authority::open(state)
-                    }
-                    Err(e) => Err(AgentError::io("write", &path, e)),
-                }
+                write_key_file(&path, &KeyPair::new().private().to_bytes_hex())?;
+                std::fs::read_to_string(&path).map_err(|e| AgentError::io("read", &path, e))?
             }
-            Err(e) => Err(AgentError::io("read", &path, e)),
-        }
+            Err(e) => return Err(AgentError::io("read", &path, e)),
+        };
+        let private = PrivateKey::from_bytes_hex(text.trim(), Algorithm::Ed25519).map_err(|e| {
+            AgentError::Capability(format!("the root key {} is unusable: {e}", path.display()))
+        })?;
+        Ok(Authority {
+            key: KeyPair::from(&private),
+            state: state.canonicalize().unwrap_or_else(|_| state.to_path_buf()),
+        })
     }
 
     /// The public half, which is all that checking a token needs.
@@ -172,6 +175,13 @@ impl Authority {
             Ok(p) => p,
             Err(_) => absolute(&g.workspace)?,
         };
+        if self.state.starts_with(&ws) || ws.starts_with(&self.state) {
+            return Err(AgentError::Invalid(format!(
+                "the workspace {} and the state directory {} must not contain one another: tools confined to the workspace would reach the keys and the journal",
+                ws.display(),
+                self.state.display()
+            )));
+        }
         let ws_s = path_str(&ws)?;
         let tools = g.tools();
         let mut p = Params::default();
@@ -222,8 +232,52 @@ impl Token {
         self.biscuit
             .revocation_identifiers()
             .iter()
-            .map(|b| hex(b))
+            .map(hex::encode)
             .collect()
+    }
+
+    /// The capability root: the revocation identifier of the authority block, shared
+    /// by the minted token and everything delegated from it (whatever the agents
+    /// call themselves).
+    pub fn root(&self) -> String {
+        self.revocation_ids().into_iter().next().unwrap_or_default()
+    }
+
+    /// The path prefixes of every path check, one list per check (a path must lie
+    /// under one prefix of each list), read from the checks' typed terms — never from
+    /// their printed text, where a quote inside a path could pass for a second
+    /// prefix. Checks of other shapes (which attenuation by a token's holder may add)
+    /// only narrow what the authorizer allows and are not needed here: the roots
+    /// derived from these lists stay inside the minted workspace.
+    pub fn path_limits(&self) -> Result<Vec<Vec<String>>> {
+        let authorizer = biscuit_auth::AuthorizerBuilder::new()
+            .set_limits(limits())
+            .build(&self.biscuit)?;
+        let (_, _, checks, _) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| authorizer.dump()))
+                .map_err(|_| AgentError::Capability("the token's checks cannot be read".into()))?;
+        let mut out = Vec::new();
+        for check in checks {
+            if check.kind != biscuit_auth::builder::CheckKind::Reject {
+                continue;
+            }
+            for rule in &check.queries {
+                if rule.body.iter().any(|p| p.name == "path") {
+                    let mut strings = Vec::new();
+                    for e in &rule.expressions {
+                        collect_strings(&e.ops, &mut strings);
+                    }
+                    out.push(
+                        strings
+                            .into_iter()
+                            .map(|s| s.trim_end_matches('/').to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect(),
+                    );
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Datalog source of each block.
@@ -282,7 +336,7 @@ impl Token {
             let prefixes = a
                 .paths
                 .iter()
-                .map(|q| path_str(&lexical(&ws.join(q))))
+                .map(|q| path_str(&resolve_inside(&ws, q)?))
                 .collect::<Result<Vec<_>>>()?;
             code += &format!(
                 "reject if path($p), !({});\n",
@@ -554,14 +608,60 @@ pub fn lexical(p: &Path) -> PathBuf {
     out
 }
 
+/// Every string constant of an expression, closures included.
+fn collect_strings(ops: &[biscuit_auth::builder::Op], out: &mut Vec<String>) {
+    for op in ops {
+        match op {
+            biscuit_auth::builder::Op::Value(Term::Str(s)) => out.push(s.clone()),
+            biscuit_auth::builder::Op::Closure(_, inner) => collect_strings(inner, out),
+            _ => {}
+        }
+    }
+}
+
+/// `q` (absolute, or relative to the workspace) with every symbolic link of its
+/// existing part resolved; refused when the result leaves the workspace.
+pub fn resolve_inside(ws: &Path, q: &Path) -> Result<PathBuf> {
+    let lexical_path = lexical(&ws.join(q));
+    let real_ws = ws.canonicalize().unwrap_or_else(|_| ws.to_path_buf());
+    // The longest existing ancestor, resolved; the rest appended as written.
+    let mut existing = lexical_path.clone();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(r) => break r,
+            Err(_) => match (
+                existing.file_name().map(|n| n.to_os_string()),
+                existing.parent(),
+            ) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name);
+                    existing = parent.to_path_buf();
+                }
+                _ => break existing.clone(),
+            },
+        }
+    };
+    let mut real = resolved;
+    for name in rest.into_iter().rev() {
+        real.push(name);
+    }
+    let real = lexical(&real);
+    if !real.starts_with(&real_ws) && !real.starts_with(ws) {
+        return Err(AgentError::Invalid(format!(
+            "{} leads to {}, outside the workspace {} (a symbolic link?)",
+            q.display(),
+            real.display(),
+            ws.display()
+        )));
+    }
+    Ok(real)
+}
+
 fn path_str(p: &Path) -> Result<String> {
     p.to_str()
         .map(str::to_string)
         .ok_or_else(|| AgentError::Invalid(format!("the path {} is not UTF-8", p.display())))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

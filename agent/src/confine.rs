@@ -7,6 +7,26 @@
 //! never allocates, which keeps `fork` in a multi-threaded process sound). Commands run
 //! through `execve` with the ruleset applied between `fork` and `exec`. Without
 //! Landlock in the kernel nothing runs: etch fails closed.
+//!
+//! What a confined child may do:
+//! * files: only beneath the rule's directories — read-write roots, read-only roots —
+//!   and, for commands, read and execute on the system's program directories
+//!   ([`SYSTEM_READ`]) and a few character devices. Nothing else of the file system is
+//!   visible, the state directory above all: a ruleset whose roots would contain one
+//!   of [`Rules::hidden`] is refused before anything runs.
+//! * the capability's roots are opened with `RESOLVE_NO_SYMLINKS`: a root that a
+//!   symbolic link leads to (swapped in after the capability was made) is refused
+//!   rather than followed out of the workspace.
+//! * network: no TCP bind or connect (Landlock ABI 4 and later).
+//! * scope: no signals to processes outside the sandbox and no connections to
+//!   abstract UNIX sockets made outside it (ABI 6 and later).
+//! * time: a file operation is killed after [`FS_LIMIT`], a command after its limit.
+//!
+//! Raw system calls are kept on purpose: the child after `fork` in a multi-threaded
+//! process may only make async-signal-safe calls, so everything — the ruleset, the
+//! paths as C strings, the data — is made before the fork, and the child makes the
+//! `landlock_restrict_self` and file system calls itself, with no allocation. The
+//! `landlock` crate builds its rulesets the same way but allocates when enforcing.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -24,6 +44,29 @@ const READ_DIR: u64 = 1 << 3;
 const REFER: u64 = 1 << 13;
 const TRUNCATE: u64 = 1 << 14;
 const IOCTL_DEV: u64 = 1 << 15;
+/// Landlock network rights (ABI 4): bind and connect on TCP ports.
+const NET_BIND_TCP: u64 = 1 << 0;
+const NET_CONNECT_TCP: u64 = 1 << 1;
+/// Landlock scopes (ABI 6): abstract UNIX sockets and signals stay inside.
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+const SCOPE_SIGNAL: u64 = 1 << 1;
+
+/// Directories a confined command may read and execute from: the programs and their
+/// libraries and configuration. Never the state directory (checked).
+pub const SYSTEM_READ: [&str; 8] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+];
+/// Devices a confined command may read (and `/dev/null`, `/dev/full` write).
+const DEVICES: [(&str, bool); 5] = [
+    ("/dev/null", true),
+    ("/dev/zero", false),
+    ("/dev/full", true),
+    ("/dev/random", false),
+    ("/dev/urandom", false),
+];
+/// A confined file operation that takes longer than this is killed (a FIFO or a
+/// device that never answers).
+pub const FS_LIMIT: Duration = Duration::from_secs(30);
 
 /// Every file-system right the running kernel's Landlock ABI knows.
 fn handled(abi: i64) -> u64 {
@@ -69,6 +112,31 @@ pub struct Rules {
     pub read_write: Vec<PathBuf>,
     /// Read and execute beneath these.
     pub read_only: Vec<PathBuf>,
+    /// Directories no rule may reach (the state directory): a ruleset whose roots
+    /// contain one of them is refused.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
+}
+
+impl Rules {
+    /// Refuses roots that would expose a hidden directory: a root that is one of them
+    /// or lies above one. Compared after resolving symbolic links.
+    fn check_hidden(&self, extra: &[PathBuf]) -> Result<()> {
+        let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        for h in &self.hidden {
+            let h = real(h);
+            for root in self.read_write.iter().chain(&self.read_only).chain(extra) {
+                if h.starts_with(real(root)) {
+                    return Err(AgentError::Tool(format!(
+                        "refusing to confine a tool to {}: it contains the state directory {}",
+                        root.display(),
+                        h.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A Landlock ruleset, created in the parent; a child enforces it on itself.
@@ -86,6 +154,25 @@ impl Drop for Ruleset {
 #[repr(C)]
 struct RulesetAttr {
     handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Whether a rule's path may be reached through symbolic links.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// The system's own directories (`/bin` is a link to `/usr/bin` on most systems).
+    System,
+    /// A capability's roots: no link anywhere on the way.
+    Never,
 }
 
 #[repr(C, packed)]
@@ -100,13 +187,30 @@ impl Ruleset {
         let all = handled(abi);
         let attr = RulesetAttr {
             handled_access_fs: all,
+            handled_access_net: if abi >= 4 {
+                NET_BIND_TCP | NET_CONNECT_TCP
+            } else {
+                0
+            },
+            scoped: if abi >= 6 {
+                SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
+            } else {
+                0
+            },
         };
-        // SAFETY: attr is a valid landlock_ruleset_attr prefix of the size passed.
+        // The attribute's size is the one the kernel's ABI knows: the network field
+        // came with ABI 4, the scope field with ABI 6.
+        let size = match abi {
+            ..=3 => 8,
+            4..=5 => 16,
+            _ => std::mem::size_of::<RulesetAttr>(),
+        };
+        // SAFETY: attr is a valid landlock_ruleset_attr of at least `size` bytes.
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_landlock_create_ruleset,
                 &attr as *const RulesetAttr,
-                std::mem::size_of::<RulesetAttr>(),
+                size,
                 0u32,
             )
         };
@@ -122,24 +226,48 @@ impl Ruleset {
         let read = EXECUTE | READ_FILE | READ_DIR;
         for (paths, access) in [(&rules.read_only, read), (&rules.read_write, all)] {
             for p in paths {
-                set.allow(p, access)?;
+                set.allow(p, access, Follow::Never)?;
             }
         }
         Ok(set)
     }
 
-    fn allow(&self, path: &Path, access: u64) -> Result<()> {
+    fn allow(&self, path: &Path, access: u64, follow: Follow) -> Result<()> {
         let c = cstring(path)?;
-        // SAFETY: c is a NUL-terminated path; O_PATH opens no file contents.
-        let dir = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        let dir = match follow {
+            // SAFETY: c is a NUL-terminated path; O_PATH opens no file contents.
+            Follow::System => unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) },
+            Follow::Never => {
+                let how = OpenHow {
+                    flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+                    mode: 0,
+                    resolve: libc::RESOLVE_NO_SYMLINKS,
+                };
+                // SAFETY: openat2 with a NUL-terminated path and a valid open_how of
+                // the size passed; O_PATH opens no file contents.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        libc::AT_FDCWD,
+                        c.as_ptr(),
+                        &how as *const OpenHow,
+                        std::mem::size_of::<OpenHow>(),
+                    ) as libc::c_int
+                }
+            }
+        };
         if dir < 0 {
-            return Err(AgentError::io(
-                "open for the Landlock ruleset",
-                path,
-                std::io::Error::last_os_error(),
-            ));
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                return Err(AgentError::Tool(format!(
+                    "refusing to confine a tool to {}: a symbolic link lies on the way to it",
+                    path.display()
+                )));
+            }
+            return Err(AgentError::io("open for the Landlock ruleset", path, e));
         }
         // A file (not a directory) may only carry file rights.
+        // SAFETY: an all-zero stat is a valid value of this plain C struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: dir is a valid fd and st a valid stat buffer.
         let is_dir = unsafe { libc::fstat(dir, &mut st) } == 0
@@ -250,6 +378,7 @@ pub const MAX_READ: usize = 16 << 20;
 /// inside the child comes back as an `io::Error` with its errno (EACCES when Landlock
 /// refused).
 pub fn fs(rules: &Rules, op: &FsOp) -> Result<std::result::Result<FsResult, std::io::Error>> {
+    rules.check_hidden(&[])?;
     let set = Ruleset::new(rules)?;
     let prepared = Prepared::new(op)?;
     let mut pipe = [0 as libc::c_int; 2];
@@ -289,29 +418,50 @@ pub fn fs(rules: &Rules, op: &FsOp) -> Result<std::result::Result<FsResult, std:
     // SAFETY: the write end belongs to the child now.
     unsafe { libc::close(wr) };
     // SAFETY: rd is an open pipe end owned from here on by the File.
-    let mut out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(rd) };
-    let mut bytes = Vec::new();
-    let read = (&mut out).take(MAX_READ as u64 + 1).read_to_end(&mut bytes);
+    let out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(rd) };
+    let read = read_bounded(&out, FS_LIMIT);
     drop(out);
+    if read.is_err() {
+        // Out of time: the child is stuck (a FIFO, a device); it goes.
+        // SAFETY: pid is our child, not yet waited for.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
     let status = wait(pid)?;
-    read.map_err(|e| AgentError::Tool(format!("cannot read from the confined child: {e}")))?;
+    let bytes = match read {
+        Ok(b) => b,
+        Err(ReadEnd::TimedOut) => {
+            return Ok(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "it did not answer within {} s (a pipe or a device?)",
+                    FS_LIMIT.as_secs()
+                ),
+            )))
+        }
+        Err(ReadEnd::Failed(e)) => {
+            return Err(AgentError::Tool(format!(
+                "cannot read from the confined child: {e}"
+            )))
+        }
+    };
     if !libc::WIFEXITED(status) {
         return Err(AgentError::Tool(format!(
             "the confined child died (wait status {status:#x})"
         )));
     }
-    let code = libc::WEXITSTATUS(status);
-    if code == EXISTED {
-        return Ok(Ok(FsResult::Existed));
-    }
-    if code != 0 {
-        return Ok(Err(std::io::Error::from_raw_os_error(code)));
+    match libc::WEXITSTATUS(status) {
+        0 => {}
+        EXISTED => return Ok(Ok(FsResult::Existed)),
+        NOT_A_FILE => {
+            return Ok(Err(std::io::Error::other(
+                "it is not a regular file (a pipe, a socket or a device)",
+            )))
+        }
+        libc::EFBIG => return Ok(Err(too_large())),
+        code => return Ok(Err(std::io::Error::from_raw_os_error(code))),
     }
     if bytes.len() > MAX_READ {
-        return Ok(Err(std::io::Error::other(format!(
-            "larger than {} MiB",
-            MAX_READ >> 20
-        ))));
+        return Ok(Err(too_large()));
     }
     Ok(Ok(match op {
         FsOp::Read(_) => FsResult::Bytes(bytes),
@@ -320,6 +470,62 @@ pub fn fs(rules: &Rules, op: &FsOp) -> Result<std::result::Result<FsResult, std:
     }))
 }
 
+fn too_large() -> std::io::Error {
+    std::io::Error::other(format!("it is larger than {} MiB", MAX_READ >> 20))
+}
+
+enum ReadEnd {
+    TimedOut,
+    Failed(std::io::Error),
+}
+
+/// Everything the child writes (at most [`MAX_READ`] + 1 bytes: the child stops at
+/// the limit itself), within `limit`.
+fn read_bounded(out: &std::fs::File, limit: Duration) -> std::result::Result<Vec<u8>, ReadEnd> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + limit;
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadEnd::TimedOut);
+        }
+        let mut pfd = libc::pollfd {
+            fd: out.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(ReadEnd::Failed(e));
+        }
+        if r == 0 {
+            return Err(ReadEnd::TimedOut);
+        }
+        match (&mut &*out).read(&mut buf) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => {
+                bytes.extend_from_slice(&buf[..n]);
+                if bytes.len() > MAX_READ + 1 {
+                    return Err(ReadEnd::Failed(std::io::Error::other(
+                        "the confined child wrote more than it may",
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadEnd::Failed(e)),
+        }
+    }
+}
+
+/// Exit code of a child asked to read something that is not a regular file.
+const NOT_A_FILE: i32 = 251;
 /// Exit code of a child whose [`FsOp::WriteOnce`] found the file there.
 const EXISTED: i32 = 250;
 
@@ -390,16 +596,30 @@ impl<'a> Prepared<'a> {
         match self.op {
             FsOp::Read(_) | FsOp::List(_) => {
                 let list = matches!(self.op, FsOp::List(_));
+                // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
                 let flags = if list {
                     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC
                 } else {
-                    libc::O_RDONLY | libc::O_CLOEXEC
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC
                 };
                 let fd = libc::open(self.a.as_ptr(), flags);
                 if fd < 0 {
                     return errno();
                 }
+                if !list {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    if libc::fstat(fd, &mut st) != 0 {
+                        return errno();
+                    }
+                    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                        return NOT_A_FILE;
+                    }
+                    if st.st_size as u64 > MAX_READ as u64 {
+                        return libc::EFBIG;
+                    }
+                }
                 let mut buf = [0u8; 65536];
+                let mut total = 0usize;
                 loop {
                     let n = if list {
                         libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
@@ -412,6 +632,10 @@ impl<'a> Prepared<'a> {
                     }
                     if n == 0 {
                         return 0;
+                    }
+                    total += n as usize;
+                    if !list && total > MAX_READ {
+                        return libc::EFBIG;
                     }
                     if write_all(out, &buf[..n as usize]) != 0 {
                         return errno();
@@ -464,9 +688,10 @@ unsafe fn write_all(fd: libc::c_int, mut data: &[u8]) -> libc::c_int {
 /// # Safety
 /// Async-signal-safe.
 unsafe fn write_file(path: &CString, data: &[u8]) -> libc::c_int {
+    // O_NONBLOCK: a FIFO with no reader fails (ENXIO) instead of waiting forever.
     let fd = libc::open(
         path.as_ptr(),
-        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NONBLOCK | libc::O_CLOEXEC,
         0o644 as libc::c_uint,
     );
     if fd < 0 {
@@ -515,13 +740,32 @@ pub struct Ran {
     pub timed_out: bool,
 }
 
-/// Runs `argv` in `cwd` confined by `rules` (plus read and execute on the whole file
-/// system, and `/dev/null`), with a clean environment and a time limit.
+/// Runs `argv` in `cwd` confined by `rules` (plus read and execute on the system's
+/// program directories, [`SYSTEM_READ`], and a few devices), with a clean environment,
+/// no inherited descriptors beyond standard input, output and error, and a time limit.
 pub fn command(rules: &Rules, argv: &[String], cwd: &Path, limit: Duration) -> Result<Ran> {
-    let mut rules = rules.clone();
-    rules.read_only.push(PathBuf::from("/"));
-    let set = Ruleset::new(&rules)?;
-    set.allow(Path::new("/dev/null"), READ_FILE | WRITE_FILE)?;
+    let system: Vec<PathBuf> = SYSTEM_READ
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+    rules.check_hidden(&system)?;
+    let set = Ruleset::new(rules)?;
+    for p in &system {
+        set.allow(p, EXECUTE | READ_FILE | READ_DIR, Follow::System)?;
+    }
+    for (dev, writable) in DEVICES {
+        if Path::new(dev).exists() {
+            // `2>/dev/null` opens with O_TRUNC: writable devices need the truncate
+            // right where the kernel's ABI has it.
+            let access = if writable {
+                (READ_FILE | WRITE_FILE | TRUNCATE) & handled(abi().map_err(AgentError::Tool)?)
+            } else {
+                READ_FILE
+            };
+            set.allow(Path::new(dev), access, Follow::System)?;
+        }
+    }
     let fd = set.fd;
     let (prog, args) = argv
         .split_first()
@@ -535,11 +779,25 @@ pub fn command(rules: &Rules, argv: &[String], cwd: &Path, limit: Duration) -> R
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // SAFETY: enforce() makes only async-signal-safe system calls.
+    // SAFETY: close_range and enforce() make only async-signal-safe system calls.
     unsafe {
-        cmd.pre_exec(move || match enforce(fd) {
-            0 => Ok(()),
-            e => Err(std::io::Error::from_raw_os_error(e)),
+        cmd.pre_exec(move || {
+            // Every descriptor above standard error closes at exec (the state
+            // database's among them): Landlock checks opening files, not using
+            // descriptors already open.
+            if libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            match enforce(fd) {
+                0 => Ok(()),
+                e => Err(std::io::Error::from_raw_os_error(e)),
+            }
         });
     }
     let mut child = cmd
@@ -602,6 +860,7 @@ mod tests {
         let rules = Rules {
             read_write: vec![inside.clone()],
             read_only: vec![],
+            hidden: vec![],
         };
         let w = |p: PathBuf| FsOp::Write {
             path: p,
@@ -660,6 +919,7 @@ mod tests {
         let rules = Rules {
             read_write: vec![root.path().into()],
             read_only: vec![],
+            hidden: vec![],
         };
         let op = FsOp::WriteOnce {
             tmp: root.path().join(".m.tmp"),

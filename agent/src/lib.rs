@@ -33,6 +33,7 @@ mod error;
 pub mod ffi;
 pub mod registry;
 mod syscall;
+pub mod text;
 pub mod time;
 pub mod tools;
 

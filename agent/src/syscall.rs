@@ -16,7 +16,7 @@ use crate::cap::{self, Attenuation, Authority, Grant, Token};
 use crate::error::{AgentError, Result};
 
 /// The state directory's database file.
-const DATABASE: &str = "etch.db";
+pub(crate) const DATABASE: &str = "etch.db";
 use crate::registry::{
     Approval, ArgType, Builtin, Call, Executor, Registry, Resolution, Reversibility,
 };
@@ -184,6 +184,7 @@ pub struct Syscalls {
     db: Mutex<Connection>,
     registry: Registry,
     authority: Authority,
+    audit_key: audit::Key,
 }
 
 const SCHEMA: &str = "
@@ -201,7 +202,12 @@ CREATE TABLE IF NOT EXISTS revoked(rev TEXT PRIMARY KEY, at INTEGER NOT NULL, by
 CREATE TABLE IF NOT EXISTS trust(agent TEXT PRIMARY KEY, observe INTEGER NOT NULL, reason TEXT, since INTEGER, cleared INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS calls(id INTEGER PRIMARY KEY, agent TEXT NOT NULL, tool TEXT NOT NULL, at INTEGER NOT NULL, denied INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, id);
+CREATE TABLE IF NOT EXISTS root_trust(root TEXT PRIMARY KEY, agent TEXT NOT NULL, observe INTEGER NOT NULL, reason TEXT, since INTEGER, cleared INTEGER NOT NULL DEFAULT 0);
 ";
+
+/// Columns added after etch 0.1, with their definitions: added to older databases.
+const MIGRATIONS: [(&str, &str, &str); 1] =
+    [("calls", "root", "ALTER TABLE calls ADD COLUMN root TEXT")];
 
 /// An exclusive lock on one action while it executes (released by the kernel when
 /// the process dies, so recovery can tell a live execution from a dead one).
@@ -237,19 +243,32 @@ impl Syscalls {
     }
 
     /// Opens (creating) the state directory: database, root key, audit log; recovers
-    /// from a crash (a cut audit line, actions that were executing).
+    /// from a crash (a cut audit line, actions that were executing or being undone).
     pub fn open(state: &Path) -> Result<Self> {
-        std::fs::create_dir_all(state).map_err(|e| AgentError::io("create", state, e))?;
+        make_state_dir(state)?;
         let state = state
             .canonicalize()
             .map_err(|e| AgentError::io("open", state, e))?;
-        let db_path = state.join(DATABASE);
-        let db = Connection::open(&db_path)?;
-        db.busy_timeout(std::time::Duration::from_secs(30))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
+        let db = open_db(&state)?;
         db.execute_batch(SCHEMA)?;
+        for (table, column, sql) in MIGRATIONS {
+            let has: bool = db.query_row(
+                &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                params![column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                db.execute_batch(sql)?;
+            }
+        }
+        db.execute_batch("CREATE INDEX IF NOT EXISTS calls_root ON calls(root, id);")?;
         audit::schema(&db)?;
+        let audit_key = {
+            db.execute_batch("BEGIN IMMEDIATE")?;
+            let k = audit::Key::open_or_make(&db, &state);
+            db.execute_batch(if k.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+            k?
+        };
         let mut registry = Registry::default();
         let tools_file = state.join("tools.json");
         if tools_file.exists() {
@@ -266,9 +285,37 @@ impl Syscalls {
             db: Mutex::new(db),
             registry,
             authority,
+            audit_key,
         };
         s.recover()?;
         Ok(s)
+    }
+
+    /// Checks the audit log of an existing state directory without changing
+    /// anything: no crash recovery runs, no key is made.
+    pub fn verify_audit_at(state: &Path) -> Result<audit::Verdict> {
+        if !Self::exists(state) {
+            return Err(AgentError::NotFound(format!(
+                "there is no etch state at {}",
+                state.display()
+            )));
+        }
+        let db = Connection::open_with_flags(
+            state.join(DATABASE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        db.busy_timeout(std::time::Duration::from_secs(30))?;
+        let has_key_table: bool = db.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_key'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        let key = if has_key_table {
+            audit::Key::load(&db, state)?
+        } else {
+            audit::Key::legacy()
+        };
+        audit::verify(&db, state, &key)
     }
 
     /// The state directory.
@@ -331,7 +378,17 @@ impl Syscalls {
         english: &str,
         fields: Value,
     ) -> Result<audit::Entry> {
-        self.with_tx(|tx| audit::append(tx, &self.state, agent, event, english, fields))
+        self.with_tx(|tx| {
+            audit::append(
+                tx,
+                &self.state,
+                &self.audit_key,
+                agent,
+                event,
+                english,
+                fields,
+            )
+        })
     }
 
     /// Mints a capability (and says so in the audit log).
@@ -397,6 +454,7 @@ impl Syscalls {
             audit::append(
                 tx,
                 &self.state,
+                &self.audit_key,
                 by,
                 "revoked",
                 &format!(
@@ -416,23 +474,26 @@ impl Syscalls {
     pub fn syscall(&self, req: &Request, model: Option<&dyn Model>) -> Result<Answer> {
         let agent = req.agent;
         let text = req.text.trim();
+        let token = match self.admit(agent, req.token) {
+            Ok(t) => t,
+            Err(why) => return self.deny_unparsed(agent, None, text, &why),
+        };
+        let root = Some(token.root());
         if text.is_empty() || text.len() > 4096 || text.contains('\0') {
             return self.deny_unparsed(
                 agent,
+                root.as_deref(),
                 req.text,
                 "the request is empty, longer than 4096 bytes or contains a NUL",
             );
         }
-        let token = match self.admit(agent, req.token) {
-            Ok(t) => t,
-            Err(why) => return self.deny_unparsed(agent, text, &why),
-        };
         // 1. Template; 2. the model over the registry's candidates.
         let (call, resolution) = match self.registry.match_template(text) {
             Some(c) => (c, Resolution::Template),
             None => match model {
                 None => return self.deny_unparsed(
                     agent,
+                    root.as_deref(),
                     text,
                     "no template understands the request and no model is attached to choose a tool",
                 ),
@@ -441,6 +502,7 @@ impl Syscalls {
                     None => {
                         return self.deny_unparsed(
                             agent,
+                            root.as_deref(),
                             text,
                             "no tool of the registry fits the request",
                         )
@@ -457,11 +519,13 @@ impl Syscalls {
         let english = self.registry.render(call);
         let token = match self.admit(agent, token) {
             Ok(t) => t,
-            Err(why) => return self.deny_unparsed(agent, &english, &why),
+            Err(why) => return self.deny_unparsed(agent, None, &english, &why),
         };
         let call = match self.registry.validate(call) {
             Ok(c) => c,
-            Err(e) => return self.deny_unparsed(agent, &english, &e.to_string()),
+            Err(e) => {
+                return self.deny_unparsed(agent, Some(&token.root()), &english, &e.to_string())
+            }
         };
         self.decide(
             agent,
@@ -520,8 +584,15 @@ impl Syscalls {
         Ok(Some(best.clone()))
     }
 
-    /// Records a request that never became a call, denied.
-    fn deny_unparsed(&self, agent: &str, text: &str, why: &str) -> Result<Answer> {
+    /// Records a request that never became a call, denied; `root` is the capability
+    /// root when the token was admitted (its trust monitor counts the denial).
+    fn deny_unparsed(
+        &self,
+        agent: &str,
+        root: Option<&str>,
+        text: &str,
+        why: &str,
+    ) -> Result<Answer> {
         let who = if cap::check_agent(agent).is_ok() {
             agent.to_string()
         } else {
@@ -535,10 +606,11 @@ impl Syscalls {
             )?;
             let id = tx.last_insert_rowid();
             tx.execute("UPDATE actions SET idem = ?1 WHERE id = ?2", params![key(id), id])?;
-            note_call(tx, &who, "", true)?;
+            note_call(tx, &who, root, "", true)?;
             audit::append(
                 tx,
                 &self.state,
+                &self.audit_key,
                 &who,
                 "denied",
                 &format!("denied action {id} \"{text}\": {why}"),
@@ -546,7 +618,9 @@ impl Syscalls {
             )?;
             Ok(id)
         })?;
-        self.watch(&who)?;
+        if let Some(root) = root {
+            self.watch(root)?;
+        }
         Ok(Answer {
             status: Status::Denied,
             action: id,
@@ -591,12 +665,13 @@ impl Syscalls {
             })
             .collect();
         let cap_ws = token.workspace()?;
-        let roots = confinement(token, &cap_ws);
+        let roots = confinement(token, &cap_ws)?;
         let creq = capability_request(agent, &tool, &call, &paths);
         let revs = token.revocation_ids();
-        let observe = self.observing(agent)?;
-        let unusual = self.unusual(agent, &tool.name, tool.reversibility)?;
-        let env_rules = tools::rules_for(&tool, &self.state, &roots);
+        let root = token.root();
+        let owner = token.agent()?;
+        let observe = self.observing_root(&root, &owner)?;
+        let unusual = self.unusual(&root, agent, &tool.name, tool.reversibility)?;
         let now = crate::time::now();
         // Authorize, charge the budget and journal the action in one transaction.
         let (id, decision, lock) = self.with_tx(|tx| {
@@ -659,7 +734,7 @@ impl Syscalls {
                     status,
                     tool.reversibility.name(),
                     token.to_base64()?,
-                    serde_json::to_string(&env_rules).unwrap_or_default(),
+                    "{}",
                     cap_ws.display().to_string(),
                     now as i64,
                     expires,
@@ -668,18 +743,24 @@ impl Syscalls {
                 ],
             )?;
             let id = tx.last_insert_rowid();
-            tx.execute("UPDATE actions SET idem = ?1 WHERE id = ?2", params![key(id), id])?;
-            note_call(tx, agent, &tool.name, matches!(decision, Decision::Deny(_)))?;
+            // The rules name the action's own trash, so they are made with its number.
+            let rules = tools::rules_for(&tool, &self.state, &roots, id);
+            tx.execute(
+                "UPDATE actions SET idem = ?1, rules = ?2 WHERE id = ?3",
+                params![key(id), serde_json::to_string(&rules).unwrap_or_default(), id],
+            )?;
+            note_call(tx, agent, Some(&root), &tool.name, matches!(decision, Decision::Deny(_)))?;
             let how = match resolution {
                 Resolution::Template => "template",
                 Resolution::Model => "model",
             };
             let fields = json!({ "action": id, "request": text, "tool": tool.name, "args": call.args, "resolution": how });
-            audit::append(tx, &self.state, agent, "request", &format!("asked \"{text}\" → action {id}: {english} ({how})"), fields.clone())?;
+            audit::append(tx, &self.state, &self.audit_key, agent, "request", &format!("asked \"{text}\" → action {id}: {english} ({how})"), fields.clone())?;
             match &decision {
                 Decision::Deny(r) => audit::append(
                     tx,
                     &self.state,
+                    &self.audit_key,
                     agent,
                     "denied",
                     &format!("denied action {id} ({english}): {}", r.join("; ")),
@@ -688,6 +769,7 @@ impl Syscalls {
                 Decision::Stage(r) => audit::append(
                     tx,
                     &self.state,
+                    &self.audit_key,
                     agent,
                     "staged",
                     &format!("staged action {id} ({english}) for a person's approval: {r}"),
@@ -696,6 +778,7 @@ impl Syscalls {
                 Decision::Execute => audit::append(
                     tx,
                     &self.state,
+                    &self.audit_key,
                     agent,
                     "allowed",
                     &format!("allowed action {id} ({english}); executing"),
@@ -711,9 +794,9 @@ impl Syscalls {
             Ok((id, decision, lock))
         })?;
         if unusual.is_some() && !matches!(decision, Decision::Deny(_)) {
-            self.set_observe(agent, unusual.as_deref().unwrap_or(""))?;
+            self.set_observe(&root, &owner, unusual.as_deref().unwrap_or(""))?;
         }
-        self.watch(agent)?;
+        self.watch(&root)?;
         let mut answer = Answer {
             status: Status::Denied,
             action: id,
@@ -805,6 +888,7 @@ impl Syscalls {
             audit::append(
                 tx,
                 &self.state,
+                &self.audit_key,
                 agent,
                 status,
                 &format!("{status} action {id}: {}{tail}", out.english),
@@ -837,7 +921,7 @@ impl Syscalls {
         // Still allowed now? (revocation, expiry; the budget was charged at the request)
         let creq = capability_request(&a.agent, &tool, &call, &paths);
         let revs = token.revocation_ids();
-        let roots = confinement(&token, &ws);
+        let roots = confinement(&token, &ws)?;
         let lock = self.with_tx(|tx| {
             let status: String = tx.query_row("SELECT status FROM actions WHERE id = ?1", params![id], |r| r.get(0))?;
             if status != "staged" {
@@ -848,7 +932,7 @@ impl Syscalls {
             }
             if a.expires_at.is_some_and(|e| now > e) {
                 tx.execute("UPDATE actions SET status = 'denied', reason = 'expired before approval' WHERE id = ?1", params![id])?;
-                audit::append(tx, &self.state, by, "expired", &format!("action {id} ({}) expired before approval", a.english), json!({ "action": id }))?;
+                audit::append(tx, &self.state, &self.audit_key, by, "expired", &format!("action {id} ({}) expired before approval", a.english), json!({ "action": id }))?;
                 return Ok(None);
             }
             if any_revoked(tx, &revs)? {
@@ -861,7 +945,7 @@ impl Syscalls {
                 "UPDATE actions SET status = 'executing', decided_by = ?1, decided_at = ?2 WHERE id = ?3",
                 params![by, now as i64, id],
             )?;
-            audit::append(tx, &self.state, by, "approved", &format!("approved action {id} of {}: {}", a.agent, a.english), json!({ "action": id, "agent": a.agent }))?;
+            audit::append(tx, &self.state, &self.audit_key, by, "approved", &format!("approved action {id} of {}: {}", a.agent, a.english), json!({ "action": id, "agent": a.agent }))?;
             Ok(Some(ExecLock::try_take(&self.state, id)?))
         })?;
         let Some(lock) = lock else {
@@ -901,15 +985,18 @@ impl Syscalls {
                 "UPDATE actions SET status = 'denied', decided_by = ?1, decided_at = ?2, reason = ?3 WHERE id = ?4",
                 params![by, crate::time::now() as i64, why, id],
             )?;
-            audit::append(tx, &self.state, by, "rejected", &format!("denied action {id} of {}: {} ({why})", a.agent, a.english), json!({ "action": id, "reason": reason }))?;
+            audit::append(tx, &self.state, &self.audit_key, by, "rejected", &format!("denied action {id} of {}: {} ({why})", a.agent, a.english), json!({ "action": id, "reason": reason }))?;
             Ok(())
         })
     }
 
-    /// Undoes an executed reversible action.
+    /// Undoes an executed reversible action. The action is claimed (`undoing`) under
+    /// its lock, so two undos never run at once; whatever stops the undo — a refusal,
+    /// a failure, a crash — leaves it undoable again (its steps can be repeated), and
+    /// only a finished undo marks it undone.
     pub fn undo(&self, id: i64, by: &str) -> Result<String> {
         let a = self.get(id)?;
-        if a.undone {
+        if a.undone == UNDONE {
             return Err(AgentError::Conflict(format!(
                 "action {id} has already been undone"
             )));
@@ -929,17 +1016,16 @@ impl Syscalls {
         let undo: Undo = serde_json::from_str(&u).map_err(|e| {
             AgentError::Invalid(format!("action {id}'s undo record is damaged: {e}"))
         })?;
-        let lock = ExecLock::try_take(&self.state, id)?;
-        if lock.is_none() {
+        let Some(lock) = ExecLock::try_take(&self.state, id)? else {
             return Err(AgentError::Conflict(format!(
                 "action {id} is busy in another process"
             )));
-        }
-        // Claim it first, so two undos cannot both run.
+        };
+        // Claim it. Holding the lock, an `undoing` left behind is a dead process's.
         self.with_tx(|tx| {
             let n = tx.execute(
-                "UPDATE actions SET undone = 1 WHERE id = ?1 AND undone = 0",
-                params![id],
+                "UPDATE actions SET undone = ?1 WHERE id = ?2 AND undone IN (?3, ?1)",
+                params![UNDOING, id, NOT_UNDONE],
             )?;
             if n == 0 {
                 return Err(AgentError::Conflict(format!(
@@ -948,9 +1034,23 @@ impl Syscalls {
             }
             Ok(())
         })?;
-        match tools::undo(&undo, &a.rules) {
-            Ok(Ok(english)) => {
-                self.record(
+        fault("during-undo", &self.state);
+        let result = tools::undo(&undo, &a.rules);
+        let outcome = match &result {
+            Ok(Ok(english)) => Ok(english.clone()),
+            Ok(Err(why)) => Err(why.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.with_tx(|tx| match &outcome {
+            Ok(english) => {
+                tx.execute(
+                    "UPDATE actions SET undone = ?1 WHERE id = ?2",
+                    params![UNDONE, id],
+                )?;
+                audit::append(
+                    tx,
+                    &self.state,
+                    &self.audit_key,
                     by,
                     "undone",
                     &format!(
@@ -958,26 +1058,31 @@ impl Syscalls {
                         a.agent, a.english
                     ),
                     json!({ "action": id }),
+                )
+            }
+            Err(why) => {
+                tx.execute(
+                    "UPDATE actions SET undone = ?1 WHERE id = ?2",
+                    params![NOT_UNDONE, id],
                 )?;
-                Ok(english)
+                audit::append(
+                    tx,
+                    &self.state,
+                    &self.audit_key,
+                    by,
+                    "undo-failed",
+                    &format!("could not undo action {id} ({}): {why}", a.english),
+                    json!({ "action": id }),
+                )
             }
-            Ok(Err(why)) | Err(AgentError::Tool(why)) => {
-                self.with_tx(|tx| {
-                    tx.execute("UPDATE actions SET undone = 0 WHERE id = ?1", params![id])?;
-                    audit::append(
-                        tx,
-                        &self.state,
-                        by,
-                        "undo-failed",
-                        &format!("could not undo action {id} ({}): {why}", a.english),
-                        json!({ "action": id }),
-                    )
-                })?;
-                Err(AgentError::Conflict(format!(
-                    "cannot undo action {id}: {why}"
-                )))
-            }
-            Err(e) => Err(e),
+        })?;
+        drop(lock);
+        match (outcome, result) {
+            (Ok(english), _) => Ok(english),
+            (Err(_), Err(e)) if !matches!(e, AgentError::Tool(_)) => Err(e),
+            (Err(why), _) => Err(AgentError::Conflict(format!(
+                "cannot undo action {id}: {why}"
+            ))),
         }
     }
 
@@ -1022,28 +1127,61 @@ impl Syscalls {
     /// The audit log's verdict.
     pub fn verify_audit(&self) -> Result<audit::Verdict> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        audit::verify(&db, &self.state)
+        audit::verify(&db, &self.state, &self.audit_key)
     }
 
-    /// Whether an agent is in observe mode, and why.
+    /// Whether any capability minted for `agent` is in observe mode, and why.
     pub fn observing(&self, agent: &str) -> Result<Option<String>> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(db
+        let root: Option<Option<String>> = db
+            .query_row(
+                "SELECT reason FROM root_trust WHERE agent = ?1 AND observe = 1 ORDER BY since LIMIT 1",
+                params![agent],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let legacy: Option<Option<String>> = db
             .query_row(
                 "SELECT reason FROM trust WHERE agent = ?1 AND observe = 1",
                 params![agent],
-                |r| r.get::<_, Option<String>>(0),
+                |r| r.get(0),
             )
-            .optional()?
-            .map(Option::unwrap_or_default))
+            .optional()?;
+        Ok(root.or(legacy).map(Option::unwrap_or_default))
     }
 
-    /// A person takes an agent out of observe mode.
+    /// Whether the capability root `root` (minted for `owner`) is in observe mode.
+    /// A state kept by etch 0.1 per agent name still counts for the minted name.
+    fn observing_root(&self, root: &str, owner: &str) -> Result<Option<String>> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let by_root: Option<Option<String>> = db
+            .query_row(
+                "SELECT reason FROM root_trust WHERE root = ?1 AND observe = 1",
+                params![root],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let legacy: Option<Option<String>> = db
+            .query_row(
+                "SELECT reason FROM trust WHERE agent = ?1 AND observe = 1",
+                params![owner],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(by_root.or(legacy).map(Option::unwrap_or_default))
+    }
+
+    /// A person takes the capabilities minted for `agent` (and everything delegated
+    /// from them) out of observe mode.
     pub fn trust_again(&self, agent: &str, by: &str) -> Result<()> {
         self.with_tx(|tx| {
             // The monitor's window starts again after a person's decision.
             let last: i64 =
                 tx.query_row("SELECT COALESCE(MAX(id), 0) FROM calls", [], |r| r.get(0))?;
+            tx.execute(
+                "UPDATE root_trust SET observe = 0, cleared = ?2 WHERE agent = ?1",
+                params![agent, last],
+            )?;
             tx.execute(
                 "INSERT INTO trust(agent, observe, cleared) VALUES (?1, 0, ?2) \
                  ON CONFLICT(agent) DO UPDATE SET observe = 0, cleared = ?2",
@@ -1052,6 +1190,7 @@ impl Syscalls {
             audit::append(
                 tx,
                 &self.state,
+                &self.audit_key,
                 by,
                 "trust",
                 &format!("took {agent} out of observe mode"),
@@ -1061,71 +1200,94 @@ impl Syscalls {
         })
     }
 
-    fn set_observe(&self, agent: &str, why: &str) -> Result<()> {
-        if self.observing(agent)?.is_some() {
+    fn set_observe(&self, root: &str, owner: &str, why: &str) -> Result<()> {
+        if self.observing_root(root, owner)?.is_some() {
             return Ok(());
         }
         self.with_tx(|tx| {
             tx.execute(
-                "INSERT INTO trust(agent, observe, reason, since) VALUES (?1, 1, ?2, ?3) \
-                 ON CONFLICT(agent) DO UPDATE SET observe = 1, reason = ?2, since = ?3",
-                params![agent, why, crate::time::now() as i64],
+                "INSERT INTO root_trust(root, agent, observe, reason, since) VALUES (?1, ?2, 1, ?3, ?4) \
+                 ON CONFLICT(root) DO UPDATE SET observe = 1, reason = ?3, since = ?4",
+                params![root, owner, why, crate::time::now() as i64],
             )?;
             audit::append(
                 tx,
                 &self.state,
+                &self.audit_key,
                 "runtime",
                 "observe",
-                &format!("put {agent} in observe mode: {why}; its changes are staged until a person says otherwise"),
-                json!({ "agent": agent, "reason": why }),
+                &format!("put {owner} (and every agent its capability was delegated to) in observe mode: {why}; its changes are staged until a person says otherwise"),
+                json!({ "agent": owner, "root": root, "reason": why }),
             )?;
             Ok(())
         })
     }
 
-    /// The trust monitor after each call: denials and bursts tighten, never loosen.
-    fn watch(&self, agent: &str) -> Result<()> {
-        let (denied, n, burst) = {
+    /// The trust monitor after each call of a capability root: denials and bursts
+    /// tighten, never loosen. Counted over every agent name the root's tokens use.
+    fn watch(&self, root: &str) -> Result<()> {
+        let (denied, n, burst, owner) = {
             let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            let cleared = "COALESCE((SELECT cleared FROM root_trust WHERE root = ?1), 0)";
             let (denied, n): (i64, i64) = db.query_row(
-                "SELECT COALESCE(SUM(denied), 0), COUNT(*) FROM (SELECT denied FROM calls WHERE agent = ?1 \
-                 AND id > COALESCE((SELECT cleared FROM trust WHERE agent = ?1), 0) ORDER BY id DESC LIMIT ?2)",
-                params![agent, TRUST_WINDOW as i64],
+                &format!(
+                    "SELECT COALESCE(SUM(denied), 0), COUNT(*) FROM (SELECT denied FROM calls WHERE root = ?1 \
+                     AND id > {cleared} ORDER BY id DESC LIMIT ?2)"
+                ),
+                params![root, TRUST_WINDOW as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let burst: i64 = db.query_row(
-                "SELECT COUNT(*) FROM calls WHERE agent = ?1 AND at >= ?2 \
-                 AND id > COALESCE((SELECT cleared FROM trust WHERE agent = ?1), 0)",
+                &format!(
+                    "SELECT COUNT(*) FROM calls WHERE root = ?1 AND at >= ?2 AND id > {cleared}"
+                ),
                 params![
-                    agent,
+                    root,
                     crate::time::now().saturating_sub(BURST_SECONDS) as i64
                 ],
                 |r| r.get(0),
             )?;
-            (denied as u64, n as u64, burst as u64)
+            let owner: String = db
+                .query_row(
+                    "SELECT agent FROM calls WHERE root = ?1 ORDER BY id LIMIT 1",
+                    params![root],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_default();
+            (denied as u64, n as u64, burst as u64, owner)
         };
+        let owner = owner.split('/').next().unwrap_or_default().to_string();
         if denied >= TRUST_DENIALS && denied * 2 >= n {
             self.set_observe(
-                agent,
+                root,
+                &owner,
                 &format!("{denied} of its last {n} calls were denied"),
             )?;
         } else if burst >= BURST_CALLS {
             self.set_observe(
-                agent,
+                root,
+                &owner,
                 &format!("{burst} calls within {BURST_SECONDS} seconds"),
             )?;
         }
         Ok(())
     }
 
-    fn unusual(&self, agent: &str, tool: &str, r: Reversibility) -> Result<Option<String>> {
+    fn unusual(
+        &self,
+        root: &str,
+        agent: &str,
+        tool: &str,
+        r: Reversibility,
+    ) -> Result<Option<String>> {
         if r != Reversibility::Irreversible {
             return Ok(None);
         }
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         let (total, used): (i64, i64) = db.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(tool = ?2 AND denied = 0), 0) FROM calls WHERE agent = ?1",
-            params![agent, tool],
+            "SELECT COUNT(*), COALESCE(SUM(tool = ?2 AND denied = 0), 0) FROM calls WHERE root = ?1",
+            params![root, tool],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((total as u64 >= USUAL_AFTER && used == 0)
@@ -1141,7 +1303,7 @@ impl Syscalls {
             // Appends only happen under the write lock: holding it, no line is half
             // written by anyone alive.
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            audit::recover(&tx, &self.state)?;
+            audit::recover(&tx, &self.state, &self.audit_key)?;
             tx.commit()?;
         }
         let ids: Vec<i64> = {
@@ -1170,7 +1332,7 @@ impl Syscalls {
                 self.record("runtime", "recovered", &format!("action {id} ({}) was interrupted; finishing it once under its idempotency key {}", a.english, key(id)), json!({ "action": id }))?;
                 let token = Token::parse(&a.token, self.public_key())?;
                 let ws = PathBuf::from(&a.workspace);
-                let roots = confinement(&token, &ws);
+                let roots = confinement(&token, &ws)?;
                 let call = Call {
                     tool: a.tool.clone(),
                     args: a.args.clone(),
@@ -1186,6 +1348,7 @@ impl Syscalls {
                     audit::append(
                         tx,
                         &self.state,
+                        &self.audit_key,
                         "runtime",
                         "failed",
                         &format!("action {id} ({}) failed: {why}", a.english),
@@ -1195,9 +1358,54 @@ impl Syscalls {
             }
             drop(lock);
         }
+        self.recover_undos()
+    }
+
+    /// An undo whose process died is released: the action can be undone again (the
+    /// undo's steps repeat safely).
+    fn recover_undos(&self) -> Result<()> {
+        let ids: Vec<i64> = {
+            let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = db.prepare("SELECT id FROM actions WHERE undone = ?1 ORDER BY id")?;
+            let v = st
+                .query_map(params![UNDOING], |r| r.get(0))?
+                .collect::<std::result::Result<_, _>>()?;
+            v
+        };
+        for id in ids {
+            let Some(lock) = ExecLock::try_take(&self.state, id)? else {
+                continue; // a live process is undoing it
+            };
+            self.with_tx(|tx| {
+                let n = tx.execute(
+                    "UPDATE actions SET undone = ?1 WHERE id = ?2 AND undone = ?3",
+                    params![NOT_UNDONE, id, UNDOING],
+                )?;
+                if n > 0 {
+                    audit::append(
+                        tx,
+                        &self.state,
+                        &self.audit_key,
+                        "runtime",
+                        "undo-failed",
+                        &format!("the undo of action {id} was interrupted (the process died); it can be undone again"),
+                        json!({ "action": id }),
+                    )?;
+                }
+                Ok(())
+            })?;
+            drop(lock);
+        }
         Ok(())
     }
 }
+
+/// `actions.undone`: not undone (undoable if it has an undo record).
+const NOT_UNDONE: i64 = 0;
+/// `actions.undone`: undone.
+const UNDONE: i64 = 1;
+/// `actions.undone`: an undo is running (or its process died; recovery releases it).
+const UNDOING: i64 = 2;
 
 enum Decision {
     Deny(Vec<String>),
@@ -1246,51 +1454,83 @@ fn key(id: i64) -> String {
     format!("etch-action-{id}")
 }
 
-fn note_call(tx: &rusqlite::Transaction, agent: &str, tool: &str, denied: bool) -> Result<()> {
+fn note_call(
+    tx: &rusqlite::Transaction,
+    agent: &str,
+    root: Option<&str>,
+    tool: &str,
+    denied: bool,
+) -> Result<()> {
     tx.execute(
-        "INSERT INTO calls(agent, tool, at, denied) VALUES (?1, ?2, ?3, ?4)",
-        params![agent, tool, crate::time::now() as i64, denied as i64],
+        "INSERT INTO calls(agent, tool, at, denied, root) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![agent, tool, crate::time::now() as i64, denied as i64, root],
     )?;
     Ok(())
 }
 
-/// The read-write roots a capability confines its tools to: the workspace, narrowed
-/// by every delegation's path prefixes (a directory is kept only when every block
-/// reaches it), existing directories only.
-pub fn confinement(token: &Token, workspace: &Path) -> Vec<PathBuf> {
-    let mut per_block: Vec<Vec<PathBuf>> = Vec::new();
-    for src in token.sources() {
-        for line in src
-            .lines()
-            .filter(|l| l.trim_start().starts_with("reject if path("))
-        {
-            let quoted: Vec<PathBuf> = line
-                .split('"')
-                .enumerate()
-                .filter(|(i, _)| i % 2 == 1)
-                .map(|(_, s)| PathBuf::from(s.trim_end_matches('/')))
-                .collect();
-            per_block.push(quoted);
-        }
+/// Makes the state directory (mode 0700) or checks that the path is one.
+fn make_state_dir(state: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::metadata(state) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(AgentError::Invalid(format!(
+            "the state path {} exists and is not a directory",
+            state.display()
+        ))),
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state)
+            .map_err(|e| AgentError::io("create", state, e)),
     }
-    if per_block.is_empty() {
-        per_block.push(vec![workspace.to_path_buf()]);
+}
+
+fn open_db(state: &Path) -> Result<Connection> {
+    let db = Connection::open(state.join(DATABASE))?;
+    db.busy_timeout(std::time::Duration::from_secs(30))?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "FULL")?;
+    Ok(db)
+}
+
+/// The roots a capability confines its tools to: the workspace, narrowed by every
+/// delegation's path prefixes (a directory is kept only when every path check
+/// reaches it). Only existing directories that are not symbolic links and, resolved,
+/// still lie inside the workspace are kept: a link swapped in after the capability
+/// was made confines to nothing rather than to where it points.
+pub fn confinement(token: &Token, workspace: &Path) -> Result<Vec<PathBuf>> {
+    let mut limits = token.path_limits()?;
+    if limits.is_empty() {
+        limits.push(vec![workspace.display().to_string()]);
     }
-    let mut roots: Vec<PathBuf> = per_block
+    let limits: Vec<Vec<PathBuf>> = limits
+        .into_iter()
+        .map(|l| l.into_iter().map(PathBuf::from).collect())
+        .collect();
+    let mut roots: Vec<PathBuf> = limits
         .iter()
         .flatten()
-        .filter(|c| per_block.iter().all(|b| b.iter().any(|p| c.starts_with(p))))
+        .filter(|c| limits.iter().all(|l| l.iter().any(|p| c.starts_with(p))))
         .cloned()
         .collect();
     roots.sort();
     roots.dedup();
-    // Keep the outermost of nested roots, and only those that exist.
+    let real_ws = workspace.canonicalize().ok();
+    // Keep the outermost of nested roots, and only real directories inside.
     let outer: Vec<PathBuf> = roots
         .iter()
         .filter(|r| !roots.iter().any(|o| o != *r && r.starts_with(o)))
         .cloned()
         .collect();
-    outer.into_iter().filter(|p| p.is_dir()).collect()
+    Ok(outer
+        .into_iter()
+        .filter(|p| {
+            let real = p.canonicalize().ok();
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+                && real.as_deref() == Some(p.as_path())
+                && real_ws.as_ref().is_some_and(|w| p.starts_with(w))
+        })
+        .collect())
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
@@ -1299,14 +1539,20 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| AgentError::io("write", path, e))
 }
 
-/// Test hook: `ETCH_FAULT=before-effect` or `after-effect` makes the process mark
-/// the point (`STATE/fault-reached`) and sleep there, for the crash tests.
+/// Test hook (only with the `test-hooks` feature, which the workspace's tests turn
+/// on): `ETCH_FAULT=before-effect` or `after-effect` makes the process mark the point
+/// (`STATE/fault-reached`) and sleep there, for the crash tests.
+#[cfg(feature = "test-hooks")]
 fn fault(point: &str, state: &Path) {
     if std::env::var("ETCH_FAULT").ok().as_deref() == Some(point) {
         let _ = std::fs::write(state.join("fault-reached"), point);
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+/// Without the `test-hooks` feature there are no crash points.
+#[cfg(not(feature = "test-hooks"))]
+fn fault(_point: &str, _state: &Path) {}
 
 const ROW: &str = "id, agent, request, tool, args, english, status, reversibility, token, rules, workspace, created, expires, decided_by, reason, result, undo, undone, idem, paths";
 
@@ -1329,7 +1575,8 @@ struct Row {
     reason: Option<String>,
     result: Option<String>,
     undo_record: Option<String>,
-    undone: bool,
+    /// [`NOT_UNDONE`], [`UNDONE`] or [`UNDOING`].
+    undone: i64,
     key: Option<String>,
 }
 
@@ -1355,7 +1602,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
         reason: r.get(14)?,
         result: r.get(15)?,
         undo_record: r.get(16)?,
-        undone: r.get::<_, i64>(17)? != 0,
+        undone: r.get::<_, i64>(17)?,
         key: r.get(18)?,
     })
 }
@@ -1376,8 +1623,10 @@ impl Row {
             decided_by: self.decided_by.clone(),
             reason: self.reason.clone(),
             result: self.result.clone(),
-            undoable: self.status == "executed" && self.undo_record.is_some() && !self.undone,
-            undone: self.undone,
+            undoable: self.status == "executed"
+                && self.undo_record.is_some()
+                && self.undone != UNDONE,
+            undone: self.undone == UNDONE,
             key: self.key.clone().unwrap_or_default(),
         }
     }

@@ -5,9 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{AgentError, Result};
 
-/// Seconds since 1970-01-01 UTC (the `ETCH_NOW` environment variable overrides it,
-/// for tests of expiry).
+/// Seconds since 1970-01-01 UTC. With the `test-hooks` feature (tests only), the
+/// `ETCH_NOW` environment variable overrides it, for tests of expiry; a normal build
+/// has no way to fake the clock.
 pub fn now() -> u64 {
+    #[cfg(feature = "test-hooks")]
     if let Some(t) = std::env::var("ETCH_NOW")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::confine::{self, FsOp, FsResult, Rules};
 use crate::error::{AgentError, Result};
-use crate::registry::{Builtin, Call, Executor, Tool};
+use crate::registry::{Builtin, Call, Executor, Reversibility, Tool};
 
 /// How to take a reversible action back.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,6 +24,10 @@ pub enum Undo {
         snapshot: Option<PathBuf>,
         /// Directories created for it, outermost first.
         created: Vec<PathBuf>,
+        /// SHA-256 of what the action wrote: undo refuses to discard a later change
+        /// (absent in records made before etch 0.2, which are restored unchecked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        written: Option<String>,
     },
     /// Move something back where it was.
     MoveBack {
@@ -71,7 +75,9 @@ pub fn outbox(state: &Path) -> PathBuf {
     state.join("outbox")
 }
 
-fn trash(state: &Path, action: i64) -> PathBuf {
+/// Where one action's deleted files go: a directory of its own, so that no other
+/// action (and no other agent) is ever confined to reach it.
+pub fn trash(state: &Path, action: i64) -> PathBuf {
     state.join("trash").join(action.to_string())
 }
 
@@ -111,21 +117,25 @@ fn failed(english: String) -> Outcome {
     }
 }
 
-/// The rules for a tool: file tools get the capability's roots (and the trash),
-/// messages only the outbox.
-pub fn rules_for(tool: &Tool, state: &Path, roots: &[PathBuf]) -> Rules {
-    let read_write = match tool.executor {
-        Executor::Builtin(Builtin::Send) => vec![outbox(state)],
+/// The rules for action `action` of a tool: file tools get the capability's roots
+/// (read-only for tools that only read; deletes also their own trash directory),
+/// messages only the outbox. The state directory itself is hidden from all of them.
+pub fn rules_for(tool: &Tool, state: &Path, roots: &[PathBuf], action: i64) -> Rules {
+    let read_only_tool = tool.reversibility == Reversibility::ReadOnly;
+    let (read_write, read_only) = match tool.executor {
+        Executor::Builtin(Builtin::Send) => (vec![outbox(state)], vec![]),
         Executor::Builtin(Builtin::Delete) => {
             let mut r = roots.to_vec();
-            r.push(state.join("trash"));
-            r
+            r.push(trash(state, action));
+            (r, vec![])
         }
-        _ => roots.to_vec(),
+        _ if read_only_tool => (vec![], roots.to_vec()),
+        _ => (roots.to_vec(), vec![]),
     };
     Rules {
         read_write,
-        read_only: vec![],
+        read_only,
+        hidden: vec![state.to_path_buf()],
     }
 }
 
@@ -136,7 +146,7 @@ pub fn execute(
     paths: &BTreeMap<String, PathBuf>,
     env: &Env,
 ) -> Result<Outcome> {
-    let rules = rules_for(tool, env.state, env.roots);
+    let rules = rules_for(tool, env.state, env.roots, env.action);
     let arg = |k: &str| call.args.get(k).cloned().unwrap_or_default();
     let path = |k: &str| paths.get(k).cloned().unwrap_or_default();
     match &tool.executor {
@@ -335,7 +345,7 @@ fn write(env: &Env, rules: &Rules, p: &Path, data: Vec<u8>) -> Result<Outcome> {
                 let dir = env.state.join("snapshots");
                 std::fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
                 let snap = dir.join(format!("{}.bin", env.action));
-                std::fs::write(&snap, old).map_err(|e| AgentError::io("write", &snap, e))?;
+                write_private(&snap, &old)?;
                 Some(snap)
             }
             Ok(_) => None,
@@ -354,6 +364,7 @@ fn write(env: &Env, rules: &Rules, p: &Path, data: Vec<u8>) -> Result<Outcome> {
         d = dir.parent();
     }
     created.reverse();
+    let written = Some(sha256_hex(&data));
     let op = FsOp::Write {
         path: p.to_path_buf(),
         mkdirs: created.clone(),
@@ -376,48 +387,117 @@ fn write(env: &Env, rules: &Rules, p: &Path, data: Vec<u8>) -> Result<Outcome> {
                 path: p.to_path_buf(),
                 snapshot,
                 created,
+                written,
             }),
         },
         Err(e) => failed(os_err("write", p, &e)),
     })
 }
 
-/// Takes an action back under the rules it ran with.
+/// A file of the state directory only its owner can read (snapshots hold the
+/// content of files that may have been private).
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AgentError::io("write", path, e))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| AgentError::io("write", path, e))
+}
+
+/// SHA-256 of bytes, as lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Takes an action back under the rules it ran with. Every step can be repeated: an
+/// undo cut short (a crash, a person's edit in the way) can be tried again and ends
+/// in the same place. A file changed since the action wrote it is not touched.
 pub fn undo(u: &Undo, rules: &Rules) -> Result<std::result::Result<String, String>> {
     match u {
         Undo::Restore {
             path,
             snapshot,
             created,
+            written,
         } => {
-            let r = match snapshot {
-                Some(s) => {
-                    let data = std::fs::read(s).map_err(|e| AgentError::io("read", s, e))?;
-                    confine::fs(
+            let before = match snapshot {
+                Some(s) => Some(std::fs::read(s).map_err(|e| AgentError::io("read", s, e))?),
+                None => None,
+            };
+            let now = match confine::fs(rules, &FsOp::Read(path.clone()))? {
+                Ok(FsResult::Bytes(b)) => Some(b),
+                Ok(_) => None,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+                Err(e) => return Ok(Err(os_err("read", path, &e))),
+            };
+            let already = now.as_deref() == before.as_deref();
+            if !already {
+                if let (Some(w), Some(n)) = (written, &now) {
+                    if &sha256_hex(n) != w {
+                        return Ok(Err(format!(
+                            "{} has changed since the action wrote it; undoing would discard that change (restore it by hand, or write it back first)",
+                            path.display()
+                        )));
+                    }
+                }
+                let r = match (&before, &now) {
+                    (Some(data), _) => confine::fs(
                         rules,
                         &FsOp::Write {
                             path: path.clone(),
                             mkdirs: vec![],
-                            data,
+                            data: data.clone(),
                         },
-                    )?
+                    )?,
+                    (None, Some(_)) => confine::fs(rules, &FsOp::Unlink(path.clone()))?,
+                    (None, None) => Ok(FsResult::Done),
+                };
+                if let Err(e) = r {
+                    return Ok(Err(os_err("restore", path, &e)));
                 }
-                None => confine::fs(rules, &FsOp::Unlink(path.clone()))?,
-            };
-            if let Err(e) = r {
-                return Ok(Err(os_err("restore", path, &e)));
             }
+            // Directories the write made go if they are empty; one that holds
+            // something a person put there since stays.
+            let mut kept = Vec::new();
             for d in created.iter().rev() {
-                if let Err(e) = confine::fs(rules, &FsOp::Rmdir(d.clone()))? {
-                    return Ok(Err(os_err("remove the directory", d, &e)));
+                match confine::fs(rules, &FsOp::Rmdir(d.clone()))? {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(_) => kept.push(d.display().to_string()),
                 }
             }
+            let tail = if kept.is_empty() {
+                String::new()
+            } else {
+                format!(" (kept the directory {}: it is not empty)", kept.join(", "))
+            };
             Ok(Ok(match snapshot {
-                Some(_) => format!("restored the previous content of {}", path.display()),
-                None => format!("removed {}, which the action had created", path.display()),
+                Some(_) => format!("restored the previous content of {}{tail}", path.display()),
+                None => format!(
+                    "removed {}, which the action had created{tail}",
+                    path.display()
+                ),
             }))
         }
         Undo::MoveBack { from, to } => {
+            let gone = std::fs::symlink_metadata(from).is_err();
+            let back = std::fs::symlink_metadata(to).is_ok();
+            if gone && back {
+                // An earlier undo got this far.
+                return Ok(Ok(format!(
+                    "{} is back at {}",
+                    from.display(),
+                    to.display()
+                )));
+            }
             Ok(
                 match confine::fs(
                     rules,

@@ -327,7 +327,9 @@ impl VfioUser {
         let name = c"etch-dma";
         // SAFETY: `name` is a valid NUL-terminated string; memfd_create has no other
         // preconditions.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
         if fd < 0 {
             return Err(DriverError::Dma(format!(
                 "memfd_create: {}",
@@ -338,6 +340,22 @@ impl VfioUser {
         let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         file.set_len(bytes as u64)
             .map_err(|e| DriverError::Dma(format!("sizing DMA memory: {e}")))?;
+        // The server maps this memory for the chip's DMA and refuses memory that could
+        // shrink under it (a shrunk file faults the mapping): seal its size.
+        // SAFETY: fcntl on an fd this File owns; F_ADD_SEALS takes an int.
+        let sealed = unsafe {
+            libc::fcntl(
+                file.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+            )
+        };
+        if sealed != 0 {
+            return Err(DriverError::Dma(format!(
+                "sealing DMA memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
         // SAFETY: the memfd is private to this process and the server, which uses it
         // only as the device's DMA memory; the host reaches it only through `DmaPool`'s
         // volatile accesses, never through references.

@@ -1,6 +1,9 @@
 //! Helpers for the end-to-end tests: models, chip builds, the in-process chip.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 
 use etch_compiler::chip::{build, BuildOptions, Manifest};

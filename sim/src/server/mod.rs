@@ -21,12 +21,26 @@
 //! A clock thread runs the chip whenever it has work (after any register write, until
 //! it is idle); MMIO is served between its slices. One client at a time: when a client
 //! disconnects, the device is reset, its mappings dropped, and the next client served.
+//!
+//! A client is hostile until checked. The crate never reads the client's socket: the
+//! [`relay`] reads every message whole, under a size bound and a deadline, and the
+//! [`guard`] lets through only messages whose sizes, indices, counts and file
+//! descriptors are exactly what the crate expects; anything else gets an error reply
+//! or ends the connection. The backend checks what only it can: DMA memory must be a
+//! file sealed against shrinking and as long as the mapping, mappings may not
+//! overlap, interrupt descriptors must be eventfds. A panic while serving one client
+//! is contained to that connection.
+
+pub mod guard;
+pub mod relay;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::mem::size_of;
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -157,6 +171,50 @@ fn invalid(what: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, what)
 }
 
+/// DMA mappings one client may hold at once.
+const MAX_MAPPINGS: usize = 1024;
+
+/// DMA memory must stay as long as its mapping for as long as the server uses it: a
+/// file that shrank would fault the simulator on its next access. So it must be
+/// sealed against shrinking (a memfd with `F_SEAL_SHRINK`) and hold `offset + size`
+/// bytes. Returns where the mapping ends in the file.
+fn check_dma_memory(fd: &File, offset: u64, size: u64) -> std::io::Result<u64> {
+    // SAFETY: fcntl(F_GET_SEALS) on a descriptor owned by `fd`; no memory is passed.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+        return Err(invalid(
+            "DMA_MAP of memory that is not sealed against shrinking: share a memfd with F_SEAL_SHRINK".into(),
+        ));
+    }
+    let len = fd.metadata()?.len();
+    let end = offset
+        .checked_add(size)
+        .filter(|&e| e <= len)
+        .ok_or_else(|| {
+            invalid(format!(
+                "DMA_MAP of {size} bytes at offset {offset} of a file of {len} bytes"
+            ))
+        })?;
+    if size == 0 || usize::try_from(size).is_err() {
+        return Err(invalid(format!("DMA_MAP of {size} bytes")));
+    }
+    Ok(end)
+}
+
+/// Interrupts are signalled by writing to the client's descriptors from the clock
+/// thread: anything but an eventfd (a pipe nobody reads) could block it forever.
+fn check_eventfd(fd: &File) -> std::io::Result<()> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    if link.as_os_str() == "anon_inode:[eventfd]" {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "SET_IRQS with a descriptor that is not an eventfd ({})",
+            link.display()
+        )))
+    }
+}
+
 impl Backend {
     fn reset_chip(&mut self, drop_mappings: bool) {
         let mut chip = lock(&self.shared);
@@ -177,7 +235,7 @@ impl Backend {
 
 impl ServerBackend for Backend {
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> std::io::Result<()> {
-        let end = offset + data.len() as u64;
+        let end = offset.saturating_add(data.len() as u64);
         if region == VFIO_PCI_CONFIG_REGION_INDEX && end <= 256 {
             data.copy_from_slice(&self.config[offset as usize..end as usize]);
             return Ok(());
@@ -212,7 +270,7 @@ impl ServerBackend for Backend {
     }
 
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        let end = offset + data.len() as u64;
+        let end = offset.saturating_add(data.len() as u64);
         if region == VFIO_PCI_CONFIG_REGION_INDEX && end <= 256 {
             let at = offset as usize;
             if at == 0x10 && data.len() == 4 {
@@ -270,16 +328,36 @@ impl ServerBackend for Backend {
         fd: Option<File>,
     ) -> std::io::Result<()> {
         let fd = fd.ok_or_else(|| invalid("DMA_MAP without a file descriptor".into()))?;
+        let end = check_dma_memory(&fd, offset, size)?;
+        let mut chip = lock(&self.shared);
+        if chip.maps.len() >= MAX_MAPPINGS {
+            return Err(invalid(format!(
+                "DMA_MAP: the client already shares {MAX_MAPPINGS} mappings"
+            )));
+        }
+        let last = address
+            .checked_add(size - 1)
+            .ok_or_else(|| invalid(format!("DMA_MAP of {size} bytes at {address:#x}")))?;
+        if let Some((&at, m)) = chip.maps.range(..=last).next_back() {
+            if at + (m.len() as u64 - 1) >= address {
+                return Err(invalid(format!(
+                    "DMA_MAP of {size} bytes at {address:#x} overlaps the mapping at {at:#x}"
+                )));
+            }
+        }
+        tracing::trace!("DMA memory file ends at {end}");
         // SAFETY: the client shares this memory with the device on purpose, as DMA
-        // memory; the mapping is kept in `maps` (and so outlives the simulator's use of
-        // it) until DMA_UNMAP or reset, which unmap it from the simulator first.
+        // memory. It cannot shrink under the mapping (checked above: sealed, and at
+        // least offset + size long). The mapping is kept in `maps` (and so outlives the
+        // simulator's use of it) until DMA_UNMAP or reset, which unmap it from the
+        // simulator first; it overlaps no other mapping, so the simulator never holds
+        // a pointer into memory already unmapped.
         let mut map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(offset)
                 .len(size as usize)
                 .map_mut(&fd)
         }?;
-        let mut chip = lock(&self.shared);
         // SAFETY: `map` stays in `chip.maps` until `sim.unmap(address)` is called.
         unsafe { chip.sim.map(address, map.as_mut_ptr(), size as usize) };
         chip.maps.insert(address, map);
@@ -317,6 +395,9 @@ impl ServerBackend for Backend {
             return Err(invalid(format!(
                 "only MSI-X interrupts (index {VFIO_PCI_MSIX_IRQ_INDEX}) exist, not {index}"
             )));
+        }
+        for f in &fds {
+            check_eventfd(f)?;
         }
         let mut chip = lock(&self.shared);
         chip.irqs.resize_with(VECTORS, || None);
@@ -383,8 +464,17 @@ fn irqs() -> Vec<IrqInfo> {
 /// one client after another; returns after the first client when `once`.
 pub fn serve(lib: &Path, out: &Path, socket: &Path, once: bool) -> Result<(), SimError> {
     remove_stale_socket(socket)?;
-    let server = Server::new(socket, true, irqs(), regions())
-        .map_err(|e| SimError::Serve(format!("cannot listen on {}: {e}", socket.display())))?;
+    let public = Bound::listen(socket.to_path_buf())?;
+    // The crate listens on a socket of its own in a directory only this user can
+    // enter; the only connection it gets is the relay's.
+    let private = PrivateDir::new()?;
+    let inner = Bound::listen(private.0.join("crate.sock"))?;
+    let inner_path = inner.path.clone();
+    let listener = inner
+        .listener
+        .try_clone()
+        .map_err(|e| SimError::Serve(format!("cannot share the relay socket: {e}")))?;
+    let server = Server::from_owned_fd(OwnedFd::from(listener), true, irqs(), regions());
     let sim = Simulator::new(lib, out)?;
     let shared: Shared = Arc::new(State {
         chip: Mutex::new(Chip {
@@ -407,7 +497,11 @@ pub fn serve(lib: &Path, out: &Path, socket: &Path, once: bool) -> Result<(), Si
     };
     tracing::info!("serving {} on {}", out.display(), socket.display());
     let result = loop {
-        let r = server.run(&mut backend);
+        let client = match public.listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) => break Err(SimError::Serve(format!("cannot accept a client: {e}"))),
+        };
+        let r = serve_client(&server, &mut backend, client, &inner_path);
         match &r {
             Ok(()) => tracing::info!("client disconnected: resetting the device"),
             Err(e) => tracing::warn!("client connection ended: {e}; resetting the device"),
@@ -416,13 +510,108 @@ pub fn serve(lib: &Path, out: &Path, socket: &Path, once: bool) -> Result<(), Si
         backend.config = config_space();
         backend.msix = [0; 16 * VECTORS];
         if once {
-            break r.map_err(|e| SimError::Serve(e.to_string()));
+            break r.map_err(SimError::Serve);
         }
     };
     lock(&shared).shutdown = true;
     shared.work.notify_all();
     let _ = clock_thread.join();
     result
+}
+
+/// One client, relayed through the guard to the crate's server until either side
+/// ends; a panic inside the crate or the backend ends only this connection.
+fn serve_client(
+    server: &Server,
+    backend: &mut Backend,
+    client: UnixStream,
+    inner: &Path,
+) -> Result<(), String> {
+    let crate_side =
+        UnixStream::connect(inner).map_err(|e| format!("cannot reach the protocol server: {e}"))?;
+    let clone = |s: &UnixStream| {
+        s.try_clone()
+            .map_err(|e| format!("cannot share a socket: {e}"))
+    };
+    let writer = relay::Writer::new(clone(&client)?)
+        .map_err(|e| format!("cannot set the client's write deadline: {e}"))?;
+    let (req_client, req_crate, req_writer) =
+        (clone(&client)?, clone(&crate_side)?, writer.clone());
+    let requests = std::thread::spawn(move || {
+        let end = relay::requests(&req_client, &req_crate, &req_writer);
+        // The crate sees the end of its stream and returns from `run`.
+        let _ = req_crate.shutdown(std::net::Shutdown::Both);
+        end
+    });
+    let (rep_crate, rep_client) = (clone(&crate_side)?, clone(&client)?);
+    let replies = std::thread::spawn(move || {
+        relay::replies(&rep_crate, &writer);
+        let _ = rep_crate.shutdown(std::net::Shutdown::Both);
+        let _ = rep_client.shutdown(std::net::Shutdown::Both);
+    });
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.run(backend)));
+    let _ = crate_side.shutdown(std::net::Shutdown::Both);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let end = requests.join();
+    let _ = replies.join();
+    match (ran, end) {
+        (Err(_), _) => Err("the protocol server panicked on this client's input".into()),
+        (_, Ok(relay::End::Broken(why))) => Err(why),
+        (Ok(Err(e)), _) => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// A listening socket whose file is removed when it is dropped.
+struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Bound {
+    fn listen(path: PathBuf) -> Result<Self, SimError> {
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| SimError::Serve(format!("cannot listen on {}: {e}", path.display())))?;
+        Ok(Bound { listener, path })
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A directory only this user can enter, removed when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> Result<Self, SimError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        for n in 0..100u32 {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let p = base.join(format!("etch-serve-{}-{stamp:x}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(PrivateDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(SimError::Io { path: p, source }),
+            }
+        }
+        Err(SimError::Serve(format!(
+            "cannot make a private directory in {}",
+            base.display()
+        )))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A socket left behind by a server that was killed is removed; a live one (something
