@@ -6,6 +6,9 @@ pub enum CliError {
     /// An error from the compiler crate (loading, quantizing, running models).
     #[error(transparent)]
     Compiler(#[from] etch_compiler::Error),
+    /// A manifest, tokenizer or prompt was refused.
+    #[error(transparent)]
+    Contract(#[from] etch_contract::Error),
     /// The driver or the simulator failed.
     #[error(transparent)]
     Driver(#[from] etch_driver::DriverError),
@@ -43,24 +46,19 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Exit code for scripts: 2 for bad input, 1 for internal failures.
+    /// Exit code for scripts: 2 for bad input, 1 for internal failures — the same
+    /// for a failure inside any command (a driver failure in `etch agent` is 1, as
+    /// in `etch run`).
     pub fn exit_code(&self) -> i32 {
+        let input = |bad: bool| if bad { 2 } else { 1 };
         match self {
-            CliError::Compiler(e) if e.is_bad_input() => 2,
-            CliError::Compiler(_) => 1,
+            CliError::Compiler(e) => input(e.is_bad_input()),
+            CliError::Contract(e) => input(e.is_bad_input()),
             CliError::Driver(e) => CliError::exit_code_of_driver(e),
-            CliError::Runtime(e) => match e {
-                etch_runtime::RuntimeError::Driver(d) => CliError::exit_code_of_driver(d),
-                etch_runtime::RuntimeError::Compiler(c) if c.is_bad_input() => 2,
-                etch_runtime::RuntimeError::Compiler(_) => 1,
-                _ => 2,
-            },
-            CliError::Agent(etch_agent::AgentError::Runtime(e)) => {
-                CliError::Runtime(etch_runtime::RuntimeError::InvalidArgument(e.to_string()))
-                    .exit_code()
+            CliError::Runtime(e) | CliError::Agent(etch_agent::AgentError::Runtime(e)) => {
+                CliError::exit_code_of_runtime(e)
             }
-            CliError::Agent(e) if e.is_bad_input() => 2,
-            CliError::Agent(_) => 1,
+            CliError::Agent(e) => input(e.is_bad_input()),
             CliError::Exit(c) => *c as i32,
             CliError::Usage(_) | CliError::Io { .. } => 2,
             CliError::Internal(_) | CliError::Tool(_) => 1,
@@ -70,6 +68,16 @@ impl CliError {
 }
 
 impl CliError {
+    fn exit_code_of_runtime(e: &etch_runtime::RuntimeError) -> i32 {
+        use etch_runtime::RuntimeError as R;
+        match e {
+            R::Driver(d) => CliError::exit_code_of_driver(d),
+            R::Contract(c) if c.is_bad_input() => 2,
+            R::Contract(_) => 1,
+            R::BadName(_) | R::CorruptContext { .. } | R::Io { .. } | R::InvalidArgument(_) => 2,
+        }
+    }
+
     fn exit_code_of_driver(e: &etch_driver::DriverError) -> i32 {
         match e {
             etch_driver::DriverError::IdentityMismatch { .. }

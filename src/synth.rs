@@ -493,12 +493,12 @@ pub fn synth(a: &SynthArgs) -> CliResult {
                     b.name()
                 )));
             }
-            Some(board::ecp5_pll(clock_mhz, freq).map_err(CliError::Usage)?)
+            Some(board::ecp5_pll(clock_mhz, freq).map_err(|e| CliError::Usage(e.to_string()))?)
         }
         _ => None,
     };
     let freq = pll.map_or(freq, |p| p.output_mhz);
-    let divisor = board::uart_divisor(freq, a.baud).map_err(CliError::Usage)?;
+    let divisor = board::uart_divisor(freq, a.baud).map_err(|e| CliError::Usage(e.to_string()))?;
 
     let out = &a.out;
     let manifest_path = out.join("manifest.json");

@@ -3,13 +3,13 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
-use crate::generate::generate;
 use crate::golden::{argmax_i16, ChipSampling, Golden, GoldenDecoder};
 use crate::quantize::QuantizedModel;
 use crate::reference::Reference;
 use crate::sampler::{argmax, SamplingParams};
-use crate::tokenizer::Tokenizer;
 use crate::ReferenceDecoder;
+use etch_contract::generate;
+use etch_contract::Tokenizer;
 
 /// The accuracy report of `etch accuracy`.
 #[derive(Clone, Debug, serde::Serialize)]

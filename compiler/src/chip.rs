@@ -17,12 +17,13 @@ use etch_hdl::sfu::TableData;
 use etch_hdl::top::ChipParams;
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{Checkpoint, Config};
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
-use crate::quantize::{Formats, QuantSettings, QuantizedModel};
+use crate::layout::Placement;
+use crate::quantize::{QuantSettings, QuantizedModel};
 use crate::schedule::{firmware, FIRMWARE_VERSION};
-use crate::tokenizer::Tokenizer;
+use etch_contract::Tokenizer;
+pub use etch_contract::{Manifest, Storage};
 
 /// Numerics version: changes whenever the golden model's arithmetic changes.
 pub const NUMERICS_VERSION: &str = "etch-numerics-1";
@@ -38,120 +39,6 @@ pub struct BuildOptions {
     pub max_seq: usize,
     /// Quantization settings.
     pub quant: QuantSettings,
-}
-
-/// Bits of on-chip storage.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Bits {
-    /// Weight ROM.
-    pub weights: u64,
-    /// Requantization ROM.
-    pub requant: u64,
-    /// Gain ROM.
-    pub gains: u64,
-    /// Special-function tables (every copy).
-    pub tables: u64,
-    /// Firmware (instructions and parameter table).
-    pub firmware: u64,
-    /// Activation RAM.
-    pub activations: u64,
-    /// KV cache.
-    pub kv_cache: u64,
-    /// Attention score RAMs.
-    pub scores: u64,
-}
-
-/// `OUT/manifest.json`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    /// etch version that wrote it.
-    pub etch_version: String,
-    /// SHA-256 of checkpoint, quantization settings and numerics version (hex).
-    pub model_identity: String,
-    /// The checkpoint it was built from.
-    pub model_file: String,
-    /// Tokenizer copy, relative to the build directory.
-    pub tokenizer: String,
-    /// Shapes.
-    pub config: Config,
-    /// Quantization settings.
-    pub quant: QuantSettings,
-    /// Activation formats (fractional bits).
-    pub formats: Formats,
-    /// Numerics version.
-    pub numerics: String,
-    /// MAC lanes.
-    pub lanes: usize,
-    /// Context slots.
-    pub contexts: usize,
-    /// Positions per context.
-    pub max_seq: usize,
-    /// Attention positions per cycle.
-    pub attention_positions_per_cycle: usize,
-    /// Multipliers: lanes plus requantizers plus special-function units.
-    pub macs: usize,
-    /// ROM bits.
-    pub rom_bits: u64,
-    /// SRAM bits.
-    pub sram_bits: u64,
-    /// Breakdown of storage.
-    pub storage: Bits,
-    /// ROM self-test signature the chip must report (hex).
-    pub rom_signature: String,
-    /// Firmware version.
-    pub firmware_version: u32,
-    /// SHA-256 of `firmware.bin` (hex).
-    pub firmware_sha256: String,
-    /// Firmware instructions.
-    pub firmware_instructions: usize,
-    /// SHA-256 over the Verilog files (the simulator caches builds by it).
-    pub design_hash: String,
-    /// Activation layout (slots) and ROM placement.
-    pub layout: Layout,
-}
-
-impl Manifest {
-    /// Reads `OUT/manifest.json`.
-    pub fn load(out: &Path) -> Result<Self> {
-        let path = out.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::BadManifest {
-            path,
-            problem: e.to_string(),
-        })
-    }
-
-    /// The model identity as the eight MODEL_ID register words.
-    pub fn identity_words(&self) -> Result<[u32; 8]> {
-        hex_words(&self.model_identity)
-    }
-
-    /// The firmware's SHA-256 as the eight BAR0 words FW_HASH0..7.
-    pub fn firmware_words(&self) -> Result<[u32; 8]> {
-        hex_words(&self.firmware_sha256)
-    }
-
-    /// The ROM self-test signature the chip must report.
-    pub fn rom_signature_value(&self) -> Result<u64> {
-        u64::from_str_radix(&self.rom_signature, 16).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "manifest rom_signature {} is not hex",
-                self.rom_signature
-            ))
-        })
-    }
-}
-
-fn hex_words(hex: &str) -> Result<[u32; 8]> {
-    let mut out = [0u32; 8];
-    if hex.len() != 64 {
-        return Err(Error::InvalidArgument(format!("{hex} is not a SHA-256")));
-    }
-    for (k, o) in out.iter_mut().enumerate() {
-        *o = u32::from_str_radix(&hex[8 * k..8 * k + 8], 16)
-            .map_err(|_| Error::InvalidArgument(format!("{hex} is not hex")))?;
-    }
-    Ok(out)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -205,7 +92,7 @@ pub fn build(
             c.seq_len, options.max_seq
         )));
     }
-    etch_hdl::top::check_lanes(options.lanes).map_err(Error::InvalidArgument)?;
+    etch_hdl::top::check_lanes(options.lanes)?;
     if options.contexts == 0 || options.contexts > 255 {
         return Err(Error::InvalidArgument(format!(
             "--contexts must be between 1 and 255, not {}",
@@ -221,8 +108,9 @@ pub fn build(
     progress("quantizing", 0.0);
     let model = QuantizedModel::build(checkpoint, tokenizer, &options.quant)?;
     progress("placing", 0.3);
-    let layout = Layout::new(&model, options.lanes, options.contexts, options.max_seq);
-    let fw = firmware(&model, &layout)?;
+    let placement = Placement::new(&model, options.lanes, options.contexts, options.max_seq);
+    let layout = &placement.layout;
+    let fw = firmware(&model, layout)?;
     let image = fw.program.to_image();
     let fw_hash = Sha256::digest(&image);
     let identity = model_identity(checkpoint, &options.quant);
@@ -236,8 +124,8 @@ pub fn build(
     ident[regs::CONFIG2 as usize] = (c.dim as u32) | (c.n_layers as u32) << 16;
     ident[regs::CONFIG3 as usize] =
         (c.n_heads as u32) | (c.n_kv_heads as u32) << 8 | (c.hidden_dim as u32) << 16;
-    let id_words = hex_words(&identity)?;
-    let fw_words = hex_words(&hex(&fw_hash))?;
+    let id_words = etch_contract::manifest::sha256_words(&identity)?;
+    let fw_words = etch_contract::manifest::sha256_words(&hex(&fw_hash))?;
     ident[regs::MODEL_ID0 as usize..regs::MODEL_ID0 as usize + 8].copy_from_slice(&id_words);
     ident[regs::FW_HASH0 as usize..regs::FW_HASH0 as usize + 8].copy_from_slice(&fw_words);
 
@@ -251,15 +139,15 @@ pub fn build(
         max_seq: options.max_seq,
         contexts: options.contexts,
         ar_depth: layout.ar_depth,
-        wrom_depth: layout.weights.depth(),
-        qrom_depth: layout.requant.depth(),
-        grom_depth: layout.gains.depth(),
+        wrom_depth: placement.weights.depth(),
+        qrom_depth: placement.requant.depth(),
+        grom_depth: placement.gains.depth(),
         imem_depth: fw.program.code.len(),
         param_depth: fw.program.params.len(),
         ident,
         tables: table_data(&model),
     };
-    params.validate().map_err(Error::InvalidArgument)?;
+    params.validate()?;
 
     let header = format!(
         "// Generated by etch {} — do not edit.\n// Model: {} (identity {})\n// Settings: {} lanes, {} contexts, max-seq {}, {}-bit weights, {}\n// Regenerate: etch build {} -z <tokenizer> -o <out> --lanes {} --contexts {} --max-seq {}",
@@ -277,7 +165,7 @@ pub fn build(
         options.max_seq,
     );
     progress("generating RTL", 0.45);
-    let files = etch_hdl::emit::design_files(&params, &header).map_err(Error::InvalidArgument)?;
+    let files = etch_hdl::emit::design_files(&params, &header)?;
 
     progress("writing", 0.75);
     let rtl = out.join("rtl");
@@ -297,9 +185,9 @@ pub fn build(
         );
         write(rtl.join(name), text)?;
     }
-    write(rom.join("weights.hex"), layout.weights.to_hex())?;
-    write(rom.join("requant.hex"), layout.requant.to_hex())?;
-    write(rom.join("gains.hex"), layout.gains.to_hex())?;
+    write(rom.join("weights.hex"), placement.weights.to_hex())?;
+    write(rom.join("requant.hex"), placement.requant.to_hex())?;
+    write(rom.join("gains.hex"), placement.gains.to_hex())?;
     write(
         rom.join("imem.hex"),
         table_hex(fw.program.code.iter().copied(), 16),
@@ -341,10 +229,10 @@ pub fn build(
     let np = layout.positions as u64;
     let g = (options.lanes.min(c.dim) / c.head_size()) as u64;
     let kv_row = (c.kv_dim() * 16) as u64;
-    let storage = Bits {
-        weights: layout.weights.depth() as u64 * options.quant.weight_bits as u64 * l,
-        requant: layout.requant.depth() as u64 * 22 * l,
-        gains: layout.gains.depth() as u64 * 16 * l,
+    let storage = Storage {
+        weights: placement.weights.depth() as u64 * options.quant.weight_bits as u64 * l,
+        requant: placement.requant.depth() as u64 * 22 * l,
+        gains: placement.gains.depth() as u64 * 16 * l,
         tables: 16
             * (t.rsqrt.len() + t.sigmoid.len() + 2 * t.sine.len() + 2 * t.exp2.len() + t.log2.len())
                 as u64
@@ -375,13 +263,13 @@ pub fn build(
             + storage.tables
             + storage.firmware,
         sram_bits: storage.activations + storage.kv_cache + storage.scores,
-        rom_signature: format!("{:016x}", layout.rom_signature()),
+        rom_signature: format!("{:016x}", placement.rom_signature()),
         firmware_version: FIRMWARE_VERSION,
         firmware_sha256: hex(&fw_hash),
         firmware_instructions: fw.program.code.len(),
         design_hash: hex(&design.finalize()),
         storage,
-        layout,
+        layout: placement.layout.clone(),
     };
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| Error::InvalidArgument(format!("manifest: {e}")))?;

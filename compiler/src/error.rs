@@ -19,14 +19,6 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
-    /// A built chip's `manifest.json` cannot be understood.
-    #[error("{path} is not an etch manifest: {problem}")]
-    BadManifest {
-        /// The manifest file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
     /// The file ends before the header or a record it announces is complete.
     #[error("{path} is truncated: {what}")]
     Truncated {
@@ -34,14 +26,6 @@ pub enum Error {
         path: PathBuf,
         /// What was being read when the file ended.
         what: String,
-    },
-    /// The checkpoint header holds values no llama2.c model can have.
-    #[error("{path} has an impossible header: {problem}")]
-    BadHeader {
-        /// The checkpoint.
-        path: PathBuf,
-        /// Which field is wrong and why.
-        problem: String,
     },
     /// The checkpoint's size differs from what its header implies.
     #[error("{path} is {actual} bytes but its header implies {expected} bytes ({detail})")]
@@ -67,52 +51,32 @@ pub enum Error {
         /// The value, printed.
         value: f32,
     },
-    /// The tokenizer does not belong to the model.
-    #[error("{path} holds {pieces} pieces but the model's vocabulary has {vocab_size} tokens: tokenizer and model do not match")]
-    VocabMismatch {
-        /// The tokenizer file.
-        path: PathBuf,
-        /// Pieces in the tokenizer file.
-        pieces: usize,
-        /// Tokens in the model.
-        vocab_size: usize,
-    },
-    /// The tokenizer file is malformed.
-    #[error("{path} is not a llama2.c tokenizer: {problem}")]
-    BadTokenizer {
-        /// The tokenizer file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The prompt or text does not fit the model's context.
-    #[error("the prompt is {tokens} tokens (with BOS) but the model's context holds {seq_len}")]
-    PromptTooLong {
-        /// Prompt tokens including BOS.
-        tokens: usize,
-        /// The model's maximum sequence length.
-        seq_len: usize,
-    },
     /// A sampling or run parameter is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// A token id outside the vocabulary was given.
-    #[error("token id {token} is outside the vocabulary of {vocab_size} tokens")]
-    TokenOutOfRange {
-        /// The id.
-        token: u32,
-        /// Vocabulary size.
-        vocab_size: usize,
-    },
     /// The model cannot be quantized with the requested settings.
     #[error("cannot quantize: {0}")]
     Quantization(String),
+    /// A manifest, tokenizer or header was refused (`etch_contract`).
+    #[error(transparent)]
+    Contract(#[from] etch_contract::Error),
+    /// The hardware generator refused the chip's parameters.
+    #[error(transparent)]
+    Hardware(#[from] etch_hdl::HdlError),
+    /// The firmware did not assemble (a bug of the scheduler: report it).
+    #[error("the firmware does not assemble: {0}")]
+    Firmware(String),
 }
 
 impl Error {
     /// True when the error is caused by the user's input rather than by etch itself.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::Quantization(_))
+        match self {
+            Error::Contract(e) => e.is_bad_input(),
+            Error::Hardware(e) => e.is_bad_input(),
+            Error::Quantization(_) | Error::Firmware(_) => false,
+            _ => true,
+        }
     }
 
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {

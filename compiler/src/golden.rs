@@ -5,14 +5,13 @@
 //! logits (int16) at every step and the same sampled tokens; `docs/numerics.md`
 //! specifies the same computation in prose.
 
-use crate::error::{Error, Result};
-use crate::generate::Decoder;
 use crate::numerics::{
     requant, rope_phase, round_shift, sat16, shift_signed, SIGMOID_IN_FRAC, SIGMOID_OUT_FRAC,
     TRIG_FRAC,
 };
 use crate::quantize::{QLinear, QNorm, QuantizedModel};
-use crate::sampler::SamplingParams;
+pub use etch_contract::ChipSampling;
+use etch_contract::Decoder;
 
 /// The integer model with its KV cache.
 #[derive(Debug)]
@@ -221,53 +220,6 @@ impl<'m> Golden<'m> {
     }
 }
 
-/// Sampling settings as the chip receives them in a GENERATE command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChipSampling {
-    /// `round(256 / temperature)` (Q8.8); 0 means greedy.
-    pub inv_temp: u16,
-    /// `round(top_p · 65536)`; 0 means no nucleus (sample from all tokens).
-    pub topp: u16,
-    /// Initial RNG state (the user's seed mixed by [`ChipSampling::seed_state`]); 0 is
-    /// replaced by [`ChipSampling::ZERO_SEED`].
-    pub seed: u64,
-}
-
-impl ChipSampling {
-    /// The RNG state used for a seed of 0 (xorshift must not start at 0).
-    pub const ZERO_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    /// The RNG state for a user's seed: the splitmix64 finalizer, computed by the host
-    /// so that the chip's generator needs no multiplier, and so that neighbouring seeds
-    /// (1, 2, 3, …) start far apart in the xorshift sequence.
-    pub fn seed_state(seed: u64) -> u64 {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Converts `run.c`-style parameters: temperature 0 is greedy, top-p outside
-    /// (0, 1) disables the nucleus, the seed is mixed by [`ChipSampling::seed_state`].
-    pub fn from_params(p: &SamplingParams) -> Self {
-        let inv_temp = if p.temperature <= 0.0 {
-            0
-        } else {
-            (256.0 / p.temperature as f64).round().clamp(1.0, 65535.0) as u16
-        };
-        let topp = if p.topp <= 0.0 || p.topp >= 1.0 {
-            0
-        } else {
-            (p.topp as f64 * 65536.0).round().clamp(1.0, 65535.0) as u16
-        };
-        ChipSampling {
-            inv_temp,
-            topp,
-            seed: Self::seed_state(p.seed),
-        }
-    }
-}
-
 /// The chip's sampler: argmax, or exp2 weights at a temperature, an integer nucleus
 /// found by binary search on a probability threshold, and an index-order draw with a
 /// xorshift64 generator.
@@ -398,16 +350,16 @@ impl<'m> GoldenDecoder<'m> {
 }
 
 impl Decoder for GoldenDecoder<'_> {
-    fn step(&mut self, token: u32, pos: usize, sample: bool) -> Result<Option<u32>> {
+    fn step(&mut self, token: u32, pos: usize, sample: bool) -> etch_contract::Result<Option<u32>> {
         let c = self.golden.model.config;
         if token as usize >= c.vocab_size {
-            return Err(Error::TokenOutOfRange {
+            return Err(etch_contract::Error::TokenOutOfRange {
                 token,
                 vocab_size: c.vocab_size,
             });
         }
         if pos >= c.seq_len {
-            return Err(Error::PromptTooLong {
+            return Err(etch_contract::Error::PromptTooLong {
                 tokens: pos + 1,
                 seq_len: c.seq_len,
             });

@@ -10,42 +10,22 @@
 //! `i`: multiplier and shift of row `g·L + i`), the gain ROM one word per slot of each
 //! RMSNorm's gains.
 
+pub use etch_contract::{LayerPlaces, Layout, MatrixPlace};
+
 use crate::quantize::{QMatrix, QuantizedModel, Requant};
 
-/// Where a matrix lives.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct MatrixPlace {
-    /// First weight ROM word.
-    pub rom_base: usize,
-    /// First requantization ROM word.
-    pub req_base: usize,
-    /// Rows.
-    pub rows: usize,
-    /// Columns.
-    pub cols: usize,
-    /// Row groups (`ceil(rows / L)`).
-    pub groups: usize,
-}
-
-/// The matrices and gains of one layer.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct LayerPlaces {
-    /// `wq`, `wk` and `wv` as one matrix (one pass of the lanes): rows of `wq`, then
-    /// `wk` from row [`Layout::k_row`], then `wv` from row [`Layout::v_row`], with zero
-    /// rows between where a block would otherwise straddle a slot.
-    pub wqkv: MatrixPlace,
-    /// `wo`.
-    pub wo: MatrixPlace,
-    /// `w1`.
-    pub w1: MatrixPlace,
-    /// `w3`.
-    pub w3: MatrixPlace,
-    /// `w2`.
-    pub w2: MatrixPlace,
-    /// Gain ROM word of the attention RMSNorm.
-    pub att_gain: usize,
-    /// Gain ROM word of the feed-forward RMSNorm.
-    pub ffn_gain: usize,
+/// A model placed on a chip: the layout the manifest records and the ROM images the
+/// build writes.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// Where every activation and matrix lives.
+    pub layout: Layout,
+    /// Weight ROM image.
+    pub weights: RomImage,
+    /// Requantization ROM image.
+    pub requant: RomImage,
+    /// Gain ROM image.
+    pub gains: RomImage,
 }
 
 /// A ROM image: `words` of `width` bits, each as little-endian 64-bit limbs.
@@ -112,70 +92,6 @@ impl RomImage {
     pub fn depth(&self) -> usize {
         self.words.len().max(1)
     }
-}
-
-/// The placement of one model on a chip with `lanes` lanes.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Layout {
-    /// Lanes.
-    pub lanes: usize,
-    /// Context slots.
-    pub contexts: usize,
-    /// Positions per context.
-    pub max_seq: usize,
-    /// Attention positions per cycle.
-    pub positions: usize,
-    /// KV rows per bank per (context, layer).
-    pub rows_per_layer: usize,
-    /// 64-bit beats per KV row.
-    pub kv_beats: usize,
-    /// Residual stream.
-    pub x: usize,
-    /// RMSNorm output.
-    pub xn: usize,
-    /// Queries, keys and values of the current position, in the order of the fused
-    /// projection: queries from lane 0 of this slot, keys from element `k_row`, values
-    /// from element `v_row`.
-    pub qkv: usize,
-    /// Element of `qkv` where the keys start.
-    pub k_row: usize,
-    /// Element of `qkv` where the values start.
-    pub v_row: usize,
-    /// Attention output.
-    pub att: usize,
-    /// Projection outputs added to the residual.
-    pub y: usize,
-    /// `w1 · xn`.
-    pub h1: usize,
-    /// `w3 · xn`.
-    pub h3: usize,
-    /// SwiGLU output.
-    pub hb: usize,
-    /// Logits.
-    pub logits: usize,
-    /// Sampling weights.
-    pub pbuf: usize,
-    /// Activation RAM slots.
-    pub ar_depth: usize,
-    /// Per layer.
-    pub layers: Vec<LayerPlaces>,
-    /// The token embedding (also the classifier when shared).
-    pub embedding: MatrixPlace,
-    /// The classifier.
-    pub classifier: MatrixPlace,
-    /// Requantization rows of the embedding lookup.
-    pub embed_req_base: usize,
-    /// Gain ROM word of the final RMSNorm.
-    pub final_gain: usize,
-    /// Weight ROM image.
-    #[serde(skip)]
-    pub weights: RomImage,
-    /// Requantization ROM image.
-    #[serde(skip)]
-    pub requant: RomImage,
-    /// Gain ROM image.
-    #[serde(skip)]
-    pub gains: RomImage,
 }
 
 struct Builder {
@@ -294,7 +210,7 @@ impl Builder {
     }
 }
 
-impl Layout {
+impl Placement {
     /// Places `model` on `lanes` lanes with `contexts` contexts of `max_seq` positions.
     pub fn new(model: &QuantizedModel, lanes: usize, contexts: usize, max_seq: usize) -> Self {
         let c = model.config;
@@ -352,7 +268,7 @@ impl Layout {
         };
         classifier.req_base = b.requant(&model.classifier_requant);
         let positions = (lanes / c.dim).max(1);
-        Layout {
+        let layout = Layout {
             lanes,
             contexts,
             max_seq,
@@ -377,6 +293,9 @@ impl Layout {
             classifier,
             embed_req_base,
             final_gain,
+        };
+        Placement {
+            layout,
             weights: b.weights,
             requant: b.requant,
             gains: b.gains,

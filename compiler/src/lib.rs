@@ -31,7 +31,6 @@ mod accuracy;
 mod checkpoint;
 pub mod chip;
 mod error;
-mod generate;
 mod golden;
 pub mod layout;
 pub mod numerics;
@@ -40,19 +39,19 @@ mod reference;
 mod sampler;
 pub mod schedule;
 pub mod synthetic;
-mod tokenizer;
 
 pub use accuracy::{accuracy, paragraphs, AccuracyReport};
 pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
-pub use generate::{effective_steps, encode_prompt, generate, Decoder, Generation};
+pub use etch_contract::{
+    effective_steps, encode_prompt, generate, Decoder, Generation, Tokenizer, BOS, EOS,
+};
 pub use golden::{argmax_i16, logprob, ChipSampler, ChipSampling, Golden, GoldenDecoder};
 pub use quantize::{
     Formats, LayerFormats, QLayer, QLinear, QMatrix, QNorm, QuantSettings, QuantizedModel, Requant,
 };
 pub use reference::{Ranges, Reference};
 pub use sampler::{argmax, Sampler, SamplingParams, XorShiftStar};
-pub use tokenizer::{Tokenizer, BOS, EOS};
 
 /// The float reference with `run.c`'s sampler, as a [`Decoder`].
 pub struct ReferenceDecoder<'a> {
@@ -71,16 +70,16 @@ impl<'a> ReferenceDecoder<'a> {
 }
 
 impl Decoder for ReferenceDecoder<'_> {
-    fn step(&mut self, token: u32, pos: usize, sample: bool) -> Result<Option<u32>> {
+    fn step(&mut self, token: u32, pos: usize, sample: bool) -> etch_contract::Result<Option<u32>> {
         let config = *self.model.config();
         if token as usize >= config.vocab_size {
-            return Err(Error::TokenOutOfRange {
+            return Err(etch_contract::Error::TokenOutOfRange {
                 token,
                 vocab_size: config.vocab_size,
             });
         }
         if pos >= config.seq_len {
-            return Err(Error::PromptTooLong {
+            return Err(etch_contract::Error::PromptTooLong {
                 tokens: pos + 1,
                 seq_len: config.seq_len,
             });

@@ -2,6 +2,7 @@
 //! driven by its xorshift64* generator.
 
 use crate::reference::softmax;
+pub use etch_contract::SamplingParams;
 
 /// `run.c`'s random number generator (xorshift64*), seeded with the `-s` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,47 +21,6 @@ impl XorShiftStar {
     /// `random_f32`: a float in [0, 1).
     pub fn next_f32(&mut self) -> f32 {
         (self.next_u32() >> 8) as f32 / 16_777_216.0f32
-    }
-}
-
-/// Sampling settings, already normalized as `run.c`'s `main` normalizes them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SamplingParams {
-    /// 0 means greedy (argmax).
-    pub temperature: f32,
-    /// Nucleus mass; values outside (0, 1) mean plain multinomial sampling.
-    pub topp: f32,
-    /// RNG seed (never 0 once normalized).
-    pub seed: u64,
-}
-
-impl SamplingParams {
-    /// Applies `run.c`'s parameter rules to command-line values: a negative
-    /// temperature becomes 0, a top-p outside [0, 1] becomes 0.9, and a seed of 0
-    /// becomes the current Unix time. Values are parsed as C's `atof` does (to double)
-    /// and then stored in floats, as `run.c` does.
-    pub fn from_cli(temperature: f64, topp: f64, seed: u64) -> Self {
-        let mut temperature = temperature as f32;
-        let mut topp = topp as f32;
-        if (temperature as f64) < 0.0 {
-            temperature = 0.0;
-        }
-        if (topp as f64) < 0.0 || 1.0 < topp as f64 {
-            topp = 0.9;
-        }
-        // As in run.c, a seed of 0 means "now".
-        let mut seed = seed;
-        if seed == 0 {
-            seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as u32 as u64)
-                .unwrap_or(1);
-        }
-        SamplingParams {
-            temperature,
-            topp,
-            seed,
-        }
     }
 }
 

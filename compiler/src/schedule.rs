@@ -806,11 +806,10 @@ restore_fail:
     jmp complete"
     );
     let source = s;
-    let program = assemble(&source, FIRMWARE_VERSION).map_err(|e| {
-        Error::Quantization(format!("the generated firmware does not assemble: {e}"))
-    })?;
+    let program =
+        assemble(&source, FIRMWARE_VERSION).map_err(|e| Error::Firmware(e.to_string()))?;
     if program.code.len() > 4096 {
-        return Err(Error::Quantization(format!(
+        return Err(Error::Firmware(format!(
             "the firmware needs {} instructions; the instruction ROM holds 4096",
             program.code.len()
         )));

@@ -5,7 +5,7 @@
 //! llama2.c export would write.
 
 use crate::checkpoint::{Config, HEADER_BYTES};
-use crate::tokenizer::Tokenizer;
+use etch_contract::Tokenizer;
 
 /// splitmix64: a small deterministic generator for weights.
 #[derive(Clone, Debug)]

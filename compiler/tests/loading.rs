@@ -101,7 +101,7 @@ fn impossible_headers_are_rejected() {
         let p = write(dir.path(), "bad.bin", &bytes);
         let err = Checkpoint::open(&p).unwrap_err();
         assert!(
-            matches!(err, Error::BadHeader { .. }),
+            matches!(err, Error::Contract(etch_contract::Error::BadHeader { .. })),
             "{header:?}: {err:?}"
         );
         assert!(err.to_string().contains(needle), "{header:?}: {err}");
@@ -152,7 +152,7 @@ fn tokenizer_vocab_mismatch_names_both_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "tok.bin", &random_tokenizer_bytes(300, 1));
     match Tokenizer::open(&p, 301).unwrap_err() {
-        Error::VocabMismatch {
+        etch_contract::Error::VocabMismatch {
             pieces, vocab_size, ..
         } => assert_eq!((pieces, vocab_size), (300, 301)),
         e => panic!("{e:?}"),
@@ -160,7 +160,7 @@ fn tokenizer_vocab_mismatch_names_both_sizes() {
     // The bundled tokenizer against a model of another vocabulary.
     let err = Tokenizer::open(stories_tokenizer(), 300).unwrap_err();
     assert!(
-        matches!(err, Error::VocabMismatch { pieces: 512, .. }),
+        matches!(err, etch_contract::Error::VocabMismatch { pieces: 512, .. }),
         "{err:?}"
     );
 }
@@ -172,7 +172,7 @@ fn tokenizer_corruption_is_reported() {
     let p = write(dir.path(), "cut.bin", &good[..good.len() - 2]);
     assert!(matches!(
         Tokenizer::open(&p, 300).unwrap_err(),
-        Error::Truncated { .. }
+        etch_contract::Error::Truncated { .. }
     ));
     let mut neg = good.clone();
     // The first piece's length field sits after max_token_length and its score.
@@ -180,11 +180,11 @@ fn tokenizer_corruption_is_reported() {
     let p = write(dir.path(), "neg.bin", &neg);
     assert!(matches!(
         Tokenizer::open(&p, 300).unwrap_err(),
-        Error::BadTokenizer { .. }
+        etch_contract::Error::BadTokenizer { .. }
     ));
     let p = write(dir.path(), "empty.bin", &[]);
     assert!(matches!(
         Tokenizer::open(&p, 300).unwrap_err(),
-        Error::Truncated { .. }
+        etch_contract::Error::Truncated { .. }
     ));
 }

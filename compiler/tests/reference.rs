@@ -7,7 +7,7 @@ mod common;
 use common::{small_config, stories_model, stories_tokenizer};
 use etch_compiler::synthetic::{random_floats, random_tokenizer};
 use etch_compiler::{
-    generate, Checkpoint, Config, Error, Reference, ReferenceDecoder, SamplingParams, Tokenizer,
+    generate, Checkpoint, Config, Reference, ReferenceDecoder, SamplingParams, Tokenizer,
 };
 
 #[derive(serde::Deserialize)]
@@ -342,7 +342,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
     let mut d = ReferenceDecoder::new(&ck, SamplingParams::from_cli(0.0, 0.9, 1));
     let err = generate(&mut d, &tok, "a b c d e f g", 0, &mut |_| {}).unwrap_err();
     match err {
-        Error::PromptTooLong { tokens, seq_len } => {
+        etch_contract::Error::PromptTooLong { tokens, seq_len } => {
             assert_eq!(seq_len, 4);
             assert!(tokens > 4);
         }

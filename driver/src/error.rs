@@ -7,6 +7,7 @@ use etch_firmware::Status;
 pub enum DriverError {
     /// The simulator could not be built, loaded or run.
     #[error(transparent)]
+    #[cfg(feature = "sim")]
     Sim(#[from] etch_sim::SimError),
     /// BAR0 does not hold an etch chip.
     #[error("the device is not an etch chip (ID register {0:#010x})")]

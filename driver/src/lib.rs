@@ -26,6 +26,7 @@
 mod device;
 mod dma;
 mod error;
+#[cfg(feature = "sim")]
 mod inprocess;
 mod queue;
 pub mod serial;
@@ -35,6 +36,7 @@ mod vfio_user;
 
 pub use device::{Device, DmaBuffer, Event};
 pub use error::{DriverError, Result};
+#[cfg(feature = "sim")]
 pub use inprocess::InProcess;
 pub use queue::{Chip, ChipInfo, Completions, Expected, Generated, Sampling, Timeout};
 pub use serial::Serial;

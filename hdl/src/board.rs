@@ -116,19 +116,19 @@ fn ecp5_lpf(mhz: f64, clk: &str, rx: &str, tx: &str, leds: [&str; 2]) -> String 
 
 /// Clock cycles per UART bit for `clock_mhz` and `baud`, or why it cannot work: the
 /// receiver needs at least 4 samples per bit, and the rate error must stay within 2 %.
-pub fn uart_divisor(clock_mhz: f64, baud: u32) -> Result<u16, String> {
+pub fn uart_divisor(clock_mhz: f64, baud: u32) -> Result<u16, crate::HdlError> {
     let exact = clock_mhz * 1e6 / baud as f64;
     let d = exact.round();
     if !(4.0..=65535.0).contains(&d) {
-        return Err(format!(
+        return Err(crate::HdlError::Clock(format!(
             "{baud} baud at {clock_mhz} MHz needs {exact:.1} clock cycles per bit; 4 to 65535 work"
-        ));
+        )));
     }
     if (d - exact).abs() / exact > 0.02 {
-        return Err(format!(
+        return Err(crate::HdlError::Clock(format!(
             "{baud} baud at {clock_mhz} MHz is {:.1} % off with {d} cycles per bit; choose a baud rate that divides the clock",
             100.0 * (d - exact).abs() / exact
-        ));
+        )));
     }
     Ok(d as u16)
 }
@@ -220,7 +220,7 @@ pub struct Ecp5Pll {
 /// The ECP5 PLL setting closest to `want_mhz` from `input_mhz` within the PLL's limits
 /// (phase detector 3.125–400 MHz, VCO 400–800 MHz, output 3.125–400 MHz), or why there
 /// is none within 1 %. Ties go to the VCO nearest the middle of its range (600 MHz).
-pub fn ecp5_pll(input_mhz: f64, want_mhz: f64) -> Result<Ecp5Pll, String> {
+pub fn ecp5_pll(input_mhz: f64, want_mhz: f64) -> Result<Ecp5Pll, crate::HdlError> {
     let mut best: Option<Ecp5Pll> = None;
     for clki_div in 1..=128u32 {
         let pfd = input_mhz / clki_div as f64;
@@ -261,13 +261,13 @@ pub fn ecp5_pll(input_mhz: f64, want_mhz: f64) -> Result<Ecp5Pll, String> {
     }
     match best {
         Some(p) if (p.output_mhz - want_mhz).abs() <= 0.01 * want_mhz => Ok(p),
-        Some(p) => Err(format!(
+        Some(p) => Err(crate::HdlError::Clock(format!(
             "the ECP5 PLL cannot make {want_mhz} MHz from {input_mhz} MHz (closest: {:.3} MHz)",
             p.output_mhz
-        )),
-        None => Err(format!(
+        ))),
+        None => Err(crate::HdlError::Clock(format!(
             "the ECP5 PLL cannot make {want_mhz} MHz from {input_mhz} MHz"
-        )),
+        ))),
     }
 }
 
@@ -339,7 +339,10 @@ mod tests {
         assert_eq!(uart_divisor(12.0, 1_000_000), Ok(12));
         assert_eq!(uart_divisor(25.0, 115_200), Ok(217));
         assert!(uart_divisor(12.0, 4_000_000).is_err());
-        assert!(uart_divisor(25.0, 3_000_000).unwrap_err().contains("off"));
+        assert!(uart_divisor(25.0, 3_000_000)
+            .unwrap_err()
+            .to_string()
+            .contains("off"));
     }
 
     #[test]
@@ -356,6 +359,7 @@ mod tests {
         assert_eq!(p.output_mhz, 20.0);
         assert!(ecp5_pll(25.0, 1.0)
             .unwrap_err()
+            .to_string()
             .contains("cannot make 1 MHz"));
         let top = top_verilog("// h", 20, false, Some(&p));
         assert!(

@@ -29,7 +29,7 @@ pub const SEQ_WAIVER: &str = "/* verilator lint_off UNOPTFLAT */\n";
 pub fn design_files(
     p: &crate::top::ChipParams,
     header: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, crate::HdlError> {
     p.validate()?;
     let t = &p.tables;
     let rust_hdl_file_waiving = |name: &str, text: String, extra: &str| {

@@ -50,6 +50,7 @@
 pub mod board;
 pub mod bridge;
 pub mod emit;
+mod error;
 pub mod head;
 pub mod hostif;
 pub mod lane;
@@ -58,3 +59,5 @@ pub mod seq;
 pub mod sfu;
 pub mod top;
 pub mod vctrl;
+
+pub use error::{HdlError, Result};

@@ -10,6 +10,7 @@
 
 use std::fmt::Write;
 
+use crate::error::HdlError;
 use crate::sfu::TableData;
 
 /// Everything that shapes one chip.
@@ -51,13 +52,13 @@ pub struct ChipParams {
 }
 
 /// The lane counts the wiring supports: a power of two from 8 to 256.
-pub fn check_lanes(lanes: usize) -> Result<(), String> {
+pub fn check_lanes(lanes: usize) -> Result<(), HdlError> {
     if lanes.is_power_of_two() && (8..=256).contains(&lanes) {
         Ok(())
     } else {
-        Err(format!(
+        Err(HdlError::Params(format!(
             "lanes must be a power of two from 8 to 256, not {lanes}"
-        ))
+        )))
     }
 }
 
@@ -107,43 +108,47 @@ impl ChipParams {
         self.contexts * self.n_layers * self.rows_per_layer()
     }
     /// Checks the structural constraints the wiring relies on.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), HdlError> {
         let l = self.lanes;
         if !matches!(self.weight_bits, 4 | 8) {
-            return Err(format!(
+            return Err(HdlError::Params(format!(
                 "weights must be 4 or 8 bits wide, not {}",
                 self.weight_bits
-            ));
+            )));
         }
         check_lanes(l)?;
         let hs = self.head_size();
         if hs == 0 || l % hs != 0 || !hs.is_power_of_two() {
-            return Err(format!(
+            return Err(HdlError::Params(format!(
                 "lanes ({l}) must be a multiple of the head size ({hs}), a power of two"
-            ));
+            )));
         }
         if self.dim % l != 0 && l % self.dim != 0 {
-            return Err(format!(
+            return Err(HdlError::Params(format!(
                 "lanes ({l}) must divide dim ({}) or be a multiple of it",
                 self.dim
-            ));
+            )));
         }
         if self.positions() > 4 {
-            return Err(format!(
+            return Err(HdlError::Params(format!(
                 "lanes ({l}) give {} attention positions per cycle; at most 4 are supported",
                 self.positions()
-            ));
+            )));
         }
         if self.ar_depth > 4096 || self.rows_per_layer() > 1 << 14 {
-            return Err(
+            return Err(HdlError::Params(
                 "the activation RAM or the context is too large for the address widths".into(),
-            );
+            ));
         }
         if self.kv_depth() > 1 << 20 || self.wrom_depth > 1 << 24 || self.qrom_depth > 1 << 16 {
-            return Err("the ROMs or the KV cache exceed the address widths".into());
+            return Err(HdlError::Params(
+                "the ROMs or the KV cache exceed the address widths".into(),
+            ));
         }
         if self.imem_depth > 4096 || self.param_depth > 1 << 16 || self.kv_segments() > 15 {
-            return Err("the firmware or the KV rows exceed the address widths".into());
+            return Err(HdlError::Params(
+                "the firmware or the KV rows exceed the address widths".into(),
+            ));
         }
         Ok(())
     }

@@ -59,10 +59,18 @@ impl DeviceSpec {
     pub fn open(&self, timeout: Duration, sysfs: &Path) -> Result<(Box<dyn Device>, Timeout)> {
         let wall = Timeout::Wall(timeout);
         Ok(match self {
+            #[cfg(feature = "sim")]
             DeviceSpec::Sim(out) => {
-                let m = etch_compiler::chip::Manifest::load(out)?;
+                let m = etch_contract::Manifest::load(out)?;
                 let dev = etch_driver::InProcess::open(out, &m.design_hash)?;
                 (Box::new(dev), Timeout::Slices(2000))
+            }
+            #[cfg(not(feature = "sim"))]
+            DeviceSpec::Sim(out) => {
+                return Err(RuntimeError::InvalidArgument(format!(
+                    "sim:{}: this build has no simulator backend (etch-runtime's `sim` feature); use vfio-user:SOCKET with `etch serve`",
+                    out.display()
+                )))
             }
             DeviceSpec::VfioUser(path) => (
                 Box::new(etch_driver::VfioUser::connect(path, timeout)?),

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use etch_compiler::chip::Manifest;
-use etch_compiler::{Generation, SamplingParams, Tokenizer, BOS, EOS};
+use etch_contract::Manifest;
+use etch_contract::{Generation, SamplingParams, Tokenizer, BOS, EOS};
 use etch_driver::{Chip, Device, Expected, Sampling, Timeout};
 
 use crate::error::{Result, RuntimeError};
@@ -206,7 +206,7 @@ impl Default for GenOptions {
 }
 
 fn chip_sampling(temperature: f64, topp: f64, seed: u64) -> Sampling {
-    let cs = etch_compiler::ChipSampling::from_params(&SamplingParams::from_cli(
+    let cs = etch_contract::ChipSampling::from_params(&SamplingParams::from_cli(
         temperature,
         topp,
         seed,
@@ -852,7 +852,7 @@ impl<D: Device> Engine<D> {
 
     /// The log-likelihood of `text` (after BOS) under the chip's model, through SCORE.
     pub fn score(&self, text: &str) -> Result<Score> {
-        let tokens = etch_compiler::encode_prompt(&self.tokenizer, text, self.max_seq())?;
+        let tokens = etch_contract::encode_prompt(&self.tokenizer, text, self.max_seq())?;
         if tokens.len() < 2 {
             return Err(RuntimeError::InvalidArgument(
                 "score needs at least one token of text".into(),
@@ -945,8 +945,8 @@ pub fn run_story<D: Device>(
     on_text: &mut dyn FnMut(&[u8]),
 ) -> Result<Story> {
     let max_seq = chip.info().max_seq as usize;
-    let prompt_ids = etch_compiler::encode_prompt(tokenizer, prompt, max_seq)?;
-    let steps = etch_compiler::effective_steps(steps, max_seq);
+    let prompt_ids = etch_contract::encode_prompt(tokenizer, prompt, max_seq)?;
+    let steps = etch_contract::effective_steps(steps, max_seq);
     let forced = steps.min(prompt_ids.len() - 1);
     let start = chip.cycles()?;
     chip.prefill(slot, &prompt_ids[..forced], false)?;

@@ -10,7 +10,7 @@ pub enum RuntimeError {
     Driver(#[from] etch_driver::DriverError),
     /// The model files (manifest, tokenizer) or a prompt were refused.
     #[error(transparent)]
-    Compiler(#[from] etch_compiler::Error),
+    Contract(#[from] etch_contract::Error),
     /// A context name that cannot name a file.
     #[error(
         "invalid context name {0:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
