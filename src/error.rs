@@ -9,6 +9,9 @@ pub enum CliError {
     /// A manifest, tokenizer or prompt was refused.
     #[error(transparent)]
     Contract(#[from] etch_contract::Error),
+    /// The FPGA flow refused the request or a tool failed.
+    #[error(transparent)]
+    Fpga(#[from] etch_fpga::FpgaError),
     /// The driver or the simulator failed.
     #[error(transparent)]
     Driver(#[from] etch_driver::DriverError),
@@ -34,12 +37,6 @@ pub enum CliError {
         /// What the operating system said.
         source: std::io::Error,
     },
-    /// An outside tool (yosys, nextpnr, a packer) failed or is missing.
-    #[error("{0}")]
-    Tool(String),
-    /// A design needs more of a resource than its FPGA has.
-    #[error("{0}")]
-    DoesNotFit(String),
     /// Output could not be produced (e.g. JSON serialization).
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +51,7 @@ impl CliError {
         match self {
             CliError::Compiler(e) => input(e.is_bad_input()),
             CliError::Contract(e) => input(e.is_bad_input()),
+            CliError::Fpga(e) => e.exit_code(),
             CliError::Driver(e) => CliError::exit_code_of_driver(e),
             CliError::Runtime(e) | CliError::Agent(etch_agent::AgentError::Runtime(e)) => {
                 CliError::exit_code_of_runtime(e)
@@ -61,8 +59,7 @@ impl CliError {
             CliError::Agent(e) => input(e.is_bad_input()),
             CliError::Exit(c) => *c as i32,
             CliError::Usage(_) | CliError::Io { .. } => 2,
-            CliError::Internal(_) | CliError::Tool(_) => 1,
-            CliError::DoesNotFit(_) => 3,
+            CliError::Internal(_) => 1,
         }
     }
 }

@@ -142,10 +142,12 @@ impl Checkpoint {
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("read", path, e))?;
         let header: [i32; 7] = bytemuck::pod_read_unaligned(&mmap[..HEADER_BYTES]);
         let config = Config::from_header(&header, path)?;
-        let expected = config.file_bytes().ok_or_else(|| etch_contract::Error::BadHeader {
-            path: path.to_path_buf(),
-            problem: "the shapes overflow 64-bit sizes".into(),
-        })?;
+        let expected = config
+            .file_bytes()
+            .ok_or_else(|| etch_contract::Error::BadHeader {
+                path: path.to_path_buf(),
+                problem: "the shapes overflow 64-bit sizes".into(),
+            })?;
         if expected != actual {
             let detail = format!(
                 "dim {}, hidden {}, {} layers, {} heads, {} kv heads, vocab {}, seq_len {}, {} classifier",

@@ -1,0 +1,504 @@
+//! The flow, step by step: the top for the board, synthesis (reused when the design
+//! is unchanged), the fit check, place and route, the bitstream, the report.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use etch_contract::Manifest;
+
+use crate::board::{self, Board, Ecp5Pll};
+use crate::error::{FpgaError, Result};
+use crate::report::{cell_counts, needs, Need, PnrReport, Report, Stages, Use};
+use crate::target::{Family, Target};
+use crate::tools::{nextpnr_phase, tool, Run};
+
+/// What to make: a build directory on a target, perhaps a board, at a clock.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The build directory (`etch build`'s output).
+    pub out: PathBuf,
+    /// The FPGA (the board's when `None`).
+    pub target: Option<Target>,
+    /// The board whose pins and clock the top uses.
+    pub board: Option<Board>,
+    /// The chip's clock, MHz (the board's oscillator, else 25, when `None`).
+    pub freq_mhz: Option<f64>,
+    /// The UART link's baud rate.
+    pub baud: u32,
+    /// Place without timing optimization.
+    pub quick: bool,
+    /// Stop after synthesis and the fit check.
+    pub synth_only: bool,
+    /// Extra nextpnr arguments (e.g. `--seed 7`).
+    pub nextpnr_args: Vec<String>,
+}
+
+/// The clock and link of a request, checked: the target, the clock the chip gets (from
+/// a PLL when it is not the board's oscillator), the UART divisor.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The FPGA.
+    pub target: Target,
+    /// The board, if any.
+    pub board: Option<Board>,
+    /// The chip's clock, MHz.
+    pub freq_mhz: f64,
+    /// The PLL that makes it, if any.
+    pub pll: Option<Ecp5Pll>,
+    /// Clock cycles per UART bit.
+    pub divisor: u16,
+}
+
+impl Request {
+    /// Checks the target, board, clock and baud rate together.
+    pub fn plan(&self) -> Result<Plan> {
+        let target = match (self.target, self.board) {
+            (Some(t), Some(b)) if t != b.target() => {
+                return Err(FpgaError::Request(format!(
+                    "the {} carries an {}, not an {t}: drop --target or choose another board",
+                    b.name(),
+                    b.target()
+                )))
+            }
+            (Some(t), _) => t,
+            (None, Some(b)) => b.target(),
+            (None, None) => {
+                return Err(FpgaError::Request(format!(
+                    "name a --target ({}) or a --board ({})",
+                    Target::names(),
+                    Board::names()
+                )))
+            }
+        };
+        let oscillator = self.board.map_or(25.0, |b| b.clock_mhz());
+        let freq = self.freq_mhz.unwrap_or(oscillator);
+        if !(freq > 0.0 && freq <= 1000.0) {
+            return Err(FpgaError::Request(format!(
+                "--freq {freq} MHz is not a clock this flow can aim for (0 < MHz ≤ 1000)"
+            )));
+        }
+        // A board clocked other than by its oscillator gets a PLL in its top (ECP5).
+        let pll = match self.board {
+            Some(b) if (freq - oscillator).abs() > 1e-9 => {
+                if target.family() != Family::Ecp5 {
+                    return Err(FpgaError::Request(format!(
+                        "the {} top runs at its {oscillator} MHz oscillator; --freq {freq} would need an iCE40 PLL, which its top does not have yet",
+                        b.name()
+                    )));
+                }
+                Some(board::ecp5_pll(oscillator, freq)?)
+            }
+            _ => None,
+        };
+        let freq_mhz = pll.map_or(freq, |p| p.output_mhz);
+        let divisor = board::uart_divisor(freq_mhz, self.baud)?;
+        Ok(Plan {
+            target,
+            board: self.board,
+            freq_mhz,
+            pll,
+            divisor,
+        })
+    }
+}
+
+/// Runs the flow; `progress` hears what is happening (a tool's phase) as it happens.
+pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Report> {
+    let plan = req.plan()?;
+    let manifest = Manifest::load(&req.out)?;
+    let sources = rtl_sources(&req.out)?;
+    let work = Workspace::new(&req.out, plan.target)?;
+    work.write_top(req, &plan)?;
+    let constraints = work.write_constraints(plan.board)?;
+    let mut seconds = Stages::default();
+
+    progress(&format!("yosys: synthesizing for {}", plan.target));
+    let t0 = Instant::now();
+    work.synthesize(&sources)?;
+    seconds.synth = t0.elapsed().as_secs_f64();
+    let cells = cell_counts(&work.read("stat.txt")?);
+    let synthesized = needs(plan.target, &cells);
+    check_fit(plan.target, &synthesized, &work.dir)?;
+
+    let package = plan
+        .board
+        .map_or(plan.target.package(), |b| b.package())
+        .to_string();
+    let mut report = Report {
+        target: plan.target,
+        board: plan.board,
+        package,
+        bitstream: None,
+        freq_mhz: plan.freq_mhz,
+        pll: plan.pll,
+        fmax_mhz: None,
+        fmax_per_clock: Default::default(),
+        timing_met: None,
+        synth_only: req.synth_only,
+        utilization: synthesized
+            .iter()
+            .map(|n| (n.key.to_string(), Use::new(n.used, n.available)))
+            .collect(),
+        uart_divisor: plan.divisor,
+        baud: req.baud,
+        design_hash: manifest.design_hash.clone(),
+        lanes: manifest.lanes,
+        quick: req.quick,
+        seconds: seconds.clone(),
+    };
+    if !req.synth_only {
+        progress(&format!("nextpnr: placing and routing on {}", plan.target));
+        let t0 = Instant::now();
+        work.place_and_route(req, &plan, &report.package, constraints, progress)?;
+        report.seconds.pnr = t0.elapsed().as_secs_f64();
+        progress("writing the bitstream");
+        let t0 = Instant::now();
+        report.bitstream = Some(work.pack()?);
+        report.seconds.pack = t0.elapsed().as_secs_f64();
+        let pnr: PnrReport = serde_json::from_str(&work.read("pnr.json")?).map_err(|e| {
+            FpgaError::Tool(format!("nextpnr's report is not the JSON expected: {e}"))
+        })?;
+        report.utilization = pnr.utilization(plan.target, &synthesized);
+        report.fmax_per_clock = pnr.fmax_per_clock();
+        let fmax = report
+            .fmax_per_clock
+            .values()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let fmax = if fmax.is_finite() { fmax } else { 0.0 };
+        report.fmax_mhz = Some(fmax);
+        report.timing_met = Some(fmax >= plan.freq_mhz);
+    }
+    let text = serde_json::to_string_pretty(&report)
+        .map_err(|e| FpgaError::Tool(format!("cannot write the report: {e}")))?;
+    work.write("report.json", &text)?;
+    Ok(report)
+}
+
+/// The design's Verilog files, relative to the build directory; the board top must be
+/// among them.
+fn rtl_sources(out: &Path) -> Result<Vec<String>> {
+    let rtl = out.join("rtl");
+    let mut sources: Vec<String> = std::fs::read_dir(&rtl)
+        .map_err(|e| FpgaError::io("read", &rtl, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".v"))
+        .map(|n| format!("rtl/{n}"))
+        .collect();
+    sources.sort();
+    if !sources.iter().any(|s| s == "rtl/etch_board.v") {
+        return Err(FpgaError::Request(format!(
+            "{} has no board top (rtl/etch_board.v): rebuild it with this etch (`etch build`)",
+            out.display()
+        )));
+    }
+    Ok(sources)
+}
+
+/// Refuses a design that needs more than the part has, saying by how much.
+fn check_fit(target: Target, synthesized: &[Need; 4], dir: &Path) -> Result<()> {
+    let over: Vec<String> = synthesized
+        .iter()
+        .filter(|n| n.used > n.available)
+        .map(|n| {
+            format!(
+                "{}: needs {}, the {target} has {} ({:.0} %, {} too many)",
+                n.name,
+                n.used,
+                n.available,
+                100.0 * n.used as f64 / n.available as f64,
+                n.used - n.available
+            )
+        })
+        .collect();
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(FpgaError::DoesNotFit(format!(
+        "the design does not fit the {target}:\n  {}\n(see {}/stat.txt; fewer lanes, contexts or positions, or --weight-bits 4, make a chip smaller)",
+        over.join("\n  "),
+        dir.display()
+    )))
+}
+
+/// `OUT/fpga/<target>/`: where the flow writes, named relative to `OUT` (the tools
+/// run there).
+struct Workspace<'a> {
+    out: &'a Path,
+    target: Target,
+    rel: String,
+    dir: PathBuf,
+}
+
+impl<'a> Workspace<'a> {
+    fn new(out: &'a Path, target: Target) -> Result<Self> {
+        let rel = format!("fpga/{target}");
+        let dir = out.join(&rel);
+        std::fs::create_dir_all(&dir).map_err(|e| FpgaError::io("write", &dir, e))?;
+        Ok(Workspace {
+            out,
+            target,
+            rel,
+            dir,
+        })
+    }
+
+    fn read(&self, name: &str) -> Result<String> {
+        let p = self.dir.join(name);
+        std::fs::read_to_string(&p).map_err(|e| FpgaError::io("read", &p, e))
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<()> {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).map_err(|e| FpgaError::io("write", &p, e))
+    }
+
+    /// `etch_top.v`, rewritten only when it changes so that an unchanged design skips
+    /// synthesis.
+    fn write_top(&self, req: &Request, plan: &Plan) -> Result<()> {
+        let header = format!(
+            "// Generated by etch {} — do not edit.\n// Top for {} ({}), {} MHz, UART {} baud (divisor {}).\n// Regenerate: etch synth {} --target {}{}",
+            env!("CARGO_PKG_VERSION"),
+            plan.target,
+            plan.board.map_or("no board", |b| b.name()),
+            plan.freq_mhz,
+            req.baud,
+            plan.divisor,
+            req.out.display(),
+            plan.target,
+            plan.board
+                .map_or(String::new(), |b| format!(" --board {}", b.name())),
+        );
+        let top = board::top_verilog(
+            &header,
+            plan.divisor,
+            plan.board.is_some_and(|b| b.led_active_low()),
+            plan.pll.as_ref(),
+        );
+        if self.read("etch_top.v").ok().as_deref() != Some(top.as_str()) {
+            self.write("etch_top.v", &top)?;
+        }
+        Ok(())
+    }
+
+    /// The board's constraint file, if there is a board.
+    fn write_constraints(&self, board: Option<Board>) -> Result<Option<&'static str>> {
+        let Some(b) = board else {
+            return Ok(None);
+        };
+        let (file, text) = b.constraints();
+        self.write(file, &text)?;
+        Ok(Some(file))
+    }
+
+    /// yosys, unless `netlist.json` is current.
+    fn synthesize(&self, sources: &[String]) -> Result<()> {
+        let rel = &self.rel;
+        let synth_cmd = match self.target.family() {
+            Family::Ecp5 => "synth_ecp5",
+            Family::Ice40 => "synth_ice40 -dsp",
+        };
+        let script = format!(
+            "read_verilog -defer -sv {} {rel}/etch_top.v\n{synth_cmd} -top etch_top -json {rel}/netlist.json\ntee -o {rel}/stat.txt stat\n",
+            sources.join(" ")
+        );
+        if self.synthesis_is_current(&script, sources) {
+            tracing::info!("synthesis is current: reusing {rel}/netlist.json");
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.dir.join("netlist.json"));
+        self.write("synth.ys", &script)?;
+        Run {
+            program: tool("yosys")?,
+            args: vec!["-q".into(), format!("{rel}/synth.ys")],
+            dir: self.out,
+            log: self.dir.join("yosys.log"),
+            what: "yosys",
+        }
+        .run(None, &mut |_| {})
+    }
+
+    /// Whether the directory holds a netlist made by the same script from sources no
+    /// newer than it (so that a second run, e.g. after a failed place and route,
+    /// skips yosys).
+    fn synthesis_is_current(&self, script: &str, sources: &[String]) -> bool {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let Some(netlist) = modified(&self.dir.join("netlist.json")) else {
+            return false;
+        };
+        if !self.dir.join("stat.txt").exists()
+            || self.read("synth.ys").ok().as_deref() != Some(script)
+        {
+            return false;
+        }
+        sources
+            .iter()
+            .map(|s| self.out.join(s))
+            .chain([self.dir.join("etch_top.v")])
+            .chain(
+                std::fs::read_dir(self.out.join("rom"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            )
+            .all(|p| modified(&p).is_some_and(|m| m <= netlist))
+    }
+
+    /// nextpnr with the static placer and router2, the report in `pnr.json`.
+    fn place_and_route(
+        &self,
+        req: &Request,
+        plan: &Plan,
+        package: &str,
+        constraints: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        let rel = &self.rel;
+        let mut args: Vec<String> = vec![
+            self.target.device_flag().into(),
+            "--package".into(),
+            package.into(),
+            "--json".into(),
+            format!("{rel}/netlist.json"),
+            "--freq".into(),
+            format!("{}", plan.freq_mhz),
+            "--report".into(),
+            format!("{rel}/pnr.json"),
+            "--timing-allow-fail".into(),
+            "--seed".into(),
+            "1".into(),
+            // The analytical "static" placer spreads the design so that router2
+            // converges: the tiny CI chip routed in minutes where heap placement left
+            // router2 with thousands of overused wires after three quarters of an hour.
+            "--placer".into(),
+            "static".into(),
+            "--router".into(),
+            "router2".into(),
+        ];
+        let family = self.target.family();
+        let (ext, flag, allow) = match family {
+            Family::Ecp5 => ("lpf", "--lpf", "--lpf-allow-unconstrained"),
+            Family::Ice40 => ("pcf", "--pcf", "--pcf-allow-unconstrained"),
+        };
+        match constraints {
+            Some(f) => {
+                debug_assert!(f.ends_with(ext));
+                args.extend([flag.into(), format!("{rel}/{f}")]);
+            }
+            None => args.push(allow.into()),
+        }
+        if req.quick {
+            args.push("--no-tmdriv".into());
+        }
+        args.extend(req.nextpnr_args.iter().cloned());
+        let (pnr, placed_flag) = match family {
+            Family::Ecp5 => ("nextpnr-ecp5", "--textcfg"),
+            Family::Ice40 => ("nextpnr-ice40", "--asc"),
+        };
+        args.extend([placed_flag.into(), format!("{rel}/{}", self.placed())]);
+        let res = Run {
+            program: tool(pnr)?,
+            args,
+            dir: self.out,
+            log: self.dir.join("nextpnr.log"),
+            what: "nextpnr",
+        }
+        .run(Some(nextpnr_phase), progress);
+        match res {
+            Err(FpgaError::Tool(msg))
+                if msg.contains("no BELs remaining")
+                    || msg.contains("too many")
+                    || msg.contains("only has") =>
+            {
+                Err(FpgaError::DoesNotFit(format!(
+                    "the design does not fit the {} after packing: {msg}",
+                    self.target
+                )))
+            }
+            other => other,
+        }
+    }
+
+    /// nextpnr's placed-and-routed output.
+    fn placed(&self) -> &'static str {
+        match self.target.family() {
+            Family::Ecp5 => "etch.config",
+            Family::Ice40 => "etch.asc",
+        }
+    }
+
+    /// ecppack / icepack; the bitstream's path relative to the build directory.
+    fn pack(&self) -> Result<String> {
+        let rel = &self.rel;
+        let (pack, bitstream) = match self.target.family() {
+            Family::Ecp5 => ("ecppack", "etch.bit"),
+            Family::Ice40 => ("icepack", "etch.bin"),
+        };
+        let mut args: Vec<String> = Vec::new();
+        if self.target.family() == Family::Ecp5 {
+            args.push("--compress".into());
+        }
+        args.push(format!("{rel}/{}", self.placed()));
+        args.push(format!("{rel}/{bitstream}"));
+        Run {
+            program: tool(pack)?,
+            args,
+            dir: self.out,
+            log: self.dir.join("pack.log"),
+            what: pack,
+        }
+        .run(None, &mut |_| {})?;
+        Ok(format!("{rel}/{bitstream}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(target: Option<Target>, board: Option<Board>, freq: Option<f64>) -> Request {
+        Request {
+            out: PathBuf::from("/nonexistent"),
+            target,
+            board,
+            freq_mhz: freq,
+            baud: 1_000_000,
+            quick: false,
+            synth_only: false,
+            nextpnr_args: vec![],
+        }
+    }
+
+    #[test]
+    fn plans_check_target_board_clock_and_link_together() {
+        let p = request(None, Some(Board::Ulx3s), None).plan().unwrap();
+        assert_eq!(
+            (p.target, p.freq_mhz, p.divisor),
+            (Target::Ecp5_85k, 25.0, 25)
+        );
+        assert!(p.pll.is_none());
+        let p = request(None, Some(Board::Ulx3s), Some(50.0))
+            .plan()
+            .unwrap();
+        assert_eq!((p.freq_mhz, p.divisor), (50.0, 50));
+        assert!(p.pll.is_some());
+        let e = request(Some(Target::Ecp5_25k), Some(Board::Ulx3s), None)
+            .plan()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carries an ecp5-85k"), "{e}");
+        let e = request(None, None, None).plan().unwrap_err().to_string();
+        assert!(
+            e.contains("ecp5-85k, ecp5-25k, ice40-up5k") && e.contains("ulx3s"),
+            "{e}"
+        );
+        assert!(request(None, Some(Board::IceBreaker), Some(20.0))
+            .plan()
+            .is_err());
+        assert!(request(Some(Target::Ecp5_85k), None, Some(0.0))
+            .plan()
+            .is_err());
+    }
+}

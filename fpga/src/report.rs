@@ -1,0 +1,289 @@
+//! What a run of the flow reports (`OUT/fpga/<target>/report.json`, `etch synth
+//! --json`): utilization, Fmax, the clock and link settings, the time of each tool;
+//! and how the numbers are read from yosys's `stat` and nextpnr's `--report`.
+
+use std::collections::BTreeMap;
+
+use crate::board::{Board, Ecp5Pll};
+use crate::target::{Family, Target};
+
+/// One resource: used by the design, on the device.
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Use {
+    /// Used by the design.
+    pub used: u64,
+    /// On the device.
+    pub available: u64,
+    /// `used / available` in percent.
+    pub percent: f64,
+}
+
+impl Use {
+    /// `used` of `available`.
+    pub fn new(used: u64, available: u64) -> Self {
+        Use {
+            used,
+            available,
+            percent: if available == 0 {
+                0.0
+            } else {
+                (1000.0 * used as f64 / available as f64).round() / 10.0
+            },
+        }
+    }
+}
+
+/// `report.json`.
+#[derive(serde::Serialize, Debug)]
+pub struct Report {
+    /// The FPGA.
+    pub target: Target,
+    /// The board, if one was named.
+    pub board: Option<Board>,
+    /// FPGA package.
+    pub package: String,
+    /// The bitstream, relative to the build directory (none after synthesis only).
+    pub bitstream: Option<String>,
+    /// The chip's clock, MHz: the board's oscillator, or what its PLL makes of it.
+    pub freq_mhz: f64,
+    /// The PLL in the top, when the clock differs from the board's oscillator.
+    pub pll: Option<Ecp5Pll>,
+    /// Fmax of the chip's clock after routing, MHz (none after synthesis only).
+    pub fmax_mhz: Option<f64>,
+    /// Fmax per clock net, MHz.
+    pub fmax_per_clock: BTreeMap<String, f64>,
+    /// Whether Fmax reaches the requested clock (none after synthesis only).
+    pub timing_met: Option<bool>,
+    /// Stopped after synthesis and the fit check: utilization from yosys.
+    pub synth_only: bool,
+    /// `luts`, `ffs`, `brams`, `dsps` (after placement) and every cell type nextpnr
+    /// counted.
+    pub utilization: BTreeMap<String, Use>,
+    /// UART clock divisor built into the bridge.
+    pub uart_divisor: u16,
+    /// The link's baud rate.
+    pub baud: u32,
+    /// The design (from the manifest).
+    pub design_hash: String,
+    /// MAC lanes.
+    pub lanes: usize,
+    /// Placed without timing optimization (`--quick`).
+    pub quick: bool,
+    /// Seconds spent in each tool.
+    pub seconds: Stages,
+}
+
+/// Wall-clock seconds per tool.
+#[derive(serde::Serialize, Debug, Default, Clone)]
+pub struct Stages {
+    /// yosys.
+    pub synth: f64,
+    /// nextpnr.
+    pub pnr: f64,
+    /// ecppack / icepack.
+    pub pack: f64,
+}
+
+/// Cell counts from yosys's `stat` text.
+pub fn cell_counts(stat: &str) -> BTreeMap<String, u64> {
+    let mut cells = BTreeMap::new();
+    for line in stat.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(a), Some(b), None) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        // yosys prints "  <count>   <cell>" (newer) or "  <cell>   <count>" (older).
+        let (count, cell) = match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(n), Err(_)) => (n, b),
+            (Err(_), Ok(n)) => (n, a),
+            _ => continue,
+        };
+        if cell.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            cells.insert(cell.to_string(), count);
+        }
+    }
+    cells
+}
+
+/// A resource a synthesized design needs: its key in the report, its name in
+/// messages, used, available.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Need {
+    /// `luts`, `ffs`, `brams` or `dsps`.
+    pub key: &'static str,
+    /// What a person calls it.
+    pub name: &'static str,
+    /// Used by the design.
+    pub used: u64,
+    /// On the part.
+    pub available: u64,
+}
+
+/// The resources a synthesized design needs, before placement; LUTs count ECP5 carry
+/// cells and distributed RAM as the two LUTs each occupies.
+pub fn needs(t: Target, cells: &BTreeMap<String, u64>) -> [Need; 4] {
+    let get = |n: &str| cells.get(n).copied().unwrap_or(0);
+    let sum = |prefix: &str| {
+        cells
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| *v)
+            .sum::<u64>()
+    };
+    let r = t.resources();
+    let need = |key, name, used, available| Need {
+        key,
+        name,
+        used,
+        available,
+    };
+    match t.family() {
+        Family::Ecp5 => [
+            need(
+                "luts",
+                "LUTs",
+                get("LUT4") + 2 * get("CCU2C") + 2 * get("TRELLIS_DPR16X4"),
+                r.luts,
+            ),
+            need("ffs", "flip-flops", get("TRELLIS_FF"), r.ffs),
+            need(
+                "brams",
+                "block RAMs (DP16KD)",
+                get("DP16KD") + get("PDPW16KD"),
+                r.brams,
+            ),
+            need(
+                "dsps",
+                "DSP multipliers (MULT18X18D)",
+                get("MULT18X18D"),
+                r.dsps,
+            ),
+        ],
+        Family::Ice40 => [
+            need("luts", "LUTs", get("SB_LUT4"), r.luts),
+            need("ffs", "flip-flops", sum("SB_DFF"), r.ffs),
+            need(
+                "brams",
+                "block RAMs (SB_RAM40_4K)",
+                get("SB_RAM40_4K"),
+                r.brams,
+            ),
+            need(
+                "dsps",
+                "DSP multipliers (SB_MAC16)",
+                get("SB_MAC16"),
+                r.dsps,
+            ),
+        ],
+    }
+}
+
+/// nextpnr's `--report` JSON: utilization per cell type and Fmax per clock.
+#[derive(serde::Deserialize, Default)]
+pub struct PnrReport {
+    #[serde(default)]
+    utilization: BTreeMap<String, PnrUse>,
+    #[serde(default)]
+    fmax: BTreeMap<String, PnrFmax>,
+}
+
+#[derive(serde::Deserialize)]
+struct PnrUse {
+    used: u64,
+    available: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct PnrFmax {
+    achieved: f64,
+}
+
+impl PnrReport {
+    /// Utilization as the report states it: the four families' cells, then every cell
+    /// type that is used. On an iCE40 a logic cell holds a LUT and a flip-flop, so
+    /// those two come from yosys's counts (`synthesized`).
+    pub fn utilization(&self, t: Target, synthesized: &[Need; 4]) -> BTreeMap<String, Use> {
+        let cells: [(&str, &str); 4] = match t.family() {
+            Family::Ecp5 => [
+                ("luts", "TRELLIS_COMB"),
+                ("ffs", "TRELLIS_FF"),
+                ("brams", "DP16KD"),
+                ("dsps", "MULT18X18D"),
+            ],
+            Family::Ice40 => [
+                ("luts", "ICESTORM_LC"),
+                ("ffs", "ICESTORM_LC"),
+                ("brams", "ICESTORM_RAM"),
+                ("dsps", "ICESTORM_DSP"),
+            ],
+        };
+        let mut out = BTreeMap::new();
+        for (key, cell) in cells {
+            let u = self.utilization.get(cell);
+            out.insert(
+                key.to_string(),
+                Use::new(u.map_or(0, |u| u.used), u.map_or(0, |u| u.available)),
+            );
+        }
+        if t.family() == Family::Ice40 {
+            for n in &synthesized[..2] {
+                out.insert(n.key.to_string(), Use::new(n.used, n.available));
+            }
+        }
+        for (name, u) in &self.utilization {
+            if u.used > 0 {
+                out.insert(name.clone(), Use::new(u.used, u.available));
+            }
+        }
+        out
+    }
+
+    /// Fmax per clock net, MHz, to two decimals.
+    pub fn fmax_per_clock(&self) -> BTreeMap<String, f64> {
+        self.fmax
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.achieved * 100.0).round() / 100.0))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yosys_stat_counts_parse_in_both_layouts() {
+        let c = cell_counts(
+            "   Number of cells:  10\n     LUT4      1234\n   56   DP16KD\n  $_DFF_P_ 3\n",
+        );
+        assert_eq!(c.get("LUT4"), Some(&1234));
+        assert_eq!(c.get("DP16KD"), Some(&56));
+        assert!(!c.contains_key("$_DFF_P_"));
+    }
+
+    #[test]
+    fn needs_count_carry_cells_as_two_luts() {
+        let c = cell_counts("LUT4 100\nCCU2C 10\nTRELLIS_FF 7\nDP16KD 300\n");
+        let n = needs(Target::Ecp5_85k, &c);
+        assert_eq!(
+            (n[0].name, n[0].used, n[0].available),
+            ("LUTs", 120, 83_640)
+        );
+        assert_eq!(n[2].used, 300);
+    }
+
+    #[test]
+    fn nextpnr_reports_give_utilization_and_fmax() {
+        let r: PnrReport = serde_json::from_str(
+            r#"{"utilization":{"TRELLIS_COMB":{"used":10,"available":100},"DP16KD":{"used":2,"available":208},"EHXPLLL":{"used":0,"available":4}},
+                "fmax":{"$glbnet$clk":{"achieved":31.4159,"constraint":25.0}}}"#,
+        )
+        .unwrap();
+        let n = needs(Target::Ecp5_85k, &BTreeMap::new());
+        let u = r.utilization(Target::Ecp5_85k, &n);
+        assert_eq!(u["luts"], Use::new(10, 100));
+        assert_eq!(u["brams"].used, 2);
+        assert!(!u.contains_key("EHXPLLL"), "unused cell types are left out");
+        assert_eq!(r.fmax_per_clock()["$glbnet$clk"], 31.42);
+    }
+}
