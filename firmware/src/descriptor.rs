@@ -151,6 +151,61 @@ pub mod reason {
     pub const ABORTED: u8 = 3;
 }
 
+/// Where each field of a command sits: 32-bit word indices of the 64-byte descriptor
+/// (the firmware reads them from the scratchpad at these words).
+pub mod command_word {
+    /// Opcode (bits 0..8), flags (8..16), context (16..24).
+    pub const HEAD: u32 = 0;
+    /// The id echoed in the completion.
+    pub const ID: u32 = 1;
+    /// `addr_a`, low word then high word.
+    pub const ADDR_A: u32 = 2;
+    /// `count`.
+    pub const COUNT: u32 = 4;
+    /// `token`.
+    pub const TOKEN: u32 = 5;
+    /// `inv_temp` (bits 0..16), `topp` (16..32).
+    pub const SAMPLING: u32 = 6;
+    /// `seed`, low word then high word.
+    pub const SEED: u32 = 8;
+    /// `addr_b`, low word then high word.
+    pub const ADDR_B: u32 = 10;
+    /// Stop tokens, two per word.
+    pub const STOPS: u32 = 12;
+    /// `stop_count`.
+    pub const STOP_COUNT: u32 = 14;
+}
+
+/// Where each field of a completion sits (32-bit word indices).
+pub mod completion_word {
+    /// The command's id.
+    pub const ID: u32 = 0;
+    /// Status (bits 0..16), phase (16), reason (24..32).
+    pub const STATUS: u32 = 1;
+    /// Result.
+    pub const RESULT: u32 = 2;
+    /// Position.
+    pub const POSITION: u32 = 3;
+}
+
+/// The words of a saved context's 64-byte header.
+pub mod save_word {
+    /// [`super::SAVE_MAGIC`].
+    pub const MAGIC: u32 = 0;
+    /// [`super::SAVE_VERSION`].
+    pub const VERSION: u32 = 1;
+    /// The context's position.
+    pub const POSITION: u32 = 2;
+    /// Layers.
+    pub const LAYERS: u32 = 3;
+    /// Bytes per KV row.
+    pub const ROW_BYTES: u32 = 4;
+    /// Positions per context of the chip that saved it.
+    pub const MAX_SEQ: u32 = 5;
+    /// Words 8..16: the model identity.
+    pub const MODEL_ID: u32 = 8;
+}
+
 /// A command descriptor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Command {
@@ -182,69 +237,78 @@ pub struct Command {
     pub stop_count: u8,
 }
 
-fn word(b: &[u8], i: usize) -> u32 {
+fn word(b: &[u8], i: u32) -> u32 {
+    let i = i as usize;
     u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
 }
 
-fn put(b: &mut [u8], i: usize, v: u32) {
+fn put(b: &mut [u8], i: u32, v: u32) {
+    let i = i as usize;
     b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 impl Command {
     /// The 64 bytes of the descriptor.
     pub fn to_bytes(&self) -> [u8; COMMAND_BYTES] {
+        use command_word as w;
         let mut b = [0u8; COMMAND_BYTES];
         put(
             &mut b,
-            0,
+            w::HEAD,
             self.opcode as u32 | (self.flags as u32) << 8 | (self.context as u32) << 16,
         );
-        put(&mut b, 1, self.id);
-        put(&mut b, 2, self.addr_a as u32);
-        put(&mut b, 3, (self.addr_a >> 32) as u32);
-        put(&mut b, 4, self.count);
-        put(&mut b, 5, self.token);
-        put(&mut b, 6, self.inv_temp as u32 | (self.topp as u32) << 16);
-        put(&mut b, 8, self.seed as u32);
-        put(&mut b, 9, (self.seed >> 32) as u32);
-        put(&mut b, 10, self.addr_b as u32);
-        put(&mut b, 11, (self.addr_b >> 32) as u32);
+        put(&mut b, w::ID, self.id);
+        put(&mut b, w::ADDR_A, self.addr_a as u32);
+        put(&mut b, w::ADDR_A + 1, (self.addr_a >> 32) as u32);
+        put(&mut b, w::COUNT, self.count);
+        put(&mut b, w::TOKEN, self.token);
         put(
             &mut b,
-            12,
+            w::SAMPLING,
+            self.inv_temp as u32 | (self.topp as u32) << 16,
+        );
+        put(&mut b, w::SEED, self.seed as u32);
+        put(&mut b, w::SEED + 1, (self.seed >> 32) as u32);
+        put(&mut b, w::ADDR_B, self.addr_b as u32);
+        put(&mut b, w::ADDR_B + 1, (self.addr_b >> 32) as u32);
+        put(
+            &mut b,
+            w::STOPS,
             self.stop[0] as u32 | (self.stop[1] as u32) << 16,
         );
         put(
             &mut b,
-            13,
+            w::STOPS + 1,
             self.stop[2] as u32 | (self.stop[3] as u32) << 16,
         );
-        put(&mut b, 14, self.stop_count as u32);
+        put(&mut b, w::STOP_COUNT, self.stop_count as u32);
         b
     }
 
     /// Parses 64 bytes.
     pub fn from_bytes(b: &[u8; COMMAND_BYTES]) -> Self {
-        let w0 = word(b, 0);
+        use command_word as w;
+        let head = word(b, w::HEAD);
+        let pair = |i: u32| word(b, i) as u64 | (word(b, i + 1) as u64) << 32;
         Command {
-            opcode: w0 as u8,
-            flags: (w0 >> 8) as u8,
-            context: (w0 >> 16) as u8,
-            id: word(b, 1),
-            addr_a: word(b, 2) as u64 | (word(b, 3) as u64) << 32,
-            count: word(b, 4),
-            token: word(b, 5),
-            inv_temp: word(b, 6) as u16,
-            topp: (word(b, 6) >> 16) as u16,
-            seed: word(b, 8) as u64 | (word(b, 9) as u64) << 32,
-            addr_b: word(b, 10) as u64 | (word(b, 11) as u64) << 32,
+            opcode: head as u8,
+            flags: (head >> 8) as u8,
+            context: (head >> 16) as u8,
+            id: word(b, w::ID),
+            addr_a: pair(w::ADDR_A),
+            count: word(b, w::COUNT),
+            token: word(b, w::TOKEN),
+            inv_temp: word(b, w::SAMPLING) as u16,
+            topp: (word(b, w::SAMPLING) >> 16) as u16,
+            seed: pair(w::SEED),
+            addr_b: pair(w::ADDR_B),
             stop: [
-                word(b, 12) as u16,
-                (word(b, 12) >> 16) as u16,
-                word(b, 13) as u16,
-                (word(b, 13) >> 16) as u16,
+                word(b, w::STOPS) as u16,
+                (word(b, w::STOPS) >> 16) as u16,
+                word(b, w::STOPS + 1) as u16,
+                (word(b, w::STOPS + 1) >> 16) as u16,
             ],
-            stop_count: word(b, 14) as u8,
+            stop_count: word(b, w::STOP_COUNT) as u8,
         }
     }
 }
@@ -269,28 +333,30 @@ pub struct Completion {
 impl Completion {
     /// The 16 bytes of the descriptor.
     pub fn to_bytes(&self) -> [u8; COMPLETION_BYTES] {
+        use completion_word as w;
         let mut b = [0u8; COMPLETION_BYTES];
-        put(&mut b, 0, self.id);
+        put(&mut b, w::ID, self.id);
         put(
             &mut b,
-            1,
+            w::STATUS,
             self.status as u32 | (self.phase as u32) << 16 | (self.reason as u32) << 24,
         );
-        put(&mut b, 2, self.result);
-        put(&mut b, 3, self.position);
+        put(&mut b, w::RESULT, self.result);
+        put(&mut b, w::POSITION, self.position);
         b
     }
 
     /// Parses 16 bytes.
     pub fn from_bytes(b: &[u8; COMPLETION_BYTES]) -> Self {
-        let w1 = word(b, 1);
+        use completion_word as w;
+        let status = word(b, w::STATUS);
         Completion {
-            id: word(b, 0),
-            status: w1 as u16,
-            phase: (w1 >> 16) & 1 == 1,
-            reason: (w1 >> 24) as u8,
-            result: word(b, 2),
-            position: word(b, 3),
+            id: word(b, w::ID),
+            status: status as u16,
+            phase: (status >> 16) & 1 == 1,
+            reason: (status >> 24) as u8,
+            result: word(b, w::RESULT),
+            position: word(b, w::POSITION),
         }
     }
 }

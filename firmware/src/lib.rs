@@ -5,7 +5,9 @@
 //! must agree on, so that no two crates define it twice:
 //!
 //! * [`isa`]: the sequencer's instruction set and the vector operations it hands to the
-//!   datapath; [`asm`]: firmware images, the assembler and the disassembler.
+//!   datapath; [`vparams`]: each vector operation's parameter row as a typed struct
+//!   with its fields' bit positions (the scheduler writes them, the hardware reads
+//!   them); [`asm`]: firmware images, the assembler and the disassembler.
 //! * [`descriptor`]: the command and completion descriptors that travel through the
 //!   submission and completion rings in host memory, their opcodes and status codes.
 //! * [`regs`]: the BAR0 register map, which the sequencer also sees as CSRs.
@@ -25,7 +27,9 @@ pub mod descriptor;
 pub mod isa;
 pub mod link;
 pub mod regs;
+pub mod vparams;
 
 pub use asm::{assemble, disassemble, AsmError, Program};
 pub use descriptor::{Command, Completion, Opcode, Status};
 pub use isa::{Instr, Op, Params, VKind};
+pub use vparams::{Field, VParams};
