@@ -145,7 +145,12 @@ impl Rows {
         // RoPE over queries and keys: one pass when the keys follow the queries
         // directly.
         let lanes = l.lanes;
-        let rope_pass = |slot: usize, n: usize| VParams::Rope(vp::Rope { slot: u(slot), n: u(n) });
+        let rope_pass = |slot: usize, n: usize| {
+            VParams::Rope(vp::Rope {
+                slot: u(slot),
+                n: u(n),
+            })
+        };
         let rope = if l.k_row == c.dim {
             vec![add(rope_pass(l.qkv, c.dim + c.kv_dim()))?]
         } else {
@@ -193,7 +198,11 @@ impl Rows {
         for (i, (layer, lf)) in model.layers.iter().zip(&model.formats.layers).enumerate() {
             let places = &l.layers[i];
             let sig = lf.h1 as i64 - 7;
-            let (sig_mult, sig_shift) = if sig >= 0 { (1, sig) } else { (1i64 << (-sig), 0) };
+            let (sig_mult, sig_shift) = if sig >= 0 {
+                (1, sig)
+            } else {
+                (1i64 << (-sig), 0)
+            };
             layers.push(LayerRows {
                 att_norm: add(norm(places.att_gain, layer.att_norm.frac, lf.xn_att))?,
                 wqkv: add(matvec(&places.wqkv, l.xn, l.qkv))?,
@@ -343,16 +352,27 @@ fn constants(w: &mut String, model: &QuantizedModel, l: &Layout) {
         ("C_STOP_COUNT", command_word::STOP_COUNT as i64),
         ("CPL_STATUS", (spad::CPL + completion_word::STATUS) as i64),
         ("CPL_RESULT", (spad::CPL + completion_word::RESULT) as i64),
-        ("CPL_POSITION", (spad::CPL + completion_word::POSITION) as i64),
+        (
+            "CPL_POSITION",
+            (spad::CPL + completion_word::POSITION) as i64,
+        ),
         ("CTX_POS", (spad::CTX + 1) as i64),
         ("REC_AUX", (spad::REC + 1) as i64),
         ("SAVE_W_VERSION", (spad::BLOCK + save_word::VERSION) as i64),
         ("SAVE_W_POS", (spad::BLOCK + save_word::POSITION) as i64),
         ("SAVE_W_LAYERS", (spad::BLOCK + save_word::LAYERS) as i64),
-        ("SAVE_W_ROW_BYTES", (spad::BLOCK + save_word::ROW_BYTES) as i64),
+        (
+            "SAVE_W_ROW_BYTES",
+            (spad::BLOCK + save_word::ROW_BYTES) as i64,
+        ),
         ("SAVE_W_MAXSEQ", (spad::BLOCK + save_word::MAX_SEQ) as i64),
     ];
-    for (name, v) in shapes.into_iter().chain(scratchpad).chain(codes).chain(words) {
+    for (name, v) in shapes
+        .into_iter()
+        .chain(scratchpad)
+        .chain(codes)
+        .chain(words)
+    {
         let _ = writeln!(w, ".equ {name} {v}");
     }
 }
@@ -546,7 +566,11 @@ fn cmd_identify(w: &mut String) {
         .chain([regs::ROM_SIG_LO, regs::ROM_SIG_HI])
         .collect();
     for (k, reg) in idents.iter().enumerate() {
-        let _ = writeln!(w, "    csrr r4, {reg}\n    st r4, {}(r0)", spad::BLOCK as usize + k);
+        let _ = writeln!(
+            w,
+            "    csrr r4, {reg}\n    st r4, {}(r0)",
+            spad::BLOCK as usize + k
+        );
     }
     for k in idents.len()..32 {
         let _ = writeln!(w, "    st r0, {}(r0)", spad::BLOCK as usize + k);

@@ -43,8 +43,7 @@ pub fn design_files(
     lane.connect_all();
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
     head.connect_all();
-    let mut vctrl = crate::vctrl::VectorControl::new(t);
-    vctrl.connect_all();
+    let (vctrl, vctrl_units) = crate::vctrl::verilog(t);
     let mut seq = crate::seq::Sequencer::default();
     seq.connect_all();
     let mut hostif = crate::hostif::HostIf::default();
@@ -58,7 +57,8 @@ pub fn design_files(
         ),
         rust_hdl_file("etch_lane", block_verilog(&lane, "etch_lane")),
         rust_hdl_file("etch_head", block_verilog(&head, "etch_head")),
-        rust_hdl_file("etch_vctrl", block_verilog(&vctrl, "etch_vctrl")),
+        ("etch_vctrl.v".to_string(), format!("{header}\n{vctrl}")),
+        rust_hdl_file("etch_vctrl_units", vctrl_units),
         // rust-hdl writes the sequencer as one combinational block that both sets the
         // register file's read addresses and uses its (combinational) read data: a
         // false loop for Verilator's scheduler (UNOPTFLAT), waived for this file only.
