@@ -343,6 +343,9 @@ fn width(bits: u32) -> String {
     }
 }
 
+/// A group of the lanes' micro-operation selects: prefix, bits, named values.
+type SelectGroup = (&'static str, u32, &'static [(&'static str, u64)]);
+
 /// Named constants: states, kinds, lane operand selects, phases.
 fn constants() -> String {
     let mut s = String::from(
@@ -361,7 +364,7 @@ fn constants() -> String {
         );
     }
     s += "    // ---- lane micro-operation selects (etch_hdl::lane)\n";
-    let selects: [(&str, u32, &[(&str, u64)]); 5] = [
+    let selects: [SelectGroup; 5] = [
         (
             "OPA",
             3,
