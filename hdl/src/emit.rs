@@ -21,9 +21,6 @@ pub fn block_verilog<B: Block>(block: &B, name: &str) -> String {
 pub const RUST_HDL_WAIVERS: &str =
     "/* verilator lint_off WIDTH */\n/* verilator lint_off UNUSEDSIGNAL */\n/* verilator lint_off UNUSEDPARAM */\n";
 
-/// The sequencer's extra waiver (see `design_files`).
-pub const SEQ_WAIVER: &str = "/* verilator lint_off UNOPTFLAT */\n";
-
 /// The Verilog files of a whole chip: `(file name, text)`, each headed by `header`
 /// (a comment naming the model, the settings, the etch version and how to regenerate).
 pub fn design_files(
@@ -32,20 +29,17 @@ pub fn design_files(
 ) -> Result<Vec<(String, String)>, crate::HdlError> {
     p.validate()?;
     let t = &p.tables;
-    let rust_hdl_file_waiving = |name: &str, text: String, extra: &str| {
+    let rust_hdl_file = |name: &str, text: String| {
         (
             format!("{name}.v"),
-            format!("{header}\n{RUST_HDL_WAIVERS}{extra}{text}"),
+            format!("{header}\n{RUST_HDL_WAIVERS}{text}"),
         )
     };
-    let rust_hdl_file = |name: &str, text: String| rust_hdl_file_waiving(name, text, "");
     let mut lane = crate::lane::Lane::default();
     lane.connect_all();
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
     head.connect_all();
     let (vctrl, vctrl_units) = crate::vctrl::verilog(t);
-    let mut seq = crate::seq::Sequencer::default();
-    seq.connect_all();
     let mut hostif = crate::hostif::HostIf::default();
     hostif.connect_all();
     let mut sigmoid = crate::sfu::SigmoidUnit::new(t);
@@ -59,10 +53,10 @@ pub fn design_files(
         rust_hdl_file("etch_head", block_verilog(&head, "etch_head")),
         ("etch_vctrl.v".to_string(), format!("{header}\n{vctrl}")),
         rust_hdl_file("etch_vctrl_units", vctrl_units),
-        // rust-hdl writes the sequencer as one combinational block that both sets the
-        // register file's read addresses and uses its (combinational) read data: a
-        // false loop for Verilator's scheduler (UNOPTFLAT), waived for this file only.
-        rust_hdl_file_waiving("etch_seq", block_verilog(&seq, "etch_seq"), SEQ_WAIVER),
+        (
+            "etch_seq.v".to_string(),
+            format!("{header}\n{}", crate::seq::verilog()),
+        ),
         rust_hdl_file("etch_hostif", block_verilog(&hostif, "etch_hostif")),
         rust_hdl_file("etch_sigmoid", block_verilog(&sigmoid, "etch_sigmoid")),
         (

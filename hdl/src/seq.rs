@@ -1,510 +1,461 @@
 //! The sequencer: a small in-order core that runs the firmware (`docs/isa.md`).
 //!
 //! Two cycles per instruction (the address goes to the instruction ROM in Fetch, the
-//! word comes back and executes in Exec), more for
-//! scratchpad loads, DMA transfers and vector operations, which it hands to the vector
-//! controller and waits for. Sixteen 64-bit registers (`r0` reads 0), a scratchpad of
-//! 1024 32-bit words in two banks (even and odd words, so that a 64-bit DMA beat or an
-//! `ldd`/`std` touches both at once), the BAR0 registers as CSRs.
+//! word comes back and executes in Exec), more for scratchpad loads, CSR reads,
+//! products, DMA transfers and vector operations, which it hands to the vector
+//! controller and waits for. Sixteen 64-bit registers (`r0` reads 0; the
+//! `etch_regfile_3r1w` primitive, read asynchronously), a scratchpad of 1024 32-bit
+//! words in two banks (even and odd words, so that a 64-bit DMA beat or an `ldd`/`std`
+//! touches both at once), the BAR0 registers as CSRs.
+//!
+//! Generated as Verilog in named parts: decode, the defaults, the opcode cases of
+//! Exec (ALU, control flow, memory and CSRs, DMA and vector operations, each its own
+//! function), the multi-cycle states, write-back. Opcodes are the `OP_*` localparams of
+//! `etch_firmware::isa::Op`.
 
-use rust_hdl::prelude::*;
+use std::fmt::Write;
 
-use crate::prim::{MulReg, Ram, RegFile};
+use etch_firmware::isa::Op;
 
-/// Sequencer states.
-#[derive(Copy, Clone, Debug, PartialEq, LogicState)]
-pub enum SeqState {
-    /// Reset just released.
-    Boot,
-    /// Instruction address out.
-    Fetch,
-    /// Instruction in: execute.
-    Exec,
-    /// Scratchpad read in flight.
-    Load,
-    /// CSR read in flight (`csrr`, `waitne`).
-    CsrRd,
-    /// Product in flight (`muli`).
-    MulW,
-    /// DMA beat from host memory in flight.
-    DmaRd,
-    /// Scratchpad read for a DMA write beat.
-    DmaWrRead,
-    /// DMA beat to host memory in flight.
-    DmaWr,
-    /// Waiting for the vector controller.
-    VWait,
-    /// Stopped on `halt` or an invalid instruction.
-    Fault,
-}
+use crate::vctrl::Dir;
 
-/// The sequencer.
-#[derive(LogicBlock)]
-pub struct Sequencer {
-    /// Clock.
-    pub clock: Signal<In, Clock>,
-    /// Synchronous reset.
-    pub reset: Signal<In, Bit>,
-    /// Instruction ROM address.
-    pub imem_addr: Signal<Out, Bits<12>>,
-    /// Instruction ROM word (one cycle after its address).
-    pub imem_data: Signal<In, Bits<64>>,
-    /// CSR index.
-    pub csr_addr: Signal<Out, Bits<10>>,
-    /// CSR value at `csr_addr` (combinational).
-    pub csr_rdata: Signal<In, Bits<32>>,
-    /// CSR write.
-    pub csr_we: Signal<Out, Bit>,
-    /// CSR write value.
-    pub csr_wdata: Signal<Out, Bits<32>>,
-    /// DMA request (held until `dma_ack`).
-    pub dma_req: Signal<Out, Bit>,
-    /// DMA write.
-    pub dma_we: Signal<Out, Bit>,
-    /// DMA host address.
-    pub dma_addr: Signal<Out, Bits<64>>,
-    /// DMA write data.
-    pub dma_wdata: Signal<Out, Bits<64>>,
-    /// DMA done.
-    pub dma_ack: Signal<In, Bit>,
-    /// DMA failed.
-    pub dma_err: Signal<In, Bit>,
-    /// DMA read data.
-    pub dma_rdata: Signal<In, Bits<64>>,
-    /// Start a vector operation.
-    pub v_start: Signal<Out, Bit>,
-    /// Its kind.
-    pub v_kind: Signal<Out, Bits<8>>,
-    /// Its parameter row.
-    pub v_prow: Signal<Out, Bits<16>>,
-    /// Operand a.
-    pub v_ra: Signal<Out, Bits<64>>,
-    /// Operand b.
-    pub v_rb: Signal<Out, Bits<64>>,
-    /// Operand c.
-    pub v_rc: Signal<Out, Bits<64>>,
-    /// The vector operation finished.
-    pub v_done: Signal<In, Bit>,
-    /// Its result.
-    pub v_result: Signal<In, Bits<64>>,
-    /// Write `v_result` to VRES.
-    pub vres_we: Signal<Out, Bit>,
-    /// Raise an interrupt.
-    pub irq_raise: Signal<Out, Bit>,
-    /// Its vector.
-    pub irq_vec: Signal<Out, Bits<4>>,
-    /// Waiting for a doorbell (nothing to do).
-    pub idle: Signal<Out, Bit>,
-    /// Stopped on a fault.
-    pub fault: Signal<Out, Bit>,
-    /// What the sequencer does this cycle: 0 its own instructions, 1 waits for a vector
-    /// operation, 2 DMA, 3 waits for a doorbell.
-    pub phase: Signal<Out, Bits<2>>,
+/// The sequencer's ports: name, direction, bits.
+pub const PORTS: &[(&str, Dir, u32)] = {
+    use Dir::*;
+    &[
+        ("clock", In, 1),
+        ("reset", In, 1),
+        ("imem_addr", Out, 12),
+        ("imem_data", In, 64),
+        ("csr_addr", Out, 10),
+        ("csr_rdata", In, 32),
+        ("csr_we", Out, 1),
+        ("csr_wdata", Out, 32),
+        ("dma_req", Out, 1),
+        ("dma_we", Out, 1),
+        ("dma_addr", Out, 64),
+        ("dma_wdata", Out, 64),
+        ("dma_ack", In, 1),
+        ("dma_err", In, 1),
+        ("dma_rdata", In, 64),
+        ("v_start", Out, 1),
+        ("v_kind", Out, 8),
+        ("v_prow", Out, 16),
+        ("v_ra", Out, 64),
+        ("v_rb", Out, 64),
+        ("v_rc", Out, 64),
+        ("v_done", In, 1),
+        ("vres_we", Out, 1),
+        ("irq_raise", Out, 1),
+        ("irq_vec", Out, 4),
+        ("idle", Out, 1),
+        ("fault", Out, 1),
+        ("phase", Out, 2),
+    ]
+};
 
-    state: DFF<SeqState>,
-    pc: DFF<Bits<12>>,
-    ir: DFF<Bits<64>>,
-    regs: RegFile<64>,
-    beat: DFF<Bits<16>>,
-    words: DFF<Bits<16>>,
-    spad_even: Ram<9, 32>,
-    spad_odd: Ram<9, 32>,
-    mul: MulReg<32, 32, 64>,
-    op: Signal<Local, Bits<8>>,
-    rd: Signal<Local, Bits<4>>,
-    va: Signal<Local, Bits<64>>,
-    vb: Signal<Local, Bits<64>>,
-    vc: Signal<Local, Bits<64>>,
-    imm: Signal<Local, Bits<32>>,
-    simm: Signal<Local, Bits<64>>,
-    wval: Signal<Local, Bits<64>>,
-    wen: Signal<Local, Bit>,
-    waddr: Signal<Local, Bits<10>>,
-    next_pc: Signal<Local, Bits<12>>,
-    ldval: Signal<Local, Bits<64>>,
-    dma_word: Signal<Local, Bits<10>>,
-    inst: Signal<Local, Bits<64>>,
-    waiting: DFF<Bit>,
-}
+/// Registers: `name_q`, next value `name_d`, all starting at 0.
+const REGISTERS: &[(&str, u32)] = &[
+    ("state", 4),
+    ("pc", 12),
+    ("ir", 64),
+    ("beat", 16),
+    ("words", 16),
+    ("waiting", 1),
+];
 
-impl Default for Sequencer {
-    fn default() -> Self {
-        Sequencer {
-            clock: Default::default(),
-            reset: Default::default(),
-            imem_addr: Default::default(),
-            imem_data: Default::default(),
-            csr_addr: Default::default(),
-            csr_rdata: Default::default(),
-            csr_we: Default::default(),
-            csr_wdata: Default::default(),
-            dma_req: Default::default(),
-            dma_we: Default::default(),
-            dma_addr: Default::default(),
-            dma_wdata: Default::default(),
-            dma_ack: Default::default(),
-            dma_err: Default::default(),
-            dma_rdata: Default::default(),
-            v_start: Default::default(),
-            v_kind: Default::default(),
-            v_prow: Default::default(),
-            v_ra: Default::default(),
-            v_rb: Default::default(),
-            v_rc: Default::default(),
-            v_done: Default::default(),
-            v_result: Default::default(),
-            vres_we: Default::default(),
-            irq_raise: Default::default(),
-            irq_vec: Default::default(),
-            idle: Default::default(),
-            fault: Default::default(),
-            phase: Default::default(),
-            state: Default::default(),
-            pc: Default::default(),
-            ir: Default::default(),
-            regs: Default::default(),
-            beat: Default::default(),
-            words: Default::default(),
-            spad_even: Ram::new(512),
-            spad_odd: Ram::new(512),
-            mul: MulReg::new(false, false),
-            op: Default::default(),
-            rd: Default::default(),
-            va: Default::default(),
-            vb: Default::default(),
-            vc: Default::default(),
-            imm: Default::default(),
-            simm: Default::default(),
-            wval: Default::default(),
-            wen: Default::default(),
-            waddr: Default::default(),
-            next_pc: Default::default(),
-            ldval: Default::default(),
-            dma_word: Default::default(),
-            inst: Default::default(),
-            waiting: Default::default(),
-        }
+/// States: Boot (reset just released), Fetch (instruction address out), Exec
+/// (instruction in: execute), Load (scratchpad read in flight), CsrRd (`csrr`,
+/// `waitne`), MulW (product in flight), DmaRd (a beat from host memory in flight),
+/// DmaWrRead (the scratchpad read for a write beat), DmaWr (a beat to host memory in
+/// flight), VWait (the vector controller at work), Fault (`halt` or an invalid
+/// instruction).
+const STATES: &[&str] = &[
+    "BOOT",
+    "FETCH",
+    "EXEC",
+    "LOAD",
+    "CSR_RD",
+    "MUL_W",
+    "DMA_RD",
+    "DMA_WR_READ",
+    "DMA_WR",
+    "V_WAIT",
+    "FAULT",
+];
+
+/// The sequencer's Verilog (module `etch_seq`).
+pub fn verilog() -> String {
+    let mut m = String::from("module etch_seq (\n");
+    let ports: Vec<String> = PORTS
+        .iter()
+        .map(|&(name, dir, bits)| {
+            let d = match dir {
+                Dir::In => "input  wire",
+                Dir::Out => "output reg ",
+            };
+            let w = if bits == 1 {
+                "      ".to_string()
+            } else {
+                format!("[{}:0]", bits - 1)
+            };
+            format!("    {d} {w} {name}")
+        })
+        .collect();
+    let _ = writeln!(m, "{}\n);", ports.join(",\n"));
+    m += &constants();
+    m += &registers();
+    m += &decode();
+    m += "\n    always @(*) begin\n";
+    for (name, _) in REGISTERS {
+        let _ = writeln!(m, "        {name}_d = {name}_q;");
     }
+    m += &defaults();
+    m += "        case (state_q)\n";
+    m += "            SQ_BOOT: begin\n                pc_d = 0;\n                state_d = SQ_FETCH;\n            end\n";
+    m += "            SQ_FETCH: state_d = SQ_EXEC;\n";
+    m += "            SQ_EXEC: begin\n                ir_d = imem_data;\n                state_d = SQ_FETCH;\n                case (op)\n";
+    m += &exec_alu();
+    m += &exec_control();
+    m += &exec_memory();
+    m += &exec_transfers();
+    m += "                    default: begin\n                        next_pc = pc_q;\n                        state_d = SQ_FAULT;\n                    end\n                endcase\n                pc_d = next_pc;\n            end\n";
+    m += &multicycle_states();
+    m += "        endcase\n";
+    m += &write_back();
+    m += "    end\nendmodule\n";
+    m
 }
 
-impl Logic for Sequencer {
-    #[hdl_gen]
-    fn update(&mut self) {
-        dff_setup!(self, clock, state, pc, ir, beat, words, waiting);
-        self.regs.clock.next = self.clock.val();
-        self.spad_even.clock.next = self.clock.val();
-        self.spad_odd.clock.next = self.clock.val();
-        self.mul.clock.next = self.clock.val();
+fn constants() -> String {
+    let mut s = String::from("\n    /* verilator lint_off UNUSEDPARAM */\n");
+    for (i, name) in STATES.iter().enumerate() {
+        let _ = writeln!(s, "    localparam [3:0] SQ_{name} = 4'd{i};");
+    }
+    for op in Op::ALL {
+        let _ = writeln!(
+            s,
+            "    localparam [7:0] OP_{} = 8'h{:02x};",
+            op.mnemonic().to_uppercase(),
+            op as u8
+        );
+    }
+    s += "    /* verilator lint_on UNUSEDPARAM */\n";
+    s
+}
 
-        // Decode: the instruction ROM's word in Exec (its address went out in Fetch),
-        // the instruction register in the states after it.
-        self.inst.next = self.ir.q.val();
-        if self.state.q.val() == SeqState::Exec {
-            self.inst.next = self.imem_data.val();
-        }
-        self.op.next = self.inst.val().get_bits::<8>(56);
-        self.rd.next = self.inst.val().get_bits::<4>(52);
-        self.imm.next = self.inst.val().get_bits::<32>(0);
-        self.simm.next = bit_cast::<64, 32>(self.imm.val());
-        if self.imm.val().get_bit(31) {
-            self.simm.next = bit_cast::<64, 32>(self.imm.val()) | 0xFFFF_FFFF_0000_0000_u64;
-        }
-        self.regs.ra.next = self.inst.val().get_bits::<4>(48);
-        self.regs.rb.next = self.inst.val().get_bits::<4>(44);
-        self.regs.rc.next = self.inst.val().get_bits::<4>(40);
-        self.va.next = self.regs.da.val();
-        self.vb.next = self.regs.db.val();
-        self.vc.next = self.regs.dc.val();
-        self.mul.a.next = self.va.val().get_bits::<32>(0);
-        self.mul.b.next = self.imm.val();
-        // Scratchpad word address for ld/st: ra + imm (32-bit words).
-        self.waddr.next = bit_cast::<10, 64>(self.va.val() + self.simm.val());
+fn registers() -> String {
+    let mut s = String::new();
+    for (name, bits) in REGISTERS {
+        let w = if *bits == 1 {
+            String::new()
+        } else {
+            format!("[{}:0] ", bits - 1)
+        };
+        let _ = writeln!(s, "    reg {w}{name}_q = 0;\n    reg {w}{name}_d;");
+    }
+    s += "    always @(posedge clock) begin\n";
+    for (name, _) in REGISTERS {
+        let _ = writeln!(s, "        {name}_q <= {name}_d;");
+    }
+    s += "    end\n";
+    s
+}
 
-        // Defaults.
-        self.imem_addr.next = self.pc.q.val();
-        self.csr_addr.next = self.imm.val().get_bits::<10>(0);
-        self.csr_we.next = false;
-        self.csr_wdata.next = self.va.val().get_bits::<32>(0);
-        self.dma_req.next = false;
-        self.dma_we.next = false;
-        self.dma_addr.next = self.vb.val() + (bit_cast::<64, 16>(self.beat.q.val()) << 3);
-        self.dma_wdata.next = (bit_cast::<64, 32>(self.spad_odd.rdata.val()) << 32)
-            | bit_cast::<64, 32>(self.spad_even.rdata.val());
-        self.v_start.next = false;
-        self.v_kind.next = self.inst.val().get_bits::<8>(32);
-        self.v_prow.next = self.imm.val().get_bits::<16>(0);
-        self.v_ra.next = self.va.val();
-        self.v_rb.next = self.vb.val();
-        self.v_rc.next = self.vc.val();
-        self.vres_we.next = false;
-        self.irq_raise.next = false;
-        self.irq_vec.next = self.imm.val().get_bits::<4>(0);
-        self.idle.next = self.waiting.q.val();
-        self.fault.next = false;
-        self.spad_even.raddr.next = self.waddr.val().get_bits::<9>(1);
-        self.spad_odd.raddr.next = self.waddr.val().get_bits::<9>(1);
-        self.spad_even.we.next = false;
-        self.spad_odd.we.next = false;
-        self.spad_even.waddr.next = self.waddr.val().get_bits::<9>(1);
-        self.spad_odd.waddr.next = self.waddr.val().get_bits::<9>(1);
-        self.spad_even.wdata.next = self.vb.val().get_bits::<32>(0);
-        self.spad_odd.wdata.next = self.vb.val().get_bits::<32>(0);
-        self.wen.next = false;
-        self.wval.next = 0.into();
-        self.next_pc.next = self.pc.q.val() + 1;
-        self.dma_word.next =
-            self.va.val().get_bits::<10>(0) + bit_cast::<10, 16>(self.beat.q.val() << 1);
-        self.ldval.next = bit_cast::<64, 32>(self.spad_even.rdata.val());
-        if self.waddr.val().get_bit(0) {
-            self.ldval.next = bit_cast::<64, 32>(self.spad_odd.rdata.val());
-        }
+/// Decode (the ROM's word in Exec, the instruction register after it), the register
+/// file, the scratchpad banks, the multiplier.
+fn decode() -> String {
+    "
+    // ---- decode
+    wire [63:0] inst = state_q == SQ_EXEC ? imem_data : ir_q;
+    wire [7:0] op = inst[63:56];
+    wire [3:0] rd = inst[55:52];
+    wire [31:0] imm = inst[31:0];
+    wire [63:0] simm = {{32{imm[31]}}, imm};
+    wire [63:0] va, vb, vc;
+    reg wen;
+    reg [63:0] wval;
+    etch_regfile_3r1w #(.W(64)) u_regs (.clk(clock), .ra(inst[51:48]), .rb(inst[47:44]),
+        .rc(inst[43:40]), .da(va), .db(vb), .dc(vc), .we(wen & |rd), .wa(rd), .wd(wval));
+    // scratchpad word address for ld/st: ra + imm (32-bit words)
+    wire [9:0] waddr = 10'(va + simm);
+    // the word pair of a DMA beat: ra / 2 + beat (ra + 2 * beat in words)
+    wire [8:0] dma_pair = va[9:1] + 9'(beat_q);
+    wire dma_last = dma_err | ((18'(beat_q) << 1) + 18'd2 >= 18'(words_q));
+    reg [8:0] spad_even_raddr, spad_odd_raddr, spad_even_waddr, spad_odd_waddr;
+    reg spad_even_we, spad_odd_we;
+    reg [31:0] spad_even_wdata, spad_odd_wdata;
+    wire [31:0] spad_even_rdata, spad_odd_rdata;
+    etch_ram_1r1w #(.W(32), .A(9), .D(512)) spad_even (.clk(clock), .raddr(spad_even_raddr),
+        .rdata(spad_even_rdata), .we(spad_even_we), .waddr(spad_even_waddr),
+        .wdata(spad_even_wdata));
+    etch_ram_1r1w #(.W(32), .A(9), .D(512)) spad_odd (.clk(clock), .raddr(spad_odd_raddr),
+        .rdata(spad_odd_rdata), .we(spad_odd_we), .waddr(spad_odd_waddr),
+        .wdata(spad_odd_wdata));
+    wire [63:0] spad_pair = {spad_odd_rdata, spad_even_rdata};
+    wire [63:0] ldval = waddr[0] ? 64'(spad_odd_rdata) : 64'(spad_even_rdata);
+    // muli: registered product
+    reg [63:0] mul_p = 0;
+    always @(posedge clock) mul_p <= 64'(va[31:0]) * 64'(imm);
+    reg [11:0] next_pc;
+"
+    .to_string()
+}
 
-        match self.state.q.val() {
-            SeqState::Boot => {
-                self.pc.d.next = 0.into();
-                self.state.d.next = SeqState::Fetch;
-            }
-            SeqState::Fetch => {
-                self.state.d.next = SeqState::Exec;
-            }
-            SeqState::Exec => {
-                self.ir.d.next = self.imem_data.val();
-                self.state.d.next = SeqState::Fetch;
-                match self.op.val().index() {
-                    0 => {}
-                    2 => {
-                        self.wen.next = true;
-                        self.wval.next = self.simm.val();
-                    }
-                    3 => {
-                        self.wen.next = true;
-                        self.wval.next = (bit_cast::<64, 32>(self.imm.val()) << 32)
-                            | bit_cast::<64, 32>(self.va.val().get_bits::<32>(0));
-                    }
-                    4 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() + self.vb.val();
-                    }
-                    5 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() + self.simm.val();
-                    }
-                    6 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() - self.vb.val();
-                    }
-                    7 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() & self.vb.val();
-                    }
-                    8 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() | self.vb.val();
-                    }
-                    9 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() ^ self.vb.val();
-                    }
-                    10 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() << self.imm.val().get_bits::<6>(0);
-                    }
-                    11 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() >> self.imm.val().get_bits::<6>(0);
-                    }
-                    12 => {
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::MulW;
-                    }
-                    13 => {
-                        self.wen.next = true;
-                        self.wval.next = self.va.val() & bit_cast::<64, 32>(self.imm.val());
-                    }
-                    16 => {
-                        if self.va.val() == self.vb.val() {
-                            self.next_pc.next = self.imm.val().get_bits::<12>(0);
-                        }
-                    }
-                    17 => {
-                        if self.va.val() != self.vb.val() {
-                            self.next_pc.next = self.imm.val().get_bits::<12>(0);
-                        }
-                    }
-                    18 => {
-                        if self.va.val() < self.vb.val() {
-                            self.next_pc.next = self.imm.val().get_bits::<12>(0);
-                        }
-                    }
-                    19 => {
-                        if self.va.val() >= self.vb.val() {
-                            self.next_pc.next = self.imm.val().get_bits::<12>(0);
-                        }
-                    }
-                    20 => self.next_pc.next = self.imm.val().get_bits::<12>(0),
-                    21 => {
-                        self.wen.next = true;
-                        self.wval.next = bit_cast::<64, 12>(self.pc.q.val() + 1);
-                        self.next_pc.next = self.imm.val().get_bits::<12>(0);
-                    }
-                    22 => self.next_pc.next = self.va.val().get_bits::<12>(0),
-                    24 => {
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::Load;
-                    }
-                    25 => {
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::Load;
-                    }
-                    26 => {
-                        self.spad_even.we.next = !self.waddr.val().get_bit(0);
-                        self.spad_odd.we.next = self.waddr.val().get_bit(0);
-                    }
-                    27 => {
-                        self.spad_even.we.next = true;
-                        self.spad_odd.we.next = true;
-                        self.spad_odd.wdata.next = self.vb.val().get_bits::<32>(32);
-                    }
-                    32 => {
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::CsrRd;
-                    }
-                    33 => self.csr_we.next = true,
-                    34 => {
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::CsrRd;
-                    }
-                    35 => self.irq_raise.next = true,
-                    40 => {
-                        self.beat.d.next = 0.into();
-                        self.words.d.next = self.imm.val().get_bits::<16>(0);
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::DmaRd;
-                    }
-                    41 => {
-                        self.beat.d.next = 0.into();
-                        self.words.d.next = self.imm.val().get_bits::<16>(0);
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::DmaWrRead;
-                    }
-                    48 => {
-                        self.v_start.next = true;
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::VWait;
-                    }
-                    _ => {
-                        self.next_pc.next = self.pc.q.val();
-                        self.state.d.next = SeqState::Fault;
-                    }
-                }
-                self.pc.d.next = self.next_pc.val();
-            }
-            SeqState::Load => {
-                self.wen.next = true;
-                self.wval.next = self.ldval.val();
-                if self.op.val().index() == 0x19 {
-                    self.wval.next = (bit_cast::<64, 32>(self.spad_odd.rdata.val()) << 32)
-                        | bit_cast::<64, 32>(self.spad_even.rdata.val());
-                }
-                self.pc.d.next = self.pc.q.val() + 1;
-                self.state.d.next = SeqState::Fetch;
-            }
-            SeqState::CsrRd => {
+/// Outputs when nothing happens.
+fn defaults() -> String {
+    "        imem_addr = pc_q;
+        csr_addr = imm[9:0];
+        csr_we = 1'b0;
+        csr_wdata = va[31:0];
+        dma_req = 1'b0;
+        dma_we = 1'b0;
+        dma_addr = vb + (64'(beat_q) << 3);
+        dma_wdata = spad_pair;
+        v_start = 1'b0;
+        v_kind = inst[39:32];
+        v_prow = imm[15:0];
+        v_ra = va;
+        v_rb = vb;
+        v_rc = vc;
+        vres_we = 1'b0;
+        irq_raise = 1'b0;
+        irq_vec = imm[3:0];
+        idle = waiting_q;
+        fault = 1'b0;
+        spad_even_raddr = waddr[9:1];
+        spad_odd_raddr = waddr[9:1];
+        spad_even_we = 1'b0;
+        spad_odd_we = 1'b0;
+        spad_even_waddr = waddr[9:1];
+        spad_odd_waddr = waddr[9:1];
+        spad_even_wdata = vb[31:0];
+        spad_odd_wdata = vb[31:0];
+        wen = 1'b0;
+        wval = 0;
+        next_pc = pc_q + 1;
+"
+    .to_string()
+}
+
+/// Exec: register arithmetic, one cycle (`muli` waits for its product).
+fn exec_alu() -> String {
+    "                    OP_NOP: ;
+                    OP_LI: begin
+                        wen = 1'b1;
+                        wval = simm;
+                    end
+                    OP_LIH: begin
+                        wen = 1'b1;
+                        wval = {imm, va[31:0]};
+                    end
+                    OP_ADD: begin
+                        wen = 1'b1;
+                        wval = va + vb;
+                    end
+                    OP_ADDI: begin
+                        wen = 1'b1;
+                        wval = va + simm;
+                    end
+                    OP_SUB: begin
+                        wen = 1'b1;
+                        wval = va - vb;
+                    end
+                    OP_AND: begin
+                        wen = 1'b1;
+                        wval = va & vb;
+                    end
+                    OP_OR: begin
+                        wen = 1'b1;
+                        wval = va | vb;
+                    end
+                    OP_XOR: begin
+                        wen = 1'b1;
+                        wval = va ^ vb;
+                    end
+                    OP_SHLI: begin
+                        wen = 1'b1;
+                        wval = va << imm[5:0];
+                    end
+                    OP_SHRI: begin
+                        wen = 1'b1;
+                        wval = va >> imm[5:0];
+                    end
+                    OP_MULI: begin
+                        next_pc = pc_q;
+                        state_d = SQ_MUL_W;
+                    end
+                    OP_ANDI: begin
+                        wen = 1'b1;
+                        wval = va & 64'(imm);
+                    end
+"
+    .to_string()
+}
+
+/// Exec: branches, jumps, calls.
+fn exec_control() -> String {
+    "                    OP_BEQ: if (va == vb) next_pc = imm[11:0];
+                    OP_BNE: if (va != vb) next_pc = imm[11:0];
+                    OP_BLTU: if (va < vb) next_pc = imm[11:0];
+                    OP_BGEU: if (va >= vb) next_pc = imm[11:0];
+                    OP_JMP: next_pc = imm[11:0];
+                    OP_CALL: begin
+                        wen = 1'b1;
+                        wval = {52'd0, pc_q} + 64'd1;
+                        next_pc = imm[11:0];
+                    end
+                    OP_JR: next_pc = va[11:0];
+"
+    .to_string()
+}
+
+/// Exec: scratchpad loads and stores, CSRs, interrupts.
+fn exec_memory() -> String {
+    "                    OP_LD, OP_LDD: begin
+                        next_pc = pc_q;
+                        state_d = SQ_LOAD;
+                    end
+                    OP_ST: begin
+                        spad_even_we = ~waddr[0];
+                        spad_odd_we = waddr[0];
+                    end
+                    OP_STD: begin
+                        spad_even_we = 1'b1;
+                        spad_odd_we = 1'b1;
+                        spad_odd_wdata = vb[63:32];
+                    end
+                    OP_CSRR, OP_WAITNE: begin
+                        next_pc = pc_q;
+                        state_d = SQ_CSR_RD;
+                    end
+                    OP_CSRW: csr_we = 1'b1;
+                    OP_IRQ: irq_raise = 1'b1;
+"
+    .to_string()
+}
+
+/// Exec: DMA transfers and vector operations start here and finish in their states.
+fn exec_transfers() -> String {
+    "                    OP_DMARD: begin
+                        beat_d = 0;
+                        words_d = imm[15:0];
+                        next_pc = pc_q;
+                        state_d = SQ_DMA_RD;
+                    end
+                    OP_DMAWR: begin
+                        beat_d = 0;
+                        words_d = imm[15:0];
+                        next_pc = pc_q;
+                        state_d = SQ_DMA_WR_READ;
+                    end
+                    OP_VOP: begin
+                        v_start = 1'b1;
+                        next_pc = pc_q;
+                        state_d = SQ_V_WAIT;
+                    end
+"
+    .to_string()
+}
+
+/// The states after Exec: a load's data, a CSR's value (or `waitne`'s poll), the
+/// product, DMA beats, the vector operation, a fault.
+fn multicycle_states() -> String {
+    "            SQ_LOAD: begin
+                wen = 1'b1;
+                wval = op == OP_LDD ? spad_pair : ldval;
+                pc_d = pc_q + 1;
+                state_d = SQ_FETCH;
+            end
+            SQ_CSR_RD: begin
                 // csrr: the value; waitne: fetch this instruction again while equal.
-                self.pc.d.next = self.pc.q.val() + 1;
-                self.state.d.next = SeqState::Fetch;
-                if self.op.val().index() == 32 {
-                    self.wen.next = true;
-                    self.wval.next = bit_cast::<64, 32>(self.csr_rdata.val());
-                } else {
+                pc_d = pc_q + 1;
+                state_d = SQ_FETCH;
+                if (op == OP_CSRR) begin
+                    wen = 1'b1;
+                    wval = 64'(csr_rdata);
+                end else begin
                     // Idle while the doorbell shows nothing new; busy again once it does.
-                    self.waiting.d.next = false;
-                    if self.csr_rdata.val() == self.va.val().get_bits::<32>(0) {
-                        self.waiting.d.next = true;
-                        self.pc.d.next = self.pc.q.val();
-                    }
-                }
-            }
-            SeqState::MulW => {
-                self.wen.next = true;
-                self.wval.next = self.mul.p.val();
-                self.pc.d.next = self.pc.q.val() + 1;
-                self.state.d.next = SeqState::Fetch;
-            }
-            SeqState::DmaRd => {
-                // Beat k of `words / 2` from host address rb + 8k into spad word ra + 2k.
-                self.dma_req.next = true;
-                self.spad_even.waddr.next = self.dma_word.val().get_bits::<9>(1);
-                self.spad_odd.waddr.next = self.dma_word.val().get_bits::<9>(1);
-                self.spad_even.wdata.next = self.dma_rdata.val().get_bits::<32>(0);
-                self.spad_odd.wdata.next = self.dma_rdata.val().get_bits::<32>(32);
-                if self.dma_ack.val() {
-                    self.spad_even.we.next = !self.dma_err.val();
-                    self.spad_odd.we.next = !self.dma_err.val();
-                    self.beat.d.next = self.beat.q.val() + 1;
-                    if self.dma_err.val() | ((self.beat.q.val() << 1) + 2 >= self.words.q.val()) {
-                        self.wen.next = true;
-                        self.wval.next = bit_cast::<64, 1>(self.dma_err.val().into());
-                        self.pc.d.next = self.pc.q.val() + 1;
-                        self.state.d.next = SeqState::Fetch;
-                    }
-                }
-            }
-            SeqState::DmaWrRead => {
-                self.spad_even.raddr.next = self.dma_word.val().get_bits::<9>(1);
-                self.spad_odd.raddr.next = self.dma_word.val().get_bits::<9>(1);
-                self.state.d.next = SeqState::DmaWr;
-            }
-            SeqState::DmaWr => {
-                self.dma_req.next = true;
-                self.dma_we.next = true;
-                self.spad_even.raddr.next = self.dma_word.val().get_bits::<9>(1);
-                self.spad_odd.raddr.next = self.dma_word.val().get_bits::<9>(1);
-                if self.dma_ack.val() {
-                    self.beat.d.next = self.beat.q.val() + 1;
-                    self.state.d.next = SeqState::DmaWrRead;
-                    if self.dma_err.val() | ((self.beat.q.val() << 1) + 2 >= self.words.q.val()) {
-                        self.wen.next = true;
-                        self.wval.next = bit_cast::<64, 1>(self.dma_err.val().into());
-                        self.pc.d.next = self.pc.q.val() + 1;
-                        self.state.d.next = SeqState::Fetch;
-                    }
-                }
-            }
-            SeqState::VWait => {
-                if self.v_done.val() {
-                    self.vres_we.next = true;
-                    self.pc.d.next = self.pc.q.val() + 1;
-                    self.state.d.next = SeqState::Fetch;
-                }
-            }
-            SeqState::Fault => {
-                self.fault.next = true;
-            }
-        }
+                    waiting_d = 1'b0;
+                    if (csr_rdata == va[31:0]) begin
+                        waiting_d = 1'b1;
+                        pc_d = pc_q;
+                    end
+                end
+            end
+            SQ_MUL_W: begin
+                wen = 1'b1;
+                wval = mul_p;
+                pc_d = pc_q + 1;
+                state_d = SQ_FETCH;
+            end
+            SQ_DMA_RD: begin
+                // Beat k of words / 2 from host address rb + 8k into spad word ra + 2k.
+                dma_req = 1'b1;
+                spad_even_waddr = dma_pair;
+                spad_odd_waddr = dma_pair;
+                spad_even_wdata = dma_rdata[31:0];
+                spad_odd_wdata = dma_rdata[63:32];
+                if (dma_ack) begin
+                    spad_even_we = ~dma_err;
+                    spad_odd_we = ~dma_err;
+                    beat_d = beat_q + 1;
+                    if (dma_last) begin
+                        wen = 1'b1;
+                        wval = 64'(dma_err);
+                        pc_d = pc_q + 1;
+                        state_d = SQ_FETCH;
+                    end
+                end
+            end
+            SQ_DMA_WR_READ: begin
+                spad_even_raddr = dma_pair;
+                spad_odd_raddr = dma_pair;
+                state_d = SQ_DMA_WR;
+            end
+            SQ_DMA_WR: begin
+                dma_req = 1'b1;
+                dma_we = 1'b1;
+                spad_even_raddr = dma_pair;
+                spad_odd_raddr = dma_pair;
+                if (dma_ack) begin
+                    beat_d = beat_q + 1;
+                    state_d = SQ_DMA_WR_READ;
+                    if (dma_last) begin
+                        wen = 1'b1;
+                        wval = 64'(dma_err);
+                        pc_d = pc_q + 1;
+                        state_d = SQ_FETCH;
+                    end
+                end
+            end
+            SQ_V_WAIT: begin
+                if (v_done) begin
+                    vres_we = 1'b1;
+                    pc_d = pc_q + 1;
+                    state_d = SQ_FETCH;
+                end
+            end
+            SQ_FAULT: fault = 1'b1;
+            default: ;
+"
+    .to_string()
+}
 
-        // Phase for the performance counters.
-        self.phase.next = 0.into();
-        match self.state.q.val() {
-            SeqState::VWait => self.phase.next = 1.into(),
-            SeqState::DmaRd => self.phase.next = 2.into(),
-            SeqState::DmaWrRead => self.phase.next = 2.into(),
-            SeqState::DmaWr => self.phase.next = 2.into(),
-            _ => self.phase.next = 0.into(),
-        }
-        if self.waiting.q.val() {
-            self.phase.next = 3.into();
-        }
-
-        // Register write-back (r0 stays 0).
-        self.regs.we.next = self.wen.val() & self.rd.val().any();
-        self.regs.wa.next = self.rd.val();
-        self.regs.wd.next = self.wval.val();
-
-        if self.reset.val() {
-            self.state.d.next = SeqState::Boot;
-            self.pc.d.next = 0.into();
-            self.waiting.d.next = false;
-        }
-    }
+/// The phase for the performance counters, reset. (Write-back is the register file's
+/// port: `wen` and `wval` for register `rd`, never `r0`.)
+fn write_back() -> String {
+    "        case (state_q)
+            SQ_V_WAIT: phase = 2'd1;
+            SQ_DMA_RD, SQ_DMA_WR_READ, SQ_DMA_WR: phase = 2'd2;
+            default: phase = 2'd0;
+        endcase
+        if (waiting_q) phase = 2'd3;
+        if (reset) begin
+            state_d = SQ_BOOT;
+            pc_d = 0;
+            waiting_d = 1'b0;
+        end
+"
+    .to_string()
 }

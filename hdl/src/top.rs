@@ -162,25 +162,95 @@ fn clog2(n: usize) -> usize {
     b
 }
 
-/// Emits `etch_chip`.
-pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
-    let mut v = String::new();
-    let l = p.lanes;
-    let wbits = p.weight_bits;
-    let lg = clog2(l);
-    let hs = p.head_size();
-    let hl = clog2(hs);
-    let np = p.positions();
-    let deff = p.deff();
-    let g = p.heads_per_group();
-    let ngroups = p.head_groups();
-    let kvw = p.kv_dim() * 16;
-    let kvwp = p.kv_beats() * 64;
-    let rbw = (p.kv_segments() * l * 16).max(kvwp);
-    let pairs = hs / 2;
-    let kv_mul = p.n_heads / p.n_kv_heads;
-    let w = &mut v;
+/// The numbers every section of `etch_chip` is drawn from.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Lanes.
+    l: usize,
+    /// Bits per weight.
+    wbits: usize,
+    /// log2 of the lanes.
+    lg: usize,
+    /// Head size.
+    hs: usize,
+    /// log2 of the head size.
+    hl: usize,
+    /// Attention positions per cycle.
+    np: usize,
+    /// Lanes of one position group.
+    deff: usize,
+    /// Heads per head group.
+    g: usize,
+    /// Head groups.
+    ngroups: usize,
+    /// Bits of a KV row.
+    kvw: usize,
+    /// Bits of a KV row in whole 64-bit beats.
+    kvwp: usize,
+    /// Bits of the row buffer.
+    rbw: usize,
+    /// RoPE pairs of a head.
+    pairs: usize,
+    /// Query heads per key/value head.
+    kv_mul: usize,
+}
 
+impl Shape {
+    fn new(p: &ChipParams) -> Self {
+        let l = p.lanes;
+        let hs = p.head_size();
+        let kvw = p.kv_dim() * 16;
+        let kvwp = p.kv_beats() * 64;
+        Shape {
+            l,
+            wbits: p.weight_bits,
+            lg: clog2(l),
+            hs,
+            hl: clog2(hs),
+            np: p.positions(),
+            deff: p.deff(),
+            g: p.heads_per_group(),
+            ngroups: p.head_groups(),
+            kvw,
+            kvwp,
+            rbw: (p.kv_segments() * l * 16).max(kvwp),
+            pairs: hs / 2,
+            kv_mul: p.n_heads / p.n_kv_heads,
+        }
+    }
+}
+
+/// Emits `etch_chip`, section by section.
+pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
+    let s = Shape::new(p);
+    let mut w = String::new();
+    ports(&mut w, p, &s, header);
+    sequencer(&mut w, p, &s);
+    host_interface(&mut w, p, &s);
+    vector_controller(&mut w, p, &s);
+    dma_port(&mut w, p, &s);
+    e_stage(&mut w, p, &s);
+    roms(&mut w, p, &s);
+    rope_registers(&mut w, p, &s);
+    sigmoid_units(&mut w, p, &s);
+    lanes(&mut w, p, &s);
+    kv_cache(&mut w, p, &s);
+    adder_tree(&mut w, p, &s);
+    argmax_tree(&mut w, p, &s);
+    head_units(&mut w, p, &s);
+    w
+}
+
+/// The module's header comment and ports.
+fn ports(w: &mut String, p: &ChipParams, s: &Shape, header: &str) {
+    let Shape {
+        l,
+        np,
+        g,
+        ngroups,
+        kvw,
+        ..
+    } = *s;
     let _ = writeln!(w, "{header}");
     let _ = writeln!(
         w,
@@ -213,8 +283,10 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     output wire        idle
 );"
     );
+}
 
-    // ---------------------------------------------------------------- sequencer
+/// The sequencer and its instruction and parameter ROMs.
+fn sequencer(w: &mut String, p: &ChipParams, _s: &Shape) {
     let _ = writeln!(w, "    // Sequencer, its instruction and parameter ROMs.");
     for (n, width) in [
         ("seq_imem_addr", 12),
@@ -260,7 +332,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         .dma_req(seq_dma_req), .dma_we(seq_dma_we), .dma_addr(seq_dma_addr), .dma_wdata(seq_dma_wdata),
         .dma_ack(seq_dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
         .v_start(seq_v_start), .v_kind(seq_v_kind), .v_prow(seq_v_prow),
-        .v_ra(seq_v_ra), .v_rb(seq_v_rb), .v_rc(seq_v_rc), .v_done(vc_done), .v_result(vc_result),
+        .v_ra(seq_v_ra), .v_rb(seq_v_rb), .v_rc(seq_v_rc), .v_done(vc_done),
         .vres_we(seq_vres_we), .irq_raise(seq_irq_raise), .irq_vec(seq_irq_vec),
         .idle(seq_idle), .fault(seq_fault), .phase(seq_phase)
     );
@@ -270,8 +342,10 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         imem = p.imem_depth.max(1),
         params = p.param_depth.max(1)
     );
+}
 
-    // ---------------------------------------------------------------- host interface
+/// The host interface: BAR0 registers, interrupts, counters.
+fn host_interface(w: &mut String, p: &ChipParams, _s: &Shape) {
     let mut ident = String::new();
     for word in p.ident.iter().rev() {
         let _ = write!(ident, "{word:08x}");
@@ -292,139 +366,89 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
 ",
         embed = etch_firmware::VKind::Embed as u8
     );
+}
 
-    // ---------------------------------------------------------------- vector controller
-    let vc_outs: &[(&str, usize)] = &[
-        ("busy", 1),
-        ("ar_ra0", 12),
-        ("ar_ra1", 12),
-        ("ar_wa", 12),
-        ("wrom_addr", 24),
-        ("qrom_addr", 16),
-        ("grom_addr", 16),
-        ("step_addr", 8),
-        ("u_a", 3),
-        ("u_b", 4),
-        ("u_cadd", 1),
-        ("u_acc", 2),
-        ("u_rq", 1),
-        ("u_rqin", 1),
-        ("u_msel", 3),
-        ("u_raw", 2),
-        ("u_am", 1),
-        ("u_amfirst", 1),
-        ("u_qload", 1),
-        ("u_slot", 12),
-        ("u_score", 1),
-        ("u_sum", 1),
-        ("u_tsrc", 1),
-        ("u_saddr", 14),
-        ("u_tbase", 16),
-        ("act_mode", 2),
-        ("act_n", 9),
-        ("act_idx", 8),
-        ("arsel_lane", 8),
-        ("grp4", 6),
-        ("bc", 16),
-        ("bc2", 16),
-        ("bmult", 17),
-        ("bshift", 6),
-        ("tau", 16),
-        ("dmaw", 64),
-        ("h_pos", 16),
-        ("h_max_clear", 1),
-        ("h_combine", 1),
-        ("h_r_go", 1),
-        ("h_r_addr", 14),
-        ("h_r_tbase", 16),
-        ("h_sum_clear", 1),
-        ("h_recip_go", 1),
-        ("score_mult", 16),
-        ("score_shift", 6),
-        ("radj", 6),
-        ("g", 8),
-        ("kv_raddr", 20),
-        ("kv_rsel", 1),
-        ("kv_rbank", 2),
-        ("kv_beat", 10),
-        ("kv_waddr", 20),
-        ("kv_woff", 8),
-        ("sgrp", 8),
-        ("bcl", 1),
-        ("sig_m", 17),
-        ("sig_s", 6),
-        ("kv_wbank", 2),
-        ("kv_we_k", 1),
-        ("kv_we_v", 1),
-        ("rb_seg_we", 1),
-        ("rb_seg", 4),
-        ("rb_beat_we", 1),
-        ("rb_beat", 10),
-        ("sc_we", 1),
-        ("sc_idx", 6),
-        ("sc_sin", 16),
-        ("sc_cos", 16),
-        ("dma_req", 1),
-        ("dma_we", 1),
-        ("dma_addr", 64),
-        ("dma_wdata", 64),
-        ("phase", 4),
-    ];
+/// The vector controller. Its wires and their widths come from its port list
+/// ([`crate::vctrl::PORTS`]): `vc_NAME` for its outputs, `NAME` for the data it reads
+/// from the lanes, the trees and the ROMs; the geometry inputs are tied to constants.
+fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
+    use crate::vctrl::{Dir, PORTS};
+    let Shape {
+        lg,
+        np,
+        deff,
+        ngroups,
+        ..
+    } = *s;
+    let constant = |name: &str| -> Option<String> {
+        Some(match name {
+            "cfg_lg" => format!("4'd{lg}"),
+            "cfg_plg" => format!("2'd{}", clog2(np)),
+            "cfg_ngroups" => format!("8'd{ngroups}"),
+            "cfg_slg" => format!("3'd{}", clog2(p.sigmoid_units())),
+            "cfg_kvbeats" => format!("10'd{}", p.kv_beats()),
+            "cfg_deff" => format!("9'd{deff}"),
+            "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
+            "cfg_qdepth" => format!("16'd{}", p.qrom_depth.max(1)),
+            "cfg_gdepth" => format!("16'd{}", p.grom_depth.max(1)),
+            _ => return None,
+        })
+    };
+    // Ports wired to the sequencer's signals or the chip's own.
+    let fixed = |name: &str| -> Option<&'static str> {
+        Some(match name {
+            "clock" => "clk",
+            "reset" => "rst",
+            "start" => "seq_v_start",
+            "kind" => "seq_v_kind",
+            "prow_in" => "seq_v_prow",
+            "ra" => "seq_v_ra",
+            "rb" => "seq_v_rb",
+            "rc" => "seq_v_rc",
+            "params" => "params",
+            "dma_ack" => "vc_dma_ack",
+            "dma_err" => "dma_err",
+            "dma_rdata" => "dma_rdata",
+            "done" => "vc_done",
+            "result" => "vc_result",
+            "prow" => "vc_prow",
+            _ => return None,
+        })
+    };
+    let decl = |bits: u32, name: &str| {
+        if bits == 1 {
+            format!("    wire {name};")
+        } else {
+            format!("    wire [{}:0] {name};", bits - 1)
+        }
+    };
     let _ = writeln!(w, "    // Vector controller.");
-    for (n, width) in vc_outs {
-        let _ = writeln!(w, "    wire [{}:0] vc_{n};", width - 1);
+    let mut connections = Vec::new();
+    for &(name, dir, bits) in PORTS {
+        let net = match (constant(name), fixed(name), dir) {
+            (Some(c), _, _) => c,
+            (None, Some(f), _) => f.to_string(),
+            (None, None, Dir::Out) => {
+                let _ = writeln!(w, "{}", decl(bits, &format!("vc_{name}")));
+                format!("vc_{name}")
+            }
+            (None, None, Dir::In) => {
+                let _ = writeln!(w, "{}", decl(bits, name));
+                name.to_string()
+            }
+        };
+        connections.push(format!(".{name}({net})"));
     }
-    for (n, width) in [
-        ("arsel", 16),
-        ("wsel", 8),
-        ("qsel_m", 16),
-        ("qsel_s", 6),
-        ("fold_w", 64),
-        ("fold_q", 64),
-        ("fold_g", 64),
-        ("tree_top", 48),
-        ("tree_tag", 14),
-        ("am_val", 16),
-        ("am_idx", 20),
-        ("step_data", 32),
-        ("dma4", 64),
-        ("kv_beat_data", 64),
-    ] {
-        let _ = writeln!(w, "    wire [{}:0] {n};", width - 1);
-    }
+    let _ = writeln!(w, "    wire vc_dma_ack;");
     let _ = writeln!(
         w,
-        "    wire tree_valid;\n    wire am_valid;\n    wire vc_dma_ack;"
+        "    etch_vctrl u_vc (\n        {}\n    );\n",
+        connections.join(",\n        ")
     );
-    let _ = write!(
-        w,
-        "    etch_vctrl u_vc (
-        .clock(clk), .reset(rst),
-        .start(seq_v_start), .kind(seq_v_kind), .prow_in(seq_v_prow),
-        .ra(seq_v_ra), .rb(seq_v_rb), .rc(seq_v_rc), .params(params),
-        .cfg_lg(4'd{lg}), .cfg_plg(2'd{plg}), .cfg_ngroups(8'd{ngroups}), .cfg_slg(3'd{slg}),
-        .cfg_kvbeats(10'd{kvbeats}), .cfg_deff(9'd{deff}), .cfg_wdepth(24'd{wd}),
-        .cfg_qdepth(16'd{qd}), .cfg_gdepth(16'd{gd}),
-        .arsel(arsel), .wsel(wsel), .qsel_m(qsel_m), .qsel_s(qsel_s),
-        .fold_w(fold_w), .fold_q(fold_q), .fold_g(fold_g),
-        .tree_top(tree_top), .tree_valid(tree_valid), .tree_tag(tree_tag),
-        .am_valid(am_valid), .am_val(am_val), .am_idx(am_idx),
-        .step_data(step_data), .dma4(dma4), .kv_beat_data(kv_beat_data),
-        .dma_ack(vc_dma_ack), .dma_err(dma_err), .dma_rdata(dma_rdata),
-        .done(vc_done), .result(vc_result), .prow(vc_prow)",
-        plg = clog2(np),
-        slg = clog2(p.sigmoid_units()),
-        kvbeats = p.kv_beats(),
-        wd = p.wrom_depth.max(1),
-        qd = p.qrom_depth.max(1),
-        gd = p.grom_depth.max(1),
-    );
-    for (n, _) in vc_outs {
-        let _ = write!(w, ",\n        .{n}(vc_{n})");
-    }
-    let _ = writeln!(w, "\n    );\n");
+}
 
-    // ---------------------------------------------------------------- DMA
+/// The one DMA port, shared by the sequencer and the vector controller.
+fn dma_port(w: &mut String, _p: &ChipParams, _s: &Shape) {
     let _ = writeln!(
         w,
         "    // One DMA port, shared: the sequencer and the vector controller never request at once.
@@ -437,8 +461,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     assign idle = seq_idle & ~dma_req;
 "
     );
+}
 
-    // ---------------------------------------------------------------- E-stage registers
+/// Micro-operation fields one cycle after issue (the lanes' E stage), and each lane's active bit.
+fn e_stage(w: &mut String, p: &ChipParams, s: &Shape) {
+    let Shape { l, .. } = *s;
     let _ = writeln!(
         w,
         "    // Micro-operation fields, one cycle after issue (the lanes' E stage).
@@ -474,8 +501,13 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         );
     }
     let _ = writeln!(w, "    end\n");
+}
 
-    // ---------------------------------------------------------------- ROMs
+/// Weight, requantization, gain and RoPE step ROMs, the E-stage selects from them, and the folds of their words for the self-test signature.
+fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
+    let Shape {
+        l, wbits, pairs, ..
+    } = *s;
     let _ = writeln!(
         w,
         "    // Weight, requantization and gain ROMs: one word feeds every lane.
@@ -525,8 +557,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         let _ = writeln!(w, "    assign fold_{name} = {};", terms.join(" ^ "));
     }
     let _ = writeln!(w);
+}
 
-    // ---------------------------------------------------------------- RoPE registers
+/// RoPE sines and cosines of the current position, and the lanes' wires.
+fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
+    let Shape { l, pairs, .. } = *s;
     let _ = writeln!(
         w,
         "    // RoPE sines and cosines of the current position, one pair per rotation frequency."
@@ -561,8 +596,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     wire lane_we_{i}, lane_amv_{i};"
         );
     }
+}
 
-    // ---------------------------------------------------------------- sigmoid units
+/// SwiGLU's sigmoid units, fed from a group of lanes.
+fn sigmoid_units(w: &mut String, p: &ChipParams, s: &Shape) {
+    let Shape { l, .. } = *s;
     let su = p.sigmoid_units();
     let _ = writeln!(w, "    // SwiGLU's sigmoid units: {su} elements of h1 per cycle, from lane group sgrp.\n    reg [7:0] sgrp_e;\n    always @(posedge clk) sgrp_e <= vc_sgrp;");
     for k in 0..su {
@@ -577,8 +615,18 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         let _ = writeln!(w, "            default: sig_in_{k} = lane_rd0_{k};\n        endcase\n    end\n    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h(sig_in_{k}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
     }
     let _ = writeln!(w);
+}
 
-    // ---------------------------------------------------------------- lanes
+/// The lanes and their activation RAMs, the attention partial sums across position groups, the lanes the controller selects.
+fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
+    let Shape {
+        l,
+        wbits,
+        hs,
+        np,
+        deff,
+        ..
+    } = *s;
     let _ = writeln!(w, "    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
@@ -652,8 +700,23 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         );
     }
     let _ = writeln!(w, "            default: dma4_r = {{lane_rd0_3, lane_rd0_2, lane_rd0_1, lane_rd0_0}};\n        endcase\n    end\n    assign dma4 = dma4_r;\n");
+}
 
-    // ---------------------------------------------------------------- KV cache
+/// The KV cache: banks of keys and values, the row buffer, the beats of a row, each lane's element.
+fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
+    let Shape {
+        l,
+        hs,
+        np,
+        deff,
+        g,
+        ngroups,
+        kvw,
+        kvwp,
+        rbw,
+        kv_mul,
+        ..
+    } = *s;
     let _ =
         writeln!(
         w,
@@ -736,8 +799,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
         }
     }
     let _ = writeln!(w);
+}
 
-    // ---------------------------------------------------------------- adder tree
+/// The adder tree over the lanes, with its sideband.
+fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
+    let Shape { l, lg, hl, .. } = *s;
     let _ = writeln!(
         w,
         "    // Adder tree over the lanes (products or accumulators), with its sideband:
@@ -791,8 +857,11 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     wire unused_tree_sb = ^{{tree_sb{lg}[31], tree_sb{lg}[15:0], tree_sb{hl}[30]}};
 "
     );
+}
 
-    // ---------------------------------------------------------------- argmax tree
+/// The argmax tree over the lanes.
+fn argmax_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
+    let Shape { l, lg, .. } = *s;
     let _ = writeln!(
         w,
         "    // Argmax over the lanes: the largest value, the first index on ties."
@@ -834,8 +903,20 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     assign am_idx = am_i{lg}_0;
 "
     );
+}
 
-    // ---------------------------------------------------------------- head units
+/// The attention head units, and the outputs nobody reads.
+fn head_units(w: &mut String, _p: &ChipParams, s: &Shape) {
+    let Shape {
+        l,
+        hs,
+        hl,
+        np,
+        deff,
+        g,
+        ngroups,
+        ..
+    } = *s;
     let _ = writeln!(
         w,
         "    // Attention head units: {np} position group(s) × {g} head(s)."
@@ -904,5 +985,4 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     }
     let _ = writeln!(w, "    wire unused_outputs = ^{{{}}};", unused.join(", "));
     let _ = writeln!(w, "\nendmodule");
-    v
 }
