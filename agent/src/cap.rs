@@ -202,6 +202,7 @@ impl Authority {
 }
 
 /// A token read and its signatures verified.
+#[derive(Clone)]
 pub struct Token {
     biscuit: Biscuit,
 }
