@@ -1,5 +1,5 @@
 //! Wall-clock time as the audit log and the capabilities use it: UNIX seconds,
-//! printed as RFC 3339 UTC, and durations written like `30s`, `15m`, `2h`, `7d`.
+//! printed and parsed as RFC 3339 UTC (the `time` crate), and durations written like `30s`, `15m`, `2h`, `7d`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,45 +22,21 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// `secs` as `YYYY-MM-DDTHH:MM:SSZ`.
+/// `secs` as `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC, whole seconds).
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since the epoch (proleptic Gregorian, era-based).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` back to UNIX seconds (the inverse of [`rfc3339`]).
+/// An RFC 3339 time (any offset; fractions of a second dropped) as UNIX seconds, or
+/// `None` for anything else — out-of-range fields included (month 13, hour 24, …).
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp()).ok()
 }
 
 /// Parses `90`, `30s`, `15m`, `2h` or `7d` into seconds.
@@ -100,6 +76,13 @@ mod tests {
             assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
         }
         assert_eq!(parse_rfc3339("2026-11-22 04:34:56"), None);
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None, "month 13");
+        assert_eq!(parse_rfc3339("2026-02-30T00:00:00Z"), None, "February 30");
+        assert_eq!(parse_rfc3339("2026-11-22T24:00:00Z"), None, "hour 24");
+        assert_eq!(
+            parse_rfc3339("2026-11-22T05:34:56+01:00"),
+            Some(1_795_322_096)
+        );
         assert_eq!(parse_duration("15m").unwrap(), 900);
         assert_eq!(parse_duration("7d").unwrap(), 604_800);
         assert_eq!(parse_duration("90").unwrap(), 90);

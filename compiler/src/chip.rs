@@ -41,10 +41,6 @@ pub struct BuildOptions {
     pub quant: QuantSettings,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The model identity: SHA-256 of the checkpoint file, the quantization settings
 /// (canonical JSON) and the numerics version.
 pub fn model_identity(checkpoint: &Checkpoint, settings: &QuantSettings) -> String {
@@ -52,7 +48,7 @@ pub fn model_identity(checkpoint: &Checkpoint, settings: &QuantSettings) -> Stri
     h.update(checkpoint.file_bytes());
     h.update(serde_json::to_vec(settings).unwrap_or_default());
     h.update(NUMERICS_VERSION.as_bytes());
-    hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 /// The special-function tables as the hardware generator wants them.
@@ -125,7 +121,7 @@ pub fn build(
     ident[regs::CONFIG3 as usize] =
         (c.n_heads as u32) | (c.n_kv_heads as u32) << 8 | (c.hidden_dim as u32) << 16;
     let id_words = etch_contract::manifest::sha256_words(&identity)?;
-    let fw_words = etch_contract::manifest::sha256_words(&hex(&fw_hash))?;
+    let fw_words = etch_contract::manifest::sha256_words(&hex::encode(fw_hash))?;
     ident[regs::MODEL_ID0 as usize..regs::MODEL_ID0 as usize + 8].copy_from_slice(&id_words);
     ident[regs::FW_HASH0 as usize..regs::FW_HASH0 as usize + 8].copy_from_slice(&fw_words);
 
@@ -265,9 +261,9 @@ pub fn build(
         sram_bits: storage.activations + storage.kv_cache + storage.scores,
         rom_signature: format!("{:016x}", placement.rom_signature()),
         firmware_version: FIRMWARE_VERSION,
-        firmware_sha256: hex(&fw_hash),
+        firmware_sha256: hex::encode(fw_hash),
         firmware_instructions: fw.program.code.len(),
-        design_hash: hex(&design.finalize()),
+        design_hash: hex::encode(design.finalize()),
         storage,
         layout: placement.layout.clone(),
     };

@@ -61,7 +61,7 @@ fn table_contents_are_pinned() {
     for x in rope_phase_steps(8) {
         h.update(x.to_le_bytes());
     }
-    let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest = hex::encode(h.finalize());
     assert_eq!(digest, PINNED, "special-function tables changed");
 }
 

@@ -50,23 +50,25 @@ pub struct Serial {
     dma_errors: u64,
 }
 
-fn baud_constant(baud: u32) -> Option<libc::speed_t> {
-    Some(match baud {
-        9600 => libc::B9600,
-        19200 => libc::B19200,
-        38400 => libc::B38400,
-        57600 => libc::B57600,
-        115_200 => libc::B115200,
-        230_400 => libc::B230400,
-        460_800 => libc::B460800,
-        500_000 => libc::B500000,
-        921_600 => libc::B921600,
-        1_000_000 => libc::B1000000,
-        1_500_000 => libc::B1500000,
-        2_000_000 => libc::B2000000,
-        3_000_000 => libc::B3000000,
-        _ => return None,
-    })
+/// Baud rates a board's UART bridge and a USB-serial adapter agree on.
+const BAUDS: [u32; 13] = [
+    9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 500_000, 921_600, 1_000_000, 1_500_000,
+    2_000_000, 3_000_000,
+];
+
+/// Puts a serial port in raw mode at `baud`: no echo, no line editing, no flow
+/// control, reads that return what is there; pending bytes are dropped.
+fn configure_raw(port: &std::fs::File, baud: u32) -> rustix::io::Result<()> {
+    use rustix::termios::{self, ControlModes, OptionalActions, QueueSelector, SpecialCodeIndex};
+    let mut t = termios::tcgetattr(port)?;
+    t.make_raw();
+    t.control_modes |= ControlModes::CLOCAL | ControlModes::CREAD;
+    t.control_modes -= ControlModes::CRTSCTS;
+    t.special_codes[SpecialCodeIndex::VMIN] = 0;
+    t.special_codes[SpecialCodeIndex::VTIME] = 0;
+    t.set_speed(baud)?;
+    termios::tcsetattr(port, OptionalActions::Now, &t)?;
+    termios::tcflush(port, QueueSelector::IOFlush)
 }
 
 /// Parses `PATH[,BAUD]` (the part of `--device serial:…` after the colon).
@@ -87,7 +89,7 @@ pub fn parse_spec(spec: &str) -> Result<(PathBuf, u32)> {
             "serial: needs a port, as in serial:/dev/ttyUSB0 or serial:/dev/ttyUSB0,1000000".into(),
         ));
     }
-    if baud_constant(baud).is_none() {
+    if !BAUDS.contains(&baud) {
         return Err(DriverError::InvalidArgument(format!(
             "serial:{spec}: {baud} baud is not a rate this driver sets (9600 … 3000000)"
         )));
@@ -99,8 +101,11 @@ impl Serial {
     /// Opens the port at `path` in raw mode at `baud`, and resets the chip behind it.
     /// `reply_timeout` bounds every wait for a reply from the board.
     pub fn open(path: &Path, baud: u32, reply_timeout: Duration) -> Result<Self> {
-        let speed = baud_constant(baud)
-            .ok_or_else(|| DriverError::InvalidArgument(format!("{baud} baud is not supported")))?;
+        if !BAUDS.contains(&baud) {
+            return Err(DriverError::InvalidArgument(format!(
+                "{baud} baud is not supported"
+            )));
+        }
         let port = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -112,30 +117,12 @@ impl Serial {
                     path.display()
                 ))
             })?;
-        let fd = port.as_raw_fd();
-        // SAFETY: `fd` is an open descriptor owned by `port` for the whole block;
-        // `tio` is a plain C struct that tcgetattr fills completely before it is read.
-        let ok = unsafe {
-            let mut tio: libc::termios = std::mem::zeroed();
-            libc::tcgetattr(fd, &mut tio) == 0 && {
-                libc::cfmakeraw(&mut tio);
-                tio.c_cflag |= libc::CLOCAL | libc::CREAD;
-                tio.c_cflag &= !libc::CRTSCTS;
-                tio.c_cc[libc::VMIN] = 0;
-                tio.c_cc[libc::VTIME] = 0;
-                libc::cfsetispeed(&mut tio, speed) == 0
-                    && libc::cfsetospeed(&mut tio, speed) == 0
-                    && libc::tcsetattr(fd, libc::TCSANOW, &tio) == 0
-                    && libc::tcflush(fd, libc::TCIOFLUSH) == 0
-            }
-        };
-        if !ok {
-            return Err(DriverError::Transport(format!(
-                "{} is not a serial port this driver can configure: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
+        configure_raw(&port, baud).map_err(|e| {
+            DriverError::Transport(format!(
+                "{} is not a serial port this driver can configure: {e}",
+                path.display()
+            ))
+        })?;
         let mut dev = Serial {
             port,
             path: path.to_path_buf(),

@@ -43,10 +43,6 @@ pub struct Header {
     pub image_sha256: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Writes `header` and `image` to `path` atomically.
 pub fn write(path: &Path, header: &Header, image: &[u8]) -> Result<()> {
     let io = |action, e| RuntimeError::Io {
@@ -59,7 +55,7 @@ pub fn write(path: &Path, header: &Header, image: &[u8]) -> Result<()> {
     }
     let mut h = header.clone();
     h.image_len = image.len();
-    h.image_sha256 = hex(&Sha256::digest(image));
+    h.image_sha256 = hex::encode(Sha256::digest(image));
     let json = serde_json::to_vec(&h).map_err(|e| RuntimeError::InvalidArgument(e.to_string()))?;
     let mut bytes = Vec::with_capacity(12 + json.len() + image.len());
     bytes.extend_from_slice(MAGIC);
@@ -113,7 +109,7 @@ pub fn read(path: &Path, model_identity: &str) -> Result<(Header, Vec<u8>)> {
             header.image_len
         )));
     }
-    if hex(&Sha256::digest(image)) != header.image_sha256 {
+    if hex::encode(Sha256::digest(image)) != header.image_sha256 {
         return Err(corrupt(
             "its image does not match its SHA-256 (the file was altered or damaged)".into(),
         ));

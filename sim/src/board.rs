@@ -7,8 +7,9 @@
 //! byte at a time. Baud rates set on the pty are ignored; the simulated link runs at
 //! [`SIM_DIVISOR`] clock cycles per bit.
 
-use std::ffi::{c_char, c_void, CStr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ffi::{c_char, c_void};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -113,52 +114,31 @@ struct Pty {
     slave_path: PathBuf,
 }
 
-fn os_err(what: &str) -> SimError {
-    SimError::Pty(format!("{what}: {}", std::io::Error::last_os_error()))
+fn pty_err(what: &str, e: rustix::io::Errno) -> SimError {
+    SimError::Pty(format!("{what}: {e}"))
 }
 
 fn open_pty() -> Result<Pty> {
-    // SAFETY: posix_openpt returns a new descriptor or -1; nothing else is touched.
-    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK) };
-    if fd < 0 {
-        return Err(os_err("posix_openpt"));
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let master = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut name = [0 as c_char; 256];
-    // SAFETY: `master` is a pty master; `name` is writable for its length and
-    // ptsname_r NUL-terminates what it writes.
-    let ok = unsafe {
-        libc::grantpt(master.as_raw_fd()) == 0
-            && libc::unlockpt(master.as_raw_fd()) == 0
-            && libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) == 0
-    };
-    if !ok {
-        return Err(os_err("grantpt/unlockpt/ptsname"));
-    }
-    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path.
-    let slave_path = PathBuf::from(
-        unsafe { CStr::from_ptr(name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    );
-    let c = c_path(&slave_path)?;
-    // SAFETY: `c` is a valid path string; open returns a new descriptor or -1.
-    let sfd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
-    if sfd < 0 {
-        return Err(os_err("open the pty's slave end"));
-    }
-    // SAFETY: `sfd` is a fresh descriptor that nothing else owns.
-    let slave = unsafe { OwnedFd::from_raw_fd(sfd) };
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(|e| pty_err("posix_openpt", e))?;
+    rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| pty_err("fcntl", e))?;
+    grantpt(&master).map_err(|e| pty_err("grantpt", e))?;
+    unlockpt(&master).map_err(|e| pty_err("unlockpt", e))?;
+    let name = ptsname(&master, Vec::new()).map_err(|e| pty_err("ptsname", e))?;
+    let slave_path = PathBuf::from(std::ffi::OsString::from_vec(name.into_bytes()));
+    let slave = rustix::fs::open(
+        slave_path.as_path(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| pty_err("open the pty's slave end", e))?;
     // Raw mode until a client sets its own: no echo, no line editing, no CR/LF games.
-    // SAFETY: `slave` is an open terminal; `tio` is filled by tcgetattr before use.
-    unsafe {
-        let mut tio: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(slave.as_raw_fd(), &mut tio) == 0 {
-            libc::cfmakeraw(&mut tio);
-            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio);
-        }
-    }
+    let mut tio = tcgetattr(&slave).map_err(|e| pty_err("tcgetattr", e))?;
+    tio.make_raw();
+    tcsetattr(&slave, OptionalActions::Now, &tio).map_err(|e| pty_err("tcsetattr", e))?;
     Ok(Pty {
         master,
         _slave: slave,
