@@ -10,7 +10,8 @@
 //!
 //! Backends implement [`Device`] — registers, DMA memory, interrupts:
 //!
-//! * [`InProcess`]: the Verilated chip inside this process (tests, benches, `etch sim`);
+//! * `InProcess`: the Verilated chip inside this process (tests, benches, `etch sim`) —
+//!   behind the `sim` feature, so that a host driving a real board links no simulator;
 //! * [`VfioUser`]: a chip served by another process over a vfio-user socket
 //!   (`etch serve`);
 //! * [`VfioPci`]: a board on PCIe bound to vfio-pci, found with [`sysfs`];

@@ -100,3 +100,41 @@ fn csr_names_and_labels_resolve() {
     assert_eq!(Instr::decode(p.code[2]).imm, 0);
     assert_eq!(Instr::decode(p.code[3]).imm, 4);
 }
+
+/// `docs/isa.md`'s table of vector operations names every field of every kind with
+/// the offset and width `etch_firmware::vparams` packs it with.
+#[test]
+fn isa_doc_lists_the_parameter_fields() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/isa.md"))
+        .expect("docs/isa.md");
+    for kind in VKind::ALL {
+        let row = doc
+            .lines()
+            .find(|l| {
+                l.starts_with('|')
+                    && l.split('|').nth(1).is_some_and(|c| {
+                        c.split('/')
+                            .any(|n| n.trim() == format!("`{}`", kind.name()))
+                    })
+            })
+            .unwrap_or_else(|| panic!("docs/isa.md has no row for `{}`", kind.name()));
+        let fields_cell = row.split('|').nth(3).unwrap().trim();
+        let expected: Vec<String> = etch_firmware::vparams::VParams::fields(kind)
+            .iter()
+            .map(|f| format!("`{}` ({}, {})", f.name, f.offset, f.width))
+            .collect();
+        let expected = if expected.is_empty() {
+            "—".to_string()
+        } else {
+            expected.join(", ")
+        };
+        if fields_cell != "as `sample`" {
+            assert_eq!(
+                fields_cell,
+                expected,
+                "docs/isa.md row for `{}`",
+                kind.name()
+            );
+        }
+    }
+}

@@ -27,15 +27,19 @@
 //!                 head units (scores, max, exp2 weights, Σ, 1/Σ)
 //! ```
 //!
-//! The blocks are rust-hdl `LogicBlock`s with fixed widths taken from the numerics
-//! (int16 activations, 48-bit accumulators, 16-bit multipliers): [`lane::Lane`],
-//! [`head::HeadUnit`], [`vctrl::VectorControl`], [`seq::Sequencer`],
-//! [`hostif::HostIf`] and the special-function units of [`sfu`]. Everything a model
-//! changes — the number of lanes, memory depths, which lane reads which key element,
-//! which head a lane serves — is assembled by [`top::chip_verilog`] as structural
-//! Verilog around them; [`emit::design_files`] writes the whole design. Signed
-//! multiplication, arithmetic shifts and memories initialized from hex files are
-//! primitives ([`prim`]): a few lines of Verilog each, with a rust-hdl simulation model.
+//! The datapath blocks are rust-hdl `LogicBlock`s with fixed widths taken from the
+//! numerics (int16 activations, 48-bit accumulators, 16-bit multipliers):
+//! [`lane::Lane`], [`head::HeadUnit`], [`hostif::HostIf`] and the special-function
+//! units of [`sfu`]. The two state machines are generated as Verilog in named parts,
+//! because a controller of that size reads best that way: [`vctrl::verilog`] (the
+//! vector controller, its parameter fields named from `etch_firmware::vparams`) and
+//! [`seq::verilog`] (the sequencer, its opcodes from `etch_firmware::isa::Op`).
+//! Everything a model changes — the number of lanes, memory depths, which lane reads
+//! which key element, which head a lane serves — is assembled by [`top::chip_verilog`]
+//! as structural Verilog around them; [`emit::design_files`] writes the whole design.
+//! Signed multiplication, arithmetic shifts and memories initialized from hex files
+//! are primitives ([`prim`]): a few lines of Verilog each, with a rust-hdl simulation
+//! model.
 //!
 //! Generated Verilog is clean under `verilator --lint-only -Wall`; the waivers
 //! ([`emit::RUST_HDL_WAIVERS`]) cover only the rust-hdl-generated modules, whose

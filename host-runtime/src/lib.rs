@@ -18,6 +18,11 @@
 //! The natural-language system calls, tools, capabilities, staging, undo and the audit
 //! log live in the `etch-agent` crate, which uses [`Engine::score`] to let the chip
 //! choose among the tool registry's candidates.
+//!
+//! What the runtime knows of a chip comes from `etch-contract` (the manifest, the
+//! tokenizer, sampling settings); it links neither the compiler nor the hardware
+//! generator. `sim:OUT` devices (the chip simulated in this process) need the `sim`
+//! feature; without it they are refused with a clear error.
 
 #![deny(missing_docs)]
 
