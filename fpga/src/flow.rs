@@ -133,6 +133,7 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         pll: plan.pll,
         fmax_mhz: None,
         fmax_per_clock: Default::default(),
+        critical_path: Default::default(),
         timing_met: None,
         synth_only: req.synth_only,
         utilization: synthesized
@@ -160,6 +161,7 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         })?;
         report.utilization = pnr.utilization(plan.target, &synthesized);
         report.fmax_per_clock = pnr.fmax_per_clock();
+        report.critical_path = pnr.critical_paths();
         let fmax = report
             .fmax_per_clock
             .values()

@@ -52,6 +52,8 @@ pub struct Report {
     pub fmax_mhz: Option<f64>,
     /// Fmax per clock net, MHz.
     pub fmax_per_clock: BTreeMap<String, f64>,
+    /// The worst path per clock after routing: what limits Fmax (docs/FPGA.md).
+    pub critical_path: BTreeMap<String, CriticalPath>,
     /// Whether Fmax reaches the requested clock (none after synthesis only).
     pub timing_met: Option<bool>,
     /// Stopped after synthesis and the fit check: utilization from yosys.
@@ -185,6 +187,53 @@ pub struct PnrReport {
     utilization: BTreeMap<String, PnrUse>,
     #[serde(default)]
     fmax: BTreeMap<String, PnrFmax>,
+    #[serde(default)]
+    critical_paths: Vec<PnrPath>,
+}
+
+#[derive(serde::Deserialize)]
+struct PnrPath {
+    from: String,
+    to: String,
+    #[serde(default)]
+    path: Vec<PnrSegment>,
+}
+
+#[derive(serde::Deserialize)]
+struct PnrSegment {
+    #[serde(rename = "type")]
+    kind: String,
+    delay: f64,
+    from: PnrPort,
+    to: PnrPort,
+    #[serde(default)]
+    sources: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct PnrPort {
+    cell: String,
+    port: String,
+}
+
+/// The worst path of one clock after routing, as nextpnr timed it.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct CriticalPath {
+    /// The cell and port where it starts (a flip-flop, a block RAM, a DSP).
+    pub from: String,
+    /// The cell and port where it ends.
+    pub to: String,
+    /// Its delay, ns (the clock period it allows).
+    pub total_ns: f64,
+    /// Delay in cells: clock to output, logic, setup.
+    pub logic_ns: f64,
+    /// Delay in wires between cells.
+    pub routing_ns: f64,
+    /// Cells along the path.
+    pub cells: usize,
+    /// The Verilog lines the path's nets come from (`file:line`), in path order,
+    /// each once: where to look in `OUT/rtl/`.
+    pub sources: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -238,6 +287,57 @@ impl PnrReport {
         out
     }
 
+    /// The worst path of each clock (or pair of clocks, `from -> to`), keyed like
+    /// nextpnr's clock events without the edge: `$glbnet$clk`.
+    pub fn critical_paths(&self) -> BTreeMap<String, CriticalPath> {
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let clock = |e: &str| {
+            e.trim_start_matches("posedge ")
+                .trim_start_matches("negedge ")
+                .to_string()
+        };
+        let mut out = BTreeMap::new();
+        for p in &self.critical_paths {
+            let (Some(first), Some(last)) = (p.path.first(), p.path.last()) else {
+                continue;
+            };
+            let key = if p.from == p.to {
+                clock(&p.from)
+            } else {
+                format!("{} -> {}", clock(&p.from), clock(&p.to))
+            };
+            let routing: f64 = p
+                .path
+                .iter()
+                .filter(|s| s.kind == "routing")
+                .map(|s| s.delay)
+                .sum();
+            let total: f64 = p.path.iter().map(|s| s.delay).sum();
+            let mut sources: Vec<String> = Vec::new();
+            for s in p.path.iter().flat_map(|s| &s.sources) {
+                let short = s.rsplit('/').next().unwrap_or(s).to_string();
+                if !sources.contains(&short) {
+                    sources.push(short);
+                }
+            }
+            let mut cells: Vec<&str> = p.path.iter().map(|s| s.to.cell.as_str()).collect();
+            cells.dedup();
+            out.insert(
+                key,
+                CriticalPath {
+                    from: format!("{}.{}", first.from.cell, first.from.port),
+                    to: format!("{}.{}", last.to.cell, last.to.port),
+                    total_ns: round(total),
+                    logic_ns: round(total - routing),
+                    routing_ns: round(routing),
+                    cells: cells.len(),
+                    sources,
+                },
+            );
+        }
+        out
+    }
+
     /// Fmax per clock net, MHz, to two decimals.
     pub fn fmax_per_clock(&self) -> BTreeMap<String, f64> {
         self.fmax
@@ -285,5 +385,29 @@ mod tests {
         assert_eq!(u["brams"].used, 2);
         assert!(!u.contains_key("EHXPLLL"), "unused cell types are left out");
         assert_eq!(r.fmax_per_clock()["$glbnet$clk"], 31.42);
+    }
+
+    #[test]
+    fn the_critical_path_splits_into_logic_and_routing() {
+        let r: PnrReport = serde_json::from_str(
+            r#"{"fmax":{"$glbnet$clk":{"achieved":40.0,"constraint":25.0}},
+                "critical_paths":[{"from":"posedge $glbnet$clk","to":"posedge $glbnet$clk","path":[
+                  {"type":"clk-to-q","delay":0.5,"from":{"cell":"u_rom.ram","port":"CLKA","loc":[1,2]},"to":{"cell":"u_rom.ram","port":"DOA0","loc":[1,2]}},
+                  {"type":"routing","delay":3.25,"net":"wrom_data[3]","sources":["/x/out/rtl/etch_chip.v:120.5-120.9"],"from":{"cell":"u_rom.ram","port":"DOA0","loc":[1,2]},"to":{"cell":"lut_1","port":"A","loc":[9,9]}},
+                  {"type":"logic","delay":0.25,"from":{"cell":"lut_1","port":"A","loc":[9,9]},"to":{"cell":"lut_1","port":"Z","loc":[9,9]}},
+                  {"type":"routing","delay":1.0,"net":"n","sources":["etch_chip.v:120.5-120.9","etch_lane.v:7.1-7.4"],"from":{"cell":"lut_1","port":"Z","loc":[9,9]},"to":{"cell":"u_lane_0.acc","port":"DI","loc":[9,10]}},
+                  {"type":"setup","delay":0.125,"from":{"cell":"u_lane_0.acc","port":"CLK","loc":[9,10]},"to":{"cell":"u_lane_0.acc","port":"DI","loc":[9,10]}}]}]}"#,
+        )
+        .unwrap();
+        let p = &r.critical_paths()["$glbnet$clk"];
+        assert_eq!(p.from, "u_rom.ram.CLKA");
+        assert_eq!(p.to, "u_lane_0.acc.DI");
+        assert_eq!((p.total_ns, p.routing_ns, p.logic_ns), (5.125, 4.25, 0.875));
+        assert_eq!(p.cells, 3);
+        assert_eq!(
+            p.sources,
+            ["etch_chip.v:120.5-120.9", "etch_lane.v:7.1-7.4"]
+        );
+        assert!(PnrReport::default().critical_paths().is_empty());
     }
 }
