@@ -6,7 +6,7 @@
 //! `cargo bench --bench chip` (figures in docs/PERFORMANCE.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use etch_compiler::chip::{build, BuildOptions};
+use etch_compiler::chip::{build, BuildOptions, Datapath};
 use etch_compiler::{Checkpoint, Config, QuantSettings, Tokenizer};
 use etch_driver::{Chip, Expected, InProcess, Sampling, Timeout, VfioUser};
 
@@ -39,6 +39,7 @@ fn built() -> Built {
         contexts: 1,
         max_seq: 64,
         quant: QuantSettings::default(),
+        datapath: Datapath::per_lane(64),
     };
     let manifest = build(&ck, &tok, &options, &out, &mut |_, _| {}).expect("build");
     let expected = etch_runtime::expected(&manifest).expect("manifest");

@@ -7,7 +7,7 @@
 //! `cargo bench --bench runtime` (figures in docs/PERFORMANCE.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use etch_compiler::chip::{build, BuildOptions};
+use etch_compiler::chip::{build, BuildOptions, Datapath};
 use etch_compiler::{Checkpoint, Config, QuantSettings, Tokenizer};
 use etch_driver::{Chip, InProcess, Sampling, Timeout};
 use etch_runtime::{Engine, GenOptions};
@@ -38,6 +38,7 @@ fn bench_runtime(c: &mut Criterion) {
             calibration_steps: 32,
             ..QuantSettings::default()
         },
+        datapath: Datapath::per_lane(16),
     };
     let manifest = build(&ck, &tok, &options, &out, &mut |_, _| {}).expect("build");
     let open = || InProcess::open(&out, &manifest.design_hash).expect("simulator");

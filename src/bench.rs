@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use etch_compiler::chip::{build as build_chip, BuildOptions, Manifest};
+use etch_compiler::chip::{build as build_chip, BuildOptions, Datapath, Manifest};
 use etch_compiler::{
     generate, Checkpoint, ChipSampling, Config, GoldenDecoder, QuantSettings, QuantizedModel,
     ReferenceDecoder, SamplingParams, Tokenizer,
@@ -184,6 +184,7 @@ pub fn bench(a: &BenchArgs) -> CliResult {
             contexts: 4,
             max_seq: ck.config().seq_len,
             quant: QuantSettings::default(),
+            datapath: Datapath::per_lane(lanes),
         };
         let manifest = build_chip(&ck, &tok, &options, &out, &mut |_, _| {})?;
         rows.push(measure(&out, &manifest, &tok, &a.prompt, a.steps)?);

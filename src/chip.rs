@@ -1,6 +1,6 @@
 //! `etch build`: a checkpoint into a chip.
 
-use etch_compiler::chip::{build as build_chip, BuildOptions};
+use etch_compiler::chip::{build as build_chip, BuildOptions, Datapath};
 use etch_compiler::QuantSettings;
 use serde::Serialize;
 
@@ -41,6 +41,10 @@ pub fn build(a: &BuildArgs) -> CliResult {
         quant: QuantSettings {
             weight_bits: a.quant.weight_bits,
             ..QuantSettings::default()
+        },
+        datapath: Datapath {
+            requantizers: a.requantizers.unwrap_or(a.lanes),
+            pipeline: a.pipeline,
         },
     };
     let bar = progress(100, "building");

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use etch_compiler::chip::Pipeline;
 
 use crate::error::CliResult;
 
@@ -203,6 +204,16 @@ pub struct BuildArgs {
     /// MAC lanes: a power of two from 8 to 256 that divides dim or is a multiple of it.
     #[arg(long, default_value_t = 64)]
     pub lanes: usize,
+    /// Requantizers the lanes share: a power of two from min(lanes, 8) to the lanes
+    /// [default: one per lane]. Fewer save multipliers; an operation that requantizes
+    /// every lane then takes lanes/requantizers cycles per slot.
+    #[arg(long, value_name = "R")]
+    pub requantizers: Option<usize>,
+    /// Pipeline registers: `asic` (none, the fewest cycles) or `fpga` (registered
+    /// lane inputs, multiplier and requantizer: a faster clock on an FPGA, a few more
+    /// cycles per operation).
+    #[arg(long, value_name = "KIND", default_value = "asic")]
+    pub pipeline: Pipeline,
     /// Context slots (agents resident on the chip at once).
     #[arg(long, default_value_t = 4)]
     pub contexts: usize,

@@ -4,12 +4,16 @@
 
 mod common;
 
-use common::{build_chip, open_chip, quick_quant, random_model};
+use common::{build_chip, build_chip_with, open_chip, quick_quant, random_model};
+use etch_compiler::chip::{Datapath, Pipeline};
 use etch_compiler::{ChipSampling, Config, Golden, GoldenDecoder, QuantizedModel, SamplingParams};
 use etch_driver::Sampling;
 use etch_firmware::{Command, Opcode, Status};
 
-fn shapes() -> Vec<(&'static str, Config, usize, u32)> {
+/// Random shapes, each with a datapath: a requantizer per lane without pipeline
+/// registers, shared requantizers with all of them (the FPGA build), and shared ones
+/// with some.
+fn shapes() -> Vec<(&'static str, Config, usize, u32, Datapath)> {
     let base = Config {
         dim: 32,
         hidden_dim: 44,
@@ -22,9 +26,19 @@ fn shapes() -> Vec<(&'static str, Config, usize, u32)> {
     };
     vec![
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
-        ("gqa2-l8", base, 8, 8),
-        // 4-bit weights, packed two to a byte in the ROM (the FPGA fit of stories260K).
-        ("gqa2-l16-int4", base, 16, 4),
+        ("gqa2-l8", base, 8, 8, Datapath::per_lane(8)),
+        // 4-bit weights, packed two to a byte in the ROM (the FPGA fit of stories260K),
+        // two lanes per requantizer, every pipeline register.
+        (
+            "gqa2-l16-int4-r8-fpga",
+            base,
+            16,
+            4,
+            Datapath {
+                requantizers: 8,
+                pipeline: Pipeline::FPGA,
+            },
+        ),
         // Multi-query attention, unshared classifier, vocab not a power of two, one
         // layer, two attention positions per cycle on 64 lanes.
         (
@@ -40,6 +54,15 @@ fn shapes() -> Vec<(&'static str, Config, usize, u32)> {
             },
             64,
             8,
+            // Eight lanes per requantizer; registered lane inputs and products only.
+            Datapath {
+                requantizers: 8,
+                pipeline: Pipeline {
+                    lane_inputs: true,
+                    product: true,
+                    ..Pipeline::ASIC
+                },
+            },
         ),
     ]
 }
@@ -55,7 +78,7 @@ fn to_driver(p: &SamplingParams) -> Sampling {
 
 #[test]
 fn random_shapes_match_the_golden_model_bit_for_bit() {
-    for (name, config, lanes, weight_bits) in shapes() {
+    for (name, config, lanes, weight_bits, datapath) in shapes() {
         let dir = tempfile::tempdir().unwrap();
         let (ck, tok) = random_model(dir.path(), &config, 7);
         let out = dir.path().join("chip");
@@ -63,7 +86,16 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             weight_bits,
             ..quick_quant()
         };
-        let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quant.clone());
+        let m = build_chip_with(
+            &ck,
+            &tok,
+            &out,
+            lanes,
+            2,
+            config.seq_len,
+            quant.clone(),
+            datapath,
+        );
         if weight_bits == 4 {
             let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
             assert!(

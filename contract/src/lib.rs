@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod datapath;
 mod error;
 mod generate;
 pub mod manifest;
@@ -33,6 +34,7 @@ mod sampling;
 mod tokenizer;
 
 pub use config::{Config, HEADER_BYTES};
+pub use datapath::{Datapath, Pipeline};
 pub use error::{Error, Result};
 pub use generate::{effective_steps, encode_prompt, generate, Decoder, Generation};
 pub use manifest::{

@@ -211,6 +211,10 @@ pub struct Manifest {
     pub max_seq: usize,
     /// Attention positions per cycle.
     pub attention_positions_per_cycle: usize,
+    /// Shared requantizers and pipeline registers (absent from manifests written
+    /// before they were configurable: see [`Manifest::datapath`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "datapath")]
+    pub datapath_built: Option<crate::Datapath>,
     /// Multipliers: lanes plus requantizers plus special-function units.
     pub macs: usize,
     /// ROM bits.
@@ -242,6 +246,13 @@ impl Manifest {
             path,
             problem: e.to_string(),
         })
+    }
+
+    /// The chip's datapath: as recorded, or, for a chip built before it was
+    /// configurable, one requantizer per lane and no pipeline registers.
+    pub fn datapath(&self) -> crate::Datapath {
+        self.datapath_built
+            .unwrap_or_else(|| crate::Datapath::per_lane(self.lanes))
     }
 
     /// The model identity as the eight MODEL_ID register words.

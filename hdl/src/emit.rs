@@ -35,8 +35,14 @@ pub fn design_files(
             format!("{header}\n{RUST_HDL_WAIVERS}{text}"),
         )
     };
-    let mut lane = crate::lane::Lane::default();
-    lane.connect_all();
+    let pipe = &p.datapath.pipeline;
+    let lanes_per_requantizer = p.lanes / p.datapath.requantizers;
+    let tag_bits = (lanes_per_requantizer.trailing_zeros() as usize).max(1);
+    let lane = format!(
+        "{}\n{}",
+        crate::lane::verilog(pipe),
+        crate::lane::requantizer_verilog(pipe, tag_bits)
+    );
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
     head.connect_all();
     let (vctrl, vctrl_units) = crate::vctrl::verilog(t);
@@ -49,7 +55,7 @@ pub fn design_files(
             "etch_prims.v".to_string(),
             format!("{header}\n{}", crate::prim::PRIMITIVES_V),
         ),
-        rust_hdl_file("etch_lane", block_verilog(&lane, "etch_lane")),
+        ("etch_lane.v".to_string(), format!("{header}\n{lane}")),
         rust_hdl_file("etch_head", block_verilog(&head, "etch_head")),
         ("etch_vctrl.v".to_string(), format!("{header}\n{vctrl}")),
         rust_hdl_file("etch_vctrl_units", vctrl_units),

@@ -10,6 +10,8 @@
 
 use std::fmt::Write;
 
+use etch_contract::{Datapath, Pipeline};
+
 use crate::error::HdlError;
 use crate::sfu::TableData;
 
@@ -49,6 +51,8 @@ pub struct ChipParams {
     pub ident: [u32; 24],
     /// Special-function tables.
     pub tables: TableData,
+    /// Shared requantizers and pipeline registers.
+    pub datapath: Datapath,
 }
 
 /// The lane counts the wiring supports: a power of two from 8 to 256.
@@ -145,6 +149,13 @@ impl ChipParams {
                 "the ROMs or the KV cache exceed the address widths".into(),
             ));
         }
+        let r = self.datapath.requantizers;
+        let su = self.sigmoid_units();
+        if !r.is_power_of_two() || r > l || r < su {
+            return Err(HdlError::Params(format!(
+                "requantizers must be a power of two from {su} (the sigmoid units) to the lanes ({l}), not {r}"
+            )));
+        }
         if self.imem_depth > 4096 || self.param_depth > 1 << 16 || self.kv_segments() > 15 {
             return Err(HdlError::Params(
                 "the firmware or the KV rows exceed the address widths".into(),
@@ -193,6 +204,13 @@ struct Shape {
     pairs: usize,
     /// Query heads per key/value head.
     kv_mul: usize,
+    /// Requantizers.
+    r: usize,
+    /// log2 of the lanes per requantizer (the blocks an operation that requantizes
+    /// every lane takes one after another).
+    sublg: usize,
+    /// Pipeline registers.
+    pipe: Pipeline,
 }
 
 impl Shape {
@@ -216,6 +234,9 @@ impl Shape {
             rbw: (p.kv_segments() * l * 16).max(kvwp),
             pairs: hs / 2,
             kv_mul: p.n_heads / p.n_kv_heads,
+            r: p.datapath.requantizers,
+            sublg: clog2(l / p.datapath.requantizers),
+            pipe: p.datapath.pipeline,
         }
     }
 }
@@ -234,6 +255,7 @@ pub fn chip_verilog(p: &ChipParams, header: &str) -> String {
     rope_registers(&mut w, p, &s);
     sigmoid_units(&mut w, p, &s);
     lanes(&mut w, p, &s);
+    requantizers(&mut w, p, &s);
     kv_cache(&mut w, p, &s);
     adder_tree(&mut w, p, &s);
     argmax_tree(&mut w, p, &s);
@@ -391,6 +413,10 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
             "cfg_qdepth" => format!("16'd{}", p.qrom_depth.max(1)),
             "cfg_gdepth" => format!("16'd{}", p.grom_depth.max(1)),
+            "cfg_sublg" => format!("4'd{}", s.sublg),
+            "cfg_elat" => format!("4'd{}", s.pipe.e_shift()),
+            "cfg_alat" => format!("4'd{}", s.pipe.a_shift()),
+            "cfg_wlat" => format!("4'd{}", s.pipe.w_shift()),
             _ => return None,
         })
     };
@@ -463,9 +489,11 @@ fn dma_port(w: &mut String, _p: &ChipParams, _s: &Shape) {
     );
 }
 
-/// Micro-operation fields one cycle after issue (the lanes' E stage), and each lane's active bit.
+/// Micro-operation fields one cycle after issue (the lanes' E stage without input
+/// registers), each lane's active bit and its requantizer request: all lanes, or only
+/// block `sub` of an operation that requantizes every lane one block at a time.
 fn e_stage(w: &mut String, p: &ChipParams, s: &Shape) {
-    let Shape { l, .. } = *s;
+    let Shape { l, sublg, .. } = *s;
     let _ = writeln!(
         w,
         "    // Micro-operation fields, one cycle after issue (the lanes' E stage).
@@ -477,19 +505,17 @@ fn e_stage(w: &mut String, p: &ChipParams, s: &Shape) {
     reg [15:0] tau_e;
     reg [7:0] arsel_lane_e, g_e;
     reg [5:0] grp4_e;
-    reg u_cadd_e, u_rq_e, u_rqin_e, u_am_e, u_amfirst_e, u_qload_e, kv_rsel_e;
+    reg u_cadd_e, u_rqin_e, u_am_e, u_amfirst_e, u_qload_e, kv_rsel_e;
     reg [1:0] kv_rbank_e;
     reg [9:0] kv_beat_e;
-    reg [{lm}:0] act_e;
-    reg [11:0] ar_wa_d1, ar_wa_d2, ar_wa_d3, ar_wa_d4;
+    reg [{lm}:0] act_e, rqen_e;
     always @(posedge clk) begin
         u_a_e <= vc_u_a; u_b_e <= vc_u_b; u_acc_e <= vc_u_acc; u_raw_e <= vc_u_raw;
         u_msel_e <= vc_u_msel; u_slot_e <= vc_u_slot; tau_e <= vc_tau;
         arsel_lane_e <= vc_arsel_lane; g_e <= vc_g; grp4_e <= vc_grp4;
-        u_cadd_e <= vc_u_cadd; u_rq_e <= vc_u_rq; u_rqin_e <= vc_u_rqin; u_am_e <= vc_u_am;
+        u_cadd_e <= vc_u_cadd; u_rqin_e <= vc_u_rqin; u_am_e <= vc_u_am;
         u_amfirst_e <= vc_u_amfirst; u_qload_e <= vc_u_qload; kv_rsel_e <= vc_kv_rsel;
-        kv_rbank_e <= vc_kv_rbank; kv_beat_e <= vc_kv_beat;
-        ar_wa_d1 <= vc_ar_wa; ar_wa_d2 <= ar_wa_d1; ar_wa_d3 <= ar_wa_d2; ar_wa_d4 <= ar_wa_d3;",
+        kv_rbank_e <= vc_kv_rbank; kv_beat_e <= vc_kv_beat;",
         lm = l - 1
     );
     for i in 0..l {
@@ -498,6 +524,11 @@ fn e_stage(w: &mut String, p: &ChipParams, s: &Shape) {
             "        act_e[{i}] <= (vc_act_mode == 2'd0) ? (9'd{i} < vc_act_n) : (vc_act_mode == 2'd1) ? (vc_act_idx == 8'd{i}) : (vc_act_mode == 2'd2) ? (vc_act_idx == 8'd{q}) : (vc_act_idx == 8'd{sg});",
             q = i / 4,
             sg = i / p.sigmoid_units()
+        );
+        let _ = writeln!(
+            w,
+            "        rqen_e[{i}] <= vc_u_rq & (~vc_sub_en | (vc_sub == 8'd{}));",
+            i >> (clog2(l) - sublg)
         );
     }
     let _ = writeln!(w, "    end\n");
@@ -589,11 +620,15 @@ fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
     for i in 0..l {
         let _ = writeln!(
             w,
-            "    wire [15:0] lane_rd0_{i}, lane_rd1_{i}, lane_wdata_{i}, lane_amx_{i}, lane_kv_{i}, lane_pw_{i}, lane_hmult_{i};
-    wire [47:0] lane_pre_{i}, lane_acc_{i}, lane_other_{i};
+            "    wire [15:0] lane_rd0_{i}, lane_rd1_{i}, lane_amx_{i}, lane_kv_{i};
+    reg [15:0] lane_wdata_{i};
+    wire [47:0] lane_pre_{i}, lane_acc_{i}, lane_other_{i}, lane_rqx_{i};
+    wire [16:0] lane_rqm_{i};
     wire [11:0] lane_ams_{i};
-    wire [5:0] lane_hshift_{i};
-    wire lane_we_{i}, lane_amv_{i};"
+    wire [5:0] lane_rqs_{i};
+    wire [1:0] lane_raw_{i};
+    reg lane_we_{i};
+    wire lane_amv_{i}, lane_rqv_{i};"
         );
     }
 }
@@ -617,7 +652,37 @@ fn sigmoid_units(w: &mut String, p: &ChipParams, s: &Shape) {
     let _ = writeln!(w);
 }
 
-/// The lanes and their activation RAMs, the attention partial sums across position groups, the lanes the controller selects.
+/// A register stage named `name` on `expr` when `registered`, else a wire of that
+/// name: the lanes' input registers, written once for every input.
+fn stage(w: &mut String, registered: bool, bits: usize, name: &str, expr: &str) {
+    let range = if bits == 1 {
+        String::new()
+    } else {
+        format!("[{}:0] ", bits - 1)
+    };
+    if registered {
+        let _ = writeln!(
+            w,
+            "    reg {range}{name} = 0;\n    always @(posedge clk) {name} <= {expr};"
+        );
+    } else {
+        let _ = writeln!(w, "    wire {range}{name} = {expr};");
+    }
+}
+
+/// A chain of `n` registers from `src`; returns the name of its end (`src` for none).
+fn delay(w: &mut String, bits: usize, src: &str, name: &str, n: usize) -> String {
+    let mut prev = src.to_string();
+    for k in 1..=n {
+        let cur = format!("{name}_d{k}");
+        stage(w, true, bits, &cur, &prev);
+        prev = cur;
+    }
+    prev
+}
+
+/// The lanes and their activation RAMs, with the pipeline's input registers; the
+/// attention partial sums across position groups; the lanes the controller selects.
 fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
     let Shape {
         l,
@@ -625,50 +690,174 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         hs,
         np,
         deff,
+        pairs,
+        pipe,
         ..
     } = *s;
-    let _ = writeln!(w, "    // Lanes and their activation RAMs.");
+    let reg = pipe.lane_inputs;
+    let _ = writeln!(
+        w,
+        "    // Lane inputs{}: the micro-operation, broadcast buses, per-lane memory data.",
+        if reg { ", registered" } else { "" }
+    );
+    for (name, bits) in [
+        ("u_a_e", 3),
+        ("u_b_e", 4),
+        ("u_acc_e", 2),
+        ("u_raw_e", 2),
+        ("u_msel_e", 3),
+        ("u_slot_e", 12),
+        ("tau_e", 16),
+        ("u_cadd_e", 1),
+        ("u_rqin_e", 1),
+        ("u_am_e", 1),
+        ("u_amfirst_e", 1),
+        ("u_qload_e", 1),
+        ("act_e", l),
+        ("rqen_e", l),
+        ("vc_bc", 16),
+        ("vc_bc2", 16),
+        ("vc_bcl", 1),
+        ("vc_dmaw", 64),
+    ] {
+        stage(w, reg, bits, &format!("li_{name}"), name);
+    }
+    for k in 0..p.sigmoid_units() {
+        stage(w, reg, 16, &format!("li_sig_h_{k}"), &format!("sig_h_{k}"));
+        stage(
+            w,
+            reg,
+            16,
+            &format!("li_sig_sigma_{k}"),
+            &format!("sig_sigma_{k}"),
+        );
+    }
+    for k in 0..pairs {
+        stage(
+            w,
+            reg,
+            16,
+            &format!("li_cos_{k}"),
+            &format!("rope_cos[{k}]"),
+        );
+        stage(
+            w,
+            reg,
+            16,
+            &format!("li_sin_{k}"),
+            &format!("rope_sin[{k}]"),
+        );
+        stage(
+            w,
+            reg,
+            16,
+            &format!("li_nsin_{k}"),
+            &format!("16'd0 - rope_sin[{k}]"),
+        );
+    }
+    for pp in 0..np {
+        for h in 0..s.g {
+            stage(
+                w,
+                reg,
+                16,
+                &format!("li_pw_{pp}_{h}"),
+                &format!("head_pw_{pp}_{h}"),
+            );
+        }
+    }
+    // A-stage inputs arrive with the accumulators: as many cycles later as they.
+    let bmult = delay(w, 17, "vc_bmult", "bmult_a", pipe.a_shift());
+    let bshift = delay(w, 6, "vc_bshift", "bshift_a", pipe.a_shift());
+    for h in 0..s.g {
+        delay(
+            w,
+            16,
+            &format!("head_rmult_0_{h}"),
+            &format!("hmult_a_{h}"),
+            pipe.a_shift(),
+        );
+        delay(
+            w,
+            6,
+            &format!("head_rshift_0_{h}"),
+            &format!("hshift_a_{h}"),
+            pipe.a_shift(),
+        );
+    }
+    let hname = |what: &str, h: usize| {
+        if pipe.a_shift() == 0 {
+            format!("head_r{what}_0_{h}")
+        } else {
+            format!("h{what}_a_{h}_d{}", pipe.a_shift())
+        }
+    };
+    let _ = writeln!(w, "\n    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
-        let sin = if i % 2 == 0 {
-            format!("16'd0 - rope_sin[{k}]")
+        let w8 = if wbits == 8 {
+            format!("wrom_data[{}:{}]", 8 * i + 7, 8 * i)
         } else {
-            format!("rope_sin[{k}]")
+            format!(
+                "{{{{4{{wrom_data[{}]}}}}, wrom_data[{}:{}]}}",
+                4 * i + 3,
+                4 * i + 3,
+                4 * i
+            )
         };
         let _ = writeln!(
             w,
-            "    etch_ram_2r1w #(.W(16), .A(12), .D({ar})) u_ar_{i} (.clk(clk), .raddr0(vc_ar_ra0), .rdata0(lane_rd0_{i}), .raddr1(vc_ar_ra1), .rdata1(lane_rd1_{i}), .we(lane_we_{i}), .waddr(ar_wa_d4), .wdata(lane_wdata_{i}));
-    etch_lane u_lane_{i} (
+            "    etch_ram_2r1w #(.W(16), .A(12), .D({ar})) u_ar_{i} (.clk(clk), .raddr0(vc_ar_ra0), .rdata0(lane_rd0_{i}), .raddr1(vc_ar_ra1), .rdata1(lane_rd1_{i}), .we(lane_we_{i}), .waddr(ar_wa_w), .wdata(lane_wdata_{i}));",
+            ar = p.ar_depth.max(1)
+        );
+        stage(w, reg, 16, &format!("li_rd0_{i}"), &format!("lane_rd0_{i}"));
+        stage(w, reg, 16, &format!("li_rd1_{i}"), &format!("lane_rd1_{i}"));
+        stage(w, reg, 8, &format!("li_w8_{i}"), &w8);
+        stage(
+            w,
+            reg,
+            16,
+            &format!("li_gain_{i}"),
+            &format!("grom_data[{}:{}]", 16 * i + 15, 16 * i),
+        );
+        stage(w, reg, 16, &format!("li_kv_{i}"), &format!("lane_kv_{i}"));
+        stage(
+            w,
+            reg,
+            22,
+            &format!("li_q_{i}"),
+            &format!("qrom_data[{}:{}]", 22 * i + 21, 22 * i),
+        );
+        let pp = i / deff;
+        let h = (i % deff) / hs;
+        let hg = (i % deff) / hs;
+        let _ = writeln!(
+            w,
+            "    etch_lane u_lane_{i} (
         .clock(clk), .reset(rst),
-        .rd0(lane_rd0_{i}), .rd1(lane_rd1_{i}), .nbr(lane_rd0_{nb}), .qsrc(lane_rd0_{qs}),
-        .w8({w8}), .gain(grom_data[{gh}:{gl}]), .kv(lane_kv_{i}), .pw(lane_pw_{i}),
-        .cosv(rope_cos[{k}]), .sinv({sin}), .bc(vc_bcl ? sig_h_{sk} : vc_bc), .bc2(vc_bcl ? sig_sigma_{sk} : vc_bc2),
-        .dmaw(vc_dmaw[{dh}:{dl}]), .tau(tau_e), .qm(qrom_data[{qmh}:{qml}]), .qs(qrom_data[{qsh}:{qsl}]),
-        .bmult(vc_bmult), .bshift(vc_bshift), .hmult(lane_hmult_{i}), .hshift(lane_hshift_{i}),
+        .rd0(li_rd0_{i}), .rd1(li_rd1_{i}), .nbr(li_rd0_{nb}), .qsrc(li_rd0_{qs}),
+        .w8(li_w8_{i}), .gain(li_gain_{i}), .kv(li_kv_{i}), .pw(li_pw_{pp}_{h}),
+        .cosv(li_cos_{k}), .sinv({sin}), .bc(li_vc_bcl ? li_sig_h_{sk} : li_vc_bc), .bc2(li_vc_bcl ? li_sig_sigma_{sk} : li_vc_bc2),
+        .tau(li_tau_e), .qm(li_q_{i}[15:0]), .qs(li_q_{i}[21:16]),
+        .bmult({bmult}), .bshift({bshift}), .hmult({hm}), .hshift({hsh}),
         .acc_other(lane_other_{i}),
-        .u_a(u_a_e), .u_b(u_b_e), .u_cadd(u_cadd_e), .u_acc(u_acc_e), .u_rq(u_rq_e), .u_rqin(u_rqin_e),
-        .u_msel(u_msel_e), .u_raw(u_raw_e), .u_am(u_am_e), .u_amfirst(u_amfirst_e), .u_qload(u_qload_e),
-        .u_active(act_e[{i}]), .u_slot(u_slot_e),
-        .pre(lane_pre_{i}), .acc(lane_acc_{i}), .we(lane_we_{i}), .wdata(lane_wdata_{i}),
+        .u_a(li_u_a_e), .u_b(li_u_b_e), .u_cadd(li_u_cadd_e), .u_acc(li_u_acc_e), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e),
+        .u_msel(li_u_msel_e), .u_raw(li_u_raw_e), .u_am(li_u_am_e), .u_amfirst(li_u_amfirst_e), .u_qload(li_u_qload_e),
+        .u_active(li_act_e[{i}]), .u_slot(li_u_slot_e),
+        .pre(lane_pre_{i}), .acc(lane_acc_{i}),
+        .rq_v(lane_rqv_{i}), .rq_x(lane_rqx_{i}), .rq_m(lane_rqm_{i}), .rq_s(lane_rqs_{i}), .raw(lane_raw_{i}),
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
     );",
-            ar = p.ar_depth.max(1),
             sk = i % p.sigmoid_units(),
             nb = i ^ 1,
             qs = i % deff,
-            w8 = if wbits == 8 {
-                format!("wrom_data[{}:{}]", 8 * i + 7, 8 * i)
+            sin = if i % 2 == 0 {
+                format!("li_nsin_{k}")
             } else {
-                format!("{{{{4{{wrom_data[{}]}}}}, wrom_data[{}:{}]}}", 4 * i + 3, 4 * i + 3, 4 * i)
+                format!("li_sin_{k}")
             },
-            gh = 16 * i + 15,
-            gl = 16 * i,
-            dh = 16 * (i % 4) + 15,
-            dl = 16 * (i % 4),
-            qmh = 22 * i + 15,
-            qml = 22 * i,
-            qsh = 22 * i + 21,
-            qsl = 22 * i + 16,
+            hm = hname("mult", hg),
+            hsh = hname("shift", hg),
         );
     }
     // Partial attention sums of the other positions of a lane's column.
@@ -700,6 +889,86 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         );
     }
     let _ = writeln!(w, "            default: dma4_r = {{lane_rd0_3, lane_rd0_2, lane_rd0_1, lane_rd0_0}};\n        endcase\n    end\n    assign dma4 = dma4_r;\n");
+}
+
+/// The requantizers the lanes share, and the writes into the activation RAMs:
+/// requantizer `r` takes the request of whichever of lanes `r, r+R, …` made one (the
+/// controller lets at most one of them ask at a time) and returns its result, tagged
+/// with that lane's block, `2 + requant_input + requant_shift` cycles later; raw
+/// writes (the broadcast, a DMA word) take the same time, so that every write lands
+/// `4 + w_shift` cycles after its micro-operation was issued.
+fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
+    let Shape {
+        l, r, sublg, pipe, ..
+    } = *s;
+    let kw = sublg.max(1);
+    let rlg = clog2(r);
+    let _ = writeln!(
+        w,
+        "    // Requantizers: {r}, each shared by {} lane(s); the write address and raw values delayed to W.",
+        l / r
+    );
+    let wa = delay(w, 12, "vc_ar_wa", "ar_wa", 4 + pipe.w_shift());
+    let _ = writeln!(w, "    wire [11:0] ar_wa_w = {wa};");
+    let e_to_w = 3 + pipe.w_shift() - pipe.e_shift();
+    let a_to_w = 2 + pipe.w_shift() - pipe.a_shift();
+    let bc2_w = delay(w, 16, "li_vc_bc2", "raw_bc2", e_to_w);
+    let dmaw_w = delay(w, 64, "li_vc_dmaw", "raw_dmaw", e_to_w);
+    for q in 0..r {
+        let members: Vec<usize> = (0..l / r).map(|k| q + k * r).collect();
+        let or_of = |f: &dyn Fn(usize) -> String| {
+            members
+                .iter()
+                .map(|&i| f(i))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        let _ = writeln!(
+            w,
+            "    wire rqsel_v_{q} = {};
+    wire [47:0] rqsel_x_{q} = {};
+    wire [16:0] rqsel_m_{q} = {};
+    wire [5:0] rqsel_s_{q} = {};
+    wire [{km}:0] rqsel_k_{q} = {};
+    wire rqy_v_{q};
+    wire [{km}:0] rqy_k_{q};
+    wire [15:0] rqy_{q};
+    etch_requant_bank u_rq_{q} (.clock(clk), .reset(rst), .v(rqsel_v_{q}), .k(rqsel_k_{q}), .x(rqsel_x_{q}), .m(rqsel_m_{q}), .s(rqsel_s_{q}), .y_v(rqy_v_{q}), .y_k(rqy_k_{q}), .y(rqy_{q}));",
+            or_of(&|i| format!("lane_rqv_{i}")),
+            or_of(&|i| format!("({{48{{lane_rqv_{i}}}}} & lane_rqx_{i})")),
+            or_of(&|i| format!("({{17{{lane_rqv_{i}}}}} & lane_rqm_{i})")),
+            or_of(&|i| format!("({{6{{lane_rqv_{i}}}}} & lane_rqs_{i})")),
+            or_of(&|i| format!("(lane_rqv_{i} ? {kw}'d{} : {kw}'d0)", i >> rlg)),
+            km = kw - 1
+        );
+    }
+    for i in 0..l {
+        let q = i % r;
+        let mut raw = format!("lane_raw_{i}");
+        for k in 1..=a_to_w {
+            let cur = format!("raw_{i}_d{k}");
+            let _ = writeln!(
+                w,
+                "    reg [1:0] {cur} = 0;\n    always @(posedge clk) {cur} <= rst ? 2'd0 : {raw};"
+            );
+            raw = cur;
+        }
+        let _ = writeln!(
+            w,
+            "    always @(*) begin
+        lane_we_{i} = (|{raw}) | (rqy_v_{q} & (rqy_k_{q} == {kw}'d{k}));
+        case ({raw})
+            2'd1: lane_wdata_{i} = {bc2_w};
+            2'd2: lane_wdata_{i} = {dmaw_w}[{dh}:{dl}];
+            default: lane_wdata_{i} = rqy_{q};
+        endcase
+    end",
+            k = i >> rlg,
+            dh = 16 * (i % 4) + 15,
+            dl = 16 * (i % 4),
+        );
+    }
+    let _ = writeln!(w);
 }
 
 /// The KV cache: banks of keys and values, the row buffer, the beats of a row, each lane's element.
@@ -803,20 +1072,22 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
 
 /// The adder tree over the lanes, with its sideband.
 fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
-    let Shape { l, lg, hl, .. } = *s;
+    let Shape {
+        l, lg, hl, pipe, ..
+    } = *s;
     let _ = writeln!(
         w,
         "    // Adder tree over the lanes (products or accumulators), with its sideband:
     // level {hl} feeds the head units (sums over one head), level {lg} the controller."
     );
-    let _ = writeln!(
+    // The sideband travels with the micro-operation to the accumulators (A).
+    let tsrc = delay(w, 1, "vc_u_tsrc", "u_tsrc_a", 2 + pipe.a_shift());
+    let sb = delay(
         w,
-        "    reg u_tsrc_a1, u_tsrc_a2;
-    reg [31:0] sb_a1, sb_a2;
-    always @(posedge clk) begin
-        u_tsrc_a1 <= vc_u_tsrc; u_tsrc_a2 <= u_tsrc_a1;
-        sb_a1 <= {{vc_u_score, vc_u_sum, vc_u_saddr, vc_u_tbase}}; sb_a2 <= sb_a1;
-    end"
+        32,
+        "{vc_u_score, vc_u_sum, vc_u_saddr, vc_u_tbase}",
+        "sb_a",
+        2 + pipe.a_shift(),
     );
     for level in 0..=lg {
         let n = l >> level;
@@ -827,12 +1098,12 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
     }
     let _ = writeln!(
         w,
-        "    always @(posedge clk) begin\n        tree_sb0 <= sb_a2;"
+        "    always @(posedge clk) begin\n        tree_sb0 <= {sb};"
     );
     for i in 0..l {
         let _ = writeln!(
             w,
-            "        tree_l0_{i} <= u_tsrc_a2 ? lane_acc_{i} : lane_pre_{i};"
+            "        tree_l0_{i} <= {tsrc} ? lane_acc_{i} : lane_pre_{i};"
         );
     }
     for level in 1..=lg {
@@ -908,14 +1179,7 @@ fn argmax_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
 /// The attention head units, and the outputs nobody reads.
 fn head_units(w: &mut String, _p: &ChipParams, s: &Shape) {
     let Shape {
-        l,
-        hs,
-        hl,
-        np,
-        deff,
-        g,
-        ngroups,
-        ..
+        hl, np, g, ngroups, ..
     } = *s;
     let _ = writeln!(
         w,
@@ -959,14 +1223,6 @@ fn head_units(w: &mut String, _p: &ChipParams, s: &Shape) {
     );"
             );
         }
-    }
-    for i in 0..l {
-        let pp = i / deff;
-        let h = (i % deff) / hs;
-        let _ = writeln!(
-            w,
-            "    assign lane_pw_{i} = head_pw_{pp}_{h};\n    assign lane_hmult_{i} = head_rmult_0_{h};\n    assign lane_hshift_{i} = head_rshift_0_{h};"
-        );
     }
     // Outputs nobody reads, gathered so that lint sees them used on purpose.
     let mut unused = vec!["vc_busy".to_string()];

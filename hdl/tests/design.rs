@@ -2,6 +2,7 @@
 //! cover only the rust-hdl-generated modules).
 
 use etch_compiler::numerics::Tables;
+use etch_contract::{Datapath, Pipeline};
 use etch_hdl::sfu::TableData;
 use etch_hdl::top::ChipParams;
 
@@ -35,6 +36,7 @@ fn params(lanes: usize, dim: usize, heads: usize, kv: usize) -> ChipParams {
         param_depth: 10,
         ident: [0; 24],
         tables: table_data(),
+        datapath: Datapath::per_lane(lanes),
     }
 }
 
@@ -74,4 +76,21 @@ fn lint(p: &ChipParams, tag: &str) {
 fn small_designs_lint_clean() {
     lint(&params(8, 32, 4, 2), "l8");
     lint(&params(64, 32, 4, 2), "l64_p2");
+    // Shared requantizers and every pipeline register.
+    let mut p = params(64, 32, 4, 2);
+    p.datapath = Datapath {
+        requantizers: 8,
+        pipeline: Pipeline::FPGA,
+    };
+    lint(&p, "l64_r8_fpga");
+    let mut p = params(16, 32, 4, 2);
+    p.datapath = Datapath {
+        requantizers: 8,
+        pipeline: Pipeline {
+            product: true,
+            requant_shift: true,
+            ..Pipeline::ASIC
+        },
+    };
+    lint(&p, "l16_r8_some");
 }

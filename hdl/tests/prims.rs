@@ -1,6 +1,7 @@
 //! The primitives' simulation models against the golden model's arithmetic.
 
 use etch_compiler::numerics::requant;
+use etch_contract::Pipeline;
 use etch_hdl::prim::{Mul, Requant};
 use rust_hdl::prelude::*;
 
@@ -113,24 +114,37 @@ fn emits_lintable_verilog() {
 }
 
 #[test]
-fn lane_verilog_lints() {
-    let mut l = etch_hdl::lane::Lane::default();
-    l.connect_all();
-    let v = etch_hdl::emit::block_verilog(&l, "etch_lane");
-    let dir = std::env::temp_dir().join("etch_lane_lint");
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("etch_lane.v");
-    std::fs::write(&f, format!("{}{v}", etch_hdl::emit::RUST_HDL_WAIVERS)).unwrap();
-    let out = std::process::Command::new("verilator")
-        .args(["--lint-only", "-Wall", "-Wno-DECLFILENAME"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn lane_verilog_lints_with_every_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, pipe) in [("asic", Pipeline::ASIC), ("fpga", Pipeline::FPGA)] {
+        for kw in [1, 3] {
+            let v = format!(
+                "{}\n{}",
+                etch_hdl::lane::verilog(&pipe),
+                etch_hdl::lane::requantizer_verilog(&pipe, kw)
+            );
+            let f = dir.path().join(format!("etch_lane_{name}_{kw}.v"));
+            std::fs::write(&f, &v).unwrap();
+            for top in ["etch_lane", "etch_requant_bank"] {
+                let out = std::process::Command::new("verilator")
+                    .args([
+                        "--lint-only",
+                        "-Wall",
+                        "-Wno-DECLFILENAME",
+                        "--top-module",
+                        top,
+                    ])
+                    .arg(&f)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{name} {top}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }
 
 /// Test vectors for the requantizer: `(x, m, s, golden requant)`, random magnitudes
@@ -201,13 +215,37 @@ fn requant_verilog_matches_golden_requant_on_edges_and_random_values() {
         let got = etch_hdl::prim::round_shift_sat16(x as i128 * m as i128, s);
         assert_eq!(got, want, "model: x {x} m {m} s {s}");
     }
-    let dir = tempfile::tempdir().unwrap();
     let mut r: Requant = Requant::default();
     r.connect_all();
     let v = etch_hdl::emit::block_verilog(&r, "etch_requant");
-    std::fs::write(dir.path().join("etch_requant.v"), v).unwrap();
+    let dut = "etch_requant dut (.clock(clock), .x(x), .m(m), .s(s), .y(y));";
+    run_requant_tb(&v, dut, 2, &vectors);
+}
+
+/// The lanes' shared requantizer, with and without its pipeline registers: the same
+/// results, `2 + requant_input + requant_shift` cycles later, with the requesting
+/// block's tag and the valid bit beside them.
+#[test]
+fn shared_requantizer_matches_golden_requant_with_every_pipeline() {
+    let vectors = requant_vectors();
+    for pipe in [Pipeline::ASIC, Pipeline::FPGA] {
+        let v = etch_hdl::lane::requantizer_verilog(&pipe, 3);
+        let dut = "wire y_v; wire [2:0] y_k;
+  etch_requant_bank dut (.clock(clock), .reset(1'b0), .v(1'b1), .k(k), .x(x), .m(m), .s(s), .y_v(y_v), .y_k(y_k), .y(y_out));
+  assign y = (y_v && y_k == 3'(i - LAT)) ? y_out : 16'hxxxx;
+  wire [15:0] y_out;";
+        let latency = 2 + pipe.requant_input as usize + pipe.requant_shift as usize;
+        run_requant_tb(&v, dut, latency, &vectors);
+    }
+}
+
+/// Runs `vectors` through `dut` (Verilog `module`s in `v`) in Verilator, one per
+/// cycle, and checks `y` `latency` cycles later.
+fn run_requant_tb(v: &str, dut: &str, latency: usize, vectors: &[(i64, i64, u32, i16)]) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dut.v"), v).unwrap();
     let mut hex = String::new();
-    for &(x, m, s, y) in &vectors {
+    for &(x, m, s, y) in vectors {
         let word: u128 = ((x as u128 & ((1 << 48) - 1)) << 39)
             | ((m as u128 & 0x1FFFF) << 22)
             | ((s as u128) << 16)
@@ -218,24 +256,25 @@ fn requant_verilog_matches_golden_requant_on_edges_and_random_values() {
     let n = vectors.len();
     let tb = format!(
         "module tb;
+  localparam LAT = {latency};
   reg clock = 0;
   always #5 clock = ~clock;
-  reg [47:0] x = 0; reg [16:0] m = 0; reg [5:0] s = 0;
-  wire [15:0] y;
-  etch_requant dut (.clock(clock), .x(x), .m(m), .s(s), .y(y));
-  reg [86:0] vec [0:{last}];
+  reg [47:0] x = 0; reg [16:0] m = 0; reg [5:0] s = 0; reg [2:0] k = 0;
   integer i, bad;
+  wire [15:0] y;
+  {dut}
+  reg [86:0] vec [0:{last}];
   initial begin
     $readmemh(\"vectors.hex\", vec);
     bad = 0;
-    for (i = 0; i < {n} + 2; i = i + 1) begin
+    for (i = 0; i < {n} + LAT; i = i + 1) begin
       @(negedge clock);
-      if (i >= 2 && y !== vec[i - 2][15:0]) begin
+      if (i >= LAT && y !== vec[i - LAT][15:0]) begin
         bad = bad + 1;
-        if (bad < 10) $display(\"MISMATCH x=%h m=%h s=%0d y=%h want %h\", vec[i-2][86:39], vec[i-2][38:22], vec[i-2][21:16], y, vec[i-2][15:0]);
+        if (bad < 10) $display(\"MISMATCH x=%h m=%h s=%0d y=%h want %h\", vec[i-LAT][86:39], vec[i-LAT][38:22], vec[i-LAT][21:16], y, vec[i-LAT][15:0]);
       end
       if (i < {n}) begin
-        x = vec[i][86:39]; m = vec[i][38:22]; s = vec[i][21:16];
+        x = vec[i][86:39]; m = vec[i][38:22]; s = vec[i][21:16]; k = 3'(i);
       end
     end
     $display(\"CHECKED %0d MISMATCHES %0d\", {n}, bad);
@@ -254,7 +293,7 @@ endmodule
             "--top-module",
             "tb",
             "tb.v",
-            "etch_requant.v",
+            "dut.v",
         ])
         .output()
         .unwrap();

@@ -6,7 +6,7 @@ pub mod serve;
 
 use std::path::{Path, PathBuf};
 
-use etch_compiler::chip::{build, BuildOptions, Manifest};
+use etch_compiler::chip::{build, BuildOptions, Datapath, Manifest};
 use etch_compiler::{Checkpoint, Config, QuantSettings, Tokenizer};
 use etch_driver::{Chip, Device, Expected, InProcess, Sampling};
 use etch_firmware::{Command, Opcode};
@@ -41,7 +41,7 @@ pub fn quick_quant() -> QuantSettings {
     }
 }
 
-/// Builds a chip into `out`.
+/// Builds a chip into `out`, a requantizer per lane and no pipeline registers.
 pub fn build_chip(
     ck: &Checkpoint,
     tok: &Tokenizer,
@@ -51,11 +51,28 @@ pub fn build_chip(
     max_seq: usize,
     quant: QuantSettings,
 ) -> Manifest {
+    let datapath = Datapath::per_lane(lanes);
+    build_chip_with(ck, tok, out, lanes, contexts, max_seq, quant, datapath)
+}
+
+/// Builds a chip into `out` with the given datapath.
+#[allow(clippy::too_many_arguments, dead_code)]
+pub fn build_chip_with(
+    ck: &Checkpoint,
+    tok: &Tokenizer,
+    out: &Path,
+    lanes: usize,
+    contexts: usize,
+    max_seq: usize,
+    quant: QuantSettings,
+    datapath: Datapath,
+) -> Manifest {
     let options = BuildOptions {
         lanes,
         contexts,
         max_seq,
         quant,
+        datapath,
     };
     build(ck, tok, &options, out, &mut |_, _| {}).unwrap()
 }

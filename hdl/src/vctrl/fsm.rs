@@ -58,6 +58,8 @@ pub fn defaults() -> String {
         act_mode = ACT_FIRST_N;
         act_n = 0;
         act_idx = 0;
+        sub_en = 1'b0;
+        sub = sub_q;
         arsel_lane = 8'(ci_q & lmask);
         grp4 = 6'(((ci_q << 2) & lmask) >> 2);
         bmult = bmult_q;
@@ -97,7 +99,7 @@ pub fn defaults() -> String {
         dma_addr = ra_q + 64'(hoff_q);
         dma_wdata = wd_q;
         case (state_q)
-            S_EMB_Q, S_EMB_L, S_MV: phase = PH_MATVEC;
+            S_EMB_Q, S_EMB_L, S_MV, S_MV_RQ: phase = PH_MATVEC;
             S_KVS_RD, S_KVS_WT, S_KVS_WR, S_AT_Q, S_AT_P1, S_AT_MX: phase = PH_ATTENTION;
             S_AT_P2, S_AT_FIN, S_AT_RC, S_AT_OUT: phase = PH_SOFTMAX;
             S_RN_SQ, S_RN_RED, S_RN_WAIT, S_RN_RSQ, S_RN_SC: phase = PH_NORM;
@@ -329,7 +331,7 @@ fn embedding() -> String {
                 ar_wa = 12'(emb_out + (ci_q >> cfg_lg));
                 ci_d = ci_q + 1;
                 if (ci_q == emb_dim - 1) begin
-                    cd_d = 0;
+                    cd_d = cfg_wlat;
                     state_d = S_DRAIN;
                 end
             end
@@ -348,15 +350,39 @@ fn matvec() -> String {
                 u_b = OPB_W8;
                 u_acc = ~|ci_q ? ACC_LOAD : ACC_ADD;
                 u_rq = ci_q == mv_cols - 1;
+                sub_en = 1'b1;
+                sub = 0;
                 act_n = 9'(lanes);
                 ar_wa = 12'(mv_out + cj_q);
                 addr_d = addr_q + 1;
                 ci_d = ci_q + 1;
                 if (ci_q == mv_cols - 1) begin
                     ci_d = 0;
+                    if (|last_sub) begin
+                        sub_d = 1;
+                        state_d = S_MV_RQ;
+                    end else begin
+                        cj_d = cj_q + 1;
+                        if (cj_q == mv_groups - 1) begin
+                            cd_d = cfg_wlat;
+                            state_d = S_DRAIN;
+                        end
+                    end
+                end
+            end
+            S_MV_RQ: begin
+                qrom_addr = mv_requant_base + cj_q;
+                u_rq = 1'b1;
+                sub_en = 1'b1;
+                act_n = 9'(lanes);
+                ar_wa = 12'(mv_out + cj_q);
+                sub_d = sub_q + 1;
+                if (sub_q == last_sub) begin
+                    sub_d = 0;
                     cj_d = cj_q + 1;
+                    state_d = S_MV;
                     if (cj_q == mv_groups - 1) begin
-                        cd_d = 0;
+                        cd_d = cfg_wlat;
                         state_d = S_DRAIN;
                     end
                 end
@@ -408,11 +434,16 @@ fn rmsnorm() -> String {
                 u_msel = MSEL_BCAST;
                 act_n = 9'(act_cnt);
                 ar_wa = 12'(rn_out + ci_q);
-                ci_d = ci_q + 1;
-                rem_d = rem_q - lanes;
-                if (rem_q <= lanes) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                sub_en = 1'b1;
+                sub_d = sub_q + 1;
+                if (sub_q == last_sub) begin
+                    sub_d = 0;
+                    ci_d = ci_q + 1;
+                    rem_d = rem_q - lanes;
+                    if (rem_q <= lanes) begin
+                        cd_d = cfg_wlat;
+                        state_d = S_DRAIN;
+                    end
                 end
             end
 "
@@ -437,20 +468,26 @@ fn rope() -> String {
                 state_d = S_ROPE_B;
             end
             S_ROPE_B: begin
+                // the first block adds partner·sin; the others requantize what it left
                 ar_ra0 = 12'(rope_slot + ci_q);
-                u_a = OPA_NBR;
+                u_a = |sub_q ? OPA_ZERO : OPA_NBR;
                 u_b = OPB_SIN;
-                u_acc = ACC_ADD;
+                u_acc = |sub_q ? ACC_HOLD : ACC_ADD;
                 u_rq = 1'b1;
                 u_msel = MSEL_ONE;
                 act_n = 9'(act_cnt);
                 ar_wa = 12'(rope_slot + ci_q);
-                ci_d = ci_q + 1;
-                rem_d = rem_q - lanes;
-                state_d = S_ROPE_A;
-                if (rem_q <= lanes) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                sub_en = 1'b1;
+                sub_d = sub_q + 1;
+                if (sub_q == last_sub) begin
+                    sub_d = 0;
+                    ci_d = ci_q + 1;
+                    rem_d = rem_q - lanes;
+                    state_d = S_ROPE_A;
+                    if (rem_q <= lanes) begin
+                        cd_d = cfg_wlat;
+                        state_d = S_DRAIN;
+                    end
                 end
             end
 "
@@ -510,7 +547,7 @@ fn attention() -> String {
             end
             S_AT_MX: begin
                 ck_d = ck_q + 1;
-                if (ck_q == 12) begin
+                if (ck_q == 12 + 16'(cfg_alat)) begin
                     h_combine = 1'b1;
                     h_sum_clear = 1'b1;
                     ci_d = 0;
@@ -546,11 +583,16 @@ fn attention() -> String {
                 u_msel = MSEL_HEAD;
                 act_n = cfg_deff;
                 ar_wa = 12'(at_out + cj_q);
-                cj_d = cj_q + 1;
-                state_d = S_AT_Q;
-                if (cj_q == 16'(cfg_ngroups) - 1) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                sub_en = 1'b1;
+                sub_d = sub_q + 1;
+                if (sub_q == last_sub) begin
+                    sub_d = 0;
+                    cj_d = cj_q + 1;
+                    state_d = S_AT_Q;
+                    if (cj_q == 16'(cfg_ngroups) - 1) begin
+                        cd_d = cfg_wlat;
+                        state_d = S_DRAIN;
+                    end
                 end
             end
 "
@@ -570,11 +612,16 @@ fn add() -> String {
                 u_msel = MSEL_ONE;
                 act_n = 9'(act_cnt);
                 ar_wa = 12'(add_x + ci_q);
-                ci_d = ci_q + 1;
-                rem_d = rem_q - lanes;
-                if (rem_q <= lanes) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                sub_en = 1'b1;
+                sub_d = sub_q + 1;
+                if (sub_q == last_sub) begin
+                    sub_d = 0;
+                    ci_d = ci_q + 1;
+                    rem_d = rem_q - lanes;
+                    if (rem_q <= lanes) begin
+                        cd_d = cfg_wlat;
+                        state_d = S_DRAIN;
+                    end
                 end
             end
 "
@@ -600,7 +647,7 @@ fn swiglu() -> String {
                 end
                 ci_d = ci_q + 1;
                 if (ci_q == ((swi_n + smask) >> cfg_slg) + 2) begin
-                    cd_d = 0;
+                    cd_d = cfg_wlat;
                     state_d = S_DRAIN;
                 end
             end
@@ -631,7 +678,7 @@ fn sampler_argmax_and_weights() -> String {
             end
             S_SA_AW: begin
                 ck_d = ck_q + 1;
-                if (ck_q == 16'(cfg_lg) + 3) begin
+                if (ck_q == 16'(cfg_lg) + 3 + 16'(cfg_elat)) begin
                     mx_d = am_val;
                     ci_d = 0;
                     tot_d = 0;
@@ -801,7 +848,7 @@ fn vector_dma() -> String {
                 ci_d = ci_q + 1;
                 state_d = S_DI_REQ;
                 if (ci_q == ((dv_n + 3) >> 2) - 1) begin
-                    cd_d = 0;
+                    cd_d = cfg_wlat;
                     state_d = S_DRAIN;
                 end
             end
@@ -920,6 +967,7 @@ pub fn after_states() -> String {
         end
         if (reset) begin
             state_d = S_IDLE;
+            sub_d = 0;
             bist_v_d = 1'b0;
             sv1_d = 1'b0;
             xv1_d = 1'b0;

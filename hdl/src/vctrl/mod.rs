@@ -28,7 +28,7 @@ use etch_firmware::vparams::VParams;
 use rust_hdl::prelude::*;
 
 use crate::emit::block_verilog;
-use crate::lane::{accop, msel, opa, opb, raw};
+use crate::lane::select_localparams;
 use crate::prim::Requant;
 use crate::sfu::{Exp2Unit, RecipUnit, RsqrtUnit, SinCosUnit, TableData};
 
@@ -65,6 +65,11 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_wdepth", In, 24),
         ("cfg_qdepth", In, 16),
         ("cfg_gdepth", In, 16),
+        // log2 of the lanes per requantizer; the pipeline's shifts of E, A and W.
+        ("cfg_sublg", In, 4),
+        ("cfg_elat", In, 4),
+        ("cfg_alat", In, 4),
+        ("cfg_wlat", In, 4),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
         ("wsel", In, 8),
@@ -120,6 +125,9 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("act_mode", Out, 2),
         ("act_n", Out, 9),
         ("act_idx", Out, 8),
+        // Which block of lanes requantizes (all of them unless sub_en).
+        ("sub_en", Out, 1),
+        ("sub", Out, 8),
         ("arsel_lane", Out, 8),
         ("grp4", Out, 6),
         // Broadcast buses.
@@ -192,6 +200,8 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("rem", 16),
     ("addr", 24),
     ("cd", 4),
+    // The block of lanes requantizing now.
+    ("sub", 8),
     // ROM self-test.
     ("sig", 64),
     ("bist_v", 1),
@@ -250,7 +260,7 @@ pub const STATES: &[&str] = &[
     "IDLE", "LOAD", "DISPATCH", // taking an operation
     "BIST_W", "BIST_Q", "BIST_G", "BIST_END", "BIST_RES", // ROM self-test
     "EMB_Q", "EMB_L", // embedding
-    "MV",    // matrix-vector product
+    "MV", "MV_RQ", // matrix-vector product
     "RN_SQ", "RN_RED", "RN_WAIT", "RN_RSQ", "RN_SC", // RMSNorm
     "SC", "ROPE_A", "ROPE_B", // RoPE
     "KVS_RD", "KVS_WT", "KVS_WR", // KV store
@@ -343,9 +353,6 @@ fn width(bits: u32) -> String {
     }
 }
 
-/// A group of the lanes' micro-operation selects: prefix, bits, named values.
-type SelectGroup = (&'static str, u32, &'static [(&'static str, u64)]);
-
 /// Named constants: states, kinds, lane operand selects, phases.
 fn constants() -> String {
     let mut s = String::from(
@@ -364,72 +371,7 @@ fn constants() -> String {
         );
     }
     s += "    // ---- lane micro-operation selects (etch_hdl::lane)\n";
-    let selects: [SelectGroup; 5] = [
-        (
-            "OPA",
-            3,
-            &[
-                ("ZERO", opa::ZERO),
-                ("RD0", opa::RD0),
-                ("NBR", opa::NBR),
-                ("QREG", opa::QREG),
-                ("PW", opa::PW),
-                ("BC", opa::BC),
-                ("RD0U", opa::RD0U),
-            ],
-        ),
-        (
-            "OPB",
-            4,
-            &[
-                ("ONE", opb::ONE),
-                ("W8", opb::W8),
-                ("RD0", opb::RD0),
-                ("RD1", opb::RD1),
-                ("GAIN", opb::GAIN),
-                ("KV", opb::KV),
-                ("COS", opb::COS),
-                ("SIN", opb::SIN),
-                ("MASK", opb::MASK),
-                ("BC2", opb::BC2),
-            ],
-        ),
-        (
-            "ACC",
-            2,
-            &[
-                ("HOLD", accop::HOLD),
-                ("LOAD", accop::LOAD),
-                ("ADD", accop::ADD),
-                ("ADD_OTHER", accop::ADD_OTHER),
-            ],
-        ),
-        (
-            "MSEL",
-            3,
-            &[
-                ("QROM", msel::QROM),
-                ("BCAST", msel::BCAST),
-                ("HEAD", msel::HEAD),
-                ("ONE", msel::ONE),
-                ("RD1", msel::RD1),
-            ],
-        ),
-        (
-            "RAW",
-            2,
-            &[("NONE", raw::NONE), ("BC2", raw::BC2), ("DMA", raw::DMA)],
-        ),
-    ];
-    for (group, bits, values) in selects {
-        for (name, v) in values {
-            let _ = writeln!(
-                s,
-                "    localparam [{}:0] {group}_{name} = {bits}'d{v};",
-                bits - 1
-            );
-        }
-    }
+    s += &select_localparams();
     s += "    // active lanes: the first act_n, lane act_idx, four lanes from 4*act_idx,\n";
     s += "    // the sigmoid group act_idx\n";
     for (i, name) in ["ACT_FIRST_N", "ACT_ONE", "ACT_GROUP4", "ACT_SIG_GROUP"]
@@ -509,6 +451,8 @@ fn datapath() -> String {
     wire [15:0] pos16 = ra_q[15:0];
     // lanes active in this slot of a vector of rem_q elements
     wire [15:0] act_cnt = rem_q > lanes ? lanes : rem_q;
+    // the last block of lanes to requantize (0 with a requantizer per lane)
+    wire [7:0] last_sub = 8'((16'(1) << 16'(cfg_sublg)) - 16'(1));
     // SwiGLU streams groups of sigmoid units; its lanes follow three cycles behind
     wire [15:0] e_lead = state_q == S_SWI ? ci_q << cfg_slg : ci_q;
     wire [15:0] e_follow = state_q == S_SWI ? (ci_q - 3) << cfg_slg : ci_q - 3;

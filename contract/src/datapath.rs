@@ -1,0 +1,142 @@
+//! How a chip's datapath is built: how many requantizers the lanes share and where
+//! the pipeline registers sit. Neither changes what the chip computes — the golden
+//! model knows nothing of them — only its clock and its cycles.
+
+/// Pipeline registers of the datapath. Each cuts a combinational path that a clock
+/// cycle must otherwise cover, at the price of one cycle of latency on every
+/// vector operation that waits for it (`docs/FPGA.md`, "What limits the clock").
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Pipeline {
+    /// A register on every input of the lanes: memory data, broadcast buses and the
+    /// micro-operation, so that block-RAM outputs and broadcast wires end in a
+    /// flip-flop instead of running on into the multiplier.
+    pub lane_inputs: bool,
+    /// A register after the lanes' operand selects (the multiplier's input register).
+    pub operands: bool,
+    /// A register after the multiplier (its output register), before the addend.
+    pub product: bool,
+    /// A register between the accumulators and the requantizers: the requantizer
+    /// starts from registered operands, not from the accumulator's adder.
+    pub requant_input: bool,
+    /// The requantizer's shift and its rounding and saturation in separate cycles.
+    pub requant_shift: bool,
+}
+
+impl Pipeline {
+    /// No registers beyond the architecture's own: the fewest cycles, for a clock
+    /// that a custom chip's short wires allow.
+    pub const ASIC: Pipeline = Pipeline {
+        lane_inputs: false,
+        operands: false,
+        product: false,
+        requant_input: false,
+        requant_shift: false,
+    };
+    /// Every register: for an FPGA's slow block-RAM outputs, long routes and DSP blocks.
+    pub const FPGA: Pipeline = Pipeline {
+        lane_inputs: true,
+        operands: true,
+        product: true,
+        requant_input: true,
+        requant_shift: true,
+    };
+
+    /// Cycles by which the lanes' E stage (operands meet the micro-operation) comes
+    /// later than without pipeline registers.
+    pub fn e_shift(&self) -> usize {
+        self.lane_inputs as usize
+    }
+
+    /// Cycles by which the accumulators (and the adder tree) come later.
+    pub fn a_shift(&self) -> usize {
+        self.e_shift() + self.operands as usize + self.product as usize
+    }
+
+    /// Cycles by which the writes of results into the activation RAM come later.
+    pub fn w_shift(&self) -> usize {
+        self.a_shift() + self.requant_input as usize + self.requant_shift as usize
+    }
+
+    /// The name of a preset (`asic`, `fpga`), or `custom`.
+    pub fn name(&self) -> &'static str {
+        match *self {
+            Pipeline::ASIC => "asic",
+            Pipeline::FPGA => "fpga",
+            _ => "custom",
+        }
+    }
+}
+
+impl std::str::FromStr for Pipeline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "asic" => Ok(Pipeline::ASIC),
+            "fpga" => Ok(Pipeline::FPGA),
+            _ => Err(format!("unknown pipeline {s:?}: choose asic or fpga")),
+        }
+    }
+}
+
+/// The datapath of a built chip, as its manifest records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Datapath {
+    /// Requantizers the lanes share: lane `i` uses requantizer `i % requantizers`,
+    /// and an operation that requantizes every lane takes `lanes / requantizers`
+    /// cycles per slot.
+    pub requantizers: usize,
+    /// Pipeline registers.
+    pub pipeline: Pipeline,
+}
+
+impl Datapath {
+    /// One requantizer per lane, no pipeline registers: every chip before the
+    /// datapath was configurable.
+    pub fn per_lane(lanes: usize) -> Self {
+        Datapath {
+            requantizers: lanes,
+            pipeline: Pipeline::ASIC,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_add_up_stage_by_stage() {
+        assert_eq!(
+            (
+                Pipeline::ASIC.e_shift(),
+                Pipeline::ASIC.a_shift(),
+                Pipeline::ASIC.w_shift()
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(
+            (
+                Pipeline::FPGA.e_shift(),
+                Pipeline::FPGA.a_shift(),
+                Pipeline::FPGA.w_shift()
+            ),
+            (1, 3, 5)
+        );
+        let p = Pipeline {
+            product: true,
+            ..Pipeline::ASIC
+        };
+        assert_eq!(
+            (p.e_shift(), p.a_shift(), p.w_shift(), p.name()),
+            (0, 1, 1, "custom")
+        );
+        assert_eq!("fpga".parse::<Pipeline>(), Ok(Pipeline::FPGA));
+        assert!("fast"
+            .parse::<Pipeline>()
+            .unwrap_err()
+            .contains("asic or fpga"));
+    }
+}
