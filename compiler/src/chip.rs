@@ -91,6 +91,7 @@ pub fn build(
         )));
     }
     etch_hdl::top::check_lanes(options.lanes)?;
+    etch_hdl::top::check_requantizers(options.lanes, options.datapath.requantizers)?;
     if options.contexts == 0 || options.contexts > 255 {
         return Err(Error::InvalidArgument(format!(
             "--contexts must be between 1 and 255, not {}",
@@ -106,7 +107,13 @@ pub fn build(
     progress("quantizing", 0.0);
     let model = QuantizedModel::build(checkpoint, tokenizer, &options.quant)?;
     progress("placing", 0.3);
-    let placement = Placement::new(&model, options.lanes, options.contexts, options.max_seq);
+    let placement = Placement::new(
+        &model,
+        options.lanes,
+        options.datapath.requantizers,
+        options.contexts,
+        options.max_seq,
+    );
     let layout = &placement.layout;
     let fw = firmware(&model, layout)?;
     let image = fw.program.to_image();
@@ -234,8 +241,8 @@ pub fn build(
     let kv_row = (c.kv_dim() * 16) as u64;
     let storage = Storage {
         weights: placement.weights.depth() as u64 * options.quant.weight_bits as u64 * l,
-        requant: placement.requant.depth() as u64 * 22 * l,
-        gains: placement.gains.depth() as u64 * 16 * l,
+        requant: (placement.requant.depth() * placement.requant.width) as u64,
+        gains: (placement.gains.depth() * placement.gains.width) as u64,
         tables: 16
             * (t.rsqrt.len() + t.sigmoid.len() + 2 * t.sine.len() + 2 * t.exp2.len() + t.log2.len())
                 as u64

@@ -6,9 +6,11 @@
 //! `s` sits in lane `e % L` at slot `s + e / L`. A matrix `[rows][cols]` is stored in
 //! row groups of `L`: ROM word `base + g·cols + j` holds, in lane `i`, the weight
 //! `W[g·L + i][j]`, so that every lane reads its own row's weight for input element
-//! `j` in the same cycle. The requantization ROM holds one word per row group (lane
-//! `i`: multiplier and shift of row `g·L + i`), the gain ROM one word per slot of each
-//! RMSNorm's gains.
+//! `j` in the same cycle. The requantization ROM holds, per row group, one word per
+//! block of `R` lanes (the requantizers): word `(base + g)·(L/R) + k`, in its field
+//! `i`, the multiplier and shift of row `g·L + k·R + i`; the gain ROM likewise per
+//! slot of each RMSNorm's gains. The schedule names row groups and slots; the chip
+//! adds the block.
 
 pub use etch_contract::{LayerPlaces, Layout, MatrixPlace};
 
@@ -96,6 +98,8 @@ impl RomImage {
 
 struct Builder {
     lanes: usize,
+    /// Requantizers: lanes per word of the requantization and gain ROMs.
+    requantizers: usize,
     /// Bits per weight in the ROM (4 or 8): int4 weights are stored packed.
     weight_bits: usize,
     weights: RomImage,
@@ -173,32 +177,38 @@ impl Builder {
         }
     }
 
+    /// Appends a requantization row group per `L` rows; returns the first group's index.
     fn requant(&mut self, r: &Requant) -> usize {
-        let l = self.lanes;
-        let base = self.requant.words.len();
+        let (l, rq) = (self.lanes, self.requantizers);
+        let base = self.requant.words.len() / (l / rq);
         for g in 0..r.mult.len().div_ceil(l) {
-            self.requant.push_fields((0..l).flat_map(|i| {
-                let row = g * l + i;
-                let (m, s) = if row < r.mult.len() {
-                    (r.mult[row] as u64, r.shift[row] as u64)
-                } else {
-                    (0, 1)
-                };
-                [(m, 16), (s, 6)]
-            }));
+            for k in 0..l / rq {
+                self.requant.push_fields((0..rq).flat_map(|i| {
+                    let row = g * l + k * rq + i;
+                    let (m, s) = if row < r.mult.len() {
+                        (r.mult[row] as u64, r.shift[row] as u64)
+                    } else {
+                        (0, 1)
+                    };
+                    [(m, 16), (s, 6)]
+                }));
+            }
         }
         base
     }
 
+    /// Appends a gain slot per `L` elements; returns the first slot's index.
     fn gains(&mut self, g: &[i16]) -> usize {
-        let l = self.lanes;
-        let base = self.gains.words.len();
+        let (l, rq) = (self.lanes, self.requantizers);
+        let base = self.gains.words.len() / (l / rq);
         for s in 0..g.len().div_ceil(l) {
-            self.gains.push_fields((0..l).map(|i| {
-                let e = s * l + i;
-                let v = g.get(e).copied().unwrap_or(0);
-                (v as u16 as u64, 16)
-            }));
+            for k in 0..l / rq {
+                self.gains.push_fields((0..rq).map(|i| {
+                    let e = s * l + k * rq + i;
+                    let v = g.get(e).copied().unwrap_or(0);
+                    (v as u16 as u64, 16)
+                }));
+            }
         }
         base
     }
@@ -211,8 +221,15 @@ impl Builder {
 }
 
 impl Placement {
-    /// Places `model` on `lanes` lanes with `contexts` contexts of `max_seq` positions.
-    pub fn new(model: &QuantizedModel, lanes: usize, contexts: usize, max_seq: usize) -> Self {
+    /// Places `model` on `lanes` lanes sharing `requantizers` requantizers, with
+    /// `contexts` contexts of `max_seq` positions.
+    pub fn new(
+        model: &QuantizedModel,
+        lanes: usize,
+        requantizers: usize,
+        contexts: usize,
+        max_seq: usize,
+    ) -> Self {
         let c = model.config;
         let slots = |n: usize| n.div_ceil(lanes);
         let mut at = 0usize;
@@ -238,10 +255,11 @@ impl Placement {
         let weight_bits = model.settings.weight_bits as usize;
         let mut b = Builder {
             lanes,
+            requantizers,
             weight_bits,
             weights: RomImage::new(weight_bits * lanes),
-            requant: RomImage::new(22 * lanes),
-            gains: RomImage::new(16 * lanes),
+            requant: RomImage::new(22 * requantizers),
+            gains: RomImage::new(16 * requantizers),
         };
         let mut layers = Vec::with_capacity(c.n_layers);
         for layer in &model.layers {

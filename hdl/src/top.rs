@@ -38,9 +38,10 @@ pub struct ChipParams {
     pub ar_depth: usize,
     /// Weight ROM words (each `weight_bits · lanes` bits).
     pub wrom_depth: usize,
-    /// Requantization ROM words (each `22 · lanes` bits).
+    /// Requantization ROM words (each `22 · requantizers` bits: a row group's
+    /// words are `lanes / requantizers` consecutive words).
     pub qrom_depth: usize,
-    /// Gain ROM words (each `16 · lanes` bits).
+    /// Gain ROM words (each `16 · requantizers` bits, like the requantization ROM).
     pub grom_depth: usize,
     /// Firmware instructions.
     pub imem_depth: usize,
@@ -62,6 +63,20 @@ pub fn check_lanes(lanes: usize) -> Result<(), HdlError> {
     } else {
         Err(HdlError::Params(format!(
             "lanes must be a power of two from 8 to 256, not {lanes}"
+        )))
+    }
+}
+
+/// The requantizer counts the wiring supports for `lanes` lanes: a power of two from
+/// the sigmoid units (`min(lanes, 8)`: SwiGLU requantizes one group of them per cycle)
+/// to the lanes.
+pub fn check_requantizers(lanes: usize, requantizers: usize) -> Result<(), HdlError> {
+    let su = lanes.min(8);
+    if requantizers.is_power_of_two() && (su..=lanes).contains(&requantizers) {
+        Ok(())
+    } else {
+        Err(HdlError::Params(format!(
+            "requantizers must be a power of two from {su} to the lanes ({lanes}), not {requantizers}"
         )))
     }
 }
@@ -149,13 +164,7 @@ impl ChipParams {
                 "the ROMs or the KV cache exceed the address widths".into(),
             ));
         }
-        let r = self.datapath.requantizers;
-        let su = self.sigmoid_units();
-        if !r.is_power_of_two() || r > l || r < su {
-            return Err(HdlError::Params(format!(
-                "requantizers must be a power of two from {su} (the sigmoid units) to the lanes ({l}), not {r}"
-            )));
-        }
+        check_requantizers(l, self.datapath.requantizers)?;
         if self.imem_depth > 4096 || self.param_depth > 1 << 16 || self.kv_segments() > 15 {
             return Err(HdlError::Params(
                 "the firmware or the KV rows exceed the address widths".into(),
@@ -550,25 +559,26 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     etch_rom #(.W({gw}), .A(16), .D({gd}), .INIT(\"rom/gains.hex\")) u_grom (.clk(clk), .addr(vc_grom_addr), .data(grom_data));
     etch_rom #(.W(32), .A(8), .D({pairs}), .INIT(\"rom/rope_steps.hex\")) u_steps (.clk(clk), .addr(vc_step_addr), .data(step_data));
     assign wsel = {wsel_expr};
-    assign qsel_m = qrom_data[22 * arsel_lane_e +: 16];
-    assign qsel_s = qrom_data[22 * arsel_lane_e + 16 +: 6];",
+    assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
+    assign qsel_s = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) + 16 +: 6];",
+        rmask = s.r - 1,
         wsel_expr = if wbits == 8 {
             "wrom_data[8 * arsel_lane_e +: 8]".to_string()
         } else {
             "{{4{wrom_data[4 * arsel_lane_e + 3]}}, wrom_data[4 * arsel_lane_e +: 4]}".to_string()
         },
         wb = wbits * l - 1,
-        qb = 22 * l - 1,
-        gb = 16 * l - 1,
+        qb = 22 * s.r - 1,
+        gb = 16 * s.r - 1,
         ww = wbits * l,
-        qw = 22 * l,
-        gw = 16 * l,
+        qw = 22 * s.r,
+        gw = 16 * s.r,
         wd = p.wrom_depth.max(1),
         qd = p.qrom_depth.max(1),
         gd = p.grom_depth.max(1),
     );
     // Folds of ROM words for the self-test signature.
-    for (name, bits) in [("w", wbits * l), ("q", 22 * l), ("g", 16 * l)] {
+    for (name, bits) in [("w", wbits * l), ("q", 22 * s.r), ("g", 16 * s.r)] {
         let src = match name {
             "w" => "wrom_data",
             "q" => "qrom_data",
@@ -818,7 +828,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             reg,
             16,
             &format!("li_gain_{i}"),
-            &format!("grom_data[{}:{}]", 16 * i + 15, 16 * i),
+            &format!("grom_data[{}:{}]", 16 * (i % s.r) + 15, 16 * (i % s.r)),
         );
         stage(w, reg, 16, &format!("li_kv_{i}"), &format!("lane_kv_{i}"));
         stage(
@@ -826,7 +836,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             reg,
             22,
             &format!("li_q_{i}"),
-            &format!("qrom_data[{}:{}]", 22 * i + 21, 22 * i),
+            &format!("qrom_data[{}:{}]", 22 * (i % s.r) + 21, 22 * (i % s.r)),
         );
         let pp = i / deff;
         let h = (i % deff) / hs;
@@ -910,6 +920,14 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
     );
     let wa = delay(w, 12, "vc_ar_wa", "ar_wa", 4 + pipe.w_shift());
     let _ = writeln!(w, "    wire [11:0] ar_wa_w = {wa};");
+    // Writes issued in the last 3 + w_shift cycles have not landed: the controller
+    // starts no operation until they have.
+    let _ = writeln!(w, "    wire wr_issue = vc_u_rq | (|vc_u_raw);");
+    delay(w, 1, "wr_issue", "wr_issue", 3 + pipe.w_shift());
+    let pending: Vec<String> = (1..=3 + pipe.w_shift())
+        .map(|k| format!("wr_issue_d{k}"))
+        .collect();
+    let _ = writeln!(w, "    assign wr_busy = {};", pending.join(" | "));
     let e_to_w = 3 + pipe.w_shift() - pipe.e_shift();
     let a_to_w = 2 + pipe.w_shift() - pipe.a_shift();
     let bc2_w = delay(w, 16, "li_vc_bc2", "raw_bc2", e_to_w);

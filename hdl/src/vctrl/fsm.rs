@@ -260,6 +260,8 @@ fn take_operation() -> String {
                         state_d = S_FIN;
                     end
                 endcase
+                // an operation starts once the previous one's writes have landed
+                if (wr_busy) state_d = S_DISPATCH;
             end
 "
     .to_string()
@@ -307,7 +309,7 @@ fn rom_self_test() -> String {
 /// read through lane `ra % L` and written element by element.
 fn embedding() -> String {
     "            S_EMB_Q: begin
-                qrom_addr = rc_q[15:0];
+                qrom_addr = (rc_q[15:0] << cfg_sublg) | ((ra_q[15:0] & lmask) >> rlg);
                 arsel_lane = 8'(ra_q[15:0] & lmask);
                 ci_d = ci_q + 1;
                 if (ci_q == 1) begin
@@ -331,7 +333,7 @@ fn embedding() -> String {
                 ar_wa = 12'(emb_out + (ci_q >> cfg_lg));
                 ci_d = ci_q + 1;
                 if (ci_q == emb_dim - 1) begin
-                    cd_d = cfg_wlat;
+                    cd_d = 0;
                     state_d = S_DRAIN;
                 end
             end
@@ -345,7 +347,7 @@ fn matvec() -> String {
     "            S_MV: begin
                 ar_ra0 = 12'(mv_input + (ci_q >> cfg_lg));
                 wrom_addr = addr_q;
-                qrom_addr = mv_requant_base + cj_q;
+                qrom_addr = (mv_requant_base + cj_q) << cfg_sublg;
                 u_a = OPA_BC;
                 u_b = OPB_W8;
                 u_acc = ~|ci_q ? ACC_LOAD : ACC_ADD;
@@ -364,14 +366,14 @@ fn matvec() -> String {
                     end else begin
                         cj_d = cj_q + 1;
                         if (cj_q == mv_groups - 1) begin
-                            cd_d = cfg_wlat;
+                            cd_d = 0;
                             state_d = S_DRAIN;
                         end
                     end
                 end
             end
             S_MV_RQ: begin
-                qrom_addr = mv_requant_base + cj_q;
+                qrom_addr = ((mv_requant_base + cj_q) << cfg_sublg) | 16'(sub_q);
                 u_rq = 1'b1;
                 sub_en = 1'b1;
                 act_n = 9'(lanes);
@@ -382,7 +384,7 @@ fn matvec() -> String {
                     cj_d = cj_q + 1;
                     state_d = S_MV;
                     if (cj_q == mv_groups - 1) begin
-                        cd_d = cfg_wlat;
+                        cd_d = 0;
                         state_d = S_DRAIN;
                     end
                 end
@@ -426,7 +428,7 @@ fn rmsnorm() -> String {
             end
             S_RN_SC: begin
                 ar_ra0 = 12'(rn_input + ci_q);
-                grom_addr = rn_gain_base + ci_q;
+                grom_addr = ((rn_gain_base + ci_q) << cfg_sublg) | 16'(sub_q);
                 u_a = OPA_RD0;
                 u_b = OPB_GAIN;
                 u_rq = 1'b1;
@@ -441,7 +443,7 @@ fn rmsnorm() -> String {
                     ci_d = ci_q + 1;
                     rem_d = rem_q - lanes;
                     if (rem_q <= lanes) begin
-                        cd_d = cfg_wlat;
+                        cd_d = 0;
                         state_d = S_DRAIN;
                     end
                 end
@@ -485,7 +487,7 @@ fn rope() -> String {
                     rem_d = rem_q - lanes;
                     state_d = S_ROPE_A;
                     if (rem_q <= lanes) begin
-                        cd_d = cfg_wlat;
+                        cd_d = 0;
                         state_d = S_DRAIN;
                     end
                 end
@@ -590,7 +592,7 @@ fn attention() -> String {
                     cj_d = cj_q + 1;
                     state_d = S_AT_Q;
                     if (cj_q == 16'(cfg_ngroups) - 1) begin
-                        cd_d = cfg_wlat;
+                        cd_d = 0;
                         state_d = S_DRAIN;
                     end
                 end
@@ -619,7 +621,7 @@ fn add() -> String {
                     ci_d = ci_q + 1;
                     rem_d = rem_q - lanes;
                     if (rem_q <= lanes) begin
-                        cd_d = cfg_wlat;
+                        cd_d = 0;
                         state_d = S_DRAIN;
                     end
                 end
@@ -647,7 +649,7 @@ fn swiglu() -> String {
                 end
                 ci_d = ci_q + 1;
                 if (ci_q == ((swi_n + smask) >> cfg_slg) + 2) begin
-                    cd_d = cfg_wlat;
+                    cd_d = 0;
                     state_d = S_DRAIN;
                 end
             end
@@ -700,7 +702,7 @@ fn sampler_argmax_and_weights() -> String {
                     ar_wa = 12'(sa_weights + ((ci_q - 16'd5) >> cfg_lg));
                 end
                 ci_d = ci_q + 1;
-                if (ci_q == sa_vocab + 6) begin
+                if (ci_q == sa_vocab + 6 + 16'(cfg_wlat)) begin
                     ck_d = 0;
                     mass_d = tot_q;
                     tau_d = 0;
@@ -848,7 +850,7 @@ fn vector_dma() -> String {
                 ci_d = ci_q + 1;
                 state_d = S_DI_REQ;
                 if (ci_q == ((dv_n + 3) >> 2) - 1) begin
-                    cd_d = cfg_wlat;
+                    cd_d = 0;
                     state_d = S_DRAIN;
                 end
             end

@@ -91,6 +91,8 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("dma_ack", In, 1),
         ("dma_err", In, 1),
         ("dma_rdata", In, 64),
+        // Writes into the activation RAMs still on their way.
+        ("wr_busy", In, 1),
         // To the sequencer.
         ("busy", Out, 1),
         ("done", Out, 1),
@@ -453,6 +455,9 @@ fn datapath() -> String {
     wire [15:0] act_cnt = rem_q > lanes ? lanes : rem_q;
     // the last block of lanes to requantize (0 with a requantizer per lane)
     wire [7:0] last_sub = 8'((16'(1) << 16'(cfg_sublg)) - 16'(1));
+    // log2 of the requantizers: the requantization and gain ROMs hold one word per
+    // block of that many lanes
+    wire [3:0] rlg = cfg_lg - cfg_sublg;
     // SwiGLU streams groups of sigmoid units; its lanes follow three cycles behind
     wire [15:0] e_lead = state_q == S_SWI ? ci_q << cfg_slg : ci_q;
     wire [15:0] e_follow = state_q == S_SWI ? (ci_q - 3) << cfg_slg : ci_q - 3;
