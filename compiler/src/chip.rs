@@ -152,6 +152,7 @@ pub fn build(
         ident,
         tables: table_data(&model),
         datapath: options.datapath,
+        kv_rows: [layout.k_row, layout.v_row],
     };
     params.validate()?;
 

@@ -417,8 +417,9 @@ const LANE_A_STAGE: &str = "
     // ---- A: accumulate
     reg [47:0] acc_q = 0;
     reg [47:0] acc_next;
+    // (a product to requantize passes through the accumulator: it is loaded)
     always @(*) begin
-        case (a_acc)
+        case (a_rqin ? ACC_LOAD : a_acc)
             ACC_LOAD: acc_next = pre_q;
             ACC_ADD: acc_next = acc_q + pre_q;
             ACC_ADD_OTHER: acc_next = acc_q + acc_other;
@@ -429,13 +430,13 @@ const LANE_A_STAGE: &str = "
     assign pre = pre_q;
     assign acc = acc_q;
 
-    // ---- A: the requantizer's operands: the accumulator or the product, with the
+    // ---- A: the requantizer's operands: the accumulator (or the product it loads), with the
     // multiplier and shift of the row (requantization ROM), the broadcast, the head,
     // 1, or read port 1 (SwiGLU's h3)
     assign rq_v = a_rq;
     assign raw = a_raw;
     always @(*) begin
-        rq_x = a_rqin ? pre_q : acc_next;
+        rq_x = acc_next;
         case (a_msel)
             MSEL_BCAST: begin
                 rq_m = bmult;

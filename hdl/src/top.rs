@@ -54,6 +54,10 @@ pub struct ChipParams {
     pub tables: TableData,
     /// Shared requantizers and pipeline registers.
     pub datapath: Datapath,
+    /// Where the key and the value rows start in the fused q/k/v projection's output
+    /// (elements from its first slot): their lane offsets are the only shifts the KV
+    /// row buffer needs.
+    pub kv_rows: [usize; 2],
 }
 
 /// The lane counts the wiring supports: a power of two from 8 to 256.
@@ -106,9 +110,22 @@ impl ChipParams {
     pub fn head_groups(&self) -> usize {
         self.n_heads / self.heads_per_group()
     }
-    /// AR slots a KV row can span (it may start mid-slot in the fused projection).
+    /// AR slots a KV row spans (it may start mid-slot in the fused projection).
     pub fn kv_segments(&self) -> usize {
-        self.kv_dim().div_ceil(self.lanes) + 1
+        self.kv_rows
+            .iter()
+            .map(|r| (r % self.lanes + self.kv_dim()).div_ceil(self.lanes))
+            .max()
+            .unwrap_or(1)
+    }
+    /// The lane offsets at which key and value rows start in their slots, and 0
+    /// (rows loaded from host memory start there).
+    pub fn kv_offsets(&self) -> Vec<usize> {
+        let mut o: Vec<usize> = self.kv_rows.iter().map(|r| r % self.lanes).collect();
+        o.push(0);
+        o.sort_unstable();
+        o.dedup();
+        o
     }
     /// Sigmoid units: SwiGLU elements per cycle.
     pub fn sigmoid_units(&self) -> usize {
@@ -741,6 +758,11 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             &format!("li_sig_sigma_{k}"),
             &format!("sig_sigma_{k}"),
         );
+        // the broadcast buses of lane group k: sigmoid unit k's, or the controller's
+        let _ = writeln!(
+            w,
+            "    wire [15:0] bc_{k} = li_vc_bcl ? li_sig_h_{k} : li_vc_bc;\n    wire [15:0] bc2_{k} = li_vc_bcl ? li_sig_sigma_{k} : li_vc_bc2;"
+        );
     }
     for k in 0..pairs {
         stage(
@@ -847,7 +869,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         .clock(clk), .reset(rst),
         .rd0(li_rd0_{i}), .rd1(li_rd1_{i}), .nbr(li_rd0_{nb}), .qsrc(li_rd0_{qs}),
         .w8(li_w8_{i}), .gain(li_gain_{i}), .kv(li_kv_{i}), .pw(li_pw_{pp}_{h}),
-        .cosv(li_cos_{k}), .sinv({sin}), .bc(li_vc_bcl ? li_sig_h_{sk} : li_vc_bc), .bc2(li_vc_bcl ? li_sig_sigma_{sk} : li_vc_bc2),
+        .cosv(li_cos_{k}), .sinv({sin}), .bc(bc_{sk}), .bc2(bc2_{sk}),
         .tau(li_tau_e), .qm(li_q_{i}[15:0]), .qs(li_q_{i}[21:16]),
         .bmult({bmult}), .bshift({bshift}), .hmult({hm}), .hshift({hsh}),
         .acc_other(lane_other_{i}),
@@ -1028,18 +1050,41 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
             kd = p.kv_depth().max(1)
         );
     }
+    // The row starts at one of the few lane offsets the layout uses.
+    let offsets = p.kv_offsets();
     let _ = writeln!(
         w,
-        "    wire [{}:0] rowbuf_row = rowbuf >> (vc_kv_woff * 16);",
-        rbw - 1
+        "    reg [{kb}:0] rowbuf_row;\n    always @(*) begin\n        case (vc_kv_woff)",
+        kb = kvw - 1
     );
-    if rbw > kvw {
+    for o in &offsets {
         let _ = writeln!(
             w,
-            "    wire unused_rowbuf = ^rowbuf_row[{}:{}];",
-            rbw - 1,
-            kvw
+            "            8'd{o}: rowbuf_row = rowbuf[{}:{}];",
+            16 * o + kvw - 1,
+            16 * o
         );
+    }
+    let _ = writeln!(
+        w,
+        "            default: rowbuf_row = rowbuf[{}:{}];\n        endcase\n    end",
+        16 * offsets[0] + kvw - 1,
+        16 * offsets[0]
+    );
+    // Bits of the row buffer no offset reads (written by whole slots or beats).
+    let mut gaps = Vec::new();
+    let mut next = 0;
+    for o in &offsets {
+        if 16 * o > next {
+            gaps.push(format!("rowbuf[{}:{}]", 16 * o - 1, next));
+        }
+        next = next.max(16 * o + kvw);
+    }
+    if rbw > next {
+        gaps.push(format!("rowbuf[{}:{}]", rbw - 1, next));
+    }
+    if !gaps.is_empty() {
+        let _ = writeln!(w, "    wire unused_rowbuf = ^{{{}}};", gaps.join(", "));
     }
     // Beats of a row for saving contexts.
     let padded = |b: usize| {

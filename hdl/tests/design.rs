@@ -37,6 +37,8 @@ fn params(lanes: usize, dim: usize, heads: usize, kv: usize) -> ChipParams {
         ident: [0; 24],
         tables: table_data(),
         datapath: Datapath::per_lane(lanes),
+        // Keys right after the queries, values right after the keys.
+        kv_rows: [dim, dim + dim / heads * kv],
     }
 }
 
