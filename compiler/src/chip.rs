@@ -74,16 +74,8 @@ fn table_hex(values: impl Iterator<Item = u64>, digits: usize) -> String {
     values.map(|v| format!("{v:0digits$x}\n")).collect()
 }
 
-/// Builds the chip for `checkpoint` into `out`. `progress` receives a step name and
-/// a fraction done.
-pub fn build(
-    checkpoint: &Checkpoint,
-    tokenizer: &Tokenizer,
-    options: &BuildOptions,
-    out: &Path,
-    progress: &mut dyn FnMut(&str, f64),
-) -> Result<Manifest> {
-    let c = *checkpoint.config();
+/// Checks the options against the model before anything is built.
+pub fn check_options(c: &etch_contract::Config, options: &BuildOptions) -> Result<()> {
     if options.max_seq == 0 || options.max_seq > c.seq_len {
         return Err(Error::InvalidArgument(format!(
             "--max-seq must be between 1 and the model's context ({}), not {}",
@@ -104,6 +96,70 @@ pub fn build(
             c.vocab_size
         )));
     }
+    Ok(())
+}
+
+/// The hardware generator's parameters for a placed model and its firmware.
+fn chip_params(
+    model: &QuantizedModel,
+    placement: &Placement,
+    program: &etch_firmware::Program,
+    options: &BuildOptions,
+    ident: [u32; 24],
+) -> ChipParams {
+    let c = model.config;
+    let layout = &placement.layout;
+    ChipParams {
+        lanes: options.lanes,
+        weight_bits: options.quant.weight_bits as usize,
+        dim: c.dim,
+        n_heads: c.n_heads,
+        n_kv_heads: c.n_kv_heads,
+        n_layers: c.n_layers,
+        max_seq: options.max_seq,
+        contexts: options.contexts,
+        ar_depth: layout.ar_depth,
+        wrom_depth: placement.weights.depth(),
+        qrom_depth: placement.requant.depth(),
+        grom_depth: placement.gains.depth(),
+        imem_depth: program.code.len(),
+        param_depth: program.params.len(),
+        ident,
+        tables: table_data(model),
+        datapath: options.datapath,
+        kv_rows: [layout.k_row, layout.v_row],
+    }
+}
+
+/// The chip `options` make of an already quantized model, without writing it: what
+/// a fit to an FPGA estimates resources from. The quantization settings of `options`
+/// must be those `model` was built with.
+pub fn design(model: &QuantizedModel, options: &BuildOptions) -> Result<ChipParams> {
+    check_options(&model.config, options)?;
+    let placement = Placement::new(
+        model,
+        options.lanes,
+        options.datapath.requantizers,
+        options.contexts,
+        options.max_seq,
+    );
+    let fw = firmware(model, &placement.layout)?;
+    let params = chip_params(model, &placement, &fw.program, options, [0; 24]);
+    params.validate()?;
+    Ok(params)
+}
+
+/// Builds the chip for `checkpoint` into `out`. `progress` receives a step name and
+/// a fraction done.
+pub fn build(
+    checkpoint: &Checkpoint,
+    tokenizer: &Tokenizer,
+    options: &BuildOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(&str, f64),
+) -> Result<Manifest> {
+    let c = *checkpoint.config();
+    check_options(&c, options)?;
     progress("quantizing", 0.0);
     let model = QuantizedModel::build(checkpoint, tokenizer, &options.quant)?;
     progress("placing", 0.3);
@@ -134,26 +190,7 @@ pub fn build(
     ident[regs::MODEL_ID0 as usize..regs::MODEL_ID0 as usize + 8].copy_from_slice(&id_words);
     ident[regs::FW_HASH0 as usize..regs::FW_HASH0 as usize + 8].copy_from_slice(&fw_words);
 
-    let params = ChipParams {
-        lanes: options.lanes,
-        weight_bits: options.quant.weight_bits as usize,
-        dim: c.dim,
-        n_heads: c.n_heads,
-        n_kv_heads: c.n_kv_heads,
-        n_layers: c.n_layers,
-        max_seq: options.max_seq,
-        contexts: options.contexts,
-        ar_depth: layout.ar_depth,
-        wrom_depth: placement.weights.depth(),
-        qrom_depth: placement.requant.depth(),
-        grom_depth: placement.gains.depth(),
-        imem_depth: fw.program.code.len(),
-        param_depth: fw.program.params.len(),
-        ident,
-        tables: table_data(&model),
-        datapath: options.datapath,
-        kv_rows: [layout.k_row, layout.v_row],
-    };
+    let params = chip_params(&model, &placement, &fw.program, options, ident);
     params.validate()?;
 
     let header = format!(

@@ -400,6 +400,14 @@ impl<'a> Workspace<'a> {
             Family::Ice40 => ("nextpnr-ice40", "--asc"),
         };
         args.extend([placed_flag.into(), format!("{rel}/{}", self.placed())]);
+        // The same netlist placed and routed with the same arguments: reuse it.
+        let recorded = args.join("\n");
+        if self.routing_is_current(&recorded) {
+            tracing::info!("place and route is current: reusing {rel}/pnr.json");
+            progress("nextpnr: reusing the placed and routed design");
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.dir.join("pnr.args"));
         let res = Run {
             program: tool(pnr)?,
             args,
@@ -419,8 +427,22 @@ impl<'a> Workspace<'a> {
                     self.target
                 )))
             }
+            Ok(()) => self.write("pnr.args", &recorded),
             other => other,
         }
+    }
+
+    /// Whether `pnr.json` and the placed design come from this netlist and these
+    /// nextpnr arguments.
+    fn routing_is_current(&self, args: &str) -> bool {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let Some(netlist) = modified(&self.dir.join("netlist.json")) else {
+            return false;
+        };
+        self.read("pnr.args").ok().as_deref() == Some(args)
+            && [self.placed(), "pnr.json"]
+                .iter()
+                .all(|f| modified(&self.dir.join(f)).is_some_and(|m| m >= netlist))
     }
 
     /// nextpnr's placed-and-routed output.

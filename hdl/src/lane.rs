@@ -175,8 +175,9 @@ pub const SELECT_GROUPS: [SelectGroup; 5] = [
 /// * E: operands (`rd0`, `rd1`, `nbr`, `qsrc`, `w8`, `gain`, `kv`, `pw`, `cosv`,
 ///   `sinv`, `bc`, `bc2`, `tau`, `qm`, `qs`) and the micro-operation (`u_*`);
 /// * A: the broadcast and head multipliers and shifts, the other positions'
-///   accumulators (`acc_other`); out: the product and accumulator for the adder tree
-///   (`pre`, `acc`), the requantizer's operands (`rq_v`, `rq_x`, `rq_m`, `rq_s`) and
+///   accumulators (`acc_other`); out: the accumulator's next value for the adder tree
+///   (`sum`: operations that sum products load them) and the accumulator (`acc`), the
+///   requantizer's operands (`rq_v`, `rq_x`, `rq_m`, `rq_s`) and
 ///   the kind of a raw write (`raw`);
 /// * the argmax (`am_*`), updated in E.
 pub fn verilog(pipe: &Pipeline) -> String {
@@ -324,8 +325,8 @@ const LANE_PORTS: &str = "module etch_lane (
     input  wire        u_qload,
     input  wire        u_active,
     input  wire [11:0] u_slot,
-    // A: the product and the accumulator (adder tree), the requantizer's operands, a raw write
-    output wire [47:0] pre,
+    // A: the accumulator's next value (adder tree), the accumulator, the requantizer's operands, a raw write
+    output wire [47:0] sum,
     output wire [47:0] acc,
     output wire        rq_v,
     output reg  [47:0] rq_x,
@@ -427,7 +428,7 @@ const LANE_A_STAGE: &str = "
         endcase
     end
     always @(posedge clock) acc_q <= acc_next;
-    assign pre = pre_q;
+    assign sum = acc_next;
     assign acc = acc_q;
 
     // ---- A: the requantizer's operands: the accumulator (or the product it loads), with the

@@ -619,7 +619,9 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
 
 /// RoPE sines and cosines of the current position, and the lanes' wires.
 fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
-    let Shape { l, pairs, .. } = *s;
+    let Shape {
+        l, pairs, np, deff, ..
+    } = *s;
     let _ = writeln!(
         w,
         "    // RoPE sines and cosines of the current position, one pair per rotation frequency."
@@ -649,7 +651,7 @@ fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
             w,
             "    wire [15:0] lane_rd0_{i}, lane_rd1_{i}, lane_amx_{i}, lane_kv_{i};
     reg [15:0] lane_wdata_{i};
-    wire [47:0] lane_pre_{i}, lane_acc_{i}, lane_other_{i}, lane_rqx_{i};
+    wire [47:0] lane_sum_{i}, lane_other_{i}, lane_rqx_{i};
     wire [16:0] lane_rqm_{i};
     wire [11:0] lane_ams_{i};
     wire [5:0] lane_rqs_{i};
@@ -657,6 +659,11 @@ fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
     reg lane_we_{i};
     wire lane_amv_{i}, lane_rqv_{i};"
         );
+    }
+    for i in deff..l {
+        if np > 1 {
+            let _ = writeln!(w, "    wire [47:0] lane_acc_{i};");
+        }
     }
 }
 
@@ -876,7 +883,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         .u_a(li_u_a_e), .u_b(li_u_b_e), .u_cadd(li_u_cadd_e), .u_acc(li_u_acc_e), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e),
         .u_msel(li_u_msel_e), .u_raw(li_u_raw_e), .u_am(li_u_am_e), .u_amfirst(li_u_amfirst_e), .u_qload(li_u_qload_e),
         .u_active(li_act_e[{i}]), .u_slot(li_u_slot_e),
-        .pre(lane_pre_{i}), .acc(lane_acc_{i}),
+        .sum(lane_sum_{i}), {acc},
         .rq_v(lane_rqv_{i}), .rq_x(lane_rqx_{i}), .rq_m(lane_rqm_{i}), .rq_s(lane_rqs_{i}), .raw(lane_raw_{i}),
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
     );",
@@ -890,6 +897,12 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             },
             hm = hname("mult", hg),
             hsh = hname("shift", hg),
+            // only the other position groups' accumulators are read (attention's sums)
+            acc = if np > 1 && i >= deff {
+                format!(".acc(lane_acc_{i})")
+            } else {
+                "/* verilator lint_off PINCONNECTEMPTY */ .acc() /* verilator lint_on PINCONNECTEMPTY */".to_string()
+            },
         );
     }
     // Partial attention sums of the other positions of a lane's column.
@@ -1140,11 +1153,10 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
     } = *s;
     let _ = writeln!(
         w,
-        "    // Adder tree over the lanes (products or accumulators), with its sideband:
+        "    // Adder tree over the lanes' accumulators (as they are written), with its sideband:
     // level {hl} feeds the head units (sums over one head), level {lg} the controller."
     );
     // The sideband travels with the micro-operation to the accumulators (A).
-    let tsrc = delay(w, 1, "vc_u_tsrc", "u_tsrc_a", 2 + pipe.a_shift());
     let sb = delay(
         w,
         32,
@@ -1166,7 +1178,7 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
     for i in 0..l {
         let _ = writeln!(
             w,
-            "        tree_l0_{i} <= {tsrc} ? lane_acc_{i} : lane_pre_{i};"
+            "        tree_l0_{i} <= lane_sum_{i};"
         );
     }
     for level in 1..=lg {

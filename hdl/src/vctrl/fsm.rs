@@ -52,7 +52,6 @@ pub fn defaults() -> String {
         u_slot = ci_q[11:0];
         u_score = 1'b0;
         u_sum = 1'b0;
-        u_tsrc = 1'b0;
         u_saddr = ci_q[13:0];
         u_tbase = ci_q << cfg_plg;
         act_mode = ACT_FIRST_N;
@@ -407,7 +406,6 @@ fn rmsnorm() -> String {
             end
             S_RN_RED: begin
                 u_sum = 1'b1;
-                u_tsrc = 1'b1;
                 state_d = S_RN_WAIT;
             end
             S_RN_WAIT: begin
@@ -539,6 +537,7 @@ fn attention() -> String {
                 kv_raddr = lbase_q + 20'(ci_q);
                 u_a = OPA_QREG;
                 u_b = OPB_KV;
+                u_acc = ACC_LOAD;
                 u_score = 1'b1;
                 act_n = 9'(lanes);
                 ci_d = ci_q + 1;
@@ -745,7 +744,6 @@ fn sampler_nucleus_and_draw() -> String {
             S_SA_NR: begin
                 tau = tau_q | (16'(1) << ck_q);
                 u_sum = 1'b1;
-                u_tsrc = 1'b1;
                 state_d = S_SA_NW;
             end
             S_SA_NW: begin
@@ -775,6 +773,7 @@ fn sampler_nucleus_and_draw() -> String {
                 ar_ra0 = 12'(sa_weights + ci_q);
                 u_a = OPA_RD0U;
                 u_b = OPB_MASK;
+                u_acc = ACC_LOAD;
                 u_sum = 1'b1;
                 act_n = 9'(act_cnt);
                 ci_d = ci_q + 1;

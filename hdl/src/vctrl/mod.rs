@@ -121,7 +121,6 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("u_slot", Out, 12),
         ("u_score", Out, 1),
         ("u_sum", Out, 1),
-        ("u_tsrc", Out, 1),
         ("u_saddr", Out, 14),
         ("u_tbase", Out, 16),
         ("act_mode", Out, 2),
