@@ -167,6 +167,9 @@ pub fn bench(a: &BenchArgs) -> CliResult {
             .or_else(|| a.model.is_none().then(|| models.join("tok512.bin"))),
     };
     let (ck, tok) = open_model(&model_args)?;
+    if let Some(board) = &a.board {
+        return board_bench(a, board, &ck, &tok);
+    }
     if a.lanes.is_empty() {
         return Err(CliError::Usage(
             "--lanes needs at least one lane count".into(),
@@ -410,4 +413,153 @@ pub fn plots(rows: &[Row], out: &Path) -> Result<Vec<String>, String> {
             .draw()?;
     });
     Ok(files)
+}
+
+/// `etch bench --board` (`--json`).
+#[derive(Serialize)]
+struct BoardJson {
+    board: String,
+    target: String,
+    bitstream: Option<String>,
+    fmax_mhz: f64,
+    cycles_per_token: f64,
+    tokens_per_s: f64,
+    cpu_tokens_per_s: f64,
+    lanes: usize,
+    requantizers: usize,
+    macs: usize,
+    tokens: usize,
+    utilization: std::collections::BTreeMap<String, etch_fpga::report::Use>,
+    critical_path: std::collections::BTreeMap<String, etch_fpga::report::CriticalPath>,
+    fit: crate::fit::ChoiceJson,
+    design_hash: String,
+    out: String,
+}
+
+/// Builds `choice` into `dir` unless `dir` already holds that design (so that its
+/// netlist and routing are reused).
+fn build_unless_current(
+    ck: &Checkpoint,
+    tok: &Tokenizer,
+    options: &BuildOptions,
+    dir: &Path,
+) -> CliResult<Manifest> {
+    let fresh = dir.with_extension("new");
+    let _ = std::fs::remove_dir_all(&fresh);
+    let manifest = build_chip(ck, tok, options, &fresh, &mut |_, _| {})?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CliError::Io {
+            action: "write",
+            path,
+            source,
+        }
+    };
+    match Manifest::load(dir) {
+        Ok(old) if old.design_hash == manifest.design_hash => {
+            std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+            Ok(old)
+        }
+        _ => {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::rename(&fresh, dir).map_err(io(dir))?;
+            Ok(manifest)
+        }
+    }
+}
+
+fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> CliResult {
+    let (target, board) = crate::fit::part(board)?;
+    let Some(board) = board else {
+        return Err(CliError::Usage(format!(
+            "--board {target}: name a board (ulx3s, orangecrab), not an FPGA"
+        )));
+    };
+    let bar = crate::output::spinner("fitting");
+    let mut say = |m: &str| bar.set_message(m.to_string());
+    let choice = crate::fit::fit(ck, tok, target, &mut say)?;
+    let dir = a.out.join(format!("board-{}", board.name()));
+    say("building");
+    std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
+        action: "write",
+        path: a.out.clone(),
+        source,
+    })?;
+    let manifest = build_unless_current(ck, tok, &choice.options, &dir)?;
+    let req = etch_fpga::Request {
+        out: dir.clone(),
+        target: None,
+        board: Some(board),
+        freq_mhz: None,
+        baud: 1_000_000,
+        quick: false,
+        synth_only: false,
+        nextpnr_args: Vec::new(),
+    };
+    let report = etch_fpga::synthesize(&req, &mut |m| say(m))?;
+    say("simulating the story");
+    let row = measure(&dir, &manifest, tok, &a.prompt, a.steps)?;
+    say("the float reference on this machine");
+    let greedy = SamplingParams::from_cli(0.0, 0.9, 1);
+    let cpu = software_speed(&mut || {
+        let mut d = ReferenceDecoder::new(ck, greedy);
+        Ok(generate(&mut d, tok, &a.prompt, a.steps, &mut |_| {})?
+            .ids
+            .len())
+    })?;
+    bar.finish_and_clear();
+    let fmax = report.fmax_mhz.unwrap_or(0.0);
+    let json = BoardJson {
+        board: board.name().to_string(),
+        target: target.to_string(),
+        bitstream: report.bitstream.clone(),
+        fmax_mhz: fmax,
+        cycles_per_token: row.cycles_per_token,
+        tokens_per_s: fmax * 1e6 / row.cycles_per_token,
+        cpu_tokens_per_s: cpu,
+        lanes: manifest.lanes,
+        requantizers: choice.options.datapath.requantizers,
+        macs: manifest.macs,
+        tokens: row.tokens,
+        utilization: report.utilization.clone(),
+        critical_path: report.critical_path.clone(),
+        fit: choice.json(),
+        design_hash: manifest.design_hash.clone(),
+        out: dir.display().to_string(),
+    };
+    let text =
+        serde_json::to_string_pretty(&json).map_err(|e| CliError::Internal(e.to_string()))?;
+    let _ = std::fs::write(dir.join("bench.json"), &text);
+    if a.json {
+        return print_json(&json);
+    }
+    println!("{}", choice.describe());
+    println!(
+        "  routed       {:.2} MHz; {:.0} cycles/token over {} tokens → {:.0} tokens/s",
+        fmax, json.cycles_per_token, json.tokens, json.tokens_per_s
+    );
+    println!(
+        "  software     float reference on this machine: {:.0} tokens/s",
+        cpu
+    );
+    for key in ["luts", "ffs", "brams", "dsps"] {
+        if let Some(u) = json.utilization.get(key) {
+            println!(
+                "  {key:<12} {:>7} / {:<7} {:>5.1} %",
+                u.used, u.available, u.percent
+            );
+        }
+    }
+    for (clock, p) in &json.critical_path {
+        println!(
+            "  critical     {clock}: {:.2} ns ({:.2} logic, {:.2} routing), {} → {}",
+            p.total_ns, p.logic_ns, p.routing_ns, p.from, p.to
+        );
+    }
+    if let Some(b) = &json.bitstream {
+        println!("  bitstream    {}", dir.join(b).display());
+    }
+    Ok(())
 }

@@ -22,6 +22,10 @@ struct BuildJson<'a> {
     firmware_instructions: usize,
     rom_signature: &'a str,
     design_hash: &'a str,
+    requantizers: usize,
+    pipeline: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fit: Option<crate::fit::ChoiceJson>,
 }
 
 /// `etch build`.
@@ -34,17 +38,36 @@ pub fn build(a: &BuildArgs) -> CliResult {
             a.quant.weight_bits
         )));
     }
-    let options = BuildOptions {
-        lanes: a.lanes,
-        contexts: a.contexts,
-        max_seq: a.max_seq.unwrap_or(c.seq_len),
-        quant: QuantSettings {
-            weight_bits: a.quant.weight_bits,
-            ..QuantSettings::default()
-        },
-        datapath: Datapath {
-            requantizers: a.requantizers.unwrap_or(a.lanes),
-            pipeline: a.pipeline,
+    let fitted = match &a.fit {
+        Some(name) => {
+            let (target, _) = crate::fit::part(name)?;
+            let bar = progress(100, "fitting");
+            let choice = crate::fit::fit(&checkpoint, &tokenizer, target, &mut |m| {
+                bar.set_message(m.to_string())
+            });
+            bar.finish_and_clear();
+            let choice = choice?;
+            if !a.json {
+                println!("{}", choice.describe());
+            }
+            Some(choice)
+        }
+        None => None,
+    };
+    let options = match &fitted {
+        Some(choice) => choice.options.clone(),
+        None => BuildOptions {
+            lanes: a.lanes,
+            contexts: a.contexts,
+            max_seq: a.max_seq.unwrap_or(c.seq_len),
+            quant: QuantSettings {
+                weight_bits: a.quant.weight_bits,
+                ..QuantSettings::default()
+            },
+            datapath: Datapath {
+                requantizers: a.requantizers.unwrap_or(a.lanes),
+                pipeline: a.pipeline,
+            },
         },
     };
     let bar = progress(100, "building");
@@ -71,6 +94,9 @@ pub fn build(a: &BuildArgs) -> CliResult {
         firmware_instructions: manifest.firmware_instructions,
         rom_signature: &manifest.rom_signature,
         design_hash: &manifest.design_hash,
+        requantizers: options.datapath.requantizers,
+        pipeline: options.datapath.pipeline.name(),
+        fit: fitted.as_ref().map(|c| c.json()),
     };
     if a.json {
         return print_json(&summary);

@@ -9,6 +9,7 @@ mod bench;
 mod chat;
 mod chip;
 mod error;
+mod fit;
 mod models;
 mod output;
 mod run;
@@ -204,6 +205,11 @@ pub struct BuildArgs {
     /// MAC lanes: a power of two from 8 to 256 that divides dim or is a multiple of it.
     #[arg(long, default_value_t = 64)]
     pub lanes: usize,
+    /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
+    /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
+    /// one context, the fpga pipeline; says what it chose and why.
+    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "pipeline", "contexts", "max_seq", "weight_bits"])]
+    pub fit: Option<String>,
     /// Requantizers the lanes share: a power of two from min(lanes, 8) to the lanes
     /// [default: one per lane]. Fewer save multipliers; an operation that requantizes
     /// every lane then takes lanes/requantizers cycles per slot.
@@ -255,6 +261,11 @@ pub struct BenchArgs {
     /// Lane counts to build and measure.
     #[arg(long, value_delimiter = ',', default_values_t = vec![8, 16, 32, 64, 128])]
     pub lanes: Vec<usize>,
+    /// On a board instead: the fastest chip that fits it (`etch build --fit`),
+    /// synthesized, placed and routed, its cycles simulated; tokens/s at the routed
+    /// Fmax beside the float reference on this machine.
+    #[arg(long, value_name = "BOARD", conflicts_with = "lanes")]
+    pub board: Option<String>,
     /// Forward passes of the greedy story.
     #[arg(short = 'n', long = "steps", default_value_t = 256)]
     pub steps: usize,

@@ -21,6 +21,7 @@
 //!   oscillator, pins; [`board::top_verilog`] puts `etch_board` (the chip behind its
 //!   UART bridge) on one, with an ECP5 PLL ([`board::ecp5_pll`]) when the chip's clock
 //!   is not the oscillator's, and the UART divisor for the link's baud rate.
+//! * [`fit`]: a resource model that says, before synthesis, whether a chip fits.
 //! * [`synthesize`]: the flow for one [`Request`], giving a [`Report`] —
 //!   utilization, Fmax, timing met, time per tool. An unchanged design reuses its
 //!   netlist.
@@ -32,6 +33,7 @@
 
 pub mod board;
 mod error;
+pub mod fit;
 mod flow;
 pub mod report;
 mod target;

@@ -143,6 +143,46 @@ impl ChipParams {
     pub fn kv_depth(&self) -> usize {
         self.contexts * self.n_layers * self.rows_per_layer()
     }
+    /// Attention head units (`P · G`).
+    pub fn head_units(&self) -> usize {
+        self.positions() * self.heads_per_group()
+    }
+    /// The chip's memories that block RAM can hold: `(name, bits per word, words)`,
+    /// one entry per instance (the activation RAMs, a few dozen words, are LUT RAM).
+    pub fn memories(&self) -> Vec<(&'static str, usize, usize)> {
+        let t = &self.tables;
+        let rq = self.datapath.requantizers;
+        let mut m = vec![
+            (
+                "weights",
+                self.weight_bits * self.lanes,
+                self.wrom_depth.max(1),
+            ),
+            ("requant", 22 * rq, self.qrom_depth.max(1)),
+            ("gains", 16 * rq, self.grom_depth.max(1)),
+            ("imem", 64, self.imem_depth.max(1)),
+            ("params", 256, self.param_depth.max(1)),
+            ("scratchpad", 32, 512),
+            ("scratchpad", 32, 512),
+            ("rsqrt", 16, t.rsqrt.len()),
+            ("sine", 16, t.sine.len()),
+            ("sine", 16, t.sine.len()),
+            ("exp2", 16, t.exp2.len()),
+            ("log2", 16, t.log2.len()),
+        ];
+        for _ in 0..2 * self.positions() {
+            m.push(("kv", self.kv_dim() * 16, self.kv_depth().max(1)));
+        }
+        for _ in 0..self.head_units() {
+            m.push(("scores", 48, self.rows_per_layer()));
+            m.push(("exp2", 16, t.exp2.len()));
+            m.push(("recip", 16, t.recip.len()));
+        }
+        for _ in 0..self.sigmoid_units() {
+            m.push(("sigmoid", 16, t.sigmoid.len()));
+        }
+        m
+    }
     /// Checks the structural constraints the wiring relies on.
     pub fn validate(&self) -> Result<(), HdlError> {
         let l = self.lanes;
@@ -1176,10 +1216,7 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
         "    always @(posedge clk) begin\n        tree_sb0 <= {sb};"
     );
     for i in 0..l {
-        let _ = writeln!(
-            w,
-            "        tree_l0_{i} <= lane_sum_{i};"
-        );
+        let _ = writeln!(w, "        tree_l0_{i} <= lane_sum_{i};");
     }
     for level in 1..=lg {
         let _ = writeln!(w, "        tree_sb{level} <= tree_sb{};", level - 1);

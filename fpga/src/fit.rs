@@ -1,0 +1,181 @@
+//! Will a chip fit a part? An estimate before synthesis, from the chip's shape.
+//!
+//! Synthesis takes minutes and place and route tens of minutes, so `etch build --fit`
+//! chooses a configuration from this model instead, and `etch synth` then checks the
+//! choice on yosys's real counts. The model is linear in the units the chip repeats —
+//! lanes, requantizers, attention head units, sigmoid units — plus the block RAMs its
+//! memories need and a base for the control (sequencer, vector controller, host
+//! interface, UART bridge). Its coefficients come from syntheses of stories260K
+//! chips for the ECP5-85F (`docs/FPGA.md`, "The resource model"), so it is an
+//! ECP5 model; the iCE40UP5K has no room for any chip of this architecture anyway.
+
+use etch_contract::Pipeline;
+
+use crate::target::{Resources, Target};
+
+/// What a chip is made of, as far as resources go.
+#[derive(Clone, Debug)]
+pub struct DesignShape {
+    /// MAC lanes.
+    pub lanes: usize,
+    /// Shared requantizers.
+    pub requantizers: usize,
+    /// Attention head units.
+    pub head_units: usize,
+    /// SwiGLU's sigmoid units.
+    pub sigmoid_units: usize,
+    /// Pipeline registers.
+    pub pipeline: Pipeline,
+    /// Memories block RAM may hold: `(name, bits per word, words)`.
+    pub memories: Vec<(&'static str, usize, usize)>,
+}
+
+/// ECP5 LUT4s (carry cells and LUT RAM counted as the two LUTs they occupy) of the
+/// control around the datapath, of one lane with its share of the adder and argmax
+/// trees and its activation RAM, of one requantizer, head unit and sigmoid unit.
+/// Calibrated on `etch synth --synth-only` of stories260K with 32 and 64 lanes, 8
+/// requantizers and the `fpga` pipeline (the head and requantizer figures from a
+/// hierarchical synthesis of the 64-lane chip).
+const LUT_BASE: f64 = 17_500.0;
+const LUT_PER_LANE: f64 = 660.0;
+const LUT_PER_REQUANTIZER: f64 = 990.0;
+const LUT_PER_HEAD: f64 = 1_230.0;
+const LUT_PER_SIGMOID: f64 = 400.0;
+/// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
+const FF_BASE: f64 = 7_800.0;
+const FF_PER_LANE: f64 = 530.0;
+const FF_PER_REQUANTIZER: f64 = 190.0;
+const FF_PER_HEAD: f64 = 350.0;
+const FF_PER_SIGMOID: f64 = 130.0;
+const FF_ASIC_SAVING_PER_LANE: f64 = 90.0;
+/// Multipliers outside the lanes, requantizers, heads and sigmoid units: the
+/// controller's (the sampler's products, the RoPE angle, its own requantizer) and
+/// the sequencer's.
+const DSP_BASE: u64 = 15;
+/// A 48 × 17 requantization product takes three 18 × 18 multipliers.
+const DSP_PER_REQUANT: u64 = 3;
+
+/// Memories smaller than this many bits stay in logic.
+const BRAM_MIN_BITS: usize = 4096;
+
+/// Block RAMs (DP16KD) for a `width` × `depth` memory: the cheapest of the
+/// primitive's shapes (16K × 1 … 512 × 36); a weight ROM a little deeper than 4K words
+/// keeps its first 4K in 4-bit-wide blocks and the rest in the cheapest shape.
+pub fn ecp5_brams(width: usize, depth: usize) -> u64 {
+    if width * depth < BRAM_MIN_BITS {
+        return 0;
+    }
+    const SHAPES: [(usize, usize); 6] = [
+        (1, 16_384),
+        (2, 8_192),
+        (4, 4_096),
+        (9, 2_048),
+        (18, 1_024),
+        (36, 512),
+    ];
+    SHAPES
+        .iter()
+        .map(|&(w, d)| (width.div_ceil(w) * depth.div_ceil(d)) as u64)
+        .min()
+        .unwrap_or(0)
+}
+
+/// The estimate for `d` on an ECP5 (an iCE40 would need more LUTs still, and has no
+/// room for any chip of this architecture: `docs/FPGA.md`).
+pub fn estimate(d: &DesignShape) -> Resources {
+    let (l, r, h, s) = (
+        d.lanes as f64,
+        d.requantizers as f64,
+        d.head_units as f64,
+        d.sigmoid_units as f64,
+    );
+    let luts = LUT_BASE
+        + LUT_PER_LANE * l
+        + LUT_PER_REQUANTIZER * r
+        + LUT_PER_HEAD * h
+        + LUT_PER_SIGMOID * s;
+    let mut ffs =
+        FF_BASE + FF_PER_LANE * l + FF_PER_REQUANTIZER * r + FF_PER_HEAD * h + FF_PER_SIGMOID * s;
+    if d.pipeline == Pipeline::ASIC {
+        ffs -= FF_ASIC_SAVING_PER_LANE * l;
+    }
+    let brams = d
+        .memories
+        .iter()
+        .map(|&(_, w, depth)| {
+            // The weight ROM: whole 4K-word blocks of 4 bits, then the rest.
+            if w * depth >= BRAM_MIN_BITS && depth > 4096 && depth < 4096 + 512 {
+                w.div_ceil(4) as u64
+            } else {
+                ecp5_brams(w, depth)
+            }
+        })
+        .sum();
+    let dsps = d.lanes as u64
+        + DSP_PER_REQUANT * (d.requantizers + d.head_units + d.sigmoid_units) as u64
+        + DSP_BASE;
+    Resources {
+        luts: luts.round() as u64,
+        ffs: ffs.round() as u64,
+        brams,
+        dsps,
+    }
+}
+
+/// How full a part may be and still place and route: logic to 90 %, every block
+/// RAM and multiplier.
+pub fn within(t: Target, need: &Resources) -> Result<(), String> {
+    let have = t.resources();
+    let mut over = Vec::new();
+    let mut check = |what: &str, need: u64, have: u64, limit: f64| {
+        if need as f64 > have as f64 * limit {
+            over.push(format!(
+                "{need} {what} of {have} ({:.0} %)",
+                100.0 * need as f64 / have as f64
+            ));
+        }
+    };
+    check("LUTs", need.luts, have.luts, 0.9);
+    check("flip-flops", need.ffs, have.ffs, 0.9);
+    check("block RAMs", need.brams, have.brams, 1.0);
+    check("multipliers", need.dsps, have.dsps, 1.0);
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(over.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ram_shapes_take_the_cheapest() {
+        // A KV bank of 640 rows of 512 bits: 29 blocks of 1K × 18.
+        assert_eq!(ecp5_brams(512, 640), 29);
+        // A 1K-entry table of 16 bits: one block.
+        assert_eq!(ecp5_brams(16, 1024), 1);
+        // The sine table, one entry over 2K: 1K × 18 three times.
+        assert_eq!(ecp5_brams(16, 2049), 3);
+        // Tiny memories stay in logic.
+        assert_eq!(ecp5_brams(32, 4), 0);
+    }
+
+    #[test]
+    fn the_model_reproduces_its_calibration_chip() {
+        // stories260K, 64 lanes, 8 requantizers, fpga pipeline, one context of 128.
+        let d = DesignShape {
+            lanes: 64,
+            requantizers: 8,
+            head_units: 8,
+            sigmoid_units: 8,
+            pipeline: Pipeline::FPGA,
+            memories: vec![("kv", 512, 640), ("kv", 512, 640)],
+        };
+        let e = estimate(&d);
+        assert_eq!(e.dsps, 64 + 3 * 24 + 15);
+        assert_eq!(e.brams, 58);
+        assert!(within(Target::Ecp5_25k, &e).unwrap_err().contains("LUTs"));
+    }
+}

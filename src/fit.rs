@@ -1,0 +1,238 @@
+//! `etch build --fit`: the fastest configuration of a model that fits an FPGA.
+//!
+//! Speed comes from lanes first (the matrices take `rows · cols / lanes` cycles),
+//! then from requantizers (fewer lanes per requantizer, fewer cycles requantizing
+//! every lane); what is left of the part then buys positions (up to the model's
+//! context, at least 64) and 8-bit weights over 4-bit ones. Every candidate is placed
+//! and its resources estimated with `etch_fpga::fit` — no synthesis — and the first
+//! that fits in that order wins; the answer says which bigger ones did not and why.
+
+use etch_compiler::chip::{design, BuildOptions, Datapath, Pipeline};
+use etch_compiler::{Checkpoint, QuantSettings, QuantizedModel, Tokenizer};
+use etch_fpga::fit::{estimate, within, DesignShape};
+use etch_fpga::{Board, FpgaError, Resources, Target};
+use serde::Serialize;
+
+use crate::error::{CliError, CliResult};
+
+/// A `--fit` or `--board` argument: a board (its FPGA), or an FPGA.
+pub fn part(name: &str) -> CliResult<(Target, Option<Board>)> {
+    if let Ok(b) = name.parse::<Board>() {
+        return Ok((b.target(), Some(b)));
+    }
+    name.parse::<Target>().map(|t| (t, None)).map_err(|_| {
+        CliError::Usage(format!(
+            "--fit {name}: not a board ({}) nor an FPGA ({})",
+            Board::names(),
+            Target::ALL
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// The configuration chosen for a part.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    /// What to build.
+    pub options: BuildOptions,
+    /// The part.
+    pub target: Target,
+    /// Its estimated resources.
+    pub estimate: Resources,
+    /// Why nothing bigger: one line per direction that did not fit.
+    pub reasons: Vec<String>,
+}
+
+/// `--json` form of a choice.
+#[derive(Serialize)]
+pub struct ChoiceJson {
+    target: String,
+    lanes: usize,
+    requantizers: usize,
+    pipeline: &'static str,
+    contexts: usize,
+    max_seq: usize,
+    weight_bits: u32,
+    estimate: EstimateJson,
+    reasons: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct EstimateJson {
+    luts: u64,
+    ffs: u64,
+    brams: u64,
+    dsps: u64,
+}
+
+impl Choice {
+    /// The choice as `--json` prints it.
+    pub fn json(&self) -> ChoiceJson {
+        let o = &self.options;
+        ChoiceJson {
+            target: self.target.to_string(),
+            lanes: o.lanes,
+            requantizers: o.datapath.requantizers,
+            pipeline: o.datapath.pipeline.name(),
+            contexts: o.contexts,
+            max_seq: o.max_seq,
+            weight_bits: o.quant.weight_bits,
+            estimate: EstimateJson {
+                luts: self.estimate.luts,
+                ffs: self.estimate.ffs,
+                brams: self.estimate.brams,
+                dsps: self.estimate.dsps,
+            },
+            reasons: self.reasons.clone(),
+        }
+    }
+
+    /// One paragraph for people.
+    pub fn describe(&self) -> String {
+        let o = &self.options;
+        let have = self.target.resources();
+        let mut s = format!(
+            "fit for the {}: {} lanes, {} requantizers, {} pipeline, {} context × {} positions, {}-bit weights\n  estimate     {} of {} LUTs, {} of {} flip-flops, {} of {} block RAMs, {} of {} multipliers",
+            self.target,
+            o.lanes,
+            o.datapath.requantizers,
+            o.datapath.pipeline.name(),
+            o.contexts,
+            o.max_seq,
+            o.quant.weight_bits,
+            self.estimate.luts,
+            have.luts,
+            self.estimate.ffs,
+            have.ffs,
+            self.estimate.brams,
+            have.brams,
+            self.estimate.dsps,
+            have.dsps,
+        );
+        for r in &self.reasons {
+            s.push_str(&format!("\n  not          {r}"));
+        }
+        s
+    }
+}
+
+/// One candidate: lanes, requantizers, positions, weight bits.
+type Candidate = (usize, usize, usize, u32);
+
+/// The fastest configuration of `ck` that the resource model fits on `target`.
+pub fn fit(
+    ck: &Checkpoint,
+    tok: &Tokenizer,
+    target: Target,
+    progress: &mut dyn FnMut(&str),
+) -> CliResult<Choice> {
+    let c = *ck.config();
+    let mut models = Vec::new();
+    for bits in [8u32, 4] {
+        progress(&format!("quantizing ({bits}-bit weights)"));
+        let quant = QuantSettings {
+            weight_bits: bits,
+            ..QuantSettings::default()
+        };
+        models.push((bits, QuantizedModel::build(ck, tok, &quant)?, quant));
+    }
+    let positions: Vec<usize> = std::iter::successors(Some(c.seq_len), |&p| Some(p / 2))
+        .take_while(|&p| p >= 64.min(c.seq_len))
+        .collect();
+    let evaluate = |cand: Candidate| -> Option<(BuildOptions, Resources)> {
+        let (lanes, requantizers, max_seq, bits) = cand;
+        let (_, model, quant) = models.iter().find(|(b, _, _)| *b == bits)?;
+        let options = BuildOptions {
+            lanes,
+            contexts: 1,
+            max_seq,
+            quant: quant.clone(),
+            datapath: Datapath {
+                requantizers,
+                pipeline: Pipeline::FPGA,
+            },
+        };
+        let params = design(model, &options).ok()?;
+        let shape = DesignShape {
+            lanes,
+            requantizers,
+            head_units: params.head_units(),
+            sigmoid_units: params.sigmoid_units(),
+            pipeline: Pipeline::FPGA,
+            memories: params.memories(),
+        };
+        Some((options, estimate(&shape)))
+    };
+    progress("estimating resources");
+    for lanes in [256usize, 128, 64, 32, 16, 8] {
+        let mut rq = lanes;
+        while rq >= lanes.min(8) {
+            for &max_seq in &positions {
+                for bits in [8u32, 4] {
+                    let cand = (lanes, rq, max_seq, bits);
+                    let Some((options, est)) = evaluate(cand) else {
+                        continue;
+                    };
+                    if within(target, &est).is_ok() {
+                        let reasons = why_not_bigger(cand, &positions, &evaluate, target);
+                        return Ok(Choice {
+                            options,
+                            target,
+                            estimate: est,
+                            reasons,
+                        });
+                    }
+                }
+            }
+            rq /= 2;
+        }
+    }
+    Err(CliError::Fpga(FpgaError::DoesNotFit(format!(
+        "no configuration of {} fits the {target}: even 8 lanes with 4-bit weights and {} positions would need {}",
+        ck.path().display(),
+        positions.last().copied().unwrap_or(64),
+        evaluate((8, 8, positions.last().copied().unwrap_or(64), 4))
+            .map(|(_, e)| within(target, &e).err().unwrap_or_default())
+            .unwrap_or_else(|| "a shape that suits 8 lanes".into())
+    ))))
+}
+
+/// For each direction the chosen candidate could grow in, what growing would need.
+fn why_not_bigger(
+    chosen: Candidate,
+    positions: &[usize],
+    evaluate: &dyn Fn(Candidate) -> Option<(BuildOptions, Resources)>,
+    target: Target,
+) -> Vec<String> {
+    let (lanes, rq, max_seq, bits) = chosen;
+    let mut out = Vec::new();
+    let mut explain = |what: String, cand: Candidate| {
+        if let Some((_, e)) = evaluate(cand) {
+            if let Err(over) = within(target, &e) {
+                out.push(format!("{what}: would need {over}"));
+            }
+        }
+    };
+    if lanes < 256 {
+        explain(
+            format!("{} lanes", 2 * lanes),
+            (2 * lanes, (2 * lanes).min(8), max_seq, bits),
+        );
+    }
+    if rq < lanes {
+        explain(
+            format!("{} requantizers", 2 * rq),
+            (lanes, 2 * rq, max_seq, bits),
+        );
+    }
+    if let Some(&more) = positions.iter().rev().find(|&&p| p > max_seq) {
+        explain(format!("{more} positions"), (lanes, rq, more, bits));
+    }
+    if bits == 4 {
+        explain("8-bit weights".into(), (lanes, rq, max_seq, 8));
+    }
+    out
+}
