@@ -173,12 +173,12 @@ pub const SELECT_GROUPS: [SelectGroup; 5] = [
 /// registers. Its ports, by stage:
 ///
 /// * E: operands (`rd0`, `rd1`, `nbr`, `qsrc`, `w8`, `gain`, `kv`, `pw`, `cosv`,
-///   `sinv`, `bc`, `bc2`, `tau`, `qm`, `qs`) and the micro-operation (`u_*`);
-/// * A: the broadcast and head multipliers and shifts, the other positions'
-///   accumulators (`acc_other`); out: the accumulator's next value for the adder tree
-///   (`sum`: operations that sum products load them) and the accumulator (`acc`), the
-///   requantizer's operands (`rq_v`, `rq_x`, `rq_m`, `rq_s`) and
-///   the kind of a raw write (`raw`);
+///   `sinv`, `bc`, `bc2`, `tau`) and the micro-operation (`u_*`);
+/// * A: in, the other positions' accumulators (`acc_other`); out, the accumulator's
+///   next value for the adder tree (`sum`: operations that sum products load them),
+///   the accumulator (`acc`), what to requantize (`rq_v`, `rq_x`) with read port 1
+///   for a multiplier (`rq_rd1`), and the kind of a raw write (`raw`) — the
+///   requantizer selects the multiplier and shift itself ([`requantizer_verilog`]);
 /// * the argmax (`am_*`), updated in E.
 pub fn verilog(pipe: &Pipeline) -> String {
     let mut v = String::from(LANE_PORTS);
@@ -191,10 +191,7 @@ pub fn verilog(pipe: &Pipeline) -> String {
     let carried = [
         ("rq", 1, "u_rq & u_active"),
         ("rqin", 1, "u_rqin"),
-        ("msel", 3, "u_msel"),
         ("acc", 2, "u_acc"),
-        ("qm", 16, "qm"),
-        ("qs", 6, "qs"),
         ("rd1", 16, "rd1"),
         ("raw", 2, "u_active ? u_raw : RAW_NONE"),
         // joins the product before A, not in A
@@ -303,13 +300,7 @@ const LANE_PORTS: &str = "module etch_lane (
     input  wire [15:0] bc,
     input  wire [15:0] bc2,
     input  wire [15:0] tau,
-    input  wire [15:0] qm,
-    input  wire [5:0]  qs,
-    // A: multipliers and shifts, the other positions' accumulators
-    input  wire [16:0] bmult,
-    input  wire [5:0]  bshift,
-    input  wire [15:0] hmult,
-    input  wire [5:0]  hshift,
+    // A: the other positions' accumulators
     input  wire [47:0] acc_other,
     // E: the micro-operation
     input  wire [2:0]  u_a,
@@ -318,7 +309,6 @@ const LANE_PORTS: &str = "module etch_lane (
     input  wire [1:0]  u_acc,
     input  wire        u_rq,
     input  wire        u_rqin,
-    input  wire [2:0]  u_msel,
     input  wire [1:0]  u_raw,
     input  wire        u_am,
     input  wire        u_amfirst,
@@ -329,9 +319,8 @@ const LANE_PORTS: &str = "module etch_lane (
     output wire [47:0] sum,
     output wire [47:0] acc,
     output wire        rq_v,
-    output reg  [47:0] rq_x,
-    output reg  [16:0] rq_m,
-    output reg  [5:0]  rq_s,
+    output wire [47:0] rq_x,
+    output wire [15:0] rq_rd1,
     output wire [1:0]  raw,
     // the argmax
     output wire        am_valid,
@@ -431,36 +420,12 @@ const LANE_A_STAGE: &str = "
     assign sum = acc_next;
     assign acc = acc_q;
 
-    // ---- A: the requantizer's operands: the accumulator (or the product it loads), with the
-    // multiplier and shift of the row (requantization ROM), the broadcast, the head,
-    // 1, or read port 1 (SwiGLU's h3)
+    // ---- A: the requantizer's operands: the accumulator (or the product it loads)
+    // and read port 1 (SwiGLU's multiplier h3); the requantizer picks the multiplier
     assign rq_v = a_rq;
     assign raw = a_raw;
-    always @(*) begin
-        rq_x = acc_next;
-        case (a_msel)
-            MSEL_BCAST: begin
-                rq_m = bmult;
-                rq_s = bshift;
-            end
-            MSEL_HEAD: begin
-                rq_m = {1'b0, hmult};
-                rq_s = hshift;
-            end
-            MSEL_ONE: begin
-                rq_m = 17'd1;
-                rq_s = bshift;
-            end
-            MSEL_RD1: begin
-                rq_m = {a_rd1[15], a_rd1};
-                rq_s = bshift;
-            end
-            default: begin
-                rq_m = {1'b0, a_qm};
-                rq_s = a_qs;
-            end
-        endcase
-    end
+    assign rq_x = acc_next;
+    assign rq_rd1 = a_rd1;
 endmodule
 ";
 

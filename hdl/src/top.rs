@@ -692,9 +692,8 @@ fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
             "    wire [15:0] lane_rd0_{i}, lane_rd1_{i}, lane_amx_{i}, lane_kv_{i};
     reg [15:0] lane_wdata_{i};
     wire [47:0] lane_sum_{i}, lane_other_{i}, lane_rqx_{i};
-    wire [16:0] lane_rqm_{i};
+    wire [15:0] lane_rqrd1_{i};
     wire [11:0] lane_ams_{i};
-    wire [5:0] lane_rqs_{i};
     wire [1:0] lane_raw_{i};
     reg lane_we_{i};
     wire lane_amv_{i}, lane_rqv_{i};"
@@ -845,32 +844,6 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             );
         }
     }
-    // A-stage inputs arrive with the accumulators: as many cycles later as they.
-    let bmult = delay(w, 17, "vc_bmult", "bmult_a", pipe.a_shift());
-    let bshift = delay(w, 6, "vc_bshift", "bshift_a", pipe.a_shift());
-    for h in 0..s.g {
-        delay(
-            w,
-            16,
-            &format!("head_rmult_0_{h}"),
-            &format!("hmult_a_{h}"),
-            pipe.a_shift(),
-        );
-        delay(
-            w,
-            6,
-            &format!("head_rshift_0_{h}"),
-            &format!("hshift_a_{h}"),
-            pipe.a_shift(),
-        );
-    }
-    let hname = |what: &str, h: usize| {
-        if pipe.a_shift() == 0 {
-            format!("head_r{what}_0_{h}")
-        } else {
-            format!("h{what}_a_{h}_d{}", pipe.a_shift())
-        }
-    };
     let _ = writeln!(w, "\n    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
@@ -900,16 +873,8 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             &format!("grom_data[{}:{}]", 16 * (i % s.r) + 15, 16 * (i % s.r)),
         );
         stage(w, reg, 16, &format!("li_kv_{i}"), &format!("lane_kv_{i}"));
-        stage(
-            w,
-            reg,
-            22,
-            &format!("li_q_{i}"),
-            &format!("qrom_data[{}:{}]", 22 * (i % s.r) + 21, 22 * (i % s.r)),
-        );
         let pp = i / deff;
         let h = (i % deff) / hs;
-        let hg = (i % deff) / hs;
         let _ = writeln!(
             w,
             "    etch_lane u_lane_{i} (
@@ -917,14 +882,12 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         .rd0(li_rd0_{i}), .rd1(li_rd1_{i}), .nbr(li_rd0_{nb}), .qsrc(li_rd0_{qs}),
         .w8(li_w8_{i}), .gain(li_gain_{i}), .kv(li_kv_{i}), .pw(li_pw_{pp}_{h}),
         .cosv(li_cos_{k}), .sinv({sin}), .bc(bc_{sk}), .bc2(bc2_{sk}),
-        .tau(li_tau_e), .qm(li_q_{i}[15:0]), .qs(li_q_{i}[21:16]),
-        .bmult({bmult}), .bshift({bshift}), .hmult({hm}), .hshift({hsh}),
-        .acc_other(lane_other_{i}),
+        .tau(li_tau_e), .acc_other(lane_other_{i}),
         .u_a(li_u_a_e), .u_b(li_u_b_e), .u_cadd(li_u_cadd_e), .u_acc(li_u_acc_e), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e),
-        .u_msel(li_u_msel_e), .u_raw(li_u_raw_e), .u_am(li_u_am_e), .u_amfirst(li_u_amfirst_e), .u_qload(li_u_qload_e),
+        .u_raw(li_u_raw_e), .u_am(li_u_am_e), .u_amfirst(li_u_amfirst_e), .u_qload(li_u_qload_e),
         .u_active(li_act_e[{i}]), .u_slot(li_u_slot_e),
         .sum(lane_sum_{i}), {acc},
-        .rq_v(lane_rqv_{i}), .rq_x(lane_rqx_{i}), .rq_m(lane_rqm_{i}), .rq_s(lane_rqs_{i}), .raw(lane_raw_{i}),
+        .rq_v(lane_rqv_{i}), .rq_x(lane_rqx_{i}), .rq_rd1(lane_rqrd1_{i}), .raw(lane_raw_{i}),
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
     );",
             sk = i % p.sigmoid_units(),
@@ -935,8 +898,6 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             } else {
                 format!("li_sin_{k}")
             },
-            hm = hname("mult", hg),
-            hsh = hname("shift", hg),
             // only the other position groups' accumulators are read (attention's sums)
             acc = if np > 1 && i >= deff {
                 format!(".acc(lane_acc_{i})")
@@ -1007,6 +968,36 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
     let a_to_w = 2 + pipe.w_shift() - pipe.a_shift();
     let bc2_w = delay(w, 16, "li_vc_bc2", "raw_bc2", e_to_w);
     let dmaw_w = delay(w, 64, "li_vc_dmaw", "raw_dmaw", e_to_w);
+    // What the multiplier and shift come from, in A: the micro-operation's select,
+    // the requantization ROM word (a block of R lanes), the broadcast, the heads'.
+    let a_shift = pipe.a_shift();
+    let msel = delay(w, 3, "li_u_msel_e", "msel_a", 1 + a_shift - pipe.e_shift());
+    let qword = delay(w, 22 * r, "qrom_data", "qword_a", 1 + a_shift);
+    let bmult = delay(w, 17, "vc_bmult", "bmult_a", a_shift);
+    let bshift = delay(w, 6, "vc_bshift", "bshift_a", a_shift);
+    let hmult: Vec<String> = (0..s.g)
+        .map(|h| {
+            delay(
+                w,
+                16,
+                &format!("head_rmult_0_{h}"),
+                &format!("hmult_a_{h}"),
+                a_shift,
+            )
+        })
+        .collect();
+    let hshift: Vec<String> = (0..s.g)
+        .map(|h| {
+            delay(
+                w,
+                6,
+                &format!("head_rshift_0_{h}"),
+                &format!("hshift_a_{h}"),
+                a_shift,
+            )
+        })
+        .collect();
+    let head_of = |i: usize| (i % s.deff) / s.hs;
     for q in 0..r {
         let members: Vec<usize> = (0..l / r).map(|k| q + k * r).collect();
         let or_of = |f: &dyn Fn(usize) -> String| {
@@ -1020,19 +1011,47 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
             w,
             "    wire rqsel_v_{q} = {};
     wire [47:0] rqsel_x_{q} = {};
-    wire [16:0] rqsel_m_{q} = {};
-    wire [5:0] rqsel_s_{q} = {};
+    wire [15:0] rqsel_rd1_{q} = {};
+    wire [15:0] rqsel_hm_{q} = {};
+    wire [5:0] rqsel_hs_{q} = {};
     wire [{km}:0] rqsel_k_{q} = {};
+    reg [16:0] rqsel_m_{q};
+    reg [5:0] rqsel_s_{q};
+    always @(*) begin
+        rqsel_s_{q} = {bshift};
+        case ({msel})
+            3'd{bcast}: rqsel_m_{q} = {bmult};
+            3'd{head}: begin
+                rqsel_m_{q} = {{1'b0, rqsel_hm_{q}}};
+                rqsel_s_{q} = rqsel_hs_{q};
+            end
+            3'd{one}: rqsel_m_{q} = 17'd1;
+            3'd{rd1}: rqsel_m_{q} = {{rqsel_rd1_{q}[15], rqsel_rd1_{q}}};
+            default: begin
+                rqsel_m_{q} = {{1'b0, {qword}[{mh}:{ml}]}};
+                rqsel_s_{q} = {qword}[{sh}:{sl}];
+            end
+        endcase
+    end
     wire rqy_v_{q};
     wire [{km}:0] rqy_k_{q};
     wire [15:0] rqy_{q};
     etch_requant_bank u_rq_{q} (.clock(clk), .reset(rst), .v(rqsel_v_{q}), .k(rqsel_k_{q}), .x(rqsel_x_{q}), .m(rqsel_m_{q}), .s(rqsel_s_{q}), .y_v(rqy_v_{q}), .y_k(rqy_k_{q}), .y(rqy_{q}));",
             or_of(&|i| format!("lane_rqv_{i}")),
             or_of(&|i| format!("({{48{{lane_rqv_{i}}}}} & lane_rqx_{i})")),
-            or_of(&|i| format!("({{17{{lane_rqv_{i}}}}} & lane_rqm_{i})")),
-            or_of(&|i| format!("({{6{{lane_rqv_{i}}}}} & lane_rqs_{i})")),
+            or_of(&|i| format!("({{16{{lane_rqv_{i}}}}} & lane_rqrd1_{i})")),
+            or_of(&|i| format!("({{16{{lane_rqv_{i}}}}} & {})", hmult[head_of(i)])),
+            or_of(&|i| format!("({{6{{lane_rqv_{i}}}}} & {})", hshift[head_of(i)])),
             or_of(&|i| format!("(lane_rqv_{i} ? {kw}'d{} : {kw}'d0)", i >> rlg)),
-            km = kw - 1
+            km = kw - 1,
+            bcast = crate::lane::msel::BCAST,
+            head = crate::lane::msel::HEAD,
+            one = crate::lane::msel::ONE,
+            rd1 = crate::lane::msel::RD1,
+            mh = 22 * q + 15,
+            ml = 22 * q,
+            sh = 22 * q + 21,
+            sl = 22 * q + 16,
         );
     }
     for i in 0..l {
