@@ -261,3 +261,50 @@ fn help_teaches_the_commands() {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
 }
+
+/// `etch build --fit`: the configuration the resource model chooses for a board, in
+/// the build's JSON, within the part; a part nothing fits, or a fit with sizes given
+/// by hand, is refused with one line.
+#[test]
+fn build_fit_chooses_a_configuration_within_the_part() {
+    let (model, tok) = stories();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fit");
+    let o = out.to_str().unwrap();
+    let v = json(&etch(&[
+        "build", &model, "-z", &tok, "-o", o, "--fit", "ulx3s", "--json",
+    ]));
+    let fit = &v["fit"];
+    assert_eq!(fit["target"], "ecp5-85k", "{v}");
+    assert_eq!(fit["pipeline"], "fpga");
+    assert_eq!(v["lanes"], fit["lanes"]);
+    assert_eq!(v["requantizers"], fit["requantizers"]);
+    assert_eq!(v["max_seq"], fit["max_seq"]);
+    let lanes = fit["lanes"].as_u64().unwrap();
+    assert!(lanes.is_power_of_two() && lanes >= 8, "{fit}");
+    for (key, have) in [("luts", 83_640.0 * 0.9), ("brams", 208.0), ("dsps", 156.0)] {
+        let need = fit["estimate"][key].as_f64().unwrap();
+        assert!(need > 0.0 && need <= have, "{key}: {fit}");
+    }
+    assert!(!fit["reasons"].as_array().unwrap().is_empty(), "{fit}");
+    // The smaller ECP5 gets a smaller chip, or none at all.
+    let small = etch(&[
+        "build", &model, "-z", &tok, "-o", o, "--fit", "ecp5-25k", "--json",
+    ]);
+    if small.status.success() {
+        let s = json(&small);
+        assert!(s["lanes"].as_u64().unwrap() <= lanes, "{s}");
+    } else {
+        let err = String::from_utf8_lossy(&small.stderr);
+        assert_eq!(small.status.code(), Some(3), "{err}");
+        assert!(err.contains("fits the ecp5-25k"), "{err}");
+    }
+    let err = etch(&[
+        "build", &model, "-z", &tok, "-o", o, "--fit", "ulx3s", "--lanes", "8",
+    ]);
+    assert_eq!(err.status.code(), Some(2));
+    assert_bad_input(
+        &etch(&["build", &model, "-z", &tok, "-o", o, "--fit", "de10"]),
+        "not a board",
+    );
+}
