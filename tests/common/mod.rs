@@ -105,7 +105,12 @@ pub const SMALL: Config = Config {
 pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
     let (ck, tok) = random_model(dir, &SMALL, 11);
     let out = dir.join("chip");
-    let m = build_chip(&ck, &tok, &out, 16, 2, SMALL.seq_len, quick_quant());
+    // The datapath of an FPGA build: shared requantizers, every pipeline register.
+    let datapath = Datapath {
+        requantizers: 8,
+        pipeline: etch_compiler::chip::Pipeline::FPGA,
+    };
+    let m = build_chip_with(&ck, &tok, &out, 16, 2, SMALL.seq_len, quick_quant(), datapath);
     etch_sim::build(&out, &m.design_hash).unwrap();
     (out, m)
 }
