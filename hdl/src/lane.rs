@@ -482,11 +482,14 @@ pub fn requantizer_verilog(pipe: &Pipeline, kw: usize) -> String {
     reg [{k}:0] p_k = 0;
     reg signed [64:0] prod_q = 0;
     reg [5:0] s_q = 0;
+    // the bits above the 17 that survive the shift, as a mask, beside the product
+    reg [64:0] above = 0;
     always @(posedge clock) begin
         p_v <= reset ? 1'b0 : in_v;
         p_k <= in_k;
         prod_q <= $signed(in_x) * $signed(in_m);
         s_q <= in_s;
+        above <= {{65{{1'b1}}}} << (7'd15 + {{1'b0, in_s}});
     end
     // round_shift(v, s) = ((2v >>> s) + 1) >>> 1: only the low 17 bits of 2v >>> s
     // matter; it saturates unless v[64:15+s] all equal its sign
@@ -494,8 +497,7 @@ pub fn requantizer_verilog(pipe: &Pipeline, kw: usize) -> String {
     /* verilator lint_off UNUSEDSIGNAL */
     wire signed [65:0] w = two >>> s_q;
     /* verilator lint_on UNUSEDSIGNAL */
-    wire [64:0] differs = prod_q ^ {{65{{prod_q[64]}}}};
-    wire [64:0] above = {{65{{1'b1}}}} << (7'd15 + {{1'b0, s_q}});",
+    wire [64:0] differs = prod_q ^ {{65{{prod_q[64]}}}};",
         k = kw - 1
     );
     if pipe.requant_shift {

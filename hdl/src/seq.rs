@@ -1,7 +1,9 @@
 //! The sequencer: a small in-order core that runs the firmware (`docs/isa.md`).
 //!
-//! Two cycles per instruction (the address goes to the instruction ROM in Fetch, the
-//! word comes back and executes in Exec), more for scratchpad loads, CSR reads,
+//! Two cycles per instruction in a straight line (Decode registers the instruction
+//! ROM's word, Exec executes it while the ROM already reads the next one; a state that
+//! finishes a longer instruction does the same), three after a taken branch (Fetch
+//! sends the new address first), more for scratchpad loads, CSR reads,
 //! products, DMA transfers and vector operations, which it hands to the vector
 //! controller and waits for. Sixteen 64-bit registers (`r0` reads 0; the
 //! `etch_regfile_3r1w` primitive, read asynchronously), a scratchpad of 1024 32-bit
@@ -64,8 +66,8 @@ const REGISTERS: &[(&str, u32)] = &[
     ("waiting", 1),
 ];
 
-/// States: Boot (reset just released), Fetch (instruction address out), Exec
-/// (instruction in: execute), Load (scratchpad read in flight), CsrRd (`csrr`,
+/// States: Boot (reset just released), Fetch (instruction address out), Decode (the
+/// word in, registered), Exec (execute; the next address out), Load (scratchpad read in flight), CsrRd (`csrr`,
 /// `waitne`), MulW (product in flight), DmaRd (a beat from host memory in flight),
 /// DmaWrRead (the scratchpad read for a write beat), DmaWr (a beat to host memory in
 /// flight), VWait (the vector controller at work), Fault (`halt` or an invalid
@@ -73,6 +75,7 @@ const REGISTERS: &[(&str, u32)] = &[
 const STATES: &[&str] = &[
     "BOOT",
     "FETCH",
+    "DECODE",
     "EXEC",
     "LOAD",
     "CSR_RD",
@@ -113,8 +116,9 @@ pub fn verilog() -> String {
     m += &defaults();
     m += "        case (state_q)\n";
     m += "            SQ_BOOT: begin\n                pc_d = 0;\n                state_d = SQ_FETCH;\n            end\n";
-    m += "            SQ_FETCH: state_d = SQ_EXEC;\n";
-    m += "            SQ_EXEC: begin\n                ir_d = imem_data;\n                state_d = SQ_FETCH;\n                case (op)\n";
+    m += "            SQ_FETCH: state_d = SQ_DECODE;\n";
+    m += "            SQ_DECODE: begin\n                ir_d = imem_data;\n                state_d = SQ_EXEC;\n            end\n";
+    m += "            SQ_EXEC: begin\n                state_d = SQ_FETCH;\n                case (op)\n";
     m += &exec_alu();
     m += &exec_control();
     m += &exec_memory();
@@ -122,6 +126,9 @@ pub fn verilog() -> String {
     m += "                    default: begin\n                        next_pc = pc_q;\n                        state_d = SQ_FAULT;\n                    end\n                endcase\n                pc_d = next_pc;\n            end\n";
     m += &multicycle_states();
     m += "        endcase\n";
+    m += "        // Past Fetch the ROM reads the next word: going straight on, it is decoded next.\n";
+    m += "        if (state_q != SQ_FETCH && state_q != SQ_BOOT) imem_addr = pc_q + 12'd1;\n";
+    m += "        if (state_d == SQ_FETCH && state_q != SQ_FETCH && state_q != SQ_BOOT && pc_d == pc_q + 12'd1)\n            state_d = SQ_DECODE;\n";
     m += &write_back();
     m += "    end\nendmodule\n";
     m
@@ -162,12 +169,12 @@ fn registers() -> String {
     s
 }
 
-/// Decode (the ROM's word in Exec, the instruction register after it), the register
-/// file, the scratchpad banks, the multiplier.
+/// Decode (the instruction register, loaded in Decode), the register file, the
+/// scratchpad banks, the multiplier.
 fn decode() -> String {
     "
     // ---- decode
-    wire [63:0] inst = state_q == SQ_EXEC ? imem_data : ir_q;
+    wire [63:0] inst = ir_q;
     wire [7:0] op = inst[63:56];
     wire [3:0] rd = inst[55:52];
     wire [31:0] imm = inst[31:0];

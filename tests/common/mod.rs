@@ -110,7 +110,16 @@ pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
         requantizers: 8,
         pipeline: etch_compiler::chip::Pipeline::FPGA,
     };
-    let m = build_chip_with(&ck, &tok, &out, 16, 2, SMALL.seq_len, quick_quant(), datapath);
+    let m = build_chip_with(
+        &ck,
+        &tok,
+        &out,
+        16,
+        2,
+        SMALL.seq_len,
+        quick_quant(),
+        datapath,
+    );
     etch_sim::build(&out, &m.design_hash).unwrap();
     (out, m)
 }

@@ -20,7 +20,7 @@ pub const ARMS: &[fn() -> String] = &[
     sampler,
     vector_dma,
     kv_transfer,
-    drain_and_finish,
+    finish,
 ];
 
 /// Outputs when nothing is issued, the phase of the current state, the RoPE angle and
@@ -132,6 +132,9 @@ pub fn pipelines() -> String {
         xe3_d = xe2_q;
         xe4_d = xe3_q;
         scan_v_d = 1'b0;
+        scan_v2_d = scan_v_q;
+        scan_i2_d = scan_i_q;
+        masked_d = masked_now;
         bc_src_e_d = BC_RD0;
         sig_m = 17'(swi_sig_mult);
         sig_s = swi_sig_shift;
@@ -332,8 +335,7 @@ fn embedding() -> String {
                 ar_wa = 12'(emb_out + (ci_q >> cfg_lg));
                 ci_d = ci_q + 1;
                 if (ci_q == emb_dim - 1) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                    state_d = S_FIN;
                 end
             end
 "
@@ -365,8 +367,7 @@ fn matvec() -> String {
                     end else begin
                         cj_d = cj_q + 1;
                         if (cj_q == mv_groups - 1) begin
-                            cd_d = 0;
-                            state_d = S_DRAIN;
+                            state_d = S_FIN;
                         end
                     end
                 end
@@ -383,8 +384,7 @@ fn matvec() -> String {
                     cj_d = cj_q + 1;
                     state_d = S_MV;
                     if (cj_q == mv_groups - 1) begin
-                        cd_d = 0;
-                        state_d = S_DRAIN;
+                        state_d = S_FIN;
                     end
                 end
             end
@@ -441,8 +441,7 @@ fn rmsnorm() -> String {
                     ci_d = ci_q + 1;
                     rem_d = rem_q - lanes;
                     if (rem_q <= lanes) begin
-                        cd_d = 0;
-                        state_d = S_DRAIN;
+                        state_d = S_FIN;
                     end
                 end
             end
@@ -485,8 +484,7 @@ fn rope() -> String {
                     rem_d = rem_q - lanes;
                     state_d = S_ROPE_A;
                     if (rem_q <= lanes) begin
-                        cd_d = 0;
-                        state_d = S_DRAIN;
+                        state_d = S_FIN;
                     end
                 end
             end
@@ -591,8 +589,7 @@ fn attention() -> String {
                     cj_d = cj_q + 1;
                     state_d = S_AT_Q;
                     if (cj_q == 16'(cfg_ngroups) - 1) begin
-                        cd_d = 0;
-                        state_d = S_DRAIN;
+                        state_d = S_FIN;
                     end
                 end
             end
@@ -620,8 +617,7 @@ fn add() -> String {
                     ci_d = ci_q + 1;
                     rem_d = rem_q - lanes;
                     if (rem_q <= lanes) begin
-                        cd_d = 0;
-                        state_d = S_DRAIN;
+                        state_d = S_FIN;
                     end
                 end
             end
@@ -648,8 +644,7 @@ fn swiglu() -> String {
                 end
                 ci_d = ci_q + 1;
                 if (ci_q == ((swi_n + smask) >> cfg_slg) + 2) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                    state_d = S_FIN;
                 end
             end
 "
@@ -792,10 +787,10 @@ fn sampler_nucleus_and_draw() -> String {
                 scan_v_d = 1'b1;
                 scan_i_d = ci_q;
                 ci_d = ci_q + 1;
-                if (scan_v_q) begin
-                    cum_d = cum_q + masked;
-                    if ((rdraw_q < cum_q + masked) | (scan_i_q == lmask)) begin
-                        result_d = (64'(fslot_q) << cfg_lg) + 64'(scan_i_q);
+                if (scan_v2_q) begin
+                    cum_d = cum_q + masked_q;
+                    if ((rdraw_q < cum_q + masked_q) | (scan_i2_q == lmask)) begin
+                        result_d = (64'(fslot_q) << cfg_lg) + 64'(scan_i2_q);
                         state_d = S_FIN;
                     end
                 end
@@ -849,8 +844,7 @@ fn vector_dma() -> String {
                 ci_d = ci_q + 1;
                 state_d = S_DI_REQ;
                 if (ci_q == ((dv_n + 3) >> 2) - 1) begin
-                    cd_d = 0;
-                    state_d = S_DRAIN;
+                    state_d = S_FIN;
                 end
             end
 "
@@ -938,13 +932,10 @@ fn kv_transfer() -> String {
     .to_string()
 }
 
-/// The end of every operation: a drain cycle, then done.
-fn drain_and_finish() -> String {
-    "            S_DRAIN: begin
-                cd_d = cd_q - 1;
-                if (~|cd_q) state_d = S_FIN;
-            end
-            S_FIN: begin
+/// The end of every operation: done (the next one waits in dispatch for this one's
+/// writes to land).
+fn finish() -> String {
+    "            S_FIN: begin
                 done = 1'b1;
                 state_d = S_IDLE;
             end
@@ -973,6 +964,7 @@ pub fn after_states() -> String {
             sv1_d = 1'b0;
             xv1_d = 1'b0;
             scan_v_d = 1'b0;
+            scan_v2_d = 1'b0;
         end
 "
     .to_string()

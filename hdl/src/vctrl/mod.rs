@@ -194,13 +194,12 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("rb", 64),
     ("rc", 64),
     ("p", 256),
-    // Counters: inner, outer, auxiliary; elements remaining; ROM address; drain.
+    // Counters: inner, outer, auxiliary; elements remaining; ROM address.
     ("ci", 16),
     ("cj", 16),
     ("ck", 16),
     ("rem", 16),
     ("addr", 24),
-    ("cd", 4),
     // The block of lanes requantizing now.
     ("sub", 8),
     // ROM self-test.
@@ -253,6 +252,10 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("npg", 16),
     ("scan_v", 1),
     ("scan_i", 16),
+    // the scan's second stage: the masked weight registered
+    ("scan_v2", 1),
+    ("scan_i2", 16),
+    ("masked", 32),
     ("hoff", 32),
 ];
 
@@ -272,7 +275,7 @@ pub const STATES: &[&str] = &[
     "LP_LOG", // sampler, log-probability
     "DO_RD", "DO_LT", "DO_REQ", "DI_REQ", "DI_WR", // vectors to and from host memory
     "KS_RD", "KS_LT", "KS_REQ", "KS_NEXT", "KL_REQ", "KL_BW", "KL_WR", // KV transfers
-    "DRAIN", "FIN",
+    "FIN",
 ];
 
 /// The phase counters' codes (`phase`, PERF_* in `docs/registers.md`).
@@ -478,7 +481,7 @@ fn datapath() -> String {
     wire [63:0] rng_next = rng_t2 ^ (rng_t2 << 17);
     wire [55:0] mul_coin_p = 56'({1'b0, rng_next[63:40]} * {1'b0, mass_q});
     // the scan: the masked weight of the lane read last cycle
-    wire [31:0] masked = (arsel >= tau_q) & (((16'(fslot_q) << cfg_lg) + scan_i_q) < sa_vocab)
+    wire [31:0] masked_now = (arsel >= tau_q) & (((16'(fslot_q) << cfg_lg) + scan_i_q) < sa_vocab)
         ? 32'(arsel) : 0;
     wire [31:0] cum_next = cum_q + tree_top[31:0];
 
