@@ -401,6 +401,15 @@ boot:
 main:
     csrw SQ_HEAD, r10
     waitne r10, SQ_TAIL
+    ; a hostile host: a tail outside the ring (or an empty ring) is no work, and a
+    ; ring shrunk under the head starts over at 0; the chip never fetches past the ring
+    csrr r5, SQ_SIZE
+    csrr r6, SQ_TAIL
+    bgeu r6, r5, main
+    bltu r10, r5, sq_fetch
+    li r10, 0
+    jmp main
+sq_fetch:
     csrr r4, SQ_BASE_LO
     csrr r5, SQ_BASE_HI
     shli r5, r5, 32
@@ -466,9 +475,17 @@ complete:
     st r5, CPL_STATUS(r0)
     st r14, CPL_RESULT(r0)
     st r2, CPL_POSITION(r0)
-    addi r6, r11, 1
+    ; the completion ring's size as the host programmed it: an empty ring holds the
+    ; completion until the host gives it room, a ring shrunk under the tail starts over
+    ; at 0; the chip never writes past the ring
+cq_size:
     csrr r5, CQ_SIZE
-    bne r6, r5, cq_room
+    beq r5, r0, cq_size
+    bltu r11, r5, cq_next
+    li r11, 0
+cq_next:
+    addi r6, r11, 1
+    bltu r6, r5, cq_room
     li r6, 0
 cq_room:
     csrr r5, CQ_HEAD

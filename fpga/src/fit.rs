@@ -33,17 +33,18 @@ pub struct DesignShape {
 /// ECP5 LUT4s (carry cells and LUT RAM counted as the two LUTs they occupy) of the
 /// control around the datapath, of one lane with its share of the adder and argmax
 /// trees and its activation RAM, of one requantizer, head unit and sigmoid unit.
-/// Calibrated on `etch synth --synth-only` of stories260K with 32 and 64 lanes, 8
-/// requantizers and the `fpga` pipeline (the head and requantizer figures from a
-/// hierarchical synthesis of the 64-lane chip).
-const LUT_BASE: f64 = 17_500.0;
-const LUT_PER_LANE: f64 = 660.0;
+/// Calibrated on `etch synth --synth-only` of stories260K (one context of 128
+/// positions, int4, `fpga` pipeline) with 64 lanes and 8 requantizers (76,536 LUTs,
+/// 45,871 flip-flops) and 32 lanes and 16 requantizers (58,728 and 30,751); the head
+/// and requantizer figures from a hierarchical synthesis of the 64-lane chip.
+const LUT_BASE: f64 = 14_040.0;
+const LUT_PER_LANE: f64 = 649.0;
 const LUT_PER_REQUANTIZER: f64 = 990.0;
 const LUT_PER_HEAD: f64 = 1_230.0;
 const LUT_PER_SIGMOID: f64 = 400.0;
 /// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
-const FF_BASE: f64 = 7_800.0;
-const FF_PER_LANE: f64 = 530.0;
+const FF_BASE: f64 = 10_050.0;
+const FF_PER_LANE: f64 = 476.0;
 const FF_PER_REQUANTIZER: f64 = 190.0;
 const FF_PER_HEAD: f64 = 350.0;
 const FF_PER_SIGMOID: f64 = 130.0;
@@ -177,5 +178,19 @@ mod tests {
         assert_eq!(e.dsps, 64 + 3 * 24 + 15);
         assert_eq!(e.brams, 58);
         assert!(within(Target::Ecp5_25k, &e).unwrap_err().contains("LUTs"));
+        // The two calibration syntheses, LUTs and flip-flops within 1 %.
+        let close = |got: u64, measured: f64| (got as f64 - measured).abs() < measured / 100.0;
+        assert!(close(e.luts, 76_536.0) && close(e.ffs, 45_871.0), "{e:?}");
+        let d32 = DesignShape {
+            lanes: 32,
+            requantizers: 16,
+            head_units: 4,
+            ..d
+        };
+        let e32 = estimate(&d32);
+        assert!(
+            close(e32.luts, 58_728.0) && close(e32.ffs, 30_751.0),
+            "{e32:?}"
+        );
     }
 }
