@@ -102,6 +102,7 @@ fn turn<D: etch_driver::Device>(
             cycles,
             lanes: engine.manifest().lanes,
             profile: None,
+            limit: None,
             wall: None,
         },
         json,

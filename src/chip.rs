@@ -142,6 +142,9 @@ struct SimJson<'a> {
     lanes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<std::collections::BTreeMap<&'static str, u64>>,
+    /// The model's chain of dependent work, cycles per token (with `--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dependency_cycles_per_token: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     device: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +163,9 @@ pub struct RunReport<'a> {
     pub lanes: usize,
     /// Cycles by phase, when profiled.
     pub profile: Option<Vec<(&'static str, u64)>>,
+    /// The model's dependency limit in cycles per token over the story's positions,
+    /// when profiled.
+    pub limit: Option<f64>,
     /// The device it ran on and the wall-clock seconds it took (`etch run`).
     pub wall: Option<(&'a str, f64)>,
 }
@@ -182,6 +188,7 @@ pub fn report(r: &RunReport, json: bool) -> CliResult {
             tok_per_s_at_100mhz: tps,
             lanes: r.lanes,
             profile: r.profile.as_ref().map(|p| p.iter().copied().collect()),
+            dependency_cycles_per_token: r.limit,
             device: r.wall.map(|w| w.0),
             wall_seconds: r.wall.map(|w| w.1),
             tok_per_s_wall: wall_tps,
@@ -208,6 +215,13 @@ pub fn report(r: &RunReport, json: bool) -> CliResult {
                 *c as f64 / tokens.max(1) as f64
             );
         }
+    }
+    if let Some(limit) = r.limit {
+        eprintln!(
+            "dependency limit: {limit:.0} cycles/token (the model's chain of dependent work, \
+             one adder level per cycle); measured {cpt:.0}, {:.1}x the limit",
+            cpt / limit.max(1.0)
+        );
     }
     Ok(())
 }
@@ -285,6 +299,9 @@ pub fn sim(a: &crate::SimArgs) -> CliResult {
             cycles,
             lanes: manifest.lanes,
             profile: a.profile.then_some(profile),
+            limit: a.profile.then(|| {
+                etch_compiler::chain::mean_dependency_cycles(&manifest.config, 0..g.ids.len())
+            }),
             wall: None,
         },
         json,

@@ -120,6 +120,7 @@ fn drive<D: Device>(
             cycles,
             lanes: manifest.lanes,
             profile: None,
+            limit: None,
             wall: Some((&a.device, secs)),
         },
         json,

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod accuracy;
+pub mod chain;
 mod checkpoint;
 pub mod chip;
 mod error;
