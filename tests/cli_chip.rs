@@ -118,6 +118,31 @@ fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // The profile: every cycle in a phase, and the model's dependency limit below the
+    // measured cycles per token.
+    let prof = etch(&[
+        "sim",
+        o,
+        "-i",
+        "a",
+        "-n",
+        "4",
+        "-t",
+        "0",
+        "--profile",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&prof.stdout).unwrap();
+    let phases: u64 = j["profile"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(phases >= j["cycles"].as_u64().unwrap(), "{j}");
+    let limit = j["dependency_cycles_per_token"].as_f64().unwrap();
+    let cpt = j["cycles_per_token"].as_f64().unwrap();
+    assert!(limit > 10.0 && limit < cpt, "{limit} {cpt}");
     let gains = out.join("rom/gains.hex");
     let mut text = std::fs::read(&gains).unwrap();
     text[0] = if text[0] == b'1' { b'2' } else { b'1' };
