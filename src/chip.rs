@@ -28,6 +28,9 @@ struct BuildJson<'a> {
     fit: Option<crate::fit::ChoiceJson>,
 }
 
+/// Lanes of `etch build` without `--lanes` (fewer when the model's shape needs).
+const DEFAULT_LANES: usize = 64;
+
 /// `etch build`.
 pub fn build(a: &BuildArgs) -> CliResult {
     let (checkpoint, tokenizer) = open_model(&a.model)?;
@@ -56,19 +59,36 @@ pub fn build(a: &BuildArgs) -> CliResult {
     };
     let options = match &fitted {
         Some(choice) => choice.options.clone(),
-        None => BuildOptions {
-            lanes: a.lanes,
-            contexts: a.contexts,
-            max_seq: a.max_seq.unwrap_or(c.seq_len),
-            quant: QuantSettings {
-                weight_bits: a.quant.weight_bits,
-                ..QuantSettings::default()
-            },
-            datapath: Datapath {
-                requantizers: a.requantizers.unwrap_or(a.lanes),
-                pipeline: a.pipeline,
-            },
-        },
+        None => {
+            let lanes = match a.lanes {
+                Some(l) => l,
+                None => {
+                    let l = etch_hdl::top::default_lanes(DEFAULT_LANES, c.dim, c.n_heads).map_err(
+                        |e| CliError::Usage(format!("{e} (no lane count fits this model)")),
+                    )?;
+                    if l != DEFAULT_LANES && !a.json {
+                        eprintln!(
+                            "{l} lanes: the most up to {DEFAULT_LANES} that a model of dim {} with {} heads allows",
+                            c.dim, c.n_heads
+                        );
+                    }
+                    l
+                }
+            };
+            BuildOptions {
+                lanes,
+                contexts: a.contexts,
+                max_seq: a.max_seq.unwrap_or(c.seq_len),
+                quant: QuantSettings {
+                    weight_bits: a.quant.weight_bits,
+                    ..QuantSettings::default()
+                },
+                datapath: Datapath {
+                    requantizers: a.requantizers.unwrap_or(lanes),
+                    pipeline: a.pipeline,
+                },
+            }
+        }
     };
     let bar = progress(100, "building");
     let manifest = build_chip(

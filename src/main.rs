@@ -202,9 +202,11 @@ pub struct BuildArgs {
     /// Output directory (created; existing files are replaced).
     #[arg(short = 'o', long = "out", value_name = "OUT")]
     pub out: PathBuf,
-    /// MAC lanes: a power of two from 8 to 256 that divides dim or is a multiple of it.
-    #[arg(long, default_value_t = 64)]
-    pub lanes: usize,
+    /// MAC lanes: a power of two from 8 to 256, a multiple of the head size, that
+    /// divides dim or is a multiple of it [default: 64, or the most below 64 that the
+    /// model's shape allows].
+    #[arg(long)]
+    pub lanes: Option<usize>,
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
     /// one context, the fpga pipeline; says what it chose and why.

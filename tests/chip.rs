@@ -44,6 +44,21 @@ fn shapes() -> Vec<(&'static str, Config, usize, u32, Datapath)> {
                 },
             },
         ),
+        // A width that 64 lanes cannot carry (dim 48, six heads of 8): 16 lanes, the
+        // most `etch build` picks by default for it.
+        (
+            "dim48-l16",
+            Config {
+                dim: 48,
+                n_heads: 6,
+                n_kv_heads: 3,
+                hidden_dim: 88,
+                ..base
+            },
+            16,
+            8,
+            Datapath::per_lane(16),
+        ),
         // Multi-query attention, unshared classifier, vocab not a power of two, one
         // layer, two attention positions per cycle on 64 lanes.
         (

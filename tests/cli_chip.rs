@@ -157,3 +157,54 @@ fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
     std::fs::write(out.join("manifest.json"), "{garbage").unwrap();
     bad(&etch(&["sim", o]), "is not an etch manifest");
 }
+
+#[test]
+fn build_without_lanes_picks_the_most_the_model_shape_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    // (dim, heads, hidden) → lanes: 64 cannot divide 48, 80 or 88.
+    for (dim, heads, hidden, lanes) in [(48, 6, 128, 16), (80, 5, 200, 16), (88, 11, 232, 8)] {
+        let c = Config {
+            dim,
+            n_heads: heads,
+            n_kv_heads: heads,
+            hidden_dim: hidden,
+            ..config()
+        };
+        let sub = dir.path().join(format!("d{dim}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let (model, _) = write_random_model(&sub, &c, 3).unwrap();
+        let out = sub.join("chip");
+        let built = etch(&[
+            "build",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
+        assert_eq!(j["lanes"], lanes, "dim {dim}");
+    }
+    // A head size that is not a power of two: no lane count, and the reason.
+    let c = Config {
+        dim: 48,
+        n_heads: 4,
+        n_kv_heads: 4,
+        ..config()
+    };
+    let (model, _) = write_random_model(dir.path(), &c, 3).unwrap();
+    let out = dir.path().join("chip12");
+    bad(
+        &etch(&[
+            "build",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]),
+        "head size (12)",
+    );
+}

@@ -71,6 +71,49 @@ pub fn check_lanes(lanes: usize) -> Result<(), HdlError> {
     }
 }
 
+/// Whether `lanes` lanes can carry a model of width `dim` with `n_heads` heads: a
+/// power of two from 8 to 256, a multiple of the head size (itself a power of two),
+/// dividing `dim` or a multiple of it, and at most 4 attention positions per cycle.
+pub fn check_lanes_for_shape(lanes: usize, dim: usize, n_heads: usize) -> Result<(), HdlError> {
+    let l = lanes;
+    check_lanes(l)?;
+    let hs = if n_heads == 0 { 0 } else { dim / n_heads };
+    if hs == 0 || l % hs != 0 || !hs.is_power_of_two() {
+        return Err(HdlError::Params(format!(
+            "lanes ({l}) must be a multiple of the head size ({hs}), a power of two"
+        )));
+    }
+    if dim % l != 0 && l % dim != 0 {
+        return Err(HdlError::Params(format!(
+            "lanes ({l}) must divide dim ({dim}) or be a multiple of it"
+        )));
+    }
+    let positions = (l / dim).max(1);
+    if positions > 4 {
+        return Err(HdlError::Params(format!(
+            "lanes ({l}) give {positions} attention positions per cycle; at most 4 are supported"
+        )));
+    }
+    Ok(())
+}
+
+/// The most lanes, at most `preferred`, that carry a model of width `dim` with
+/// `n_heads` heads (`etch build` without `--lanes`), or the reason none does.
+pub fn default_lanes(preferred: usize, dim: usize, n_heads: usize) -> Result<usize, HdlError> {
+    let mut l = preferred.next_power_of_two().min(256);
+    if l > preferred {
+        l /= 2;
+    }
+    while l >= 8 {
+        if check_lanes_for_shape(l, dim, n_heads).is_ok() {
+            return Ok(l);
+        }
+        l /= 2;
+    }
+    // None fits: the reason the smallest gives.
+    check_lanes_for_shape(8, dim, n_heads).map(|()| 8)
+}
+
 /// The requantizer counts the wiring supports for `lanes` lanes: a power of two from
 /// the sigmoid units (`min(lanes, 8)`: SwiGLU requantizes one group of them per cycle)
 /// to the lanes.
@@ -192,25 +235,7 @@ impl ChipParams {
                 self.weight_bits
             )));
         }
-        check_lanes(l)?;
-        let hs = self.head_size();
-        if hs == 0 || l % hs != 0 || !hs.is_power_of_two() {
-            return Err(HdlError::Params(format!(
-                "lanes ({l}) must be a multiple of the head size ({hs}), a power of two"
-            )));
-        }
-        if self.dim % l != 0 && l % self.dim != 0 {
-            return Err(HdlError::Params(format!(
-                "lanes ({l}) must divide dim ({}) or be a multiple of it",
-                self.dim
-            )));
-        }
-        if self.positions() > 4 {
-            return Err(HdlError::Params(format!(
-                "lanes ({l}) give {} attention positions per cycle; at most 4 are supported",
-                self.positions()
-            )));
-        }
+        check_lanes_for_shape(l, self.dim, self.n_heads)?;
         if self.ar_depth > 4096 || self.rows_per_layer() > 1 << 14 {
             return Err(HdlError::Params(
                 "the activation RAM or the context is too large for the address widths".into(),
