@@ -35,6 +35,17 @@ pub struct Row {
     tokens: usize,
     cycles: u64,
     phases: std::collections::BTreeMap<&'static str, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    swap: Option<Swap>,
+}
+
+/// SAVE_CONTEXT and RESTORE_CONTEXT of a full context (`--swap`): an agent's resume.
+#[derive(Serialize, Clone, Copy, Debug)]
+struct Swap {
+    positions: usize,
+    image_bytes: usize,
+    save_cycles: u64,
+    restore_cycles: u64,
 }
 
 #[derive(Serialize)]
@@ -77,12 +88,48 @@ fn fmax(out: &Path) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// Fills context 0 (after the story) to the chip's last position with the story's
+/// tokens, then times its save and its restore by the chip's cycle counter.
+fn swap<D: etch_driver::Device>(
+    chip: &etch_driver::Chip<D>,
+    manifest: &Manifest,
+    used: usize,
+    story: &[u32],
+) -> CliResult<Swap> {
+    let max_seq = manifest.max_seq;
+    let fill: Vec<u32> = story.iter().copied().cycle().take(max_seq - used).collect();
+    if !fill.is_empty() {
+        chip.prefill(0, &fill, false)?;
+    }
+    let row = (manifest.config.kv_dim() * 2).next_multiple_of(8);
+    let c0 = chip.cycles()?;
+    let image = chip.save_context(0, chip.save_bytes(max_seq, row))?;
+    let c1 = chip.cycles()?;
+    chip.destroy_context(0)?;
+    chip.create_context(0)?;
+    let c2 = chip.cycles()?;
+    let position = chip.restore_context(0, &image)?;
+    let c3 = chip.cycles()?;
+    if position as usize != max_seq {
+        return Err(CliError::Internal(format!(
+            "the restored context is at position {position}, not {max_seq}"
+        )));
+    }
+    Ok(Swap {
+        positions: max_seq,
+        image_bytes: image.len(),
+        save_cycles: c1 - c0,
+        restore_cycles: c3 - c2,
+    })
+}
+
 fn measure(
     out: &Path,
     manifest: &Manifest,
     tok: &Tokenizer,
     prompt: &str,
     steps: usize,
+    with_swap: bool,
 ) -> CliResult<Row> {
     let dev = etch_driver::InProcess::open(out, &manifest.design_hash)?;
     let chip = etch_driver::Chip::open(dev, Some(&expected(manifest)?))?;
@@ -129,6 +176,16 @@ fn measure(
     };
     let macs: u64 = (0..tokens).map(|pos| useful_macs(&c, pos)).sum();
     let cpt = cycles as f64 / tokens.max(1) as f64;
+    let story: Vec<u32> = prompt_ids[..forced]
+        .iter()
+        .chain(&g.tokens)
+        .copied()
+        .filter(|&t| t != etch_compiler::BOS)
+        .collect();
+    let swap = match with_swap {
+        true => Some(swap(&chip, manifest, tokens, &story)?),
+        false => None,
+    };
     let phases = regs::PERF
         .iter()
         .zip(perf0.iter().zip(&perf1))
@@ -150,6 +207,7 @@ fn measure(
         tokens,
         cycles,
         phases,
+        swap,
     })
 }
 
@@ -190,7 +248,7 @@ pub fn bench(a: &BenchArgs) -> CliResult {
             datapath: Datapath::per_lane(lanes),
         };
         let manifest = build_chip(&ck, &tok, &options, &out, &mut |_, _| {})?;
-        rows.push(measure(&out, &manifest, &tok, &a.prompt, a.steps)?);
+        rows.push(measure(&out, &manifest, &tok, &a.prompt, a.steps, a.swap)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -239,6 +297,14 @@ pub fn bench(a: &BenchArgs) -> CliResult {
             r.macs,
             r.sim_cycles_per_s
         );
+    }
+    for r in &rows {
+        if let Some(w) = r.swap {
+            println!(
+                "{:>6} lanes: SAVE_CONTEXT of {} positions {} cycles, RESTORE_CONTEXT {} cycles ({} bytes)",
+                r.lanes, w.positions, w.save_cycles, w.restore_cycles, w.image_bytes
+            );
+        }
     }
     println!("software on this machine: float reference {reference:.0} tokens/s, golden model {golden:.0} tokens/s");
     match plotted {
@@ -500,7 +566,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
     };
     let report = etch_fpga::synthesize(&req, &mut |m| say(m))?;
     say("simulating the story");
-    let row = measure(&dir, &manifest, tok, &a.prompt, a.steps)?;
+    let row = measure(&dir, &manifest, tok, &a.prompt, a.steps, false)?;
     say("the float reference on this machine");
     let greedy = SamplingParams::from_cli(0.0, 0.9, 1);
     let cpu = software_speed(&mut || {

@@ -268,6 +268,10 @@ pub struct BenchArgs {
     /// Fmax beside the float reference on this machine.
     #[arg(long, value_name = "BOARD", conflicts_with = "lanes")]
     pub board: Option<String>,
+    /// Also fill a context to the chip's last position after the story and time its
+    /// SAVE_CONTEXT and RESTORE_CONTEXT (an agent's resume) by the chip's counter.
+    #[arg(long, conflicts_with = "board")]
+    pub swap: bool,
     /// Forward passes of the greedy story.
     #[arg(short = 'n', long = "steps", default_value_t = 256)]
     pub steps: usize,

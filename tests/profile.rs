@@ -91,6 +91,7 @@ fn bench_json_has_the_contract_fields() {
             "10",
             "-i",
             "a",
+            "--swap",
         ])
         .args(["--out", out.to_str().unwrap(), "--json"])
         .output()
@@ -125,4 +126,16 @@ fn bench_json_has_the_contract_fields() {
     assert!(v["reference_tok_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["golden_tok_per_s"].as_f64().unwrap() > 0.0);
     assert!(out.join("bench.json").exists());
+    // --swap: a full context saved and restored, timed by the chip's counter.
+    let swap = &row["swap"];
+    let positions = swap["positions"].as_u64().unwrap();
+    assert_eq!(positions, config().seq_len as u64, "{swap}");
+    let c = config();
+    let row_bytes = (c.n_kv_heads * (c.dim / c.n_heads) * 2).next_multiple_of(8) as u64;
+    assert_eq!(
+        swap["image_bytes"].as_u64().unwrap(),
+        64 + positions * 2 * c.n_layers as u64 * row_bytes
+    );
+    assert!(swap["save_cycles"].as_u64().unwrap() > 0);
+    assert!(swap["restore_cycles"].as_u64().unwrap() > 0);
 }
