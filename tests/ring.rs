@@ -116,7 +116,7 @@ fn random_commands_complete_with_a_status_and_touch_only_their_buffers() {
     let data = chip.with_device(|d| d.dma_alloc(DATA_BYTES)).unwrap();
     // A command that hangs the chip fails here instead of holding the test.
     chip.set_timeout_slices(400);
-    let mut rng = Rng(0x5EED_0F_E7C4);
+    let mut rng = Rng(0x005E_ED0F_E7C4);
     let mut statuses = [0usize; 16];
     let mut wild_errors = 0;
     for i in 0..400 {

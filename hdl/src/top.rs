@@ -77,7 +77,7 @@ pub fn check_lanes(lanes: usize) -> Result<(), HdlError> {
 pub fn check_lanes_for_shape(lanes: usize, dim: usize, n_heads: usize) -> Result<(), HdlError> {
     let l = lanes;
     check_lanes(l)?;
-    let hs = if n_heads == 0 { 0 } else { dim / n_heads };
+    let hs = dim.checked_div(n_heads).unwrap_or(0);
     if hs == 0 || l % hs != 0 || !hs.is_power_of_two() {
         return Err(HdlError::Params(format!(
             "lanes ({l}) must be a multiple of the head size ({hs}), a power of two"
