@@ -224,6 +224,14 @@ pub fn bench(a: &BenchArgs) -> CliResult {
             .clone()
             .or_else(|| a.model.is_none().then(|| models.join("tok512.bin"))),
     };
+    if a.model.is_none() && !model_args.model.is_file() {
+        return Err(CliError::Usage(format!(
+            "no stories260K.bin in {} ($ETCH_MODELS, or ../shared/models): get stories260K.bin \
+             and tok512.bin from https://huggingface.co/karpathy/tinyllamas (README.md, \
+             \"The model\"), or pass --model and -z",
+            models.display()
+        )));
+    }
     let (ck, tok) = open_model(&model_args)?;
     if let Some(board) = &a.board {
         return board_bench(a, board, &ck, &tok);

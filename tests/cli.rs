@@ -308,3 +308,30 @@ fn build_fit_chooses_a_configuration_within_the_part() {
         "not a board",
     );
 }
+
+#[test]
+fn without_the_model_the_demo_and_bench_say_what_to_get() {
+    let empty = tempfile::tempdir().unwrap();
+    // scripts/demo checks for the model before it sets anything up.
+    let demo = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo"))
+        .env("ETCH_MODELS", empty.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&demo.stderr);
+    assert_eq!(demo.status.code(), Some(2), "{err}");
+    for needle in [
+        "stories260K.bin",
+        "tok512.bin",
+        "karpathy/tinyllamas",
+        "ETCH_MODELS",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing in: {err}");
+    }
+    let bench = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["bench", "--lanes", "8", "--out"])
+        .arg(empty.path().join("out"))
+        .env("ETCH_MODELS", empty.path())
+        .output()
+        .unwrap();
+    assert_bad_input(&bench, "karpathy/tinyllamas");
+}
