@@ -254,12 +254,24 @@ pub fn open_sim(
     etch_compiler::Tokenizer,
     etch_driver::Chip<etch_driver::InProcess>,
 )> {
+    open_sim_with(out, etch_sim::Waveform::Vcd)
+}
+
+/// [`open_sim`] with a simulator that writes `waveform` when traced.
+pub fn open_sim_with(
+    out: &std::path::Path,
+    waveform: etch_sim::Waveform,
+) -> CliResult<(
+    etch_compiler::chip::Manifest,
+    etch_compiler::Tokenizer,
+    etch_driver::Chip<etch_driver::InProcess>,
+)> {
     let manifest = etch_compiler::chip::Manifest::load(out)?;
     let tokenizer =
         etch_compiler::Tokenizer::open(out.join(&manifest.tokenizer), manifest.config.vocab_size)?;
     let expected = expected(&manifest)?;
     let bar = crate::output::spinner("building the simulator (cached per design)");
-    let device = etch_driver::InProcess::open(out, &manifest.design_hash);
+    let device = etch_driver::InProcess::open_with(out, &manifest.design_hash, waveform);
     bar.finish_and_clear();
     let chip = etch_driver::Chip::open(device?, Some(&expected))?;
     Ok((manifest, tokenizer, chip))
@@ -294,7 +306,11 @@ pub fn chip_generate<D: etch_driver::Device>(
 
 /// `etch sim`.
 pub fn sim(a: &crate::SimArgs) -> CliResult {
-    let (manifest, tokenizer, chip) = open_sim(&a.out)?;
+    let waveform = a
+        .trace
+        .as_deref()
+        .map_or(etch_sim::Waveform::Vcd, etch_sim::Waveform::for_path);
+    let (manifest, tokenizer, chip) = open_sim_with(&a.out, waveform)?;
     if let Some(path) = &a.trace {
         chip.with_device(|d| d.simulator().trace(path))
             .map_err(etch_driver::DriverError::from)?;

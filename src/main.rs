@@ -243,7 +243,8 @@ pub struct SimArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Write a VCD waveform of the whole run.
+    /// Write a waveform of the whole run: FST when FILE ends in `.fst` (GTKWave,
+    /// Surfer; a simulator of its own, built once per design), VCD otherwise.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Print where the cycles went, from the chip's performance counters.

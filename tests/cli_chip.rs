@@ -143,6 +143,29 @@ fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
     let limit = j["dependency_cycles_per_token"].as_f64().unwrap();
     let cpt = j["cycles_per_token"].as_f64().unwrap();
     assert!(limit > 10.0 && limit < cpt, "{limit} {cpt}");
+    // Waveforms: VCD, and FST from a simulator built with Verilator's FST writer.
+    let vcd = dir.path().join("run.vcd");
+    let fst = dir.path().join("run.fst");
+    for wave in [&vcd, &fst] {
+        let w = wave.to_str().unwrap();
+        let run = etch(&["sim", o, "-i", "a", "-n", "2", "-t", "0", "--trace", w]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let vcd_text = std::fs::read(&vcd).unwrap();
+    assert!(vcd_text.starts_with(b"$") && vcd_text.windows(9).any(|w| w == b"etch_chip"));
+    let fst_bytes = std::fs::read(&fst).unwrap();
+    // An FST file opens with its header block (type 0), and is far smaller than the VCD.
+    assert_eq!(fst_bytes.first(), Some(&0u8), "not an FST header block");
+    assert!(
+        fst_bytes.len() * 4 < vcd_text.len(),
+        "{} {}",
+        fst_bytes.len(),
+        vcd_text.len()
+    );
     let gains = out.join("rom/gains.hex");
     let mut text = std::fs::read(&gains).unwrap();
     text[0] = if text[0] == b'1' { b'2' } else { b'1' };

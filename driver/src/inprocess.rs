@@ -22,7 +22,12 @@ pub struct InProcess {
 impl InProcess {
     /// Builds (or finds cached) and starts the simulator of build directory `out`.
     pub fn open(out: &Path, design_hash: &str) -> Result<Self> {
-        let lib = etch_sim::build(out, design_hash)?;
+        Self::open_with(out, design_hash, etch_sim::Waveform::Vcd)
+    }
+
+    /// [`InProcess::open`] with a simulator that writes `waveform` when traced.
+    pub fn open_with(out: &Path, design_hash: &str, waveform: etch_sim::Waveform) -> Result<Self> {
+        let lib = etch_sim::build_with(out, design_hash, waveform)?;
         Ok(InProcess {
             sim: Simulator::new(&lib, out)?,
             buffers: Vec::new(),

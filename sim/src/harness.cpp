@@ -12,7 +12,15 @@
 
 #include "Vetch_chip.h"
 #include "verilated.h"
+// One waveform format per library (Verilator supports one per model): VCD by default,
+// FST when compiled with -DETCH_FST (and verilator --trace-fst).
+#ifdef ETCH_FST
+#include "verilated_fst_c.h"
+typedef VerilatedFstC Waveform;
+#else
 #include "verilated_vcd_c.h"
+typedef VerilatedVcdC Waveform;
+#endif
 
 namespace {
 
@@ -25,7 +33,7 @@ struct Region {
 struct Sim {
     VerilatedContext* ctx = nullptr;
     Vetch_chip* top = nullptr;
-    VerilatedVcdC* vcd = nullptr;
+    Waveform* vcd = nullptr;
     uint64_t cycles = 0;
     std::vector<Region> regions;
     bool dma_busy = false;
@@ -218,7 +226,7 @@ uint64_t etch_sim_dma_errors(void* h) { return static_cast<Sim*>(h)->dma_errors;
 int etch_sim_trace_open(void* h, const char* path) {
     Sim* s = static_cast<Sim*>(h);
     if (s->vcd) return 0;
-    s->vcd = new VerilatedVcdC();
+    s->vcd = new Waveform();
     s->top->trace(s->vcd, 99);
     s->vcd->open(path);
     return s->vcd->isOpen() ? 0 : 1;

@@ -95,17 +95,44 @@ fn harness_hash(source: &str) -> u64 {
 }
 
 /// What a simulator library is built around: the top module, the harness, Verilog
-/// parameters of the top, and a tag for the cache key.
+/// parameters of the top, its waveform format, and a tag for the cache key.
 struct Variant<'a> {
     top: &'a str,
     harness: &'a str,
     params: Vec<String>,
+    waveform: Waveform,
     tag: String,
+}
+
+/// The waveform format a simulator library writes ([`Simulator::trace`]): Verilator
+/// compiles one format into a model, so each is a library of its own in the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Waveform {
+    /// Value change dump, readable by every viewer.
+    #[default]
+    Vcd,
+    /// GTKWave's compressed Fast Signal Trace (GTKWave, Surfer): a fraction of the size.
+    Fst,
+}
+
+impl Waveform {
+    /// The format a file name asks for: `.fst` is FST, anything else VCD.
+    pub fn for_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("fst") => Waveform::Fst,
+            _ => Waveform::Vcd,
+        }
+    }
 }
 
 /// The simulator library for the design in `out` (whose Verilog hashes to
 /// `design_hash`), compiling it with Verilator unless it is cached.
 pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
+    build_with(out, design_hash, Waveform::Vcd)
+}
+
+/// [`build`], with the library writing `waveform` when traced.
+pub fn build_with(out: &Path, design_hash: &str, waveform: Waveform) -> Result<PathBuf> {
     build_variant(
         out,
         design_hash,
@@ -113,7 +140,11 @@ pub fn build(out: &Path, design_hash: &str) -> Result<PathBuf> {
             top: "etch_chip",
             harness: HARNESS_CPP,
             params: Vec::new(),
-            tag: String::new(),
+            waveform,
+            tag: match waveform {
+                Waveform::Vcd => String::new(),
+                Waveform::Fst => "-fst".into(),
+            },
         },
     )
 }
@@ -128,6 +159,7 @@ pub fn build_board(out: &Path, design_hash: &str, divisor: u32) -> Result<PathBu
             top: "etch_board",
             harness: board::BOARD_HARNESS_CPP,
             params: vec![format!("-GDIVISOR=16'd{divisor}")],
+            waveform: Waveform::Vcd,
             tag: format!("-board{divisor}"),
         },
     )
@@ -172,14 +204,23 @@ fn build_variant(out: &Path, design_hash: &str, v: &Variant) -> Result<PathBuf> 
             "--x-initial",
             "0",
             "--noassert",
-            "--trace",
+            match v.waveform {
+                Waveform::Vcd => "--trace",
+                Waveform::Fst => "--trace-fst",
+            },
             "-Wno-DECLFILENAME",
             "--top-module",
             v.top,
             "-CFLAGS",
-            "-fPIC -O2",
+            match v.waveform {
+                Waveform::Vcd => "-fPIC -O2",
+                Waveform::Fst => "-fPIC -O2 -DETCH_FST",
+            },
             "-LDFLAGS",
-            "-shared",
+            match v.waveform {
+                Waveform::Vcd => "-shared",
+                Waveform::Fst => "-shared -lz",
+            },
             "-o",
         ])
         .arg(lib.file_name().unwrap_or_default())
@@ -425,7 +466,8 @@ impl Simulator {
         unsafe { (self.dma_errors)(self.handle) }
     }
 
-    /// Starts writing a VCD waveform to `path`.
+    /// Starts writing a waveform to `path`, in the format the library was built with
+    /// ([`build_with`]).
     pub fn trace(&mut self, path: &Path) -> Result<()> {
         let c = c_path(path)?;
         // SAFETY: `handle` is live; the path string outlives the call.
