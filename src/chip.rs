@@ -246,18 +246,8 @@ pub fn report(r: &RunReport, json: bool) -> CliResult {
     Ok(())
 }
 
-/// A chip opened on the in-process simulator of a build directory.
-pub fn open_sim(
-    out: &std::path::Path,
-) -> CliResult<(
-    etch_compiler::chip::Manifest,
-    etch_compiler::Tokenizer,
-    etch_driver::Chip<etch_driver::InProcess>,
-)> {
-    open_sim_with(out, etch_sim::Waveform::Vcd)
-}
-
-/// [`open_sim`] with a simulator that writes `waveform` when traced.
+/// A chip opened on the in-process simulator of a build directory, whose simulator
+/// writes `waveform` when traced.
 pub fn open_sim_with(
     out: &std::path::Path,
     waveform: etch_sim::Waveform,

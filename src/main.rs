@@ -10,6 +10,7 @@ mod chat;
 mod chip;
 mod error;
 mod fit;
+mod flash;
 mod models;
 mod output;
 mod run;
@@ -66,6 +67,9 @@ enum Command {
     /// Synthesize, place and route a built chip for an FPGA (yosys, nextpnr) and write
     /// its bitstream and a utilization and timing report.
     Synth(SynthArgs),
+    /// Load the bitstream of `etch synth` onto a board (openFPGALoader), then check
+    /// the chip answers over its serial link.
+    Flash(FlashArgs),
     /// Natural-language system calls: `etch agent syscall` turns an English request
     /// into a checked tool call; also the tool registry and the trust monitor.
     #[command(subcommand)]
@@ -375,6 +379,39 @@ pub struct SynthArgs {
     pub json: bool,
 }
 
+/// `etch flash` arguments.
+#[derive(Args, Debug)]
+pub struct FlashArgs {
+    /// Build directory, synthesized for the board (`etch synth OUT --board BOARD`).
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The board: ulx3s, orangecrab or icebreaker.
+    #[arg(long, value_name = "BOARD")]
+    pub board: String,
+    /// Into the FPGA's configuration memory, until power-off (the default).
+    #[arg(long, conflicts_with = "flash")]
+    pub sram: bool,
+    /// Into the board's SPI flash, loaded at every power-on (the OrangeCrab's only way).
+    #[arg(long)]
+    pub flash: bool,
+    /// After loading, open the chip on this serial port (e.g. /dev/ttyUSB0) and check
+    /// its IDENTIFY against the manifest.
+    #[arg(long, value_name = "PORT")]
+    pub serial: Option<PathBuf>,
+    /// Baud rate of the link built into the top.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub baud: u32,
+    /// The openFPGALoader executable.
+    #[arg(long, value_name = "PATH", default_value = "openFPGALoader")]
+    pub loader: PathBuf,
+    /// Print the command without running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `etch run` arguments.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -428,6 +465,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Run(a) => run::run(&a),
         Command::Devices(a) => run::devices(&a),
         Command::Synth(a) => synth::synth(&a),
+        Command::Flash(a) => flash::flash(&a),
         Command::Chat(a) => chat::chat(&a),
         Command::Agent(c) => agent::agent(&c),
         Command::Cap(c) => agent::cap(&c),

@@ -231,3 +231,73 @@ fn build_without_lanes_picks_the_most_the_model_shape_allows() {
         "head size (12)",
     );
 }
+
+#[test]
+fn flash_builds_the_loader_command_and_says_when_no_board_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = write_random_model(dir.path(), &config(), 4).unwrap();
+    let out = dir.path().join("chip");
+    let o = out.to_str().unwrap();
+    let built = etch(&["build", model.to_str().unwrap(), "-o", o, "--lanes", "8"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    // Before `etch synth`: what to run first.
+    bad(&etch(&["flash", o, "--board", "ulx3s"]), "etch synth");
+    // A bitstream where `etch synth --board ulx3s` puts it (its contents do not matter
+    // to the command line).
+    let bit = out.join("fpga/ecp5-85k/etch.bit");
+    std::fs::create_dir_all(bit.parent().unwrap()).unwrap();
+    std::fs::write(&bit, b"not really a bitstream").unwrap();
+    let dry = etch(&[
+        "flash",
+        o,
+        "--board",
+        "ulx3s",
+        "--flash",
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let command: Vec<&str> = j["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        command,
+        [
+            "openFPGALoader",
+            "--board",
+            "ulx3s",
+            "--write-flash",
+            bit.to_str().unwrap()
+        ]
+    );
+    assert_eq!(j["flashed"], false);
+    bad(&etch(&["flash", o, "--board", "orangecrab"]), "--flash");
+    bad(
+        &etch(&[
+            "flash",
+            o,
+            "--board",
+            "ulx3s",
+            "--loader",
+            "/nonexistent/loader",
+        ]),
+        "openfpgaloader",
+    );
+    // The real openFPGALoader (scripts/setup installs it) finds no cable on this machine.
+    let run = etch(&["flash", o, "--board", "ulx3s"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("no ulx3s found on USB"), "{err}");
+}
