@@ -301,3 +301,66 @@ fn flash_builds_the_loader_command_and_says_when_no_board_is_there() {
     assert_eq!(run.status.code(), Some(1), "{err}");
     assert!(err.contains("no ulx3s found on USB"), "{err}");
 }
+
+#[test]
+fn the_build_is_a_fusesoc_core_that_lints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = write_random_model(dir.path(), &config(), 6).unwrap();
+    let out = dir.path().join("chip");
+    let o = out.to_str().unwrap();
+    let built = etch(&[
+        "build",
+        model.to_str().unwrap(),
+        "-o",
+        o,
+        "--lanes",
+        "8",
+        "--json",
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
+    let hash = j["design_hash"].as_str().unwrap();
+    let core = std::fs::read_to_string(out.join("etch.core")).unwrap();
+    let name = core
+        .lines()
+        .find_map(|l| l.strip_prefix("name: "))
+        .unwrap()
+        .to_string();
+    assert!(
+        name.starts_with(&format!("etch:chip:design_{}", &hash[..8])),
+        "{name}"
+    );
+    // FuseSoC from the virtualenv scripts/setup makes.
+    let fusesoc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/fusesoc");
+    assert!(
+        fusesoc.exists(),
+        "{} is missing: run scripts/setup",
+        fusesoc.display()
+    );
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let fs = |args: &[&str]| {
+        Command::new(&fusesoc)
+            .arg("--cores-root")
+            .arg(&out)
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .unwrap()
+    };
+    let list = fs(&["core", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&name));
+    // The lint target runs Verilator -Wall over every file of the core.
+    let lint = fs(&["run", "--target", "lint", &name]);
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    assert!(work.join("build").read_dir().unwrap().next().is_some());
+}

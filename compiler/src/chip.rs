@@ -8,6 +8,7 @@
 //! OUT/firmware.bin     the firmware image (and firmware.s, its assembly)
 //! OUT/manifest.json    identity, shapes, numerics, sizes, layout
 //! OUT/tokenizer.bin    the tokenizer
+//! OUT/etch.core        the design as a FuseSoC core (crate::core_file)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -323,6 +324,25 @@ pub fn build(
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| Error::InvalidArgument(format!("manifest: {e}")))?;
     write(out.join("manifest.json"), text)?;
+    let rtl_names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    let roms = [
+        "weights.hex",
+        "requant.hex",
+        "gains.hex",
+        "imem.hex",
+        "params.hex",
+        "rope_steps.hex",
+        "exp2.hex",
+        "rsqrt.hex",
+        "recip.hex",
+        "sigmoid.hex",
+        "log2.hex",
+        "sine.hex",
+    ];
+    write(
+        out.join("etch.core"),
+        crate::core_file::fusesoc_core(&manifest.design_hash, &rtl_names, &roms),
+    )?;
     progress("done", 1.0);
     Ok(manifest)
 }

@@ -31,6 +31,7 @@ mod accuracy;
 pub mod chain;
 mod checkpoint;
 pub mod chip;
+pub mod core_file;
 mod error;
 mod golden;
 pub mod layout;
