@@ -353,7 +353,9 @@ pub struct SynthArgs {
     /// Build directory written by `etch build`.
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
-    /// FPGA: ecp5-85k, ecp5-25k or ice40-up5k [default: the board's].
+    /// FPGA: ecp5-85k, ecp5-25k or ice40-up5k [default: the board's]; or
+    /// asic-estimate: transistors of the logic (generic yosys synthesis), ROM and SRAM,
+    /// per model parameter.
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
     /// Board whose pins and clock the top uses: ulx3s (ecp5-85k), orangecrab

@@ -9,6 +9,9 @@ use crate::SynthArgs;
 
 /// `etch synth`.
 pub fn synth(a: &SynthArgs) -> CliResult {
+    if a.target.as_deref() == Some("asic-estimate") {
+        return asic_estimate(a);
+    }
     let req = Request {
         out: a.out.clone(),
         target: a.target.as_deref().map(str::parse::<Target>).transpose()?,
@@ -71,4 +74,43 @@ fn print_report(a: &SynthArgs, report: &Report) {
         "  time         synth {:.0} s, place and route {:.0} s, pack {:.0} s",
         report.seconds.synth, report.seconds.pnr, report.seconds.pack
     );
+}
+
+/// `etch synth OUT --target asic-estimate`: transistors of the logic, ROM and SRAM.
+fn asic_estimate(a: &SynthArgs) -> CliResult {
+    if a.board.is_some() || a.freq.is_some() || a.quick || a.synth_only {
+        return Err(crate::error::CliError::Usage(
+            "--target asic-estimate takes no --board, --freq, --quick or --synth-only".into(),
+        ));
+    }
+    let bar = spinner("estimating the chip in silicon");
+    let e = etch_fpga::asic::estimate(&a.out, &mut |msg| bar.set_message(msg.to_string()));
+    bar.finish_and_clear();
+    let e = e?;
+    if a.json {
+        return print_json(&e);
+    }
+    let m = |n: u64| n as f64 / 1e6;
+    println!("{} lanes, {} parameters", e.lanes, e.parameters);
+    println!(
+        "  logic   {:>10.2} M transistors (yosys stat -tech cmos)",
+        m(e.logic_transistors)
+    );
+    println!(
+        "  ROM     {:>10.2} M transistors ({} bits, one each)",
+        m(e.rom_bits),
+        e.rom_bits
+    );
+    println!(
+        "  SRAM    {:>10.2} M transistors ({} bits, six each)",
+        m(6 * e.sram_bits),
+        e.sram_bits
+    );
+    println!(
+        "  total   {:>10.2} M transistors, {:.1} per parameter ({:.0} s of yosys)",
+        m(e.total_transistors),
+        e.transistors_per_parameter,
+        e.seconds
+    );
+    Ok(())
 }

@@ -364,3 +364,51 @@ fn the_build_is_a_fusesoc_core_that_lints() {
     );
     assert!(work.join("build").read_dir().unwrap().next().is_some());
 }
+
+#[test]
+fn asic_estimate_counts_logic_rom_and_sram_transistors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = write_random_model(dir.path(), &config(), 8).unwrap();
+    let out = dir.path().join("chip");
+    let o = out.to_str().unwrap();
+    let built = etch(&[
+        "build",
+        model.to_str().unwrap(),
+        "-o",
+        o,
+        "--lanes",
+        "8",
+        "--contexts",
+        "1",
+    ]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    bad(
+        &etch(&["synth", o, "--target", "asic-estimate", "--board", "ulx3s"]),
+        "takes no --board",
+    );
+    let run = etch(&["synth", o, "--target", "asic-estimate", "--json"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let e: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let n = |k: &str| e[k].as_u64().unwrap();
+    // A chip of eight lanes has at least their multipliers' worth of gates.
+    assert!(n("logic_transistors") > 100_000, "{e}");
+    assert_eq!(
+        n("total_transistors"),
+        n("logic_transistors") + n("rom_bits") + 6 * n("sram_bits")
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(e["rom_bits"], manifest["rom_bits"]);
+    assert_eq!(e["sram_bits"], manifest["sram_bits"]);
+    let per = e["transistors_per_parameter"].as_f64().unwrap();
+    assert!((per - n("total_transistors") as f64 / n("parameters") as f64).abs() < 1e-6);
+    assert!(out.join("asic/stat.txt").exists());
+}

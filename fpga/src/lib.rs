@@ -22,6 +22,8 @@
 //!   UART bridge) on one, with an ECP5 PLL ([`board::ecp5_pll`]) when the chip's clock
 //!   is not the oscillator's, and the UART divisor for the link's baud rate.
 //! * [`fit`]: a resource model that says, before synthesis, whether a chip fits.
+//! * [`asic::estimate`]: what the chip would cost in silicon (transistors of its
+//!   logic from a generic yosys synthesis, ROM and SRAM bits), per model parameter.
 //! * [`synthesize`]: the flow for one [`Request`], giving a [`Report`] —
 //!   utilization, Fmax, timing met, time per tool. An unchanged design reuses its
 //!   netlist.
@@ -31,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod asic;
 pub mod board;
 mod error;
 pub mod fit;
