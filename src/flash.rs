@@ -120,7 +120,13 @@ pub fn flash(a: &crate::FlashArgs) -> CliResult {
         );
         let last: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
         let last = last[last.len().saturating_sub(3)..].join("; ");
-        let hint = if said.contains("unable to open ftdi device") || said.contains("No DFU") {
+        let no_cable = [
+            "unable to open ftdi device",
+            "No DFU",
+            "libusb",
+            "device not found",
+        ];
+        let hint = if no_cable.iter().any(|m| said.contains(m)) {
             format!(
                 " — no {} found on USB: is it plugged in, and may this user open it (udev rules)?",
                 board.name()
