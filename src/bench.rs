@@ -496,6 +496,8 @@ struct BoardJson {
     target: String,
     bitstream: Option<String>,
     fmax_mhz: f64,
+    /// "routed", or "placement" with `--place-only` (an estimate, not a routed figure).
+    fmax_source: &'static str,
     cycles_per_token: f64,
     tokens_per_s: f64,
     cpu_tokens_per_s: f64,
@@ -570,6 +572,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         baud: 1_000_000,
         quick: false,
         synth_only: false,
+        place_only: a.place_only,
         nextpnr_args: Vec::new(),
     };
     let report = etch_fpga::synthesize(&req, &mut |m| say(m))?;
@@ -590,6 +593,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         target: target.to_string(),
         bitstream: report.bitstream.clone(),
         fmax_mhz: fmax,
+        fmax_source: if a.place_only { "placement" } else { "routed" },
         cycles_per_token: row.cycles_per_token,
         tokens_per_s: fmax * 1e6 / row.cycles_per_token,
         cpu_tokens_per_s: cpu,
@@ -610,8 +614,12 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         return print_json(&json);
     }
     println!("{}", choice.describe());
+    let label = match a.place_only {
+        true => "placed (est.)",
+        false => "routed",
+    };
     println!(
-        "  routed       {:.2} MHz; {:.0} cycles/token over {} tokens → {:.0} tokens/s",
+        "  {label:<12} {:.2} MHz; {:.0} cycles/token over {} tokens → {:.0} tokens/s",
         fmax, json.cycles_per_token, json.tokens, json.tokens_per_s
     );
     println!(

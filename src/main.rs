@@ -277,6 +277,10 @@ pub struct BenchArgs {
     /// SAVE_CONTEXT and RESTORE_CONTEXT (an agent's resume) by the chip's counter.
     #[arg(long, conflicts_with = "board")]
     pub swap: bool,
+    /// With --board: place but do not route; tokens/s at the placer's Fmax estimate
+    /// (`fmax_source: "placement"`), in minutes where routing may take hours.
+    #[arg(long, requires = "board")]
+    pub place_only: bool,
     /// Forward passes of the greedy story.
     #[arg(short = 'n', long = "steps", default_value_t = 256)]
     pub steps: usize,
@@ -376,6 +380,10 @@ pub struct SynthArgs {
     /// of minutes); the report's utilization then comes from yosys.
     #[arg(long, conflicts_with = "quick")]
     pub synth_only: bool,
+    /// Place but do not route: Fmax is the placer's estimate and there is no bitstream
+    /// (minutes, where routing a nearly full part can take hours).
+    #[arg(long, conflicts_with = "synth_only")]
+    pub place_only: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

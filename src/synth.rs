@@ -20,6 +20,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         baud: a.baud,
         quick: a.quick,
         synth_only: a.synth_only,
+        place_only: a.place_only,
         // Extra nextpnr options from the environment (e.g. "--seed 7").
         nextpnr_args: std::env::var("ETCH_NEXTPNR_ARGS")
             .map(|s| s.split_whitespace().map(String::from).collect())
@@ -41,6 +42,7 @@ fn print_report(a: &SynthArgs, report: &Report) {
     let out = &a.out;
     match &report.bitstream {
         Some(b) => println!("{} → {}", out.display(), out.join(b).display()),
+        None if report.place_only => println!("{}: placed, not routed", out.display()),
         None => println!("{}: synthesized, not placed and routed", out.display()),
     }
     println!(
@@ -61,8 +63,13 @@ fn print_report(a: &SynthArgs, report: &Report) {
     }
     if let (Some(fmax), Some(met)) = (report.fmax_mhz, report.timing_met) {
         let verdict = if met { "meets timing" } else { "FAILS timing" };
+        let kind = if report.place_only {
+            ", the placer's estimate"
+        } else {
+            ""
+        };
         println!(
-            "  fmax         {fmax:.2} MHz ({verdict} at {} MHz)",
+            "  fmax         {fmax:.2} MHz ({verdict} at {} MHz{kind})",
             report.freq_mhz
         );
     }
@@ -78,9 +85,10 @@ fn print_report(a: &SynthArgs, report: &Report) {
 
 /// `etch synth OUT --target asic-estimate`: transistors of the logic, ROM and SRAM.
 fn asic_estimate(a: &SynthArgs) -> CliResult {
-    if a.board.is_some() || a.freq.is_some() || a.quick || a.synth_only {
+    if a.board.is_some() || a.freq.is_some() || a.quick || a.synth_only || a.place_only {
         return Err(crate::error::CliError::Usage(
-            "--target asic-estimate takes no --board, --freq, --quick or --synth-only".into(),
+            "--target asic-estimate takes no --board, --freq, --quick, --synth-only or --place-only"
+                .into(),
         ));
     }
     let bar = spinner("estimating the chip in silicon");

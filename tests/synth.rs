@@ -143,6 +143,24 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert!(again["bitstream"].is_null() && again["fmax_mhz"].is_null());
     assert!(again["seconds"]["synth"].as_f64().unwrap() < 5.0, "{again}");
     check_utilization(&again["utilization"]);
+
+    // Placed only: the placer's Fmax, no bitstream, and the routed result is not
+    // taken for it (its nextpnr arguments differ).
+    let placed = etch(&["synth", o, "--board", "ulx3s", "--place-only", "--json"]);
+    assert!(
+        placed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&placed.stderr)
+    );
+    let placed: serde_json::Value = serde_json::from_slice(&placed.stdout).unwrap();
+    assert_eq!(placed["place_only"], true);
+    assert!(placed["bitstream"].is_null(), "{placed}");
+    let est = placed["fmax_mhz"].as_f64().unwrap();
+    assert!(est > 1.0 && est < 1000.0, "{placed}");
+    assert!(placed["seconds"]["pnr"].as_f64().unwrap() > 1.0, "{placed}");
+    let log = std::fs::read_to_string(out.join("fpga/ecp5-85k/nextpnr.log")).unwrap();
+    assert!(!log.contains("Routing complete"), "placement only");
+    check_utilization(&placed["utilization"]);
 }
 
 fn check_utilization(u: &serde_json::Value) {

@@ -8,7 +8,7 @@ use etch_contract::Manifest;
 
 use crate::board::{self, Board, Ecp5Pll};
 use crate::error::{FpgaError, Result};
-use crate::report::{cell_counts, needs, Need, PnrReport, Report, Stages, Use};
+use crate::report::{cell_counts, needs, placed_fmax, Need, PnrReport, Report, Stages, Use};
 use crate::target::{Family, Target};
 use crate::tools::{nextpnr_phase, tool, Run};
 
@@ -29,6 +29,9 @@ pub struct Request {
     pub quick: bool,
     /// Stop after synthesis and the fit check.
     pub synth_only: bool,
+    /// Place but do not route: Fmax is the placer's estimate, no bitstream (a figure
+    /// in minutes where routing a full part takes hours).
+    pub place_only: bool,
     /// Extra nextpnr arguments (e.g. `--seed 7`).
     pub nextpnr_args: Vec<String>,
 }
@@ -136,6 +139,7 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         critical_path: Default::default(),
         timing_met: None,
         synth_only: req.synth_only,
+        place_only: req.place_only,
         utilization: synthesized
             .iter()
             .map(|n| (n.key.to_string(), Use::new(n.used, n.available)))
@@ -152,15 +156,21 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         let t0 = Instant::now();
         work.place_and_route(req, &plan, &report.package, constraints, progress)?;
         report.seconds.pnr = t0.elapsed().as_secs_f64();
-        progress("writing the bitstream");
-        let t0 = Instant::now();
-        report.bitstream = Some(work.pack()?);
-        report.seconds.pack = t0.elapsed().as_secs_f64();
+        if !req.place_only {
+            progress("writing the bitstream");
+            let t0 = Instant::now();
+            report.bitstream = Some(work.pack()?);
+            report.seconds.pack = t0.elapsed().as_secs_f64();
+        }
         let pnr: PnrReport = serde_json::from_str(&work.read("pnr.json")?).map_err(|e| {
             FpgaError::Tool(format!("nextpnr's report is not the JSON expected: {e}"))
         })?;
         report.utilization = pnr.utilization(plan.target, &synthesized);
-        report.fmax_per_clock = pnr.fmax_per_clock();
+        report.fmax_per_clock = match req.place_only {
+            // Unrouted, nextpnr's report has no timing: its log has the placer's.
+            true => placed_fmax(&work.read("nextpnr.log")?),
+            false => pnr.fmax_per_clock(),
+        };
         report.critical_path = pnr.critical_paths();
         let fmax = report
             .fmax_per_clock
@@ -394,6 +404,9 @@ impl<'a> Workspace<'a> {
         if req.quick {
             args.push("--no-tmdriv".into());
         }
+        if req.place_only {
+            args.push("--no-route".into());
+        }
         args.extend(req.nextpnr_args.iter().cloned());
         let (pnr, placed_flag) = match family {
             Family::Ecp5 => ("nextpnr-ecp5", "--textcfg"),
@@ -491,6 +504,7 @@ mod tests {
             baud: 1_000_000,
             quick: false,
             synth_only: false,
+            place_only: false,
             nextpnr_args: vec![],
         }
     }

@@ -58,6 +58,9 @@ pub struct Report {
     pub timing_met: Option<bool>,
     /// Stopped after synthesis and the fit check: utilization from yosys.
     pub synth_only: bool,
+    /// Placed, not routed: `fmax_mhz` is the placer's estimate (usually above what
+    /// routing reaches), and there is no bitstream.
+    pub place_only: bool,
     /// `luts`, `ffs`, `brams`, `dsps` (after placement) and every cell type nextpnr
     /// counted.
     pub utilization: BTreeMap<String, Use>,
@@ -347,6 +350,28 @@ impl PnrReport {
     }
 }
 
+/// The placer's Fmax per clock from nextpnr's log (`Info: Max frequency for clock
+/// 'NAME': F MHz …`), the last estimate of each clock.
+pub fn placed_fmax(log: &str) -> BTreeMap<String, f64> {
+    let mut fmax = BTreeMap::new();
+    for line in log.lines() {
+        let Some(rest) = line.split("Max frequency for clock '").nth(1) else {
+            continue;
+        };
+        let Some((clock, after)) = rest.split_once("': ") else {
+            continue;
+        };
+        if let Some(mhz) = after
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<f64>().ok())
+        {
+            fmax.insert(clock.to_string(), mhz);
+        }
+    }
+    fmax
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +434,16 @@ mod tests {
             ["etch_chip.v:120.5-120.9", "etch_lane.v:7.1-7.4"]
         );
         assert!(PnrReport::default().critical_paths().is_empty());
+    }
+
+    #[test]
+    fn the_placers_fmax_is_read_off_the_log() {
+        let log = "Info: Max frequency for clock '$glbnet$clk': 30.10 MHz (PASS at 25.00 MHz)\n\
+                   Info: something else\n\
+                   Info: Max frequency for clock '$glbnet$clk': 34.08 MHz (PASS at 25.00 MHz)\n";
+        let f = placed_fmax(log);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f["$glbnet$clk"], 34.08);
+        assert!(placed_fmax("no timing here").is_empty());
     }
 }
