@@ -103,16 +103,14 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             weight_bits,
             ..quick_quant()
         };
-        let m = build_chip_with(
-            &ck,
-            &tok,
-            &out,
+        let options = etch_compiler::chip::BuildOptions {
             lanes,
-            2,
-            config.seq_len,
-            quant.clone(),
+            contexts: 2,
+            max_seq: config.seq_len,
+            quant: quant.clone(),
             datapath,
-        );
+        };
+        let m = build_chip_with(&ck, &tok, &out, &options);
         if weight_bits == 4 {
             let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
             assert!(

@@ -33,6 +33,28 @@ fn config() -> Config {
     }
 }
 
+/// A random model of `config()` built by `etch build` into `dir/chip` on 8 lanes with
+/// `extra` flags; the build must succeed.
+fn build_tiny(dir: &std::path::Path, seed: u64, extra: &[&str]) -> (std::path::PathBuf, Output) {
+    let (model, _) = write_random_model(dir, &config(), seed).unwrap();
+    let out = dir.join("chip");
+    let mut args = vec![
+        "build",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend(["--lanes", "8"]);
+    args.extend(extra);
+    let built = etch(&args);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    (out, built)
+}
+
 #[test]
 fn build_rejects_corrupt_checkpoints_and_impossible_chips() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,24 +112,8 @@ fn build_rejects_corrupt_checkpoints_and_impossible_chips() {
 #[test]
 fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = write_random_model(dir.path(), &config(), 2).unwrap();
-    let out = dir.path().join("chip");
+    let (out, _) = build_tiny(dir.path(), 2, &["--contexts", "1"]);
     let o = out.to_str().unwrap();
-    let built = etch(&[
-        "build",
-        model.to_str().unwrap(),
-        "-o",
-        o,
-        "--lanes",
-        "8",
-        "--contexts",
-        "1",
-    ]);
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
     // A prompt longer than the chip's context.
     let long = "a b c d e f g h i j k l m n o p q r s t u v w x y z";
     bad(&etch(&["sim", o, "-i", long]), "context holds 16");
@@ -235,15 +241,8 @@ fn build_without_lanes_picks_the_most_the_model_shape_allows() {
 #[test]
 fn flash_builds_the_loader_command_and_says_when_no_board_is_there() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = write_random_model(dir.path(), &config(), 4).unwrap();
-    let out = dir.path().join("chip");
+    let (out, _) = build_tiny(dir.path(), 4, &[]);
     let o = out.to_str().unwrap();
-    let built = etch(&["build", model.to_str().unwrap(), "-o", o, "--lanes", "8"]);
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
     // Before `etch synth`: what to run first.
     bad(&etch(&["flash", o, "--board", "ulx3s"]), "etch synth");
     // A bitstream where `etch synth --board ulx3s` puts it (its contents do not matter
@@ -308,23 +307,7 @@ fn flash_builds_the_loader_command_and_says_when_no_board_is_there() {
 #[test]
 fn the_build_is_a_fusesoc_core_that_lints() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = write_random_model(dir.path(), &config(), 6).unwrap();
-    let out = dir.path().join("chip");
-    let o = out.to_str().unwrap();
-    let built = etch(&[
-        "build",
-        model.to_str().unwrap(),
-        "-o",
-        o,
-        "--lanes",
-        "8",
-        "--json",
-    ]);
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let (out, built) = build_tiny(dir.path(), 6, &["--json"]);
     let j: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
     let hash = j["design_hash"].as_str().unwrap();
     let core = std::fs::read_to_string(out.join("etch.core")).unwrap();
@@ -371,24 +354,8 @@ fn the_build_is_a_fusesoc_core_that_lints() {
 #[test]
 fn asic_estimate_counts_logic_rom_and_sram_transistors() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = write_random_model(dir.path(), &config(), 8).unwrap();
-    let out = dir.path().join("chip");
+    let (out, _) = build_tiny(dir.path(), 8, &["--contexts", "1"]);
     let o = out.to_str().unwrap();
-    let built = etch(&[
-        "build",
-        model.to_str().unwrap(),
-        "-o",
-        o,
-        "--lanes",
-        "8",
-        "--contexts",
-        "1",
-    ]);
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
     bad(
         &etch(&["synth", o, "--target", "asic-estimate", "--board", "ulx3s"]),
         "takes no --board",

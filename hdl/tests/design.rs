@@ -1,6 +1,8 @@
 //! A whole generated design passes Verilator's lint (`-Wall`; the documented waivers
 //! cover only the rust-hdl-generated modules).
 
+mod common;
+
 use etch_compiler::numerics::Tables;
 use etch_contract::{Datapath, Pipeline};
 use etch_hdl::sfu::TableData;
@@ -54,17 +56,7 @@ fn lint(p: &ChipParams, tag: &str) {
     }
     // The chip, and the board top around it (UART bridge, power-on reset).
     for top in ["etch_chip", "etch_board"] {
-        let out = std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                top,
-            ])
-            .args(&paths)
-            .output()
-            .unwrap();
+        let out = common::verilator_lint(&paths, Some(top));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),

@@ -1,5 +1,7 @@
 //! The primitives' simulation models against the golden model's arithmetic.
 
+mod common;
+
 use etch_compiler::numerics::requant;
 use etch_contract::Pipeline;
 use etch_hdl::prim::{Mul, Requant};
@@ -101,11 +103,7 @@ fn emits_lintable_verilog() {
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("etch_requant.v");
     std::fs::write(&f, &v).unwrap();
-    let out = std::process::Command::new("verilator")
-        .args(["--lint-only", "-Wall"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = common::verilator_lint(&[&f], None);
     assert!(
         out.status.success(),
         "{}\n{v}",
@@ -126,17 +124,7 @@ fn lane_verilog_lints_with_every_pipeline() {
             let f = dir.path().join(format!("etch_lane_{name}_{kw}.v"));
             std::fs::write(&f, &v).unwrap();
             for top in ["etch_lane", "etch_requant_bank"] {
-                let out = std::process::Command::new("verilator")
-                    .args([
-                        "--lint-only",
-                        "-Wall",
-                        "-Wno-DECLFILENAME",
-                        "--top-module",
-                        top,
-                    ])
-                    .arg(&f)
-                    .output()
-                    .unwrap();
+                let out = common::verilator_lint(&[&f], Some(top));
                 assert!(
                     out.status.success(),
                     "{name} {top}: {}",

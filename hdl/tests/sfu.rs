@@ -2,6 +2,8 @@
 //! definition (`numerics::Tables`), over sweeps that cover every table entry region,
 //! and its Verilog linted by Verilator.
 
+mod common;
+
 use etch_compiler::numerics::{requant, Tables};
 use etch_hdl::sfu::{Exp2Unit, RecipUnit, RsqrtUnit, SigmoidUnit, SinCosUnit, TableData};
 use rust_hdl::prelude::*;
@@ -240,18 +242,7 @@ fn units_lint_clean_apart_from_rust_hdl_widths() {
     for (name, v) in texts {
         let f = dir.join(format!("{name}.v"));
         std::fs::write(&f, format!("{}{v}", etch_hdl::emit::RUST_HDL_WAIVERS)).unwrap();
-        let out = std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                name,
-            ])
-            .arg(&prims)
-            .arg(&f)
-            .output()
-            .unwrap();
+        let out = common::verilator_lint(&[&prims, &f], Some(name));
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -287,19 +278,10 @@ fn controller_lints_clean_and_head_apart_from_rust_hdl_widths() {
     ] {
         let f = dir.join(format!("{name}.v"));
         std::fs::write(&f, text).unwrap();
-        let out = std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                name,
-            ])
-            .arg(&prims)
-            .args(extra)
-            .arg(&f)
-            .output()
-            .unwrap();
+        let mut files = vec![prims.clone()];
+        files.extend(extra.iter().map(std::path::PathBuf::from));
+        files.push(f.clone());
+        let out = common::verilator_lint(&files, Some(name));
         assert!(
             out.status.success(),
             "{name}: {}",

@@ -51,30 +51,24 @@ pub fn build_chip(
     max_seq: usize,
     quant: QuantSettings,
 ) -> Manifest {
-    let datapath = Datapath::per_lane(lanes);
-    build_chip_with(ck, tok, out, lanes, contexts, max_seq, quant, datapath)
-}
-
-/// Builds a chip into `out` with the given datapath.
-#[allow(clippy::too_many_arguments, dead_code)]
-pub fn build_chip_with(
-    ck: &Checkpoint,
-    tok: &Tokenizer,
-    out: &Path,
-    lanes: usize,
-    contexts: usize,
-    max_seq: usize,
-    quant: QuantSettings,
-    datapath: Datapath,
-) -> Manifest {
     let options = BuildOptions {
         lanes,
         contexts,
         max_seq,
         quant,
-        datapath,
+        datapath: Datapath::per_lane(lanes),
     };
-    build(ck, tok, &options, out, &mut |_, _| {}).unwrap()
+    build_chip_with(ck, tok, out, &options)
+}
+
+/// Builds a chip into `out` with the given options (any datapath).
+pub fn build_chip_with(
+    ck: &Checkpoint,
+    tok: &Tokenizer,
+    out: &Path,
+    options: &BuildOptions,
+) -> Manifest {
+    build(ck, tok, options, out, &mut |_, _| {}).unwrap()
 }
 
 pub fn expected(m: &Manifest) -> Expected {
@@ -110,16 +104,14 @@ pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
         requantizers: 8,
         pipeline: etch_compiler::chip::Pipeline::FPGA,
     };
-    let m = build_chip_with(
-        &ck,
-        &tok,
-        &out,
-        16,
-        2,
-        SMALL.seq_len,
-        quick_quant(),
+    let options = BuildOptions {
+        lanes: 16,
+        contexts: 2,
+        max_seq: SMALL.seq_len,
+        quant: quick_quant(),
         datapath,
-    );
+    };
+    let m = build_chip_with(&ck, &tok, &out, &options);
     etch_sim::build(&out, &m.design_hash).unwrap();
     (out, m)
 }

@@ -393,6 +393,29 @@ fn matvec() -> String {
 }
 
 /// RMSNorm: sum of squares through the adder tree, rsqrt, scale by the gains.
+/// The end of an element-wise state that writes `lanes` elements per chunk, one block
+/// of requantizers per cycle (`sub`): after the last block the next chunk, in
+/// `then` (or the same state) until the elements run out.
+fn next_chunk(then: Option<&str>) -> String {
+    let then = then.map_or(String::new(), |s| {
+        format!("                    state_d = {s};\n")
+    });
+    format!(
+        "                sub_en = 1'b1;
+                sub_d = sub_q + 1;
+                if (sub_q == last_sub) begin
+                    sub_d = 0;
+                    ci_d = ci_q + 1;
+                    rem_d = rem_q - lanes;
+{then}                    if (rem_q <= lanes) begin
+                        state_d = S_FIN;
+                    end
+                end
+            end
+"
+    )
+}
+
 fn rmsnorm() -> String {
     "            S_RN_SQ: begin
                 ar_ra0 = 12'(rn_input + ci_q);
@@ -434,19 +457,9 @@ fn rmsnorm() -> String {
                 u_msel = MSEL_BCAST;
                 act_n = 9'(act_cnt);
                 ar_wa = 12'(rn_out + ci_q);
-                sub_en = 1'b1;
-                sub_d = sub_q + 1;
-                if (sub_q == last_sub) begin
-                    sub_d = 0;
-                    ci_d = ci_q + 1;
-                    rem_d = rem_q - lanes;
-                    if (rem_q <= lanes) begin
-                        state_d = S_FIN;
-                    end
-                end
-            end
 "
     .to_string()
+        + &next_chunk(None)
 }
 
 /// RoPE: the angles of position `ra`, one pair per cycle into the rope registers;
@@ -476,20 +489,9 @@ fn rope() -> String {
                 u_msel = MSEL_ONE;
                 act_n = 9'(act_cnt);
                 ar_wa = 12'(rope_slot + ci_q);
-                sub_en = 1'b1;
-                sub_d = sub_q + 1;
-                if (sub_q == last_sub) begin
-                    sub_d = 0;
-                    ci_d = ci_q + 1;
-                    rem_d = rem_q - lanes;
-                    state_d = S_ROPE_A;
-                    if (rem_q <= lanes) begin
-                        state_d = S_FIN;
-                    end
-                end
-            end
 "
     .to_string()
+        + &next_chunk(Some("S_ROPE_A"))
 }
 
 /// KV store: gather the key (then the value) row from its AR slots into the row
@@ -610,19 +612,9 @@ fn add() -> String {
                 u_msel = MSEL_ONE;
                 act_n = 9'(act_cnt);
                 ar_wa = 12'(add_x + ci_q);
-                sub_en = 1'b1;
-                sub_d = sub_q + 1;
-                if (sub_q == last_sub) begin
-                    sub_d = 0;
-                    ci_d = ci_q + 1;
-                    rem_d = rem_q - lanes;
-                    if (rem_q <= lanes) begin
-                        state_d = S_FIN;
-                    end
-                end
-            end
 "
     .to_string()
+        + &next_chunk(None)
 }
 
 /// SwiGLU: groups of S elements of `h1` stream through the S sigmoid units; three
