@@ -234,13 +234,16 @@ pub fn build(
         );
         write(rtl.join(name), text)?;
     }
-    write(rom.join("weights.hex"), placement.weights.to_hex())?;
-    write(rom.join("requant.hex"), placement.requant.to_hex())?;
-    write(rom.join("gains.hex"), placement.gains.to_hex())?;
-    write(
-        rom.join("imem.hex"),
-        table_hex(fw.program.code.iter().copied(), 16),
-    )?;
+    // Every ROM image, named as written (the FuseSoC core lists them).
+    let mut roms: Vec<&'static str> = Vec::new();
+    let mut rom_file = |name: &'static str, text: String| {
+        roms.push(name);
+        write(rom.join(name), text)
+    };
+    rom_file("weights.hex", placement.weights.to_hex())?;
+    rom_file("requant.hex", placement.requant.to_hex())?;
+    rom_file("gains.hex", placement.gains.to_hex())?;
+    rom_file("imem.hex", table_hex(fw.program.code.iter().copied(), 16))?;
     let mut params_hex = String::new();
     for row in &fw.program.params {
         for v in row.iter().rev() {
@@ -252,20 +255,20 @@ pub fn build(
         params_hex.push_str(&"0".repeat(64));
         params_hex.push('\n');
     }
-    write(rom.join("params.hex"), params_hex)?;
-    write(
-        rom.join("rope_steps.hex"),
+    rom_file("params.hex", params_hex)?;
+    rom_file(
+        "rope_steps.hex",
         table_hex(model.rope_steps.iter().map(|&v| v as u64), 8),
     )?;
     let t = &model.tables;
     let u16s = |v: &[u16]| table_hex(v.iter().map(|&x| x as u64), 4);
-    write(rom.join("exp2.hex"), u16s(&t.exp2))?;
-    write(rom.join("rsqrt.hex"), u16s(&t.rsqrt))?;
-    write(rom.join("recip.hex"), u16s(&t.recip))?;
-    write(rom.join("sigmoid.hex"), u16s(&t.sigmoid))?;
-    write(rom.join("log2.hex"), u16s(&t.log2))?;
-    write(
-        rom.join("sine.hex"),
+    rom_file("exp2.hex", u16s(&t.exp2))?;
+    rom_file("rsqrt.hex", u16s(&t.rsqrt))?;
+    rom_file("recip.hex", u16s(&t.recip))?;
+    rom_file("sigmoid.hex", u16s(&t.sigmoid))?;
+    rom_file("log2.hex", u16s(&t.log2))?;
+    rom_file(
+        "sine.hex",
         table_hex(t.sine.iter().map(|&x| x as u16 as u64), 4),
     )?;
     write(out.join("firmware.bin"), &image)?;
@@ -325,20 +328,6 @@ pub fn build(
         .map_err(|e| Error::InvalidArgument(format!("manifest: {e}")))?;
     write(out.join("manifest.json"), text)?;
     let rtl_names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
-    let roms = [
-        "weights.hex",
-        "requant.hex",
-        "gains.hex",
-        "imem.hex",
-        "params.hex",
-        "rope_steps.hex",
-        "exp2.hex",
-        "rsqrt.hex",
-        "recip.hex",
-        "sigmoid.hex",
-        "log2.hex",
-        "sine.hex",
-    ];
     write(
         out.join("etch.core"),
         crate::core_file::fusesoc_core(&manifest.design_hash, &rtl_names, &roms),
