@@ -95,7 +95,8 @@ fn harness_hash(source: &str) -> u64 {
 }
 
 /// What a simulator library is built around: the top module, the harness, Verilog
-/// parameters of the top, its waveform format, and a tag for the cache key.
+/// parameters of the top, its waveform format (part of the cache key), and a tag for
+/// the cache key.
 struct Variant<'a> {
     top: &'a str,
     harness: &'a str,
@@ -141,10 +142,7 @@ pub fn build_with(out: &Path, design_hash: &str, waveform: Waveform) -> Result<P
             harness: HARNESS_CPP,
             params: Vec::new(),
             waveform,
-            tag: match waveform {
-                Waveform::Vcd => String::new(),
-                Waveform::Fst => "-fst".into(),
-            },
+            tag: String::new(),
         },
     )
 }
@@ -171,7 +169,15 @@ fn build_variant(out: &Path, design_hash: &str, v: &Variant) -> Result<PathBuf> 
     // directory and the atomic rename at the end.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let key = format!("{design_hash}-{:016x}{}", harness_hash(v.harness), v.tag);
+    let format = match v.waveform {
+        Waveform::Vcd => "",
+        Waveform::Fst => "-fst",
+    };
+    let key = format!(
+        "{design_hash}-{:016x}{}{format}",
+        harness_hash(v.harness),
+        v.tag
+    );
     let dir = cache_root().join("verilator").join(&key);
     let lib = dir.join("libetchsim.so");
     if lib.exists() {
