@@ -1,7 +1,6 @@
 //! `etch build`: a checkpoint into a chip.
 
 use etch_compiler::chip::{build as build_chip, BuildOptions, Datapath};
-use etch_compiler::QuantSettings;
 use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
@@ -35,12 +34,7 @@ const DEFAULT_LANES: usize = 64;
 pub fn build(a: &BuildArgs) -> CliResult {
     let (checkpoint, tokenizer) = open_model(&a.model)?;
     let c = *checkpoint.config();
-    if !matches!(a.quant.weight_bits, 4 | 8) {
-        return Err(CliError::Usage(format!(
-            "--weight-bits must be 4 or 8, not {}",
-            a.quant.weight_bits
-        )));
-    }
+    let quant = a.quant.settings()?;
     let fitted = match &a.fit {
         Some(name) => {
             let (target, _) = crate::fit::part(name)?;
@@ -79,10 +73,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
                 lanes,
                 contexts: a.contexts,
                 max_seq: a.max_seq.unwrap_or(c.seq_len),
-                quant: QuantSettings {
-                    weight_bits: a.quant.weight_bits,
-                    ..QuantSettings::default()
-                },
+                quant: quant.clone(),
                 datapath: Datapath {
                     requantizers: a.requantizers.unwrap_or(lanes),
                     pipeline: a.pipeline,

@@ -133,10 +133,7 @@ pub fn fit(
     let mut models = Vec::new();
     for bits in [8u32, 4] {
         progress(&format!("quantizing ({bits}-bit weights)"));
-        let quant = QuantSettings {
-            weight_bits: bits,
-            ..QuantSettings::default()
-        };
+        let quant = QuantSettings::for_bits(bits);
         models.push((bits, QuantizedModel::build(ck, tok, &quant)?, quant));
     }
     let positions: Vec<usize> = std::iter::successors(Some(c.seq_len), |&p| Some(p / 2))

@@ -167,6 +167,36 @@ pub struct QuantArgs {
     /// Bits per weight (8, or 4 to fit small FPGAs).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=8))]
     pub weight_bits: u32,
+    /// Weights per group scale with 4-bit weights: 8, 16, 32 or 64, or 0 for one scale
+    /// per row [default: 8 with --weight-bits 4, 0 with 8]
+    #[arg(long, value_name = "G")]
+    pub group: Option<u32>,
+    /// How weights are rounded to their codes: error-compensating (GPTQ-style, against
+    /// the calibration stories) or to the nearest code.
+    #[arg(long, default_value = "error-compensating", value_parser = ["error-compensating", "nearest"])]
+    pub rounding: String,
+}
+
+impl QuantArgs {
+    /// The quantization settings these arguments name, checked.
+    pub fn settings(&self) -> Result<etch_compiler::QuantSettings, error::CliError> {
+        let mut s = etch_compiler::QuantSettings::for_bits(self.weight_bits);
+        if let Some(g) = self.group {
+            s.group = g;
+        }
+        s.rounding = if self.rounding == "nearest" {
+            etch_compiler::Rounding::Nearest
+        } else {
+            etch_compiler::Rounding::ErrorCompensating
+        };
+        s.check_format().map_err(|e| {
+            error::CliError::Usage(format!(
+                "--weight-bits {} --group {}: {e}",
+                s.weight_bits, s.group
+            ))
+        })?;
+        Ok(s)
+    }
 }
 
 /// `etch emulate` arguments.

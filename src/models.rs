@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use etch_compiler::{
-    generate, Checkpoint, ChipSampling, Decoder, Generation, GoldenDecoder, QuantSettings,
-    QuantizedModel, ReferenceDecoder, SamplingParams, Tokenizer,
+    generate, Checkpoint, ChipSampling, Decoder, Generation, GoldenDecoder, QuantizedModel,
+    ReferenceDecoder, SamplingParams, Tokenizer,
 };
 use serde::Serialize;
 
@@ -46,16 +46,7 @@ pub fn quantize(
     tokenizer: &Tokenizer,
     quant: &QuantArgs,
 ) -> CliResult<QuantizedModel> {
-    let settings = QuantSettings {
-        weight_bits: quant.weight_bits,
-        ..QuantSettings::default()
-    };
-    if !matches!(settings.weight_bits, 4 | 8) {
-        return Err(CliError::Usage(format!(
-            "--weight-bits must be 4 or 8, not {}",
-            settings.weight_bits
-        )));
-    }
+    let settings = quant.settings()?;
     let bar = spinner("calibrating and quantizing");
     let model = QuantizedModel::build(checkpoint, tokenizer, &settings);
     bar.finish_and_clear();

@@ -10,10 +10,21 @@ use etch_compiler::{ChipSampling, Config, Golden, GoldenDecoder, QuantizedModel,
 use etch_driver::Sampling;
 use etch_firmware::{Command, Opcode, Status};
 
+/// One random model and the chip built for it.
+struct Shape {
+    name: &'static str,
+    config: Config,
+    lanes: usize,
+    weight_bits: u32,
+    /// Weights per group scale (0: one scale per row).
+    group: u32,
+    datapath: Datapath,
+}
+
 /// Random shapes, each with a datapath: a requantizer per lane without pipeline
 /// registers, shared requantizers with all of them (the FPGA build), and shared ones
-/// with some.
-fn shapes() -> Vec<(&'static str, Config, usize, u32, Datapath)> {
+/// with some; and 4-bit weights at every group size.
+fn shapes() -> Vec<Shape> {
     let base = Config {
         dim: 32,
         hidden_dim: 44,
@@ -24,46 +35,112 @@ fn shapes() -> Vec<(&'static str, Config, usize, u32, Datapath)> {
         seq_len: 48,
         shared_classifier: true,
     };
+    let int4_pipeline = Datapath {
+        requantizers: 8,
+        pipeline: Pipeline {
+            lane_inputs: true,
+            product: true,
+            requant_shift: true,
+            ..Pipeline::ASIC
+        },
+    };
     vec![
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
-        ("gqa2-l8", base, 8, 8, Datapath::per_lane(8)),
-        // 4-bit weights, packed two to a byte in the ROM (the FPGA fit of stories260K),
-        // two lanes per requantizer, some pipeline registers.
-        (
-            "gqa2-l16-int4-r8",
-            base,
-            16,
-            4,
-            Datapath {
-                requantizers: 8,
-                pipeline: Pipeline {
-                    lane_inputs: true,
-                    product: true,
-                    requant_shift: true,
-                    ..Pipeline::ASIC
-                },
+        Shape {
+            name: "gqa2-l8",
+            config: base,
+            lanes: 8,
+            weight_bits: 8,
+            group: 0,
+            datapath: Datapath::per_lane(8),
+        },
+        // 4-bit weights, packed two to a byte in the ROM, one scale per row, two lanes
+        // per requantizer, some pipeline registers.
+        Shape {
+            name: "gqa2-l16-int4-r8",
+            config: base,
+            lanes: 16,
+            weight_bits: 4,
+            group: 0,
+            datapath: int4_pipeline,
+        },
+        // Group scales of 8 (the default with 4 bits): hidden 44 leaves w2's rows a
+        // partial last group, padded in the ROM; an unshared classifier.
+        Shape {
+            name: "gqa2-l8-int4-g8-unshared",
+            config: Config {
+                shared_classifier: false,
+                ..base
             },
-        ),
-        // A width that 64 lanes cannot carry (dim 48, six heads of 8): 16 lanes, the
-        // most `etch build` picks by default for it.
-        (
-            "dim48-l16",
-            Config {
+            lanes: 8,
+            weight_bits: 4,
+            group: 8,
+            datapath: Datapath::per_lane(8),
+        },
+        // Groups of 16 with the lanes' inputs registered (the weight operand too).
+        Shape {
+            name: "gqa2-l16-int4-g16-r8",
+            config: base,
+            lanes: 16,
+            weight_bits: 4,
+            group: 16,
+            datapath: int4_pipeline,
+        },
+        // Groups of 32 (whole rows of dim 32) and groups of 64, wider than any row here:
+        // every row group padded to 64 words.
+        Shape {
+            name: "dim48-l16-int4-g32",
+            config: Config {
                 dim: 48,
                 n_heads: 6,
                 n_kv_heads: 3,
                 hidden_dim: 88,
                 ..base
             },
-            16,
-            8,
-            Datapath::per_lane(16),
-        ),
+            lanes: 16,
+            weight_bits: 4,
+            group: 32,
+            datapath: Datapath::per_lane(16),
+        },
+        Shape {
+            name: "mqa-l32-int4-g64",
+            config: Config {
+                n_heads: 4,
+                n_kv_heads: 1,
+                n_layers: 1,
+                ..base
+            },
+            lanes: 32,
+            weight_bits: 4,
+            group: 64,
+            datapath: Datapath {
+                requantizers: 8,
+                pipeline: Pipeline::FPGA,
+            },
+        },
+        // A width that 64 lanes cannot carry (dim 48, six heads of 8): 16 lanes, the
+        // most `etch build` picks by default for it.
+        Shape {
+            name: "dim48-l16",
+            config: Config {
+                dim: 48,
+                n_heads: 6,
+                n_kv_heads: 3,
+                hidden_dim: 88,
+                ..base
+            },
+            lanes: 16,
+            weight_bits: 8,
+            group: 0,
+            datapath: Datapath::per_lane(16),
+        },
         // Multi-query attention, unshared classifier, vocab not a power of two, one
-        // layer, two attention positions per cycle on 64 lanes.
-        (
-            "mqa-unshared-l64",
-            Config {
+        // layer, two attention positions per cycle on 64 lanes; eight lanes per
+        // requantizer, every pipeline register: the sampler's weights (six slots) are
+        // read back while the last are still being written.
+        Shape {
+            name: "mqa-unshared-l64",
+            config: Config {
                 n_heads: 4,
                 n_kv_heads: 1,
                 shared_classifier: false,
@@ -72,15 +149,14 @@ fn shapes() -> Vec<(&'static str, Config, usize, u32, Datapath)> {
                 hidden_dim: 37,
                 ..base
             },
-            64,
-            8,
-            // Eight lanes per requantizer, every pipeline register: the sampler's
-            // weights (six slots) are read back while the last are still being written.
-            Datapath {
+            lanes: 64,
+            weight_bits: 8,
+            group: 0,
+            datapath: Datapath {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
             },
-        ),
+        },
     ]
 }
 
@@ -95,12 +171,21 @@ fn to_driver(p: &SamplingParams) -> Sampling {
 
 #[test]
 fn random_shapes_match_the_golden_model_bit_for_bit() {
-    for (name, config, lanes, weight_bits, datapath) in shapes() {
+    for shape in shapes() {
+        let Shape {
+            name,
+            config,
+            lanes,
+            weight_bits,
+            group,
+            datapath,
+        } = shape;
         let dir = tempfile::tempdir().unwrap();
         let (ck, tok) = random_model(dir.path(), &config, 7);
         let out = dir.path().join("chip");
         let quant = etch_compiler::QuantSettings {
             weight_bits,
+            group,
             ..quick_quant()
         };
         let options = etch_compiler::chip::BuildOptions {
@@ -116,6 +201,11 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             assert!(
                 rtl.contains(&format!(".W({})", 4 * lanes)),
                 "{name}: the weight ROM is not packed"
+            );
+            assert_eq!(
+                rtl.contains("rom/scales.hex"),
+                group != 0,
+                "{name}: a scale ROM exactly when the weights have group scales"
             );
         }
         let model = QuantizedModel::build(&ck, &tok, &quant).unwrap();
@@ -202,7 +292,7 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
 #[test]
 fn the_chip_refuses_altered_rom_images() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, lanes) = (shapes()[0].1, shapes()[0].2);
+    let (config, lanes) = (shapes()[0].config, shapes()[0].lanes);
     let (ck, tok) = random_model(dir.path(), &config, 7);
     let out = dir.path().join("chip");
     let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());
@@ -227,7 +317,7 @@ fn the_chip_refuses_altered_rom_images() {
 #[test]
 fn malformed_descriptors_complete_with_errors_and_the_chip_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, lanes) = (shapes()[0].1, shapes()[0].2);
+    let (config, lanes) = (shapes()[0].config, shapes()[0].lanes);
     let (ck, tok) = random_model(dir.path(), &config, 7);
     let out = dir.path().join("chip");
     let m = build_chip(&ck, &tok, &out, lanes, 2, config.seq_len, quick_quant());

@@ -1,7 +1,7 @@
-//! The one stories260K end-to-end test: `etch build` the bundled model into a 64-lane
+//! The stories260K end-to-end tests: `etch build` the bundled model into a 64-lane
 //! chip, `etch sim` it, and compare with `etch emulate` (greedy and sampled), with
 //! `etch run` against `etch serve` over vfio-user, and, step by step, with the golden
-//! model's logits.
+//! model's logits; and its 4-bit, group-scaled build on 16 lanes, step by step.
 
 mod common;
 
@@ -136,6 +136,73 @@ fn stories260k_on_the_chip_matches_the_golden_model() {
     let mut golden = Golden::new(&q);
     let mut feed = prompt.clone();
     feed.extend(&g.tokens);
+    for (pos, logits) in pre.iter().chain(&g.logits).enumerate() {
+        assert_eq!(
+            logits.as_slice(),
+            golden.forward(feed[pos], pos),
+            "step {pos}"
+        );
+    }
+}
+
+/// stories260K with 4-bit weights and their default group scales (what the FPGA
+/// configuration uses), on 16 lanes: logits bit for bit with the golden model for the
+/// first 40 positions.
+#[test]
+fn stories260k_with_4bit_group_scales_matches_the_golden_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chip");
+    let out_s = out.to_str().unwrap();
+    let m = models();
+    let (model, tok) = (m.join("stories260K.bin"), m.join("tok512.bin"));
+    let (model, tok) = (model.to_str().unwrap(), tok.to_str().unwrap());
+    let built = etch(&[
+        "build",
+        model,
+        "-z",
+        tok,
+        "-o",
+        out_s,
+        "--lanes",
+        "16",
+        "--weight-bits",
+        "4",
+        "--max-seq",
+        "64",
+        "--json",
+    ]);
+    assert_eq!(built["lanes"], 16);
+    let manifest = Manifest::load(&out).unwrap();
+    assert_eq!(manifest.quant.weight_bits, 4);
+    assert_eq!(manifest.quant.group, etch_compiler::DEFAULT_GROUP_4BIT);
+    assert!(manifest.storage.group_scales > 0);
+
+    let (ck, tokenizer) = common::stories();
+    let q = QuantizedModel::build(&ck, &tokenizer, &manifest.quant).unwrap();
+    let chip = open_chip(&out, &manifest);
+    let prompt = tokenizer.encode("Once upon a time");
+    chip.create_context(0).unwrap();
+    let pre = chip.prefill(0, &prompt[..prompt.len() - 1], true).unwrap();
+    let g = chip
+        .generate(
+            0,
+            prompt[prompt.len() - 1],
+            40 - prompt.len() as u32,
+            etch_driver::Sampling {
+                inv_temp: 0,
+                topp: 0,
+                seed: 1,
+            },
+            &[],
+            true,
+            &mut |_| {},
+        )
+        .unwrap();
+    let mut golden = Golden::new(&q);
+    let mut feed = prompt.clone();
+    feed.extend(&g.tokens);
+    let steps = pre.len() + g.logits.len();
+    assert!(steps >= 30, "{steps} steps");
     for (pos, logits) in pre.iter().chain(&g.logits).enumerate() {
         assert_eq!(
             logits.as_slice(),

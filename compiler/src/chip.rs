@@ -113,6 +113,7 @@ fn chip_params(
     ChipParams {
         lanes: options.lanes,
         weight_bits: options.quant.weight_bits as usize,
+        weight_group: placement.group,
         dim: c.dim,
         n_heads: c.n_heads,
         n_kv_heads: c.n_kv_heads,
@@ -241,6 +242,9 @@ pub fn build(
         write(rom.join(name), text)
     };
     rom_file("weights.hex", placement.weights.to_hex())?;
+    if placement.group != 0 {
+        rom_file("scales.hex", placement.scales.to_hex())?;
+    }
     rom_file("requant.hex", placement.requant.to_hex())?;
     rom_file("gains.hex", placement.gains.to_hex())?;
     rom_file("imem.hex", table_hex(fw.program.code.iter().copied(), 16))?;
@@ -283,6 +287,7 @@ pub fn build(
     let kv_row = (c.kv_dim() * 16) as u64;
     let storage = Storage {
         weights: placement.weights.depth() as u64 * options.quant.weight_bits as u64 * l,
+        group_scales: (placement.scales.words.len() * placement.scales.width) as u64,
         requant: (placement.requant.depth() * placement.requant.width) as u64,
         gains: (placement.gains.depth() * placement.gains.width) as u64,
         tables: 16
@@ -311,6 +316,7 @@ pub fn build(
         datapath_built: Some(options.datapath),
         macs: options.lanes + options.datapath.requantizers + (np * g) as usize + 4,
         rom_bits: storage.weights
+            + storage.group_scales
             + storage.requant
             + storage.gains
             + storage.tables

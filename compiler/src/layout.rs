@@ -14,7 +14,7 @@
 
 pub use etch_contract::{LayerPlaces, Layout, MatrixPlace};
 
-use crate::quantize::{QMatrix, QuantizedModel, Requant};
+use crate::quantize::{QMatrix, QuantizedModel, Requant, GROUP_SCALE_BITS};
 
 /// A model placed on a chip: the layout the manifest records and the ROM images the
 /// build writes.
@@ -22,8 +22,13 @@ use crate::quantize::{QMatrix, QuantizedModel, Requant};
 pub struct Placement {
     /// Where every activation and matrix lives.
     pub layout: Layout,
-    /// Weight ROM image.
+    /// Weight ROM image: the codes.
     pub weights: RomImage,
+    /// Group scale ROM image: word `a / G` holds the scales of weight word `a`'s
+    /// group, 4 bits per lane (no words without group scales).
+    pub scales: RomImage,
+    /// Weight ROM words per group scale (0: no group scales).
+    pub group: usize,
     /// Requantization ROM image.
     pub requant: RomImage,
     /// Gain ROM image.
@@ -102,7 +107,10 @@ struct Builder {
     requantizers: usize,
     /// Bits per weight in the ROM (4 or 8): int4 weights are stored packed.
     weight_bits: usize,
+    /// Weight ROM words per group scale (0: no group scales).
+    group: usize,
     weights: RomImage,
+    scales: RomImage,
     requant: RomImage,
     gains: RomImage,
 }
@@ -126,13 +134,18 @@ fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant,
     let v_row = block_start(k_row + k.rows, v.rows, lanes);
     let rows = v_row + v.rows;
     let cols = q.cols;
+    let gpr = q.groups_per_row();
     let mut weights = vec![0i8; rows * cols];
+    let mut codes = vec![0i8; rows * cols];
+    let mut group_scales = vec![0u8; rows * gpr];
     let mut scales = vec![0f32; rows];
     let mut mult = vec![0u16; rows];
     let mut shift = vec![1u8; rows];
     for (lin, start) in [(&layer.wq, 0), (&layer.wk, k_row), (&layer.wv, v_row)] {
         let m = &lin.matrix;
         weights[start * cols..(start + m.rows) * cols].copy_from_slice(&m.weights);
+        codes[start * cols..(start + m.rows) * cols].copy_from_slice(&m.codes);
+        group_scales[start * gpr..(start + m.rows) * gpr].copy_from_slice(&m.group_scales);
         scales[start..start + m.rows].copy_from_slice(&m.scales);
         mult[start..start + m.rows].copy_from_slice(&lin.requant.mult);
         shift[start..start + m.rows].copy_from_slice(&lin.requant.shift);
@@ -143,6 +156,9 @@ fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant,
             cols,
             weights,
             scales,
+            group: q.group,
+            codes,
+            group_scales,
         },
         Requant { mult, shift },
         k_row,
@@ -151,21 +167,62 @@ fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant,
 }
 
 impl Builder {
+    /// Appends a weight ROM word of `(code, bits)` fields, and, with group scales, the
+    /// scale ROM word of `scales` when the word starts a group.
+    fn push_weight_word(
+        &mut self,
+        fields: impl Iterator<Item = (u64, usize)>,
+        scales: impl Iterator<Item = u64>,
+    ) {
+        if self.group != 0 && self.weights.words.len() % self.group == 0 {
+            let bits = GROUP_SCALE_BITS as usize;
+            self.scales.push_fields(scales.map(|s| (s, bits)));
+        }
+        self.weights.push_fields(fields);
+    }
+
+    /// Zero words up to the next group boundary (every matrix starts on one).
+    fn align_to_group(&mut self) {
+        let l = self.lanes;
+        while self.group != 0 && self.weights.words.len() % self.group != 0 {
+            self.push_weight_word((0..l).map(|_| (0, 4)), (0..l).map(|_| 0));
+        }
+    }
+
     fn matrix(&mut self, m: &QMatrix) -> MatrixPlace {
         let l = self.lanes;
         let groups = m.rows.div_ceil(l);
+        let (group, gpr) = (self.group, m.groups_per_row());
+        let stride = if group == 0 {
+            m.cols
+        } else {
+            m.cols.next_multiple_of(group)
+        };
+        self.align_to_group();
         let rom_base = self.weights.words.len();
         for g in 0..groups {
-            for j in 0..m.cols {
-                self.weights.push_fields((0..l).map(|i| {
+            for j in 0..stride {
+                let code = |i: usize| {
                     let r = g * l + i;
-                    let w = if r < m.rows {
-                        m.weights[r * m.cols + j]
+                    if r < m.rows && j < m.cols {
+                        m.codes[r * m.cols + j]
                     } else {
                         0
-                    };
-                    (w as u8 as u64, self.weight_bits)
-                }));
+                    }
+                };
+                let scale = |i: usize| {
+                    let r = g * l + i;
+                    if r < m.rows && gpr != 0 {
+                        m.group_scales[r * gpr + j / group] as u64
+                    } else {
+                        0
+                    }
+                };
+                let bits = self.weight_bits;
+                self.push_weight_word(
+                    (0..l).map(|i| (code(i) as u8 as u64, bits)),
+                    (0..l).map(scale),
+                );
             }
         }
         MatrixPlace {
@@ -174,6 +231,7 @@ impl Builder {
             rows: m.rows,
             cols: m.cols,
             groups,
+            stride,
         }
     }
 
@@ -253,11 +311,14 @@ impl Placement {
         let ar_depth = at;
 
         let weight_bits = model.settings.weight_bits as usize;
+        let group = model.settings.group as usize;
         let mut b = Builder {
             lanes,
             requantizers,
             weight_bits,
+            group,
             weights: RomImage::new(weight_bits * lanes),
+            scales: RomImage::new(GROUP_SCALE_BITS as usize * lanes),
             requant: RomImage::new(22 * requantizers),
             gains: RomImage::new(16 * requantizers),
         };
@@ -285,6 +346,7 @@ impl Placement {
             None => embedding.clone(),
         };
         classifier.req_base = b.requant(&model.classifier_requant);
+        b.align_to_group();
         let positions = (lanes / c.dim).max(1);
         let layout = Layout {
             lanes,
@@ -315,6 +377,8 @@ impl Placement {
         Placement {
             layout,
             weights: b.weights,
+            scales: b.scales,
+            group,
             requant: b.requant,
             gains: b.gains,
         }
@@ -322,10 +386,23 @@ impl Placement {
 
     /// The ROM self-test signature the chip must report: over every word of the
     /// weight, requantization and gain ROMs in that order,
-    /// `sig = rotl(sig, 1) ^ fold64(word)`.
+    /// `sig = rotl(sig, 1) ^ fold64(word)`, where a weight word's fold also takes in
+    /// the fold of its group's scale word (every scale word is read with each of the
+    /// `G` weight words of its group).
     pub fn rom_signature(&self) -> u64 {
         let mut sig = 0u64;
-        for rom in [&self.weights, &self.requant, &self.gains] {
+        for (a, w) in self.weights.words.iter().enumerate() {
+            let scale = self
+                .scales
+                .words
+                .get(a / self.group.max(1))
+                .map_or(0, |s| RomImage::fold(s));
+            sig = sig.rotate_left(1) ^ RomImage::fold(w) ^ scale;
+        }
+        if self.weights.words.is_empty() {
+            sig = sig.rotate_left(1);
+        }
+        for rom in [&self.requant, &self.gains] {
             let zero = vec![0u64; rom.width.div_ceil(64)];
             let words: Box<dyn Iterator<Item = &Vec<u64>>> = if rom.words.is_empty() {
                 Box::new(std::iter::once(&zero))

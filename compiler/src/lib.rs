@@ -34,6 +34,7 @@ pub mod chip;
 pub mod core_file;
 mod error;
 mod golden;
+pub mod gptq;
 pub mod layout;
 pub mod numerics;
 mod quantize;
@@ -46,11 +47,14 @@ pub use accuracy::{accuracy, paragraphs, AccuracyReport};
 pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
 pub use etch_contract::{
-    effective_steps, encode_prompt, generate, Decoder, Generation, Tokenizer, BOS, EOS,
+    effective_steps, encode_prompt, generate, Decoder, Generation, Tokenizer, BOS,
+    DEFAULT_GROUP_4BIT, EOS,
 };
 pub use golden::{argmax_i16, logprob, ChipSampler, ChipSampling, Golden, GoldenDecoder};
 pub use quantize::{
-    Formats, LayerFormats, QLayer, QLinear, QMatrix, QNorm, QuantSettings, QuantizedModel, Requant,
+    calibrate, Calibration, Formats, LayerFormats, MatrixId, MatrixKind, QLayer, QLinear, QMatrix,
+    QNorm, QuantSettings, QuantizedModel, Requant, Rounding, WeightFormat, GROUP_SCALE_BITS,
+    GROUP_SCALE_MAX,
 };
 pub use reference::{Ranges, Reference};
 pub use sampler::{argmax, Sampler, SamplingParams, XorShiftStar};

@@ -1,7 +1,10 @@
 //! The quantizer: float checkpoint → the integer model the chip hard-wires.
 //!
-//! * Weights: symmetric per-output-row quantization to `weight_bits` (8 by default):
-//!   `scale[i] = max_j |W[i][j]| / qmax`, `Wq[i][j] = round(W[i][j] / scale[i])`.
+//! * Weights: codes of `weight_bits` (8 by default) times a float unit per output row,
+//!   and with 4-bit codes optionally a 4-bit integer scale per group of 8–64 weights
+//!   along the row ([`QMatrix`]). Codes are chosen by error-compensating rounding
+//!   ([`crate::gptq`]) against the second moments of each matrix's input on the
+//!   calibration stories, or by rounding to nearest.
 //! * Activations: int16 fixed point; each tensor kind has its own number of fractional
 //!   bits `F` per layer, chosen by calibration — the float reference generates a few
 //!   stories of its own (fixed seeds, nothing from any evaluation text), the largest
@@ -16,57 +19,296 @@
 
 use crate::checkpoint::{Checkpoint, Config};
 use crate::error::{Error, Result};
+use crate::gptq::{self, Moments};
 use crate::numerics::{self, Tables};
 use crate::reference::Ranges;
 use crate::sampler::SamplingParams;
 use crate::ReferenceDecoder;
 use etch_contract::generate;
 use etch_contract::Tokenizer;
-pub use etch_contract::{Formats, LayerFormats, QuantSettings};
+pub use etch_contract::{Formats, LayerFormats, QuantSettings, Rounding};
 
-/// A quantized weight matrix `[rows][cols]` with one scale per row.
+/// A weight format: bits per code and weights per group scale (0: one scale per row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WeightFormat {
+    /// Bits per code (4 or 8).
+    pub bits: u32,
+    /// Weights per group scale along a row, or 0.
+    pub group: usize,
+}
+
+impl WeightFormat {
+    /// The format `settings` name.
+    pub fn of(settings: &QuantSettings) -> Self {
+        WeightFormat {
+            bits: settings.weight_bits,
+            group: settings.group as usize,
+        }
+    }
+
+    /// ROM bits per weight, group scales included (row scales live in the
+    /// requantization ROM, which every format has).
+    pub fn bits_per_weight(&self) -> f64 {
+        self.bits as f64
+            + if self.group == 0 {
+                0.0
+            } else {
+                GROUP_SCALE_BITS as f64 / self.group as f64
+            }
+    }
+}
+
+/// Which weight matrix of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatrixKind {
+    /// The token embedding (the classifier too when shared).
+    Embedding,
+    /// Query projection.
+    Wq,
+    /// Key projection.
+    Wk,
+    /// Value projection.
+    Wv,
+    /// Attention output projection.
+    Wo,
+    /// Feed-forward gate.
+    W1,
+    /// Feed-forward down projection.
+    W2,
+    /// Feed-forward up projection.
+    W3,
+    /// An unshared classifier.
+    Classifier,
+}
+
+impl MatrixKind {
+    /// Every kind, in the checkpoint's order.
+    pub const ALL: [MatrixKind; 9] = [
+        MatrixKind::Embedding,
+        MatrixKind::Wq,
+        MatrixKind::Wk,
+        MatrixKind::Wv,
+        MatrixKind::Wo,
+        MatrixKind::W1,
+        MatrixKind::W2,
+        MatrixKind::W3,
+        MatrixKind::Classifier,
+    ];
+
+    /// The checkpoint's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatrixKind::Embedding => "token_embedding",
+            MatrixKind::Wq => "wq",
+            MatrixKind::Wk => "wk",
+            MatrixKind::Wv => "wv",
+            MatrixKind::Wo => "wo",
+            MatrixKind::W1 => "w1",
+            MatrixKind::W2 => "w2",
+            MatrixKind::W3 => "w3",
+            MatrixKind::Classifier => "wcls",
+        }
+    }
+}
+
+/// One matrix: its kind and, for the layers' matrices, its layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatrixId {
+    /// Which matrix of a layer, or the embedding or classifier.
+    pub kind: MatrixKind,
+    /// The layer (`None` for the embedding and classifier).
+    pub layer: Option<usize>,
+}
+
+/// Bits of a group scale in the scale ROM.
+pub const GROUP_SCALE_BITS: u32 = 4;
+
+/// A quantized weight matrix `[rows][cols]`: a float unit per row, and, with group
+/// scales, a small integer scale per group of `group` weights along each row.
+///
+/// The lanes multiply the *effective* weight `code · group_scale` (always within int8:
+/// `|code| ≤ 8`, `group_scale ≤ 15` for 4-bit codes), so `W ≈ weights · scale[row]`
+/// and the golden model needs nothing but `weights`; `codes` and `group_scales` are
+/// what the ROMs store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QMatrix {
     /// Output rows.
     pub rows: usize,
     /// Input columns.
     pub cols: usize,
-    /// `rows × cols` quantized weights.
+    /// `rows × cols` effective weights, `code · group_scale`.
     pub weights: Vec<i8>,
-    /// Float scale of each row (`W ≈ Wq · scale`).
+    /// Float unit of each row (`W ≈ weights · scale`).
     pub scales: Vec<f32>,
+    /// Weights per group scale along a row, or 0 without group scales.
+    pub group: usize,
+    /// `rows × cols` codes (`weights` itself without group scales).
+    pub codes: Vec<i8>,
+    /// `rows × ceil(cols / group)` group scales in `1..=15` (empty without groups).
+    pub group_scales: Vec<u8>,
+}
+
+/// The largest group scale (4 bits).
+pub const GROUP_SCALE_MAX: i32 = 15;
+
+/// Codes and group scales of one weight format.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    /// Smallest and largest code.
+    code_min: f64,
+    code_max: f64,
+    /// Largest group scale (1 without groups).
+    scale_max: i32,
+    /// Weights per group (`cols` without groups).
+    group: usize,
+}
+
+impl Grid {
+    fn new(bits: u32, group: usize, cols: usize) -> Self {
+        let half = (1i32 << (bits - 1)) as f64;
+        Grid {
+            code_min: -half,
+            code_max: half - 1.0,
+            scale_max: if group == 0 { 1 } else { GROUP_SCALE_MAX },
+            group: if group == 0 { cols.max(1) } else { group },
+        }
+    }
+
+    /// The code of `w` in steps of `step`.
+    fn code(&self, w: f64, step: f64) -> f64 {
+        if step > 0.0 {
+            (w / step).round().clamp(self.code_min, self.code_max)
+        } else {
+            0.0
+        }
+    }
+
+    /// Squared error of `ws` rounded in steps of `step`.
+    fn error(&self, ws: &[f64], step: f64) -> f64 {
+        ws.iter()
+            .map(|&w| (w - self.code(w, step) * step).powi(2))
+            .sum()
+    }
+
+    /// The group scale for `ws` with row unit `unit`: of the four scales at and below
+    /// the one that just covers the group's largest weight, the one with the least
+    /// squared error (a smaller scale clips the largest weight but rounds the rest
+    /// finer).
+    fn group_scale(&self, ws: &[f64], unit: f64) -> i32 {
+        let amax = ws.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        let cover = ((amax / (self.code_max * unit)).ceil() as i32).clamp(1, self.scale_max);
+        let mut best = (f64::INFINITY, cover);
+        for gs in (cover - 3).max(1)..=cover {
+            let e = self.error(ws, unit * gs as f64);
+            if e < best.0 {
+                best = (e, gs);
+            }
+        }
+        best.1
+    }
+
+    /// The row unit: `amax / (code_max · scale_max)` shrunk by the factor (1 down to
+    /// 0.5 in 40 steps) with the least squared error of the rounded row.
+    fn unit(&self, row: &[f64]) -> f64 {
+        let amax = row.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        let full = amax / (self.code_max * self.scale_max as f64);
+        let mut best = (f64::INFINITY, full);
+        for k in 0..40 {
+            let unit = full * (1.0 - k as f64 / 80.0);
+            let e: f64 = row
+                .chunks(self.group)
+                .map(|g| self.error(g, unit * self.group_scale(g, unit) as f64))
+                .sum();
+            if e < best.0 {
+                best = (e, unit);
+            }
+        }
+        best.1
+    }
 }
 
 impl QMatrix {
-    /// Quantizes a row-major float matrix to `bits` bits per weight.
+    /// Quantizes a row-major float matrix to `bits` bits per weight, one scale per row,
+    /// each weight rounded to its nearest code.
     pub fn quantize(w: &[f32], rows: usize, cols: usize, bits: u32) -> Self {
-        let qmax = ((1i32 << (bits - 1)) - 1) as f32;
-        let mut weights = Vec::with_capacity(rows * cols);
-        let mut scales = Vec::with_capacity(rows);
-        for row in w.chunks_exact(cols).take(rows) {
-            let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let scale = amax / qmax;
-            scales.push(scale);
-            for &v in row {
-                let q = if scale > 0.0 {
-                    (v / scale).round()
-                } else {
-                    0.0
-                };
-                weights.push(q.clamp(-qmax, qmax) as i8);
-            }
-        }
-        QMatrix {
+        Self::quantize_with(w, rows, cols, bits, 0, None)
+    }
+
+    /// Quantizes to `bits`-bit codes with a scale per `group` weights (0: per row),
+    /// rounding with error compensation through `hinv` (the factor of
+    /// [`gptq::inverse_factor`] for this matrix's input) when given, to the nearest code
+    /// otherwise.
+    pub fn quantize_with(
+        w: &[f32],
+        rows: usize,
+        cols: usize,
+        bits: u32,
+        group: usize,
+        hinv: Option<&[f64]>,
+    ) -> Self {
+        let grid = Grid::new(bits, group, cols);
+        let n_groups = cols.div_ceil(grid.group);
+        let mut m = QMatrix {
             rows,
             cols,
-            weights,
-            scales,
+            weights: Vec::with_capacity(rows * cols),
+            scales: Vec::with_capacity(rows),
+            group,
+            codes: Vec::with_capacity(rows * cols),
+            group_scales: Vec::with_capacity(if group == 0 { 0 } else { rows * n_groups }),
+        };
+        for row in w.chunks_exact(cols).take(rows) {
+            let row64: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            let unit = grid.unit(&row64);
+            let mut codes = vec![0i8; cols];
+            let mut scales = vec![1i32; n_groups];
+            let mut round = |j: usize, current: &[f64]| {
+                let g = j / grid.group;
+                if j % grid.group == 0 {
+                    let end = (j + grid.group).min(cols);
+                    scales[g] = grid.group_scale(&current[j..end], unit);
+                }
+                let step = unit * scales[g] as f64;
+                let code = grid.code(current[j], step);
+                codes[j] = code as i8;
+                code * step
+            };
+            match hinv {
+                Some(u) => gptq::round_row(&row64, u, round),
+                None => {
+                    for j in 0..cols {
+                        round(j, &row64);
+                    }
+                }
+            }
+            m.scales.push(unit as f32);
+            m.weights.extend(
+                codes
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &c)| (c as i32 * scales[j / grid.group]) as i8),
+            );
+            m.codes.extend_from_slice(&codes);
+            if group != 0 {
+                m.group_scales.extend(scales.iter().map(|&s| s as u8));
+            }
         }
+        m
     }
 
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[i8] {
         &self.weights[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Groups per row (0 without group scales).
+    pub fn groups_per_row(&self) -> usize {
+        if self.group == 0 {
+            0
+        } else {
+            self.cols.div_ceil(self.group)
+        }
     }
 }
 
@@ -135,8 +377,14 @@ pub struct QLinear {
 }
 
 impl QLinear {
-    fn new(w: &[f32], rows: usize, cols: usize, bits: u32, f_in: u32, f_out: u32) -> Result<Self> {
-        let matrix = QMatrix::quantize(w, rows, cols, bits);
+    fn new(
+        w: &[f32],
+        (rows, cols): (usize, usize),
+        format: WeightFormat,
+        (f_in, f_out): (u32, u32),
+        hinv: Option<&[f64]>,
+    ) -> Result<Self> {
+        let matrix = QMatrix::quantize_with(w, rows, cols, format.bits, format.group, hinv);
         let requant = Requant::for_factors(&row_factors(&matrix.scales, f_in, f_out), "matrix")?;
         Ok(QLinear { matrix, requant })
     }
@@ -246,13 +494,25 @@ fn frac_bits(max: f64, headroom: f64) -> u32 {
     f.clamp(0.0, 24.0) as u32
 }
 
-/// Runs the float reference on its own stories and records activation ranges.
+/// What calibration measures on the float reference's own stories.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    /// Largest magnitude of every activation.
+    pub ranges: Ranges,
+    /// Second moments of every matrix input.
+    pub moments: Moments,
+}
+
+/// Runs the float reference on its own stories and records activation ranges and the
+/// moments of every matrix input.
 pub fn calibrate(
     checkpoint: &Checkpoint,
     tokenizer: &Tokenizer,
     settings: &QuantSettings,
-) -> Result<Ranges> {
+) -> Result<Calibration> {
+    let c = checkpoint.config();
     let mut ranges: Option<Ranges> = None;
+    let mut moments = Moments::new(c.n_layers, c.dim, c.hidden_dim);
     let steps = settings.calibration_steps as usize;
     for story in 0..settings.calibration_stories.max(1) {
         let params = SamplingParams {
@@ -262,14 +522,21 @@ pub fn calibrate(
         };
         let mut decoder = ReferenceDecoder::new(checkpoint, params);
         decoder.model.record_ranges();
+        decoder.model.record_moments();
         generate(&mut decoder, tokenizer, "", steps, &mut |_| {})?;
         let r = decoder.model.ranges().cloned().unwrap_or_default();
+        if let Some(m) = decoder.model.moments() {
+            moments.merge(m);
+        }
         ranges = Some(match ranges {
             None => r,
             Some(acc) => merge_ranges(acc, &r),
         });
     }
-    Ok(ranges.unwrap_or_default())
+    Ok(Calibration {
+        ranges: ranges.unwrap_or_default(),
+        moments,
+    })
 }
 
 fn merge_ranges(mut a: Ranges, b: &Ranges) -> Ranges {
@@ -301,31 +568,49 @@ impl QuantizedModel {
         tokenizer: &Tokenizer,
         settings: &QuantSettings,
     ) -> Result<Self> {
-        if !matches!(settings.weight_bits, 4 | 8) {
-            return Err(Error::InvalidArgument(format!(
-                "weight_bits must be 4 or 8, not {}",
-                settings.weight_bits
-            )));
-        }
+        settings.check_format().map_err(Error::InvalidArgument)?;
         if !(settings.headroom >= 1.0 && settings.headroom.is_finite()) {
             return Err(Error::InvalidArgument(format!(
                 "headroom must be at least 1, not {}",
                 settings.headroom
             )));
         }
-        let ranges = calibrate(checkpoint, tokenizer, settings)?;
-        Self::from_ranges(checkpoint, settings, &ranges)
+        let calibration = calibrate(checkpoint, tokenizer, settings)?;
+        Self::from_calibration(checkpoint, settings, &calibration)
     }
 
-    /// Quantizes with activation ranges measured elsewhere.
-    pub fn from_ranges(
+    /// Quantizes with a calibration measured elsewhere.
+    pub fn from_calibration(
         checkpoint: &Checkpoint,
         settings: &QuantSettings,
-        ranges: &Ranges,
+        calibration: &Calibration,
     ) -> Result<Self> {
+        let format = WeightFormat::of(settings);
+        Self::with_formats(checkpoint, settings, calibration, &|_| format)
+    }
+
+    /// Quantizes each matrix in the format `format_of` chooses for it (the settings'
+    /// own format is recorded, and is what a chip built from the model stores): how
+    /// `etch accuracy --per-matrix` measures what each matrix loses.
+    pub fn with_formats(
+        checkpoint: &Checkpoint,
+        settings: &QuantSettings,
+        calibration: &Calibration,
+        format_of: &dyn Fn(MatrixId) -> WeightFormat,
+    ) -> Result<Self> {
+        settings.check_format().map_err(Error::InvalidArgument)?;
+        let ranges = &calibration.ranges;
+        let moments = &calibration.moments;
+        let compensate = settings.rounding == Rounding::ErrorCompensating;
+        let factor = |g: &gptq::Gram| {
+            if compensate {
+                gptq::inverse_factor(g)
+            } else {
+                None
+            }
+        };
         let c = *checkpoint.config();
         let w = checkpoint.weights();
-        let bits = settings.weight_bits;
         let fb = |m: f32| frac_bits(m as f64, settings.headroom);
         let formats = Formats {
             x: fb(ranges.x),
@@ -353,27 +638,104 @@ impl QuantizedModel {
             let score_factor =
                 std::f64::consts::LOG2_E / hs.sqrt() * 2f64.powi(10 - (f.q + f.k) as i32);
             let (score_mult, score_shift) = fixed_multiplier(score_factor, "attention scores")?;
+            let f_att = factor(&moments.xn_att[l]);
+            let f_ao = factor(&moments.att_out[l]);
+            let f_ffn = factor(&moments.xn_ffn[l]);
+            let f_hb = factor(&moments.hb[l]);
+            let fmt = |kind| {
+                format_of(MatrixId {
+                    kind,
+                    layer: Some(l),
+                })
+            };
             layers.push(QLayer {
                 att_norm: QNorm::new(&sq(w.rms_att, d)),
-                wq: QLinear::new(&sq(w.wq, d * d), d, d, bits, f.xn_att, f.q)?,
-                wk: QLinear::new(&sq(w.wk, kv * d), kv, d, bits, f.xn_att, f.k)?,
-                wv: QLinear::new(&sq(w.wv, kv * d), kv, d, bits, f.xn_att, f.v)?,
-                wo: QLinear::new(&sq(w.wo, d * d), d, d, bits, f.att, formats.x)?,
+                wq: QLinear::new(
+                    &sq(w.wq, d * d),
+                    (d, d),
+                    fmt(MatrixKind::Wq),
+                    (f.xn_att, f.q),
+                    f_att.as_deref(),
+                )?,
+                wk: QLinear::new(
+                    &sq(w.wk, kv * d),
+                    (kv, d),
+                    fmt(MatrixKind::Wk),
+                    (f.xn_att, f.k),
+                    f_att.as_deref(),
+                )?,
+                wv: QLinear::new(
+                    &sq(w.wv, kv * d),
+                    (kv, d),
+                    fmt(MatrixKind::Wv),
+                    (f.xn_att, f.v),
+                    f_att.as_deref(),
+                )?,
+                wo: QLinear::new(
+                    &sq(w.wo, d * d),
+                    (d, d),
+                    fmt(MatrixKind::Wo),
+                    (f.att, formats.x),
+                    f_ao.as_deref(),
+                )?,
                 ffn_norm: QNorm::new(&sq(w.rms_ffn, d)),
-                w1: QLinear::new(&sq(w.w1, h * d), h, d, bits, f.xn_ffn, f.h1)?,
-                w2: QLinear::new(&sq(w.w2, d * h), d, h, bits, f.hb, formats.x)?,
-                w3: QLinear::new(&sq(w.w3, h * d), h, d, bits, f.xn_ffn, f.h3)?,
+                w1: QLinear::new(
+                    &sq(w.w1, h * d),
+                    (h, d),
+                    fmt(MatrixKind::W1),
+                    (f.xn_ffn, f.h1),
+                    f_ffn.as_deref(),
+                )?,
+                w2: QLinear::new(
+                    &sq(w.w2, d * h),
+                    (d, h),
+                    fmt(MatrixKind::W2),
+                    (f.hb, formats.x),
+                    f_hb.as_deref(),
+                )?,
+                w3: QLinear::new(
+                    &sq(w.w3, h * d),
+                    (h, d),
+                    fmt(MatrixKind::W3),
+                    (f.xn_ffn, f.h3),
+                    f_ffn.as_deref(),
+                )?,
                 score_mult,
                 score_shift,
             });
         }
-        let token_embedding = QMatrix::quantize(w.token_embedding, c.vocab_size, d, bits);
+        // The classifier's rounding error matters through its input, the final norm's
+        // output; a lookup-only embedding's straight into the residual stream.
+        let f_cls = factor(&moments.xn_final);
+        let vocab = c.vocab_size;
+        let emb_format = format_of(MatrixId {
+            kind: MatrixKind::Embedding,
+            layer: None,
+        });
+        let emb_hinv = if c.shared_classifier {
+            f_cls.as_deref()
+        } else {
+            None
+        };
+        let token_embedding = QMatrix::quantize_with(
+            w.token_embedding,
+            vocab,
+            d,
+            emb_format.bits,
+            emb_format.group,
+            emb_hinv,
+        );
         let embed_requant = Requant::for_factors(
             &row_factors(&token_embedding.scales, 0, formats.x),
             "embedding",
         )?;
-        let classifier =
-            (!c.shared_classifier).then(|| QMatrix::quantize(w.wcls, c.vocab_size, d, bits));
+        let classifier = (!c.shared_classifier).then(|| {
+            let f = format_of(MatrixId {
+                kind: MatrixKind::Classifier,
+                layer: None,
+            });
+            QMatrix::quantize_with(w.wcls, vocab, d, f.bits, f.group, f_cls.as_deref())
+        });
         let cls_scales = &classifier.as_ref().unwrap_or(&token_embedding).scales;
         let classifier_requant = Requant::for_factors(
             &row_factors(cls_scales, formats.xn_final, formats.logits),

@@ -7,6 +7,7 @@
 //! same logits, bit for bit, and so the same tokens.
 
 use crate::checkpoint::{Checkpoint, Config, Weights};
+use crate::gptq::Moments;
 
 /// The float model and its run state (KV cache and scratch buffers).
 #[derive(Debug)]
@@ -25,6 +26,9 @@ pub struct Reference<'a> {
     value_cache: Vec<f32>,
     /// Largest magnitude seen per activation kind (for calibration), when enabled.
     ranges: Option<Ranges>,
+    /// Second moments of every matrix input (for error-compensating rounding), when
+    /// enabled.
+    moments: Option<Moments>,
 }
 
 /// Largest absolute value of each activation, per layer, seen while running.
@@ -146,12 +150,24 @@ impl<'a> Reference<'a> {
             key_cache: vec![0.0; cache],
             value_cache: vec![0.0; cache],
             ranges: None,
+            moments: None,
         }
     }
 
     /// Starts recording activation ranges (for the quantizer's calibration).
     pub fn record_ranges(&mut self) {
         self.ranges = Some(Ranges::new(self.config.n_layers));
+    }
+
+    /// Starts recording the second moments of every matrix input.
+    pub fn record_moments(&mut self) {
+        let c = self.config;
+        self.moments = Some(Moments::new(c.n_layers, c.dim, c.hidden_dim));
+    }
+
+    /// The moments recorded so far.
+    pub fn moments(&self) -> Option<&Moments> {
+        self.moments.as_ref()
     }
 
     /// The ranges recorded so far.
@@ -185,6 +201,9 @@ impl<'a> Reference<'a> {
         for l in 0..p.n_layers {
             // Attention rmsnorm.
             rmsnorm(&mut self.xb, &self.x, &w.rms_att[l * dim..(l + 1) * dim]);
+            if let Some(m) = &mut self.moments {
+                m.xn_att[l].add(&self.xb);
+            }
 
             // q, k, v for this position; k and v go straight into the cache.
             let loff = l * p.seq_len * kv_dim;
@@ -265,6 +284,9 @@ impl<'a> Reference<'a> {
             if let Some(r) = &mut self.ranges {
                 track(&mut r.att_out[l], &self.xb);
             }
+            if let Some(m) = &mut self.moments {
+                m.att_out[l].add(&self.xb);
+            }
 
             // Output projection and residual.
             matmul(
@@ -281,6 +303,9 @@ impl<'a> Reference<'a> {
 
             // Feed-forward: rmsnorm, then w2(silu(w1 x) * w3 x).
             rmsnorm(&mut self.xb, &self.x, &w.rms_ffn[l * dim..(l + 1) * dim]);
+            if let Some(m) = &mut self.moments {
+                m.xn_ffn[l].add(&self.xb);
+            }
             let ffn = l * dim * hidden_dim..(l + 1) * dim * hidden_dim;
             matmul(&mut self.hb, &self.xb, &w.w1[ffn.clone()]);
             matmul(&mut self.hb2, &self.xb, &w.w3[ffn.clone()]);
@@ -298,6 +323,9 @@ impl<'a> Reference<'a> {
             if let Some(r) = &mut self.ranges {
                 track(&mut r.hb[l], &self.hb);
             }
+            if let Some(m) = &mut self.moments {
+                m.hb[l].add(&self.hb);
+            }
             matmul(&mut self.xb, &self.hb, &w.w2[ffn]);
             for i in 0..dim {
                 self.x[i] += self.xb[i];
@@ -309,6 +337,9 @@ impl<'a> Reference<'a> {
 
         // Final rmsnorm and classifier.
         rmsnorm(&mut self.xb, &self.x, w.rms_final);
+        if let Some(m) = &mut self.moments {
+            m.xn_final.add(&self.xb);
+        }
         matmul(&mut self.logits, &self.xb, w.wcls);
         if let Some(r) = &mut self.ranges {
             track(&mut r.xn_final, &self.xb);

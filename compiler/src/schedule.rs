@@ -306,7 +306,7 @@ fn constants(w: &mut String, model: &QuantizedModel, l: &Layout) {
         ("LAYERS", c.n_layers as i64),
         ("CTX_STRIDE", (c.n_layers * l.rows_per_layer) as i64),
         ("LG", l.lanes.trailing_zeros() as i64),
-        ("DIM", c.dim as i64),
+        ("EMB_STRIDE", l.embedding.stride as i64),
         ("EMB_BASE", l.embedding.rom_base as i64),
         ("EMB_REQ", l.embed_req_base as i64),
         ("LOGIT_BYTES", logit_bytes as i64),
@@ -645,7 +645,7 @@ fn forward(w: &mut String, rows: &Rows, l: &Layout) {
 ; ---- the forward pass: r1 token, r2 position, r3 context
 forward:
     shri r4, r1, LG
-    muli r5, r4, DIM
+    muli r5, r4, EMB_STRIDE
     addi r5, r5, EMB_BASE
     addi r6, r4, EMB_REQ
     vop embed, {embed}, r1, r5, r6

@@ -16,35 +16,63 @@ fn stories() -> (Checkpoint, Tokenizer) {
     (ck, tok)
 }
 
-#[test]
-fn stories260k_meets_the_accuracy_targets() {
+fn stories_accuracy(settings: &QuantSettings) -> etch_compiler::AccuracyReport {
     let (ck, tok) = stories();
-    let model = QuantizedModel::build(&ck, &tok, &QuantSettings::default()).unwrap();
+    let model = QuantizedModel::build(&ck, &tok, settings).unwrap();
     let text =
         std::fs::read_to_string(common::models_dir().join("eval/stories260K-samples.txt")).unwrap();
     let r = accuracy(&ck, &tok, &model, &text, 256, &mut |_, _| {}).unwrap();
     assert_eq!(r.sequences, 16);
     assert!(r.tokens > 3000, "{r:?}");
+    assert!(r.ppl_float > 1.5 && r.ppl_float < 5.0, "{r:?}");
+    assert_eq!(r.greedy_steps, 256);
+    r
+}
+
+#[test]
+fn stories260k_meets_the_accuracy_targets() {
+    // 8-bit weights, error-compensating rounding: top-1 ≥ 0.99, perplexity within 0.5 %.
+    let r = stories_accuracy(&QuantSettings::default());
     assert!(
-        r.top1_agreement >= 0.98,
+        r.top1_agreement >= 0.99,
         "top-1 agreement {}",
         r.top1_agreement
     );
     assert!(
-        r.ppl_rel_diff.abs() <= 0.02,
+        r.ppl_rel_diff.abs() <= 0.005,
         "perplexity {} vs {}",
         r.ppl_quant,
         r.ppl_float
     );
-    assert!(r.ppl_float > 1.5 && r.ppl_float < 5.0, "{r:?}");
     assert!(
         r.max_abs_logit_err < 2.0 && r.mean_abs_logit_err < 0.2,
         "{r:?}"
     );
-    assert_eq!(r.greedy_steps, 256);
     if let Some(i) = r.greedy_first_divergence {
         assert!(i > 10, "greedy stories part early, at {i}");
     }
+    // 4-bit weights with their default group scales: perplexity within 5 %. (Top-1
+    // agreement measures 0.90; docs/numerics.md has the table and what limits it.)
+    let r4 = stories_accuracy(&QuantSettings::for_bits(4));
+    assert!(
+        r4.ppl_rel_diff <= 0.05,
+        "4-bit perplexity {} vs {}",
+        r4.ppl_quant,
+        r4.ppl_float
+    );
+    assert!(
+        r4.top1_agreement >= 0.90,
+        "4-bit top-1 agreement {}",
+        r4.top1_agreement
+    );
+    // Rounding to nearest, one scale per row (the format before group scales) is worse.
+    let nearest = QuantSettings {
+        group: 0,
+        rounding: etch_compiler::Rounding::Nearest,
+        ..QuantSettings::for_bits(4)
+    };
+    let r0 = stories_accuracy(&nearest);
+    assert!(r0.ppl_rel_diff > r4.ppl_rel_diff && r0.top1_agreement < r4.top1_agreement);
 }
 
 #[test]
@@ -61,24 +89,133 @@ fn greedy_golden_story_starts_like_the_float_one() {
     );
 }
 
+/// Squared error of a quantized matrix against the floats.
+fn weight_error(q: &QMatrix, w: &[f32]) -> f64 {
+    (0..q.rows)
+        .flat_map(|r| (0..q.cols).map(move |c| (r, c)))
+        .map(|(r, c)| (q.row(r)[c] as f64 * q.scales[r] as f64 - w[r * q.cols + c] as f64).powi(2))
+        .sum()
+}
+
 #[test]
-fn weight_quantization_error_is_at_most_half_a_step() {
-    let w: Vec<f32> = random_floats(&small_config(), 4)[..32 * 40].to_vec();
-    for bits in [8, 4] {
-        let q = QMatrix::quantize(&w, 40, 32, bits);
-        let qmax = ((1 << (bits - 1)) - 1) as i8;
-        for r in 0..40 {
-            for c in 0..32 {
-                let wq = q.row(r)[c];
-                assert!(wq.abs() <= qmax);
-                let err = (wq as f32 * q.scales[r] - w[r * 32 + c]).abs();
-                assert!(err <= q.scales[r] * 0.5001, "bits {bits} row {r}: {err}");
+fn weight_codes_group_scales_and_rounding_are_in_range() {
+    let w: Vec<f32> = random_floats(&small_config(), 4)[..44 * 40].to_vec();
+    for (bits, group) in [(8, 0), (4, 0), (4, 8), (4, 16), (4, 32), (4, 64)] {
+        let q = QMatrix::quantize_with(&w, 40, 44, bits, group, None);
+        let (lo, hi) = (-(1i32 << (bits - 1)), (1i32 << (bits - 1)) - 1);
+        let gpr = q.groups_per_row();
+        assert_eq!(
+            gpr,
+            if group == 0 {
+                0
+            } else {
+                44usize.div_ceil(group)
             }
-            assert!(
-                q.row(r).iter().any(|v| v.abs() == qmax),
-                "the largest weight uses the range"
-            );
+        );
+        assert_eq!(q.group_scales.len(), 40 * gpr);
+        for r in 0..40 {
+            for c in 0..44 {
+                let code = q.codes[r * 44 + c] as i32;
+                assert!((lo..=hi).contains(&code), "{bits}/{group}: code {code}");
+                let gs = if group == 0 {
+                    1
+                } else {
+                    q.group_scales[r * gpr + c / group] as i32
+                };
+                assert!((1..=15).contains(&gs), "{bits}/{group}: group scale {gs}");
+                // The lanes multiply code · scale as an 8-bit operand.
+                assert_eq!(q.row(r)[c] as i32, code * gs);
+                // Unclipped weights round to the nearest step.
+                let step = q.scales[r] * gs as f32;
+                let x = w[r * 44 + c];
+                if code > lo && code < hi {
+                    let err = (code as f32 * step - x).abs();
+                    assert!(err <= step * 0.5001, "{bits}/{group} row {r}: {err}");
+                }
+            }
         }
+        // The unit search only ever lowers the error of plain max-scaled rounding.
+        let plain = {
+            let mut p = q.clone();
+            for r in 0..40 {
+                let amax = w[r * 44..(r + 1) * 44]
+                    .iter()
+                    .fold(0.0f32, |m, v| m.max(v.abs()));
+                let unit = amax / (hi as f32 * if group == 0 { 1.0 } else { 15.0 });
+                p.scales[r] = unit;
+                for c in 0..44 {
+                    let gs = if group == 0 {
+                        1
+                    } else {
+                        let g0 = c / group * group;
+                        let ga = w[r * 44 + g0..r * 44 + (g0 + group).min(44)]
+                            .iter()
+                            .fold(0.0f32, |m, v| m.max(v.abs()));
+                        ((ga / (hi as f32 * unit)).ceil() as i32).clamp(1, 15)
+                    };
+                    let code = (w[r * 44 + c] / (unit * gs as f32)).round() as i32;
+                    p.weights[r * 44 + c] = (code.clamp(lo, hi) * gs) as i8;
+                }
+            }
+            weight_error(&p, &w)
+        };
+        assert!(weight_error(&q, &w) <= plain * 1.0001, "{bits}/{group}");
+    }
+    // Smaller groups follow the weights more closely.
+    let err = |g| weight_error(&QMatrix::quantize_with(&w, 40, 44, 4, g, None), &w);
+    assert!(err(8) < err(32) && err(32) < err(0));
+}
+
+#[test]
+fn error_compensating_rounding_lowers_the_output_error() {
+    use etch_compiler::gptq::{inverse_factor, Gram};
+    let (rows, cols) = (24, 32);
+    let w: Vec<f32> = random_floats(&small_config(), 9)[..rows * cols].to_vec();
+    // Correlated inputs: each a mix of a few shared directions and noise.
+    let basis: Vec<f32> = random_floats(&small_config(), 10)[..4 * cols].to_vec();
+    let noise: Vec<f32> = random_floats(&small_config(), 11)[..400 * cols].to_vec();
+    let coef: Vec<f32> = random_floats(&small_config(), 12)[..400 * 4].to_vec();
+    let inputs: Vec<Vec<f32>> = (0..400)
+        .map(|n| {
+            (0..cols)
+                .map(|j| {
+                    (0..4)
+                        .map(|k| 20.0 * coef[n * 4 + k] * basis[k * cols + j])
+                        .sum::<f32>()
+                        + 0.1 * noise[n * cols + j]
+                })
+                .collect()
+        })
+        .collect();
+    let (calib, held_out) = inputs.split_at(300);
+    let mut gram = Gram::new(cols);
+    for x in calib {
+        gram.add(x);
+    }
+    let u = inverse_factor(&gram).expect("positive definite");
+    let output_error = |q: &QMatrix| -> f64 {
+        held_out
+            .iter()
+            .map(|x| {
+                (0..rows)
+                    .map(|r| {
+                        (0..cols)
+                            .map(|c| {
+                                (q.row(r)[c] as f64 * q.scales[r] as f64 - w[r * cols + c] as f64)
+                                    * x[c] as f64
+                            })
+                            .sum::<f64>()
+                            .powi(2)
+                    })
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    for (bits, group) in [(8, 0), (4, 0), (4, 8)] {
+        let nearest = QMatrix::quantize_with(&w, rows, cols, bits, group, None);
+        let compensated = QMatrix::quantize_with(&w, rows, cols, bits, group, Some(&u));
+        let (en, ec) = (output_error(&nearest), output_error(&compensated));
+        assert!(ec < 0.8 * en, "{bits}/{group}: {ec} vs nearest {en}");
     }
 }
 

@@ -38,7 +38,8 @@ pub use datapath::{Datapath, Pipeline};
 pub use error::{Error, Result};
 pub use generate::{effective_steps, encode_prompt, generate, Decoder, Generation};
 pub use manifest::{
-    Formats, LayerFormats, LayerPlaces, Layout, Manifest, MatrixPlace, QuantSettings, Storage,
+    Formats, LayerFormats, LayerPlaces, Layout, Manifest, MatrixPlace, QuantSettings, Rounding,
+    Storage, DEFAULT_GROUP_4BIT,
 };
 pub use sampling::{ChipSampling, SamplingParams};
 pub use tokenizer::{Tokenizer, BOS, EOS};

@@ -22,6 +22,12 @@ pub struct ChipParams {
     pub lanes: usize,
     /// Bits per weight in the weight ROM: 8, or 4 (packed, sign-extended at the lanes).
     pub weight_bits: usize,
+    /// Weight ROM words per group scale (8, 16, 32 or 64; 4-bit weights only), or 0
+    /// without group scales. With them, the scale ROM's word `a / weight_group` holds
+    /// a 4-bit unsigned scale per lane for weight word `a`, and each lane multiplies
+    /// its weight by `code · scale` (within int8); a matrix-vector product skips to
+    /// the next group boundary after each row group's last column.
+    pub weight_group: usize,
     /// Residual width.
     pub dim: usize,
     /// Query heads.
@@ -190,6 +196,10 @@ impl ChipParams {
     pub fn head_units(&self) -> usize {
         self.positions() * self.heads_per_group()
     }
+    /// Scale ROM words (0 without group scales).
+    pub fn srom_depth(&self) -> usize {
+        self.wrom_depth.checked_div(self.weight_group).unwrap_or(0)
+    }
     /// The chip's memories that block RAM can hold: `(name, bits per word, words)`,
     /// one entry per instance (the activation RAMs, a few dozen words, are LUT RAM).
     pub fn memories(&self) -> Vec<(&'static str, usize, usize)> {
@@ -213,6 +223,9 @@ impl ChipParams {
             ("exp2", 16, t.exp2.len()),
             ("log2", 16, t.log2.len()),
         ];
+        if self.weight_group != 0 {
+            m.push(("scales", 4 * self.lanes, self.srom_depth()));
+        }
         for _ in 0..2 * self.positions() {
             m.push(("kv", self.kv_dim() * 16, self.kv_depth().max(1)));
         }
@@ -233,6 +246,21 @@ impl ChipParams {
             return Err(HdlError::Params(format!(
                 "weights must be 4 or 8 bits wide, not {}",
                 self.weight_bits
+            )));
+        }
+        match (self.weight_bits, self.weight_group) {
+            (_, 0) | (4, 8 | 16 | 32 | 64) => {}
+            (bits, group) => {
+                return Err(HdlError::Params(format!(
+                    "group scales of {group} weights need 4-bit weights and a group of 8, \
+                     16, 32 or 64 (weights are {bits} bits)"
+                )))
+            }
+        }
+        if self.weight_group != 0 && self.wrom_depth % self.weight_group != 0 {
+            return Err(HdlError::Params(format!(
+                "the weight ROM ({} words) is not a whole number of groups of {}",
+                self.wrom_depth, self.weight_group
             )));
         }
         check_lanes_for_shape(l, self.dim, self.n_heads)?;
@@ -502,6 +530,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_kvbeats" => format!("10'd{}", p.kv_beats()),
             "cfg_deff" => format!("9'd{deff}"),
             "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
+            "cfg_gmask" => format!("6'd{}", p.weight_group.saturating_sub(1)),
             "cfg_qdepth" => format!("16'd{}", p.qrom_depth.max(1)),
             "cfg_gdepth" => format!("16'd{}", p.grom_depth.max(1)),
             "cfg_sublg" => format!("4'd{}", s.sublg),
@@ -630,6 +659,7 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     let Shape {
         l, wbits, pairs, ..
     } = *s;
+    let grouped = p.weight_group != 0;
     let _ = writeln!(
         w,
         "    // Weight, requantization and gain ROMs: one word feeds every lane.
@@ -644,11 +674,7 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
     assign qsel_s = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) + 16 +: 6];",
         rmask = s.r - 1,
-        wsel_expr = if wbits == 8 {
-            "wrom_data[8 * arsel_lane_e +: 8]".to_string()
-        } else {
-            "{{4{wrom_data[4 * arsel_lane_e + 3]}}, wrom_data[4 * arsel_lane_e +: 4]}".to_string()
-        },
+        wsel_expr = lane_weight(wbits, grouped, "arsel_lane_e"),
         wb = wbits * l - 1,
         qb = 22 * s.r - 1,
         gb = 16 * s.r - 1,
@@ -659,27 +685,61 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
         qd = p.qrom_depth.max(1),
         gd = p.grom_depth.max(1),
     );
-    // Folds of ROM words for the self-test signature.
-    for (name, bits) in [("w", wbits * l), ("q", 22 * s.r), ("g", 16 * s.r)] {
-        let src = match name {
-            "w" => "wrom_data",
-            "q" => "qrom_data",
-            _ => "grom_data",
-        };
-        let chunks = bits.div_ceil(64);
-        let mut terms = Vec::new();
-        for c in 0..chunks {
-            let lo = 64 * c;
-            let hi = (lo + 63).min(bits - 1);
-            if hi - lo == 63 {
-                terms.push(format!("{src}[{hi}:{lo}]"));
-            } else {
-                terms.push(format!("{{{}'d0, {src}[{hi}:{lo}]}}", 63 - (hi - lo)));
-            }
-        }
-        let _ = writeln!(w, "    assign fold_{name} = {};", terms.join(" ^ "));
+    if grouped {
+        let _ = writeln!(
+            w,
+            "    // Group scales: word a / {g} holds the 4-bit scale of every lane for weight word a.
+    wire [{sb}:0] srom_data;
+    etch_rom #(.W({sw}), .A(24), .D({sd}), .INIT(\"rom/scales.hex\")) u_srom (.clk(clk), .addr(vc_wrom_addr >> {glg}), .data(srom_data));",
+            g = p.weight_group,
+            sb = 4 * l - 1,
+            sw = 4 * l,
+            sd = p.srom_depth(),
+            glg = clog2(p.weight_group),
+        );
     }
-    let _ = writeln!(w);
+    // Folds of ROM words for the self-test signature (a weight word's fold takes in its
+    // group's scale word).
+    let fold_terms = |src: &str, bits: usize| -> Vec<String> {
+        (0..bits.div_ceil(64))
+            .map(|c| {
+                let lo = 64 * c;
+                let hi = (lo + 63).min(bits - 1);
+                if hi - lo == 63 {
+                    format!("{src}[{hi}:{lo}]")
+                } else {
+                    format!("{{{}'d0, {src}[{hi}:{lo}]}}", 63 - (hi - lo))
+                }
+            })
+            .collect()
+    };
+    let mut fold_w = fold_terms("wrom_data", wbits * l);
+    if grouped {
+        fold_w.extend(fold_terms("srom_data", 4 * l));
+    }
+    let _ = writeln!(w, "    assign fold_w = {};", fold_w.join(" ^ "));
+    for (name, src, bits) in [("q", "qrom_data", 22 * s.r), ("g", "grom_data", 16 * s.r)] {
+        let _ = writeln!(
+            w,
+            "    assign fold_{name} = {};",
+            fold_terms(src, bits).join(" ^ ")
+        );
+    }
+}
+
+/// The 8-bit weight operand of lane `lane` (a constant or a signal): its byte of the
+/// weight word, or its sign-extended 4-bit code, times its 4-bit group scale when the
+/// weights have group scales (`|code · scale| ≤ 8 · 15`, within int8).
+fn lane_weight(wbits: usize, grouped: bool, lane: &str) -> String {
+    if wbits == 8 {
+        return format!("wrom_data[8 * {lane} +: 8]");
+    }
+    let code = format!("{{{{4{{wrom_data[4 * {lane} + 3]}}}}, wrom_data[4 * {lane} +: 4]}}");
+    if grouped {
+        format!("8'({code} * {{4'd0, srom_data[4 * {lane} +: 4]}})")
+    } else {
+        code
+    }
 }
 
 /// RoPE sines and cosines of the current position, and the lanes' wires.
@@ -872,16 +932,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
     let _ = writeln!(w, "\n    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
-        let w8 = if wbits == 8 {
-            format!("wrom_data[{}:{}]", 8 * i + 7, 8 * i)
-        } else {
-            format!(
-                "{{{{4{{wrom_data[{}]}}}}, wrom_data[{}:{}]}}",
-                4 * i + 3,
-                4 * i + 3,
-                4 * i
-            )
-        };
+        let w8 = lane_weight(wbits, p.weight_group != 0, &i.to_string());
         let _ = writeln!(
             w,
             "    etch_ram_2r1w #(.W(16), .A(12), .D({ar})) u_ar_{i} (.clk(clk), .raddr0(vc_ar_ra0), .rdata0(lane_rd0_{i}), .raddr1(vc_ar_ra1), .rdata1(lane_rd1_{i}), .we(lane_we_{i}), .waddr(ar_wa_w), .wdata(lane_wdata_{i}));",

@@ -360,6 +360,8 @@ fn matvec() -> String {
                 addr_d = addr_q + 1;
                 ci_d = ci_q + 1;
                 if (ci_q == mv_cols - 1) begin
+                    // the next row group starts at the next weight group boundary
+                    addr_d = (addr_q | 24'(cfg_gmask)) + 1;
                     ci_d = 0;
                     if (|last_sub) begin
                         sub_d = 1;
