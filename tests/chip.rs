@@ -18,6 +18,8 @@ struct Shape {
     weight_bits: u32,
     /// Weights per group scale (0: one scale per row).
     group: u32,
+    /// Matrices kept at 8 bits in a 4-bit chip.
+    wide: &'static [&'static str],
     datapath: Datapath,
 }
 
@@ -52,6 +54,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 8,
             weight_bits: 8,
             group: 0,
+            wide: &[],
             datapath: Datapath::per_lane(8),
         },
         // 4-bit weights, packed two to a byte in the ROM, one scale per row, two lanes
@@ -62,12 +65,14 @@ fn shapes() -> Vec<Shape> {
             lanes: 16,
             weight_bits: 4,
             group: 0,
+            wide: &[],
             datapath: int4_pipeline,
         },
         // Group scales of 8 (the default with 4 bits): hidden 44 leaves w2's rows a
-        // partial last group, padded in the ROM; an unshared classifier.
+        // partial last group, padded in the ROM; an unshared classifier; the
+        // embedding, wo and w2 kept at 8 bits in the wide ROM (a precision mix).
         Shape {
-            name: "gqa2-l8-int4-g8-unshared",
+            name: "gqa2-l8-int4-g8-unshared-mix",
             config: Config {
                 shared_classifier: false,
                 ..base
@@ -75,6 +80,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 8,
             weight_bits: 4,
             group: 8,
+            wide: &["token_embedding", "wo", "w2"],
             datapath: Datapath::per_lane(8),
         },
         // Groups of 16 with the lanes' inputs registered (the weight operand too).
@@ -84,6 +90,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 16,
             weight_bits: 4,
             group: 16,
+            wide: &[],
             datapath: int4_pipeline,
         },
         // Groups of 32 (whole rows of dim 32) and groups of 64, wider than any row here:
@@ -100,6 +107,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 16,
             weight_bits: 4,
             group: 32,
+            wide: &[],
             datapath: Datapath::per_lane(16),
         },
         Shape {
@@ -113,6 +121,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 32,
             weight_bits: 4,
             group: 64,
+            wide: &[],
             datapath: Datapath {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
@@ -132,6 +141,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 16,
             weight_bits: 8,
             group: 0,
+            wide: &[],
             datapath: Datapath::per_lane(16),
         },
         // Multi-query attention, unshared classifier, vocab not a power of two, one
@@ -152,6 +162,7 @@ fn shapes() -> Vec<Shape> {
             lanes: 64,
             weight_bits: 8,
             group: 0,
+            wide: &[],
             datapath: Datapath {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
@@ -178,6 +189,7 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             lanes,
             weight_bits,
             group,
+            wide,
             datapath,
         } = shape;
         let dir = tempfile::tempdir().unwrap();
@@ -186,6 +198,7 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
         let quant = etch_compiler::QuantSettings {
             weight_bits,
             group,
+            wide: wide.iter().map(|u| u.to_string()).collect(),
             ..quick_quant()
         };
         let options = etch_compiler::chip::BuildOptions {
@@ -206,6 +219,11 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
                 rtl.contains("rom/scales.hex"),
                 group != 0,
                 "{name}: a scale ROM exactly when the weights have group scales"
+            );
+            assert_eq!(
+                rtl.contains("rom/wide.hex"),
+                !wide.is_empty(),
+                "{name}: a wide ROM exactly when matrices are kept at 8 bits"
             );
         }
         let model = QuantizedModel::build(&ck, &tok, &quant).unwrap();

@@ -114,6 +114,7 @@ fn chip_params(
         lanes: options.lanes,
         weight_bits: options.quant.weight_bits as usize,
         weight_group: placement.group,
+        wide_depth: placement.wide.words.len(),
         dim: c.dim,
         n_heads: c.n_heads,
         n_kv_heads: c.n_kv_heads,
@@ -245,6 +246,9 @@ pub fn build(
     if placement.group != 0 {
         rom_file("scales.hex", placement.scales.to_hex())?;
     }
+    if !placement.wide.words.is_empty() {
+        rom_file("wide.hex", placement.wide.to_hex())?;
+    }
     rom_file("requant.hex", placement.requant.to_hex())?;
     rom_file("gains.hex", placement.gains.to_hex())?;
     rom_file("imem.hex", table_hex(fw.program.code.iter().copied(), 16))?;
@@ -286,7 +290,8 @@ pub fn build(
     let g = (options.lanes.min(c.dim) / c.head_size()) as u64;
     let kv_row = (c.kv_dim() * 16) as u64;
     let storage = Storage {
-        weights: placement.weights.depth() as u64 * options.quant.weight_bits as u64 * l,
+        weights: placement.weights.depth() as u64 * options.quant.weight_bits as u64 * l
+            + placement.wide.words.len() as u64 * 8 * l,
         group_scales: (placement.scales.words.len() * placement.scales.width) as u64,
         requant: (placement.requant.depth() * placement.requant.width) as u64,
         gains: (placement.gains.depth() * placement.gains.width) as u64,

@@ -29,11 +29,17 @@ pub struct Placement {
     pub scales: RomImage,
     /// Weight ROM words per group scale (0: no group scales).
     pub group: usize,
+    /// The wide weight ROM of a 4-bit model: 8-bit codes of the matrices kept at 8
+    /// bits, at weight addresses from [`WIDE_ROM_BASE`] (no words when none are).
+    pub wide: RomImage,
     /// Requantization ROM image.
     pub requant: RomImage,
     /// Gain ROM image.
     pub gains: RomImage,
 }
+
+/// Weight address of the wide ROM's first word: address bit 23 selects it.
+pub const WIDE_ROM_BASE: usize = 1 << 23;
 
 /// A ROM image: `words` of `width` bits, each as little-endian 64-bit limbs.
 #[derive(Clone, Debug, Default)]
@@ -111,6 +117,7 @@ struct Builder {
     group: usize,
     weights: RomImage,
     scales: RomImage,
+    wide: RomImage,
     requant: RomImage,
     gains: RomImage,
 }
@@ -154,6 +161,7 @@ fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant,
         QMatrix {
             rows,
             cols,
+            bits: q.bits,
             weights,
             scales,
             group: q.group,
@@ -198,18 +206,40 @@ impl Builder {
         } else {
             m.cols.next_multiple_of(group)
         };
+        let code = |g: usize, i: usize, j: usize| {
+            let r = g * l + i;
+            if r < m.rows && j < m.cols {
+                m.codes[r * m.cols + j]
+            } else {
+                0
+            }
+        };
+        if m.bits == 8 && self.weight_bits == 4 {
+            // A matrix kept at 8 bits in a 4-bit model: the wide ROM, whose row groups
+            // are padded like the narrow ROM's so that one address step serves both.
+            while group != 0 && self.wide.words.len() % group != 0 {
+                self.wide.push_fields((0..l).map(|_| (0, 8)));
+            }
+            let rom_base = WIDE_ROM_BASE + self.wide.words.len();
+            for g in 0..groups {
+                for j in 0..stride {
+                    self.wide
+                        .push_fields((0..l).map(|i| (code(g, i, j) as u8 as u64, 8)));
+                }
+            }
+            return MatrixPlace {
+                rom_base,
+                req_base: 0,
+                rows: m.rows,
+                cols: m.cols,
+                groups,
+                stride,
+            };
+        }
         self.align_to_group();
         let rom_base = self.weights.words.len();
         for g in 0..groups {
             for j in 0..stride {
-                let code = |i: usize| {
-                    let r = g * l + i;
-                    if r < m.rows && j < m.cols {
-                        m.codes[r * m.cols + j]
-                    } else {
-                        0
-                    }
-                };
                 let scale = |i: usize| {
                     let r = g * l + i;
                     if r < m.rows && gpr != 0 {
@@ -220,7 +250,7 @@ impl Builder {
                 };
                 let bits = self.weight_bits;
                 self.push_weight_word(
-                    (0..l).map(|i| (code(i) as u8 as u64, bits)),
+                    (0..l).map(|i| (code(g, i, j) as u8 as u64, bits)),
                     (0..l).map(scale),
                 );
             }
@@ -319,6 +349,7 @@ impl Placement {
             group,
             weights: RomImage::new(weight_bits * lanes),
             scales: RomImage::new(GROUP_SCALE_BITS as usize * lanes),
+            wide: RomImage::new(8 * lanes),
             requant: RomImage::new(22 * requantizers),
             gains: RomImage::new(16 * requantizers),
         };
@@ -378,6 +409,7 @@ impl Placement {
             layout,
             weights: b.weights,
             scales: b.scales,
+            wide: b.wide,
             group,
             requant: b.requant,
             gains: b.gains,
@@ -388,7 +420,8 @@ impl Placement {
     /// weight, requantization and gain ROMs in that order,
     /// `sig = rotl(sig, 1) ^ fold64(word)`, where a weight word's fold also takes in
     /// the fold of its group's scale word (every scale word is read with each of the
-    /// `G` weight words of its group).
+    /// `G` weight words of its group), and the wide ROM's words follow the weight
+    /// ROM's.
     pub fn rom_signature(&self) -> u64 {
         let mut sig = 0u64;
         for (a, w) in self.weights.words.iter().enumerate() {
@@ -401,6 +434,9 @@ impl Placement {
         }
         if self.weights.words.is_empty() {
             sig = sig.rotate_left(1);
+        }
+        for w in &self.wide.words {
+            sig = sig.rotate_left(1) ^ RomImage::fold(w);
         }
         for rom in [&self.requant, &self.gains] {
             let zero = vec![0u64; rom.width.div_ceil(64)];

@@ -48,7 +48,7 @@ pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
 pub use etch_contract::{
     effective_steps, encode_prompt, generate, Decoder, Generation, Tokenizer, BOS,
-    DEFAULT_GROUP_4BIT, EOS,
+    DEFAULT_GROUP_4BIT, EOS, WIDE_UNITS,
 };
 pub use golden::{argmax_i16, logprob, ChipSampler, ChipSampling, Golden, GoldenDecoder};
 pub use quantize::{

@@ -46,6 +46,9 @@ impl WeightFormat {
         }
     }
 
+    /// 8-bit codes, one scale per row: a matrix kept wide in a 4-bit model.
+    pub const WIDE: WeightFormat = WeightFormat { bits: 8, group: 0 };
+
     /// ROM bits per weight, group scales included (row scales live in the
     /// requantization ROM, which every format has).
     pub fn bits_per_weight(&self) -> f64 {
@@ -96,6 +99,15 @@ impl MatrixKind {
         MatrixKind::Classifier,
     ];
 
+    /// Its unit of precision (one of [`etch_contract::WIDE_UNITS`]): `wq`, `wk` and
+    /// `wv` are one matrix on the chip.
+    pub fn unit(self) -> &'static str {
+        match self {
+            MatrixKind::Wq | MatrixKind::Wk | MatrixKind::Wv => "wqkv",
+            other => other.name(),
+        }
+    }
+
     /// The checkpoint's name for it.
     pub fn name(self) -> &'static str {
         match self {
@@ -137,6 +149,8 @@ pub struct QMatrix {
     pub rows: usize,
     /// Input columns.
     pub cols: usize,
+    /// Bits per code.
+    pub bits: u32,
     /// `rows × cols` effective weights, `code · group_scale`.
     pub weights: Vec<i8>,
     /// Float unit of each row (`W ≈ weights · scale`).
@@ -252,6 +266,7 @@ impl QMatrix {
         let mut m = QMatrix {
             rows,
             cols,
+            bits,
             weights: Vec::with_capacity(rows * cols),
             scales: Vec::with_capacity(rows),
             group,
@@ -586,7 +601,13 @@ impl QuantizedModel {
         calibration: &Calibration,
     ) -> Result<Self> {
         let format = WeightFormat::of(settings);
-        Self::with_formats(checkpoint, settings, calibration, &|_| format)
+        Self::with_formats(checkpoint, settings, calibration, &|id| {
+            if settings.wide.iter().any(|u| u == id.kind.unit()) {
+                WeightFormat::WIDE
+            } else {
+                format
+            }
+        })
     }
 
     /// Quantizes each matrix in the format `format_of` chooses for it (the settings'

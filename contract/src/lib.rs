@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use generate::{effective_steps, encode_prompt, generate, Decoder, Generation};
 pub use manifest::{
     Formats, LayerFormats, LayerPlaces, Layout, Manifest, MatrixPlace, QuantSettings, Rounding,
-    Storage, DEFAULT_GROUP_4BIT,
+    Storage, DEFAULT_GROUP_4BIT, WIDE_UNITS,
 };
 pub use sampling::{ChipSampling, SamplingParams};
 pub use tokenizer::{Tokenizer, BOS, EOS};

@@ -28,6 +28,10 @@ pub struct ChipParams {
     /// its weight by `code · scale` (within int8); a matrix-vector product skips to
     /// the next group boundary after each row group's last column.
     pub weight_group: usize,
+    /// Words of the wide weight ROM (8-bit codes, `8 · lanes` bits) of a 4-bit chip
+    /// whose listed matrices are kept at 8 bits, or 0. Weight address bit 23 selects
+    /// it; its words are read as 8-bit weights, without group scales.
+    pub wide_depth: usize,
     /// Residual width.
     pub dim: usize,
     /// Query heads.
@@ -226,6 +230,9 @@ impl ChipParams {
         if self.weight_group != 0 {
             m.push(("scales", 4 * self.lanes, self.srom_depth()));
         }
+        if self.wide_depth != 0 {
+            m.push(("weights", 8 * self.lanes, self.wide_depth));
+        }
         for _ in 0..2 * self.positions() {
             m.push(("kv", self.kv_dim() * 16, self.kv_depth().max(1)));
         }
@@ -257,6 +264,11 @@ impl ChipParams {
                 )))
             }
         }
+        if self.wide_depth != 0 && (self.weight_bits != 4 || self.wide_depth > 1 << 23) {
+            return Err(HdlError::Params(
+                "a wide weight ROM belongs to a 4-bit chip and holds at most 2^23 words".into(),
+            ));
+        }
         if self.weight_group != 0 && self.wrom_depth % self.weight_group != 0 {
             return Err(HdlError::Params(format!(
                 "the weight ROM ({} words) is not a whole number of groups of {}",
@@ -269,7 +281,7 @@ impl ChipParams {
                 "the activation RAM or the context is too large for the address widths".into(),
             ));
         }
-        if self.kv_depth() > 1 << 20 || self.wrom_depth > 1 << 24 || self.qrom_depth > 1 << 16 {
+        if self.kv_depth() > 1 << 20 || self.wrom_depth > 1 << 23 || self.qrom_depth > 1 << 16 {
             return Err(HdlError::Params(
                 "the ROMs or the KV cache exceed the address widths".into(),
             ));
@@ -531,6 +543,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_deff" => format!("9'd{deff}"),
             "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
             "cfg_gmask" => format!("6'd{}", p.weight_group.saturating_sub(1)),
+            "cfg_widedepth" => format!("24'd{}", p.wide_depth),
             "cfg_qdepth" => format!("16'd{}", p.qrom_depth.max(1)),
             "cfg_gdepth" => format!("16'd{}", p.grom_depth.max(1)),
             "cfg_sublg" => format!("4'd{}", s.sublg),
@@ -674,7 +687,7 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
     assign qsel_s = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) + 16 +: 6];",
         rmask = s.r - 1,
-        wsel_expr = lane_weight(wbits, grouped, "arsel_lane_e"),
+        wsel_expr = lane_weight(p, "arsel_lane_e"),
         wb = wbits * l - 1,
         qb = 22 * s.r - 1,
         gb = 16 * s.r - 1,
@@ -685,6 +698,19 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
         qd = p.qrom_depth.max(1),
         gd = p.grom_depth.max(1),
     );
+    if p.wide_depth != 0 {
+        let _ = writeln!(
+            w,
+            "    // The wide ROM: 8-bit weights of the matrices kept at 8 bits, at addresses with bit 23 set.
+    wire [{wb}:0] wide_data;
+    reg wide_e;
+    always @(posedge clk) wide_e <= vc_wrom_addr[23];
+    etch_rom #(.W({ww}), .A(24), .D({wd}), .INIT(\"rom/wide.hex\")) u_wide (.clk(clk), .addr(vc_wrom_addr), .data(wide_data));",
+            wb = 8 * l - 1,
+            ww = 8 * l,
+            wd = p.wide_depth,
+        );
+    }
     if grouped {
         let _ = writeln!(
             w,
@@ -717,7 +743,13 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     if grouped {
         fold_w.extend(fold_terms("srom_data", 4 * l));
     }
-    let _ = writeln!(w, "    assign fold_w = {};", fold_w.join(" ^ "));
+    let fold_w = fold_w.join(" ^ ");
+    if p.wide_depth != 0 {
+        let fold_wide = fold_terms("wide_data", 8 * l).join(" ^ ");
+        let _ = writeln!(w, "    assign fold_w = wide_e ? {fold_wide} : {fold_w};");
+    } else {
+        let _ = writeln!(w, "    assign fold_w = {fold_w};");
+    }
     for (name, src, bits) in [("q", "qrom_data", 22 * s.r), ("g", "grom_data", 16 * s.r)] {
         let _ = writeln!(
             w,
@@ -729,16 +761,22 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
 
 /// The 8-bit weight operand of lane `lane` (a constant or a signal): its byte of the
 /// weight word, or its sign-extended 4-bit code, times its 4-bit group scale when the
-/// weights have group scales (`|code · scale| ≤ 8 · 15`, within int8).
-fn lane_weight(wbits: usize, grouped: bool, lane: &str) -> String {
-    if wbits == 8 {
+/// weights have group scales (`|code · scale| ≤ 8 · 15`, within int8), or its byte of
+/// the wide ROM's word when the address selected that.
+fn lane_weight(p: &ChipParams, lane: &str) -> String {
+    if p.weight_bits == 8 {
         return format!("wrom_data[8 * {lane} +: 8]");
     }
     let code = format!("{{{{4{{wrom_data[4 * {lane} + 3]}}}}, wrom_data[4 * {lane} +: 4]}}");
-    if grouped {
+    let narrow = if p.weight_group != 0 {
         format!("8'({code} * {{4'd0, srom_data[4 * {lane} +: 4]}})")
     } else {
         code
+    };
+    if p.wide_depth != 0 {
+        format!("(wide_e ? wide_data[8 * {lane} +: 8] : {narrow})")
+    } else {
+        narrow
     }
 }
 
@@ -844,7 +882,6 @@ fn delay(w: &mut String, bits: usize, src: &str, name: &str, n: usize) -> String
 fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
     let Shape {
         l,
-        wbits,
         hs,
         np,
         deff,
@@ -932,7 +969,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
     let _ = writeln!(w, "\n    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
-        let w8 = lane_weight(wbits, p.weight_group != 0, &i.to_string());
+        let w8 = lane_weight(p, &i.to_string());
         let _ = writeln!(
             w,
             "    etch_ram_2r1w #(.W(16), .A(12), .D({ar})) u_ar_{i} (.clk(clk), .raddr0(vc_ar_ra0), .rdata0(lane_rd0_{i}), .raddr1(vc_ar_ra1), .rdata1(lane_rd1_{i}), .we(lane_we_{i}), .waddr(ar_wa_w), .wdata(lane_wdata_{i}));",

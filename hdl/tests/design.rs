@@ -25,6 +25,7 @@ fn params(lanes: usize, dim: usize, heads: usize, kv: usize) -> ChipParams {
         lanes,
         weight_bits: 8,
         weight_group: 0,
+        wide_depth: 0,
         dim,
         n_heads: heads,
         n_kv_heads: kv,

@@ -276,7 +276,10 @@ fn rom_self_test() -> String {
                 bist_v_d = 1'b1;
                 bist_src_d = BIST_WEIGHTS;
                 addr_d = addr_q + 1;
-                if (addr_q == cfg_wdepth - 1) begin
+                // the weight ROM, then the wide ROM (from address bit 23) if any
+                if (addr_q == cfg_wdepth - 1 && |cfg_widedepth) begin
+                    addr_d = 24'h800000;
+                end else if (addr_q == cfg_wdepth - 1 || addr_q == 24'h800000 + cfg_widedepth - 1) begin
                     addr_d = 0;
                     state_d = S_BIST_Q;
                 end

@@ -64,6 +64,7 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_deff", In, 9),
         ("cfg_wdepth", In, 24),
         ("cfg_gmask", In, 6),
+        ("cfg_widedepth", In, 24),
         ("cfg_qdepth", In, 16),
         ("cfg_gdepth", In, 16),
         // log2 of the lanes per requantizer; the pipeline's shifts of E, A and W.
