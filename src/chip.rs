@@ -1,6 +1,7 @@
 //! `etch build`: a checkpoint into a chip.
 
 use etch_compiler::chip::{build as build_chip, BuildOptions, Datapath};
+use etch_compiler::mix::{choose_mix, MixChoice};
 use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
@@ -23,18 +24,59 @@ struct BuildJson<'a> {
     design_hash: &'a str,
     requantizers: usize,
     pipeline: &'static str,
+    weights: WeightsJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fit: Option<crate::fit::ChoiceJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mix: Option<&'a MixChoice>,
+}
+
+/// The weight format of a build.
+#[derive(Serialize)]
+pub struct WeightsJson<'a> {
+    bits: u32,
+    group: u32,
+    wide: &'a [String],
+    rom_bits: u64,
+}
+
+impl<'a> WeightsJson<'a> {
+    /// The format `quant` names, with the weight ROM bits of `storage`.
+    pub fn new(
+        quant: &'a etch_compiler::QuantSettings,
+        storage: &etch_compiler::chip::Storage,
+    ) -> Self {
+        WeightsJson {
+            bits: quant.weight_bits,
+            group: quant.group,
+            wide: &quant.wide,
+            rom_bits: storage.weights + storage.group_scales,
+        }
+    }
+}
+
+/// One line naming a weight format: bits, group scales, matrices kept at 8 bits.
+pub fn describe_weights(q: &etch_compiler::QuantSettings) -> String {
+    let mut s = format!("{}-bit weights", q.weight_bits);
+    if q.group != 0 {
+        s.push_str(&format!(", a scale per {} weights", q.group));
+    } else if q.weight_bits == 4 {
+        s.push_str(", one scale per row");
+    }
+    if !q.wide.is_empty() {
+        s.push_str(&format!(", {} at 8 bits", q.wide.join(", ")));
+    }
+    s
 }
 
 /// Lanes of `etch build` without `--lanes` (fewer when the model's shape needs).
-const DEFAULT_LANES: usize = 64;
+pub const DEFAULT_LANES: usize = 64;
 
 /// `etch build`.
 pub fn build(a: &BuildArgs) -> CliResult {
     let (checkpoint, tokenizer) = open_model(&a.model)?;
     let c = *checkpoint.config();
-    let quant = a.quant.settings()?;
+    let mut quant = a.quant.settings()?;
     let fitted = match &a.fit {
         Some(name) => {
             let (target, _) = crate::fit::part(name)?;
@@ -51,6 +93,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
         }
         None => None,
     };
+    let mut mixed: Option<MixChoice> = None;
     let options = match &fitted {
         Some(choice) => choice.options.clone(),
         None => {
@@ -69,6 +112,21 @@ pub fn build(a: &BuildArgs) -> CliResult {
                     l
                 }
             };
+            let mix = match a.rom_budget {
+                Some(budget) => {
+                    let bar = progress(100, "choosing weights");
+                    let choice =
+                        choose_mix(&checkpoint, &tokenizer, &quant, budget, lanes, &mut |m| {
+                            bar.set_message(m.to_string())
+                        });
+                    bar.finish_and_clear();
+                    let choice = choice?;
+                    quant = choice.settings.clone();
+                    Some(choice)
+                }
+                None => None,
+            };
+            mixed = mix;
             BuildOptions {
                 lanes,
                 contexts: a.contexts,
@@ -107,7 +165,9 @@ pub fn build(a: &BuildArgs) -> CliResult {
         design_hash: &manifest.design_hash,
         requantizers: options.datapath.requantizers,
         pipeline: options.datapath.pipeline.name(),
+        weights: WeightsJson::new(&options.quant, &manifest.storage),
         fit: fitted.as_ref().map(|c| c.json()),
+        mix: mixed.as_ref(),
     };
     if a.json {
         return print_json(&summary);
@@ -122,6 +182,20 @@ pub fn build(a: &BuildArgs) -> CliResult {
         "  chip         {} lanes, {} contexts × {} positions, {} attention position(s)/cycle",
         manifest.lanes, manifest.contexts, manifest.max_seq, manifest.attention_positions_per_cycle
     );
+    println!(
+        "  weights      {} ({:.3} Mbit)",
+        describe_weights(&options.quant),
+        (manifest.storage.weights + manifest.storage.group_scales) as f64 / 1e6
+    );
+    if let Some(m) = &mixed {
+        println!(
+            "  chosen for   a budget of {:.3} Mbit: perplexity {:+.2} % of float, top-1 {:.3} on the model's own stories ({} formats measured)",
+            m.budget_bits as f64 / 1e6,
+            100.0 * m.chosen.ppl_rel_diff,
+            m.chosen.top1_agreement,
+            m.trials.len()
+        );
+    }
     println!(
         "  storage      {:.2} Mbit ROM, {:.2} Mbit SRAM, {} multipliers",
         manifest.rom_bits as f64 / 1e6,

@@ -6,8 +6,12 @@
 //! context, at least 64) and 8-bit weights over 4-bit ones. Every candidate is placed
 //! and its resources estimated with `etch_fpga::fit` — no synthesis — and the first
 //! that fits in that order wins; the answer says which bigger ones did not and why.
+//! With 4-bit weights, what the part has left then keeps matrices at 8 bits, those
+//! that measure the most gain per bit first (`etch_compiler::mix`); the chosen
+//! weights' accuracy on the model's own stories is part of the answer.
 
 use etch_compiler::chip::{design, BuildOptions, Datapath, Pipeline};
+use etch_compiler::mix::{Trial, Trials};
 use etch_compiler::{Checkpoint, QuantSettings, QuantizedModel, Tokenizer};
 use etch_fpga::fit::{estimate, within, DesignShape};
 use etch_fpga::{Board, FpgaError, Resources, Target};
@@ -44,6 +48,8 @@ pub struct Choice {
     pub estimate: Resources,
     /// Why nothing bigger: one line per direction that did not fit.
     pub reasons: Vec<String>,
+    /// The chosen weights measured on the float model's own selection stories.
+    pub accuracy: Trial,
 }
 
 /// `--json` form of a choice.
@@ -56,8 +62,20 @@ pub struct ChoiceJson {
     contexts: usize,
     max_seq: usize,
     weight_bits: u32,
+    group: u32,
+    wide: Vec<String>,
+    /// The weights' accuracy, teacher-forced on the float model's own stories (seeds
+    /// 3001–3004).
+    accuracy: AccuracyJson,
     estimate: EstimateJson,
     reasons: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct AccuracyJson {
+    top1_agreement: f64,
+    ppl_rel_diff: f64,
+    weight_rom_bits: u64,
 }
 
 #[derive(Serialize)]
@@ -80,6 +98,13 @@ impl Choice {
             contexts: o.contexts,
             max_seq: o.max_seq,
             weight_bits: o.quant.weight_bits,
+            group: o.quant.group,
+            wide: o.quant.wide.clone(),
+            accuracy: AccuracyJson {
+                top1_agreement: self.accuracy.top1_agreement,
+                ppl_rel_diff: self.accuracy.ppl_rel_diff,
+                weight_rom_bits: self.accuracy.rom_bits,
+            },
             estimate: EstimateJson {
                 luts: self.estimate.luts,
                 ffs: self.estimate.ffs,
@@ -95,14 +120,16 @@ impl Choice {
         let o = &self.options;
         let have = self.target.resources();
         let mut s = format!(
-            "fit for the {}: {} lanes, {} requantizers, {} pipeline, {} context × {} positions, {}-bit weights\n  estimate     {} of {} LUTs, {} of {} flip-flops, {} of {} block RAMs, {} of {} multipliers",
+            "fit for the {}: {} lanes, {} requantizers, {} pipeline, {} context × {} positions\n  weights      {}: perplexity {:+.2} % of float, top-1 {:.3} on the model's own stories\n  estimate     {} of {} LUTs, {} of {} flip-flops, {} of {} block RAMs, {} of {} multipliers",
             self.target,
             o.lanes,
             o.datapath.requantizers,
             o.datapath.pipeline.name(),
             o.contexts,
             o.max_seq,
-            o.quant.weight_bits,
+            crate::chip::describe_weights(&o.quant),
+            100.0 * self.accuracy.ppl_rel_diff,
+            self.accuracy.top1_agreement,
             self.estimate.luts,
             have.luts,
             self.estimate.ffs,
@@ -119,8 +146,12 @@ impl Choice {
     }
 }
 
-/// One candidate: lanes, requantizers, positions, weight bits.
-type Candidate = (usize, usize, usize, u32);
+/// One candidate: lanes, requantizers, positions, and the index of its weight format
+/// in [`FORMATS`].
+type Candidate = (usize, usize, usize, usize);
+
+/// Weight formats, best first: (bits, weights per group scale).
+const FORMATS: [(u32, u32); 6] = [(8, 0), (4, 8), (4, 16), (4, 32), (4, 64), (4, 0)];
 
 /// The fastest configuration of `ck` that the resource model fits on `target`.
 pub fn fit(
@@ -131,17 +162,25 @@ pub fn fit(
 ) -> CliResult<Choice> {
     let c = *ck.config();
     let mut models = Vec::new();
-    for bits in [8u32, 4] {
-        progress(&format!("quantizing ({bits}-bit weights)"));
-        let quant = QuantSettings::for_bits(bits);
-        models.push((bits, QuantizedModel::build(ck, tok, &quant)?, quant));
+    progress("calibrating");
+    let calibration = etch_compiler::calibrate(ck, tok, &QuantSettings::default())?;
+    for (bits, group) in FORMATS {
+        progress(&format!("quantizing ({bits}-bit weights, group {group})"));
+        let quant = QuantSettings {
+            group,
+            ..QuantSettings::for_bits(bits)
+        };
+        models.push((
+            QuantizedModel::from_calibration(ck, &quant, &calibration)?,
+            quant,
+        ));
     }
     let positions: Vec<usize> = std::iter::successors(Some(c.seq_len), |&p| Some(p / 2))
         .take_while(|&p| p >= 64.min(c.seq_len))
         .collect();
     let evaluate = |cand: Candidate| -> Option<(BuildOptions, Resources)> {
-        let (lanes, requantizers, max_seq, bits) = cand;
-        let (_, model, quant) = models.iter().find(|(b, _, _)| *b == bits)?;
+        let (lanes, requantizers, max_seq, format) = cand;
+        let (model, quant) = models.get(format)?;
         let options = BuildOptions {
             lanes,
             contexts: 1,
@@ -168,18 +207,21 @@ pub fn fit(
         let mut rq = lanes;
         while rq >= lanes.min(8) {
             for &max_seq in &positions {
-                for bits in [8u32, 4] {
-                    let cand = (lanes, rq, max_seq, bits);
+                for format in 0..FORMATS.len() {
+                    let cand = (lanes, rq, max_seq, format);
                     let Some((options, est)) = evaluate(cand) else {
                         continue;
                     };
                     if within(target, &est).is_ok() {
                         let reasons = why_not_bigger(cand, &positions, &evaluate, target);
+                        let (options, est, accuracy) =
+                            widen(ck, tok, target, options, est, progress)?;
                         return Ok(Choice {
                             options,
                             target,
                             estimate: est,
                             reasons,
+                            accuracy,
                         });
                     }
                 }
@@ -191,10 +233,67 @@ pub fn fit(
         "no configuration of {} fits the {target}: even 8 lanes with 4-bit weights and {} positions would need {}",
         ck.path().display(),
         positions.last().copied().unwrap_or(64),
-        evaluate((8, 8, positions.last().copied().unwrap_or(64), 4))
+        evaluate((8, 8, positions.last().copied().unwrap_or(64), FORMATS.len() - 1))
             .map(|(_, e)| within(target, &e).err().unwrap_or_default())
             .unwrap_or_else(|| "a shape that suits 8 lanes".into())
     ))))
+}
+
+/// The resources of `options` with the weights of `quant` (already measured, so its
+/// calibration is shared), or `None` when the design is impossible.
+fn estimate_with(
+    trials: &Trials,
+    options: &BuildOptions,
+    quant: &QuantSettings,
+) -> CliResult<Option<(BuildOptions, Resources)>> {
+    let (model, _) = trials.model(quant)?;
+    let options = BuildOptions {
+        quant: quant.clone(),
+        ..options.clone()
+    };
+    let Ok(params) = design(&model, &options) else {
+        return Ok(None);
+    };
+    let shape = DesignShape {
+        lanes: options.lanes,
+        requantizers: options.datapath.requantizers,
+        head_units: params.head_units(),
+        sigmoid_units: params.sigmoid_units(),
+        pipeline: options.datapath.pipeline,
+        memories: params.memories(),
+    };
+    let est = estimate(&shape);
+    Ok(Some((options, est)))
+}
+
+/// With 4-bit weights, keeps at 8 bits the matrices that gain the most per ROM bit
+/// while the part still fits; measures the weights chosen.
+fn widen(
+    ck: &Checkpoint,
+    tok: &Tokenizer,
+    target: Target,
+    mut options: BuildOptions,
+    mut est: Resources,
+    progress: &mut dyn FnMut(&str),
+) -> CliResult<(BuildOptions, Resources, Trial)> {
+    progress("measuring the weights");
+    let mut trials = Trials::new(ck, tok, &options.quant, options.lanes)?;
+    if options.quant.weight_bits == 4 {
+        progress("choosing matrices to keep at 8 bits");
+        let ranked = trials.rank_units(options.quant.group)?;
+        for (unit, _) in ranked {
+            let mut quant = options.quant.clone();
+            quant.wide.push(unit);
+            if let Some((o, e)) = estimate_with(&trials, &options, &quant)? {
+                if within(target, &e).is_ok() {
+                    options = o;
+                    est = e;
+                }
+            }
+        }
+    }
+    let accuracy = trials.measure(&options.quant)?;
+    Ok((options, est, accuracy))
 }
 
 /// For each direction the chosen candidate could grow in, what growing would need.
@@ -204,7 +303,7 @@ fn why_not_bigger(
     evaluate: &dyn Fn(Candidate) -> Option<(BuildOptions, Resources)>,
     target: Target,
 ) -> Vec<String> {
-    let (lanes, rq, max_seq, bits) = chosen;
+    let (lanes, rq, max_seq, format) = chosen;
     let mut out = Vec::new();
     let mut explain = |what: String, cand: Candidate| {
         if let Some((_, e)) = evaluate(cand) {
@@ -216,20 +315,25 @@ fn why_not_bigger(
     if lanes < 256 {
         explain(
             format!("{} lanes", 2 * lanes),
-            (2 * lanes, (2 * lanes).min(8), max_seq, bits),
+            (2 * lanes, (2 * lanes).min(8), max_seq, format),
         );
     }
     if rq < lanes {
         explain(
             format!("{} requantizers", 2 * rq),
-            (lanes, 2 * rq, max_seq, bits),
+            (lanes, 2 * rq, max_seq, format),
         );
     }
     if let Some(&more) = positions.iter().rev().find(|&&p| p > max_seq) {
-        explain(format!("{more} positions"), (lanes, rq, more, bits));
+        explain(format!("{more} positions"), (lanes, rq, more, format));
     }
-    if bits == 4 {
-        explain("8-bit weights".into(), (lanes, rq, max_seq, 8));
+    if format > 0 {
+        let (bits, group) = FORMATS[format - 1];
+        let what = match group {
+            0 => format!("{bits}-bit weights"),
+            g => format!("{bits}-bit weights with a scale per {g}"),
+        };
+        explain(what, (lanes, rq, max_seq, format - 1));
     }
     out
 }

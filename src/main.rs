@@ -175,6 +175,28 @@ pub struct QuantArgs {
     /// the calibration stories) or to the nearest code.
     #[arg(long, default_value = "error-compensating", value_parser = ["error-compensating", "nearest"])]
     pub rounding: String,
+    /// Matrices a 4-bit model keeps at 8 bits, comma-separated: token_embedding, wqkv,
+    /// wo, w1, w3, w2, wcls (an unshared classifier).
+    #[arg(long, value_name = "UNITS", value_delimiter = ',')]
+    pub wide: Vec<String>,
+}
+
+/// A number of bits, with an optional k, M or G (decimal) suffix.
+fn parse_bits(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.trim().chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1e3),
+        Some('M') => (&s[..s.len() - 1], 1e6),
+        Some('G') => (&s[..s.len() - 1], 1e9),
+        _ => (s, 1.0),
+    };
+    let v: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bits (e.g. 1500000 or 1.5M)"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{s:?} is not a positive number of bits"));
+    }
+    Ok((v * mult).round() as u64)
 }
 
 impl QuantArgs {
@@ -184,6 +206,7 @@ impl QuantArgs {
         if let Some(g) = self.group {
             s.group = g;
         }
+        s.wide = self.wide.clone();
         s.rounding = if self.rounding == "nearest" {
             etch_compiler::Rounding::Nearest
         } else {
@@ -223,6 +246,17 @@ pub struct AccuracyArgs {
     pub greedy_steps: usize,
     #[command(flatten)]
     pub quant: QuantArgs,
+    /// Evaluate the format `etch build --rom-budget BITS` would choose (weight ROM
+    /// bits, with k/M/G suffixes), reporting what it measured to choose it.
+    #[arg(long, value_name = "BITS", value_parser = parse_bits, conflicts_with_all = ["weight_bits", "group", "wide"])]
+    pub rom_budget: Option<u64>,
+    /// Lanes whose layout the ROM bits are counted for [default: as `etch build`].
+    #[arg(long)]
+    pub lanes: Option<usize>,
+    /// Also measure each matrix alone in the chosen format, every other at 8 bits:
+    /// which matrices lose the most.
+    #[arg(long)]
+    pub per_matrix: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -244,8 +278,13 @@ pub struct BuildArgs {
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
     /// one context, the fpga pipeline; says what it chose and why.
-    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "pipeline", "contexts", "max_seq", "weight_bits"])]
+    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
     pub fit: Option<String>,
+    /// Choose the weight format under this many weight ROM bits (k/M/G suffixes): 8-bit
+    /// weights if they fit, otherwise 4-bit with the group size and the matrices kept
+    /// at 8 bits that measure best on the float model's own stories.
+    #[arg(long, value_name = "BITS", value_parser = parse_bits, conflicts_with_all = ["weight_bits", "group", "wide"])]
+    pub rom_budget: Option<u64>,
     /// Requantizers the lanes share: a power of two from min(lanes, 8) to the lanes
     /// [default: one per lane]. Fewer save multipliers; an operation that requantizes
     /// every lane then takes lanes/requantizers cycles per slot.

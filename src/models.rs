@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use etch_compiler::mix::{choose_mix, MixChoice};
+use etch_compiler::WeightFormat;
 use etch_compiler::{
     generate, Checkpoint, ChipSampling, Decoder, Generation, GoldenDecoder, QuantizedModel,
     ReferenceDecoder, SamplingParams, Tokenizer,
@@ -113,6 +115,77 @@ pub fn emulate(a: &EmulateArgs) -> CliResult {
     Ok(())
 }
 
+/// `etch accuracy --json`: the report, the format measured, and what was asked for.
+#[derive(Serialize)]
+struct AccuracyJson<'a> {
+    #[serde(flatten)]
+    report: &'a etch_compiler::AccuracyReport,
+    weights: FormatJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mix: Option<&'a MixChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_matrix: Option<&'a [MatrixLoss]>,
+}
+
+#[derive(Serialize)]
+struct FormatJson<'a> {
+    bits: u32,
+    group: u32,
+    wide: &'a [String],
+    rounding: etch_compiler::Rounding,
+    rom_bits: u64,
+    lanes: usize,
+}
+
+/// What one matrix loses alone in its format, every other at 8 bits.
+#[derive(Serialize)]
+struct MatrixLoss {
+    matrix: &'static str,
+    bits: u32,
+    group: usize,
+    top1_agreement: f64,
+    ppl_rel_diff: f64,
+}
+
+/// Each unit of precision alone in the format `settings` gives it, every other matrix
+/// at 8 bits, scored on `sequences`.
+fn per_matrix_losses(
+    checkpoint: &Checkpoint,
+    settings: &etch_compiler::QuantSettings,
+    calibration: &etch_compiler::Calibration,
+    sequences: &[Vec<u32>],
+) -> CliResult<Vec<MatrixLoss>> {
+    let base = WeightFormat::of(settings);
+    let shared = checkpoint.config().shared_classifier;
+    let mut out = Vec::new();
+    for unit in etch_compiler::WIDE_UNITS {
+        if unit == "wcls" && shared {
+            continue;
+        }
+        let format = if settings.wide.iter().any(|u| u == unit) {
+            WeightFormat::WIDE
+        } else {
+            base
+        };
+        let model = QuantizedModel::with_formats(checkpoint, settings, calibration, &|id| {
+            if id.kind.unit() == unit {
+                format
+            } else {
+                WeightFormat::WIDE
+            }
+        })?;
+        let s = etch_compiler::score(checkpoint, &model, sequences, &mut |_, _| {});
+        out.push(MatrixLoss {
+            matrix: unit,
+            bits: format.bits,
+            group: format.group,
+            top1_agreement: s.top1(),
+            ppl_rel_diff: s.ppl_rel_diff(),
+        });
+    }
+    Ok(out)
+}
+
 /// `etch accuracy`.
 pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     let (checkpoint, tokenizer) = open_model(&a.model)?;
@@ -127,7 +200,36 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
             a.text.display()
         )));
     }
-    let model = quantize(&checkpoint, &tokenizer, &a.quant)?;
+    let c = *checkpoint.config();
+    let lanes = match a.lanes {
+        Some(l) => l,
+        None => etch_hdl::top::default_lanes(crate::chip::DEFAULT_LANES, c.dim, c.n_heads)
+            .map_err(|e| CliError::Usage(format!("{e} (no lane count fits this model)")))?,
+    };
+    let mut settings = a.quant.settings()?;
+    let mix = match a.rom_budget {
+        Some(budget) => {
+            let bar = spinner("choosing weights");
+            let choice = choose_mix(
+                &checkpoint,
+                &tokenizer,
+                &settings,
+                budget,
+                lanes,
+                &mut |m| bar.set_message(m.to_string()),
+            );
+            bar.finish_and_clear();
+            let choice = choice?;
+            settings = choice.settings.clone();
+            Some(choice)
+        }
+        None => None,
+    };
+    let bar = spinner("calibrating and quantizing");
+    let calibration = etch_compiler::calibrate(&checkpoint, &tokenizer, &settings);
+    bar.finish_and_clear();
+    let calibration = calibration?;
+    let model = QuantizedModel::from_calibration(&checkpoint, &settings, &calibration)?;
     let bar = progress(0, "evaluating");
     let report = etch_compiler::accuracy(
         &checkpoint,
@@ -141,9 +243,43 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
         },
     )?;
     bar.finish_and_clear();
+    let per_matrix = if a.per_matrix {
+        let bar = spinner("measuring each matrix alone");
+        let sequences: Vec<Vec<u32>> = etch_compiler::paragraphs(&text)
+            .iter()
+            .map(|p| {
+                let mut ids = tokenizer.encode(p);
+                ids.truncate(c.seq_len);
+                ids
+            })
+            .collect();
+        let losses = per_matrix_losses(&checkpoint, &settings, &calibration, &sequences);
+        bar.finish_and_clear();
+        Some(losses?)
+    } else {
+        None
+    };
+    let rom_bits = etch_compiler::mix::weight_rom_bits(&model, lanes);
     if a.json {
-        return print_json(&report);
+        return print_json(&AccuracyJson {
+            report: &report,
+            weights: FormatJson {
+                bits: settings.weight_bits,
+                group: settings.group,
+                wide: &settings.wide,
+                rounding: settings.rounding,
+                rom_bits,
+                lanes,
+            },
+            mix: mix.as_ref(),
+            per_matrix: per_matrix.as_deref(),
+        });
     }
+    println!(
+        "weights              {} ({:.3} Mbit on {lanes} lanes)",
+        crate::chip::describe_weights(&settings),
+        rom_bits as f64 / 1e6
+    );
     println!("sequences            {}", report.sequences);
     println!("predicted tokens     {}", report.tokens);
     println!("top-1 agreement      {:.4}", report.top1_agreement);
@@ -164,6 +300,23 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
             "greedy story         identical for all {} ids",
             report.greedy_steps
         ),
+    }
+    if let Some(losses) = &per_matrix {
+        println!("each matrix alone in its format, the rest at 8 bits:");
+        for m in losses {
+            println!(
+                "  {:<16} {}-bit{}  top-1 {:.4}  perplexity {:+.3}%",
+                m.matrix,
+                m.bits,
+                if m.group == 0 {
+                    String::new()
+                } else {
+                    format!(" g{}", m.group)
+                },
+                m.top1_agreement,
+                100.0 * m.ppl_rel_diff
+            );
+        }
     }
     Ok(())
 }

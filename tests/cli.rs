@@ -159,6 +159,49 @@ fn accuracy_json_reports_the_targets() {
 }
 
 #[test]
+fn accuracy_per_format_per_matrix_and_per_budget() {
+    let (model, tok) = stories();
+    let text = models().join("eval/stories260K-samples.txt");
+    let text = text.to_str().unwrap();
+    let base = ["accuracy", &model, "-z", &tok, "--text", text, "--greedy-steps", "16"];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.push("--json");
+        json(&etch(&args))
+    };
+    // 4-bit, groups of 32, each matrix alone.
+    let v = run(&["--weight-bits", "4", "--group", "32", "--per-matrix"]);
+    assert_eq!(v["weights"]["bits"], 4);
+    assert_eq!(v["weights"]["group"], 32);
+    let per = v["per_matrix"].as_array().unwrap();
+    let names: Vec<&str> = per.iter().map(|m| m["matrix"].as_str().unwrap()).collect();
+    assert_eq!(names, ["token_embedding", "wqkv", "wo", "w1", "w3", "w2"]);
+    for m in per {
+        // One matrix at 4 bits costs less than all of them.
+        assert!(m["ppl_rel_diff"].as_f64().unwrap() < v["ppl_rel_diff"].as_f64().unwrap());
+    }
+    // A budget between the 4-bit and 8-bit sizes: a 4-bit mix within it.
+    let budget = 1_500_000u64;
+    let v = run(&["--rom-budget", "1.5M"]);
+    assert_eq!(v["weights"]["bits"], 4, "{v}");
+    assert!(v["weights"]["rom_bits"].as_u64().unwrap() <= budget, "{v}");
+    assert_eq!(v["mix"]["budget_bits"], budget);
+    assert!(v["mix"]["trials"].as_array().unwrap().len() > 5);
+    // Bad formats: one clear line, exit 2.
+    let out = etch(&[&base[..], &["--weight-bits", "4", "--group", "12"]].concat());
+    assert_bad_input(&out, "8, 16, 32 or 64");
+    let out = etch(&[&base[..], &["--weight-bits", "8", "--group", "8"]].concat());
+    assert_bad_input(&out, "need 4-bit weights");
+    let out = etch(&[&base[..], &["--weight-bits", "4", "--wide", "wz"]].concat());
+    assert_bad_input(&out, "\"wz\" is not a matrix");
+    let out = etch(&[&base[..], &["--rom-budget", "100k"]].concat());
+    assert_bad_input(&out, "too small");
+    let out = etch(&[&base[..], &["--rom-budget", "lots"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn info_json_gives_shapes_and_sizes() {
     let (model, tok) = stories();
     let v = json(&etch(&["info", &model, "-z", &tok, "--json"]));
@@ -287,6 +330,13 @@ fn build_fit_chooses_a_configuration_within_the_part() {
         assert!(need > 0.0 && need <= have, "{key}: {fit}");
     }
     assert!(!fit["reasons"].as_array().unwrap().is_empty(), "{fit}");
+    // The weights it chose, measured.
+    assert_eq!(v["weights"]["bits"], fit["weight_bits"]);
+    assert_eq!(v["weights"]["group"], fit["group"]);
+    let acc = &fit["accuracy"];
+    assert!(acc["top1_agreement"].as_f64().unwrap() > 0.5, "{fit}");
+    assert!(acc["ppl_rel_diff"].as_f64().unwrap().is_finite(), "{fit}");
+    assert_eq!(acc["weight_rom_bits"], v["weights"]["rom_bits"], "{v}");
     // The smaller ECP5 gets a smaller chip, or none at all.
     let small = etch(&[
         "build", &model, "-z", &tok, "-o", o, "--fit", "ecp5-25k", "--json",

@@ -54,6 +54,74 @@ fn log_softmax_at(logits: impl Iterator<Item = f64> + Clone, index: usize) -> f6
     target - max - sum.ln()
 }
 
+/// Teacher-forced scores of token sequences under the float reference and the golden
+/// model.
+#[derive(Clone, Debug, Default)]
+pub struct Scores {
+    /// Predicted positions.
+    pub tokens: usize,
+    /// Positions where the argmaxes agree.
+    pub agree: usize,
+    /// Summed negative log-likelihood under the float reference.
+    pub nll_float: f64,
+    /// Summed negative log-likelihood under the golden model.
+    pub nll_quant: f64,
+    /// Largest |golden logit − float logit|.
+    pub max_err: f64,
+    /// Summed |golden logit − float logit| and how many there were.
+    pub sum_err: f64,
+    /// Logits compared.
+    pub n_err: usize,
+}
+
+impl Scores {
+    /// `ppl_quant / ppl_float − 1`.
+    pub fn ppl_rel_diff(&self) -> f64 {
+        ((self.nll_quant - self.nll_float) / self.tokens.max(1) as f64).exp() - 1.0
+    }
+
+    /// Fraction of positions where the argmaxes agree.
+    pub fn top1(&self) -> f64 {
+        self.agree as f64 / self.tokens.max(1) as f64
+    }
+}
+
+/// Scores `model` against the float reference of `checkpoint` on token sequences (each
+/// from position 0, at most the context long), calling `progress(done, total)`.
+pub fn score(
+    checkpoint: &Checkpoint,
+    model: &QuantizedModel,
+    sequences: &[Vec<u32>],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Scores {
+    let scale = 2f64.powi(-(model.formats.logits as i32));
+    let mut s = Scores::default();
+    for (n, ids) in sequences.iter().enumerate() {
+        progress(n, sequences.len());
+        let mut reference = Reference::new(checkpoint);
+        let mut golden = Golden::new(model);
+        for pos in 0..ids.len().saturating_sub(1) {
+            let lf = reference.forward(ids[pos], pos);
+            let lq = golden.forward(ids[pos], pos);
+            let next = ids[pos + 1] as usize;
+            s.tokens += 1;
+            if argmax(lf) == argmax_i16(lq) {
+                s.agree += 1;
+            }
+            s.nll_float -= log_softmax_at(lf.iter().map(|&v| v as f64), next);
+            s.nll_quant -= log_softmax_at(lq.iter().map(|&v| v as f64 * scale), next);
+            for (&a, &b) in lf.iter().zip(lq) {
+                let e = (a as f64 - b as f64 * scale).abs();
+                s.max_err = s.max_err.max(e);
+                s.sum_err += e;
+                s.n_err += 1;
+            }
+        }
+    }
+    progress(sequences.len(), sequences.len());
+    s
+}
+
 /// Evaluates `model` against the float reference of `checkpoint` on `text`.
 pub fn accuracy(
     checkpoint: &Checkpoint,
@@ -64,39 +132,19 @@ pub fn accuracy(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<AccuracyReport> {
     let c = *checkpoint.config();
-    let scale = 2f64.powi(-(model.formats.logits as i32));
-    let seqs = paragraphs(text);
-    let (mut tokens, mut agree, mut truncated) = (0usize, 0usize, 0usize);
-    let (mut nll_f, mut nll_q) = (0.0f64, 0.0f64);
-    let (mut max_err, mut sum_err, mut n_err) = (0.0f64, 0.0f64, 0usize);
-    for (n, seq) in seqs.iter().enumerate() {
-        progress(n, seqs.len());
-        let mut ids = tokenizer.encode(seq);
-        if ids.len() > c.seq_len {
-            ids.truncate(c.seq_len);
-            truncated += 1;
-        }
-        let mut reference = Reference::new(checkpoint);
-        let mut golden = Golden::new(model);
-        for pos in 0..ids.len() - 1 {
-            let lf = reference.forward(ids[pos], pos);
-            let lq = golden.forward(ids[pos], pos);
-            let next = ids[pos + 1] as usize;
-            tokens += 1;
-            if argmax(lf) == argmax_i16(lq) {
-                agree += 1;
+    let mut truncated = 0;
+    let sequences: Vec<Vec<u32>> = paragraphs(text)
+        .iter()
+        .map(|p| {
+            let mut ids = tokenizer.encode(p);
+            if ids.len() > c.seq_len {
+                ids.truncate(c.seq_len);
+                truncated += 1;
             }
-            nll_f -= log_softmax_at(lf.iter().map(|&v| v as f64), next);
-            nll_q -= log_softmax_at(lq.iter().map(|&v| v as f64 * scale), next);
-            for (&a, &b) in lf.iter().zip(lq) {
-                let e = (a as f64 - b as f64 * scale).abs();
-                max_err = max_err.max(e);
-                sum_err += e;
-                n_err += 1;
-            }
-        }
-    }
-    progress(seqs.len(), seqs.len());
+            ids
+        })
+        .collect();
+    let s = score(checkpoint, model, &sequences, progress);
 
     let greedy = SamplingParams {
         temperature: 0.0,
@@ -117,19 +165,19 @@ pub fn accuracy(
                 .then(|| float_story.ids.len().min(golden_story.ids.len()))
         });
 
-    let denom = tokens.max(1) as f64;
-    let ppl_float = (nll_f / denom).exp();
-    let ppl_quant = (nll_q / denom).exp();
+    let denom = s.tokens.max(1) as f64;
+    let ppl_float = (s.nll_float / denom).exp();
+    let ppl_quant = (s.nll_quant / denom).exp();
     Ok(AccuracyReport {
-        tokens,
-        sequences: seqs.len(),
+        tokens: s.tokens,
+        sequences: sequences.len(),
         truncated_sequences: truncated,
-        top1_agreement: agree as f64 / denom,
+        top1_agreement: s.top1(),
         ppl_float,
         ppl_quant,
         ppl_rel_diff: ppl_quant / ppl_float - 1.0,
-        max_abs_logit_err: max_err,
-        mean_abs_logit_err: sum_err / n_err.max(1) as f64,
+        max_abs_logit_err: s.max_err,
+        mean_abs_logit_err: s.sum_err / s.n_err.max(1) as f64,
         greedy_steps: float_story.ids.len(),
         greedy_first_divergence,
     })

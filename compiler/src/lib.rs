@@ -36,6 +36,7 @@ mod error;
 mod golden;
 pub mod gptq;
 pub mod layout;
+pub mod mix;
 pub mod numerics;
 mod quantize;
 mod reference;
@@ -43,7 +44,7 @@ mod sampler;
 pub mod schedule;
 pub mod synthetic;
 
-pub use accuracy::{accuracy, paragraphs, AccuracyReport};
+pub use accuracy::{accuracy, paragraphs, score, AccuracyReport, Scores};
 pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
 pub use etch_contract::{
