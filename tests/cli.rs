@@ -163,7 +163,16 @@ fn accuracy_per_format_per_matrix_and_per_budget() {
     let (model, tok) = stories();
     let text = models().join("eval/stories260K-samples.txt");
     let text = text.to_str().unwrap();
-    let base = ["accuracy", &model, "-z", &tok, "--text", text, "--greedy-steps", "16"];
+    let base = [
+        "accuracy",
+        &model,
+        "-z",
+        &tok,
+        "--text",
+        text,
+        "--greedy-steps",
+        "16",
+    ];
     let run = |extra: &[&str]| {
         let mut args = base.to_vec();
         args.extend_from_slice(extra);

@@ -223,10 +223,7 @@ pub fn choose_mix(
         } else {
             trials.measure(&settings)?
         };
-        if best
-            .as_ref()
-            .is_none_or(|(_, b)| trial.ppl_rel_diff < b.ppl_rel_diff)
-        {
+        if !matches!(&best, Some((_, b)) if b.ppl_rel_diff <= trial.ppl_rel_diff) {
             best = Some((settings, trial));
         }
     }
