@@ -21,6 +21,9 @@ pub enum CliError {
     /// The agent layer (capabilities, staging, audit) failed or refused.
     #[error(transparent)]
     Agent(#[from] etch_agent::AgentError),
+    /// Training failed or was refused.
+    #[error(transparent)]
+    Train(#[from] etch_train::TrainError),
     /// The command has printed its answer; exit with this code.
     #[error("exit status {0}")]
     Exit(u8),
@@ -57,6 +60,10 @@ impl CliError {
                 CliError::exit_code_of_runtime(e)
             }
             CliError::Agent(e) => input(e.is_bad_input()),
+            CliError::Train(etch_train::TrainError::Invalid(_) | etch_train::TrainError::Io { .. }) => 2,
+            CliError::Train(etch_train::TrainError::Compiler(e)) => input(e.is_bad_input()),
+            CliError::Train(etch_train::TrainError::Contract(e)) => input(e.is_bad_input()),
+            CliError::Train(_) => 1,
             CliError::Exit(c) => *c as i32,
             CliError::Usage(_) | CliError::Io { .. } => 2,
             CliError::Internal(_) => 1,

@@ -15,6 +15,7 @@ mod models;
 mod output;
 mod run;
 mod synth;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ enum Command {
     Accuracy(AccuracyArgs),
     /// Compile a checkpoint into a chip: Verilog, ROM images, firmware, manifest.
     Build(BuildArgs),
+    /// Train a small llama2.c-format model on the CPU: on a text, or on the stories a
+    /// teacher model writes (a model of another shape to mint).
+    Train(TrainArgs),
     /// Simulate a built chip cycle-accurately (Verilator) and generate with it.
     Sim(SimArgs),
     /// Measure chips of several lane counts on the greedy story: cycles per token,
@@ -258,6 +262,63 @@ pub struct AccuracyArgs {
     #[arg(long)]
     pub per_matrix: bool,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `etch train` arguments.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Output directory: model.bin, tokenizer.bin, loss.csv, train.json.
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Tokenizer (llama2.c format); its vocabulary is the model's.
+    #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
+    pub tokenizer: PathBuf,
+    /// Train on this text: paragraphs separated by blank lines.
+    #[arg(long, value_name = "FILE", conflicts_with = "teacher", required_unless_present = "teacher")]
+    pub text: Option<PathBuf>,
+    /// Train on stories this checkpoint writes itself (float reference, temperature 1,
+    /// top-p 0.9).
+    #[arg(long, value_name = "MODEL")]
+    pub teacher: Option<PathBuf>,
+    /// Stories the teacher writes.
+    #[arg(long, default_value_t = 400)]
+    pub teacher_stories: usize,
+    /// Residual width.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Feed-forward width.
+    #[arg(long, default_value_t = 172)]
+    pub hidden: usize,
+    /// Layers.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Query heads.
+    #[arg(long, default_value_t = 8)]
+    pub heads: usize,
+    /// Key/value heads [default: the query heads].
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Context length.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Windows per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Positions per window [default: the context].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Seed of the initial weights, the windows and the teacher's stories.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the training report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -537,6 +598,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Reference(a) => models::reference(&a),
         Command::Emulate(a) => models::emulate(&a),
         Command::Accuracy(a) => models::accuracy(&a),
+        Command::Train(a) => train::train(&a),
         Command::Build(a) => chip::build(&a),
         Command::Sim(a) => chip::sim(&a),
         Command::Bench(a) => bench::bench(&a),

@@ -394,3 +394,51 @@ fn without_the_model_the_demo_and_bench_say_what_to_get() {
         .unwrap();
     assert_bad_input(&bench, "karpathy/tinyllamas");
 }
+
+#[test]
+fn train_writes_a_checkpoint_the_other_commands_take() {
+    let (_, tok) = stories();
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..40)
+        .map(|i| format!("The cat number {i} sat on the mat. It was a happy cat.\n\n"))
+        .collect();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, text).unwrap();
+    let out = dir.path().join("m");
+    let o = out.to_str().unwrap();
+    let args = [
+        "train", "-o", o, "-z", &tok, "--text", corpus.to_str().unwrap(), "--dim", "16",
+        "--hidden", "32", "--layers", "1", "--heads", "2", "--seq-len", "32", "--steps", "30",
+        "--batch", "4", "--lr", "1e-2", "--json",
+    ];
+    let v = json(&etch(&args));
+    assert_eq!(v["config"]["dim"], 16);
+    assert_eq!(v["config"]["vocab_size"], 512);
+    assert_eq!(v["sequences"].as_u64().unwrap() + v["validation_sequences"].as_u64().unwrap(), 40);
+    let (before, after) = (
+        v["validation_loss_before"].as_f64().unwrap(),
+        v["validation_loss_after"].as_f64().unwrap(),
+    );
+    assert!(after < before, "{before} → {after}");
+    let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 31);
+    // The checkpoint is a llama2.c model like any other.
+    let model = out.join("model.bin");
+    let info = json(&etch(&[
+        "info",
+        model.to_str().unwrap(),
+        "-z",
+        out.join("tokenizer.bin").to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(info["dim"], 16);
+    // Bad shapes and corpora: one clear line, exit 2.
+    let mut bad = args.to_vec();
+    bad[8] = "3";
+    assert_bad_input(&etch(&bad), "heads");
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let mut bad = args.to_vec();
+    bad[6] = empty.to_str().unwrap();
+    assert_bad_input(&etch(&bad), "fewer than two sequences");
+}

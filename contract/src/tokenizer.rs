@@ -46,6 +46,16 @@ impl Tokenizer {
 
     /// Parses tokenizer bytes; `path` names the source in errors.
     pub fn parse(bytes: &[u8], vocab_size: usize, path: &Path) -> Result<Self> {
+        Self::parse_counted(bytes, Some(vocab_size), path)
+    }
+
+    /// Parses tokenizer bytes whose vocabulary is as many pieces as the file holds (a
+    /// tokenizer for a model yet to be trained).
+    pub fn parse_any(bytes: &[u8], path: &Path) -> Result<Self> {
+        Self::parse_counted(bytes, None, path)
+    }
+
+    fn parse_counted(bytes: &[u8], vocab_size: Option<usize>, path: &Path) -> Result<Self> {
         let mut cursor = Cursor { bytes, at: 0, path };
         let max_len =
             i32::from_le_bytes(cursor.take4(&|| "the max_token_length field is missing".into())?);
@@ -88,6 +98,7 @@ impl Tokenizer {
             pieces.push(piece);
             scores.push(score);
         }
+        let vocab_size = vocab_size.unwrap_or(pieces.len());
         if pieces.len() != vocab_size {
             return Err(Error::VocabMismatch {
                 path: path.to_path_buf(),

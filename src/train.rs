@@ -1,0 +1,182 @@
+//! `etch train`: a small llama2.c-format model trained on the CPU.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use etch_compiler::{Checkpoint, Config, Tokenizer};
+use etch_train::{evaluate, Corpus, Model, Settings};
+use serde::Serialize;
+
+use crate::error::{CliError, CliResult};
+use crate::output::{print_json, progress};
+use crate::TrainArgs;
+
+/// `train.json` and `etch train --json`.
+#[derive(Serialize)]
+struct TrainReport {
+    model: String,
+    tokenizer: String,
+    config: Config,
+    params: usize,
+    corpus: String,
+    sequences: usize,
+    tokens: usize,
+    validation_sequences: usize,
+    settings: Settings,
+    /// Cross-entropy on the held-out validation sequences, nats per token.
+    validation_loss_before: f64,
+    validation_loss_after: f64,
+    /// Mean loss of the last tenth of the steps.
+    final_train_loss: f64,
+    seconds: f64,
+}
+
+fn write(path: std::path::PathBuf, bytes: impl AsRef<[u8]>) -> CliResult {
+    std::fs::write(&path, bytes).map_err(|source| CliError::Io {
+        action: "write",
+        path,
+        source,
+    })
+}
+
+/// `etch train`.
+pub fn train(a: &TrainArgs) -> CliResult {
+    let started = Instant::now();
+    let config = Config {
+        dim: a.dim,
+        hidden_dim: a.hidden,
+        n_layers: a.layers,
+        n_heads: a.heads,
+        n_kv_heads: a.kv_heads.unwrap_or(a.heads),
+        vocab_size: 0,
+        seq_len: a.seq_len,
+        shared_classifier: true,
+    };
+    let tok_bytes = std::fs::read(&a.tokenizer).map_err(|source| CliError::Io {
+        action: "read",
+        path: a.tokenizer.clone(),
+        source,
+    })?;
+    let tokenizer = Tokenizer::parse_any(&tok_bytes, &a.tokenizer)?;
+    let vocab = tokenizer.vocab_size();
+    let config = Config {
+        vocab_size: vocab,
+        ..config
+    };
+    config.validate(&a.out.join("model.bin"))?;
+    let (mut corpus, what) = match (&a.text, &a.teacher) {
+        (Some(text), _) => {
+            let t = std::fs::read_to_string(text).map_err(|source| CliError::Io {
+                action: "read",
+                path: text.clone(),
+                source,
+            })?;
+            (
+                Corpus::from_text(&t, &tokenizer),
+                format!("text {}", text.display()),
+            )
+        }
+        (None, Some(teacher)) => {
+            let ck = Checkpoint::open(teacher)?;
+            if ck.config().vocab_size != vocab {
+                return Err(CliError::Usage(format!(
+                    "the teacher's vocabulary ({}) is not the tokenizer's ({vocab})",
+                    ck.config().vocab_size
+                )));
+            }
+            let bar = progress(a.teacher_stories as u64, "the teacher writes");
+            let c = Corpus::from_teacher(
+                &ck,
+                &tokenizer,
+                a.teacher_stories,
+                a.seq_len,
+                10_000 + a.seed,
+                &mut |done, _| bar.set_position(done as u64),
+            );
+            bar.finish_and_clear();
+            (
+                c?,
+                format!(
+                    "{} stories by {}",
+                    a.teacher_stories,
+                    teacher.display()
+                ),
+            )
+        }
+        (None, None) => return Err(CliError::Usage("give --text FILE or --teacher MODEL".into())),
+    };
+    if corpus.sequences.len() < 2 {
+        return Err(CliError::Usage(format!(
+            "the corpus ({what}) has fewer than two sequences to train and validate on"
+        )));
+    }
+    let validation = corpus.split_validation(20);
+    let settings = Settings {
+        steps: a.steps,
+        batch: a.batch,
+        window: a.window.unwrap_or(a.seq_len),
+        lr: a.lr,
+        seed: a.seed,
+        ..Settings::default()
+    };
+    let mut model = Model::new(config, a.seed)?;
+    let window = settings.window;
+    let before = evaluate(&model, &validation, window)?;
+    let bar = progress(settings.steps as u64, "training");
+    let curve = etch_train::train(&mut model, &corpus, &settings, &mut |s| {
+        bar.set_position(s.step as u64);
+        bar.set_message(format!("loss {:.3}", s.loss));
+    });
+    bar.finish_and_clear();
+    let curve = curve?;
+    let after = evaluate(&model, &validation, window)?;
+    std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
+        action: "write",
+        path: a.out.clone(),
+        source,
+    })?;
+    let checkpoint = model.checkpoint("model.bin")?;
+    write(a.out.join("model.bin"), checkpoint.file_bytes())?;
+    write(a.out.join("tokenizer.bin"), &tok_bytes)?;
+    let mut csv = String::from("step,loss,lr\n");
+    for s in &curve {
+        let _ = writeln!(csv, "{},{},{}", s.step, s.loss, s.lr);
+    }
+    write(a.out.join("loss.csv"), csv)?;
+    let tail = &curve[curve.len() - (curve.len() / 10).max(1)..];
+    let report = TrainReport {
+        model: a.out.join("model.bin").display().to_string(),
+        tokenizer: a.out.join("tokenizer.bin").display().to_string(),
+        config,
+        params: config.parameter_count(),
+        corpus: what,
+        sequences: corpus.sequences.len(),
+        tokens: corpus.tokens(),
+        validation_sequences: validation.sequences.len(),
+        settings,
+        validation_loss_before: before,
+        validation_loss_after: after,
+        final_train_loss: tail.iter().map(|s| s.loss as f64).sum::<f64>() / tail.len() as f64,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let text =
+        serde_json::to_string_pretty(&report).map_err(|e| CliError::Internal(e.to_string()))?;
+    write(a.out.join("train.json"), &text)?;
+    if a.json {
+        return print_json(&report);
+    }
+    println!(
+        "trained {} parameters on {} ({} tokens) in {:.0} s",
+        report.params, report.corpus, report.tokens, report.seconds
+    );
+    println!(
+        "  validation   {:.3} → {:.3} nats/token ({} sequences held out)",
+        before, after, report.validation_sequences
+    );
+    println!("  model        {}", report.model);
+    println!(
+        "  next         etch accuracy {} -z {} --text FILE",
+        report.model, report.tokenizer
+    );
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! etch's trainer: small llama2.c-format transformers trained on the CPU.
+//!
+//! A hard-wired chip's model is fixed at manufacture, so etch trains the models it
+//! mints: the same architecture `run.c` runs (RMSNorm, RoPE on interleaved pairs,
+//! grouped-query attention, SwiGLU, a classifier shared with the embedding), written
+//! as a differentiable [candle](https://github.com/huggingface/candle) graph
+//! ([`model`]), trained with AdamW on token windows of a corpus ([`train`]), and
+//! exported in llama2.c's checkpoint format, which the compiler's own loader checks
+//! and whose float reference reproduces the trained model's logits.
+//!
+//! Everything is deterministic for a seed: initial weights, the windows drawn, and the
+//! order of the CPU's arithmetic.
+
+mod error;
+pub mod model;
+
+pub use error::{Result, TrainError};
+pub use model::{Model, Normal};
+
+use candle_core::Tensor;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use etch_compiler::{generate, Checkpoint, ReferenceDecoder, SamplingParams, Tokenizer};
+
+/// Training token streams: sequences of ids, each starting with BOS.
+#[derive(Clone, Debug, Default)]
+pub struct Corpus {
+    /// The sequences.
+    pub sequences: Vec<Vec<u32>>,
+}
+
+impl Corpus {
+    /// Paragraphs of `text` (separated by blank lines), each encoded from BOS.
+    pub fn from_text(text: &str, tokenizer: &Tokenizer) -> Self {
+        Corpus {
+            sequences: etch_compiler::paragraphs(text)
+                .iter()
+                .map(|p| tokenizer.encode(p))
+                .filter(|ids| ids.len() > 1)
+                .collect(),
+        }
+    }
+
+    /// `stories` stories a teacher model writes itself (float reference, temperature 1,
+    /// top-p 0.9, seeds `seed`, `seed + 1`, …, `steps` tokens each): a corpus that
+    /// distills the teacher into another shape.
+    pub fn from_teacher(
+        teacher: &Checkpoint,
+        tokenizer: &Tokenizer,
+        stories: usize,
+        steps: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let mut sequences = Vec::with_capacity(stories);
+        for k in 0..stories {
+            progress(k, stories);
+            let params = SamplingParams {
+                temperature: 1.0,
+                topp: 0.9,
+                seed: seed + k as u64,
+            };
+            let mut decoder = ReferenceDecoder::new(teacher, params);
+            let story = generate(&mut decoder, tokenizer, "", steps, &mut |_| {})?;
+            if story.ids.len() > 1 {
+                sequences.push(story.ids);
+            }
+        }
+        progress(stories, stories);
+        Ok(Corpus { sequences })
+    }
+
+    /// Tokens in all.
+    pub fn tokens(&self) -> usize {
+        self.sequences.iter().map(Vec::len).sum()
+    }
+
+    /// The last `1/parts` of the sequences (at least one) split off for validation.
+    pub fn split_validation(&mut self, parts: usize) -> Corpus {
+        let n = (self.sequences.len() / parts.max(1)).max(1);
+        let keep = self.sequences.len().saturating_sub(n);
+        Corpus {
+            sequences: self.sequences.split_off(keep),
+        }
+    }
+}
+
+/// How to train.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Settings {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Windows per step.
+    pub batch: usize,
+    /// Positions per window (at most the model's context).
+    pub window: usize,
+    /// Peak learning rate (linear warm-up, then cosine decay to a tenth).
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup: usize,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Seed of the initial weights and of the windows drawn.
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            steps: 2000,
+            batch: 16,
+            window: 128,
+            lr: 3e-3,
+            warmup: 100,
+            weight_decay: 0.01,
+            seed: 1,
+        }
+    }
+}
+
+/// One training step's record.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StepLoss {
+    /// Step (from 1).
+    pub step: usize,
+    /// Mean cross-entropy of the step's batch (nats per token).
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// The learning rate at `step` (0-based).
+fn learning_rate(s: &Settings, step: usize) -> f64 {
+    if step < s.warmup {
+        return s.lr * (step + 1) as f64 / s.warmup as f64;
+    }
+    let span = (s.steps - s.warmup).max(1) as f64;
+    let t = (step - s.warmup) as f64 / span;
+    s.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+/// Draws `batch` windows of `window + 1` tokens: inputs and next-token targets.
+fn draw(
+    corpus: &Corpus,
+    batch: usize,
+    window: usize,
+    rng: &mut Normal,
+    model: &Model,
+) -> Result<(Tensor, Tensor)> {
+    let usable: Vec<&Vec<u32>> = corpus.sequences.iter().filter(|s| s.len() >= 2).collect();
+    if usable.is_empty() {
+        return Err(TrainError::Invalid("the corpus has no sequence of two tokens".into()));
+    }
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    for _ in 0..batch {
+        let seq = usable[(rng.uniform() * usable.len() as f64) as usize % usable.len()];
+        // Windows start at the sequence's start or anywhere within it; short ones are
+        // padded by repeating their last token (a target it already predicts).
+        let max_start = seq.len().saturating_sub(window + 1);
+        let start = (rng.uniform() * (max_start + 1) as f64) as usize % (max_start + 1);
+        for k in 0..window {
+            let at = (start + k).min(seq.len() - 2);
+            inputs.push(seq[at]);
+            targets.push(seq[at + 1]);
+        }
+    }
+    let dev = model.device();
+    Ok((
+        Tensor::from_vec(inputs, (batch, window), dev)?,
+        Tensor::from_vec(targets, batch * window, dev)?,
+    ))
+}
+
+/// Mean cross-entropy of `model` on every window of `corpus` (nats per token).
+pub fn evaluate(model: &Model, corpus: &Corpus, window: usize) -> Result<f64> {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    let dev = model.device();
+    for seq in &corpus.sequences {
+        for chunk in seq.windows(2).collect::<Vec<_>>().chunks(window) {
+            let inputs: Vec<u32> = chunk.iter().map(|w| w[0]).collect();
+            let targets: Vec<u32> = chunk.iter().map(|w| w[1]).collect();
+            let t = inputs.len();
+            let logits = model.forward(&Tensor::from_vec(inputs, (1, t), dev)?)?;
+            let loss = candle_nn::loss::cross_entropy(
+                &logits.reshape((t, model.config.vocab_size))?,
+                &Tensor::from_vec(targets, t, dev)?,
+            )?;
+            sum += loss.to_scalar::<f32>()? as f64 * t as f64;
+            n += t;
+            // Only a sequence's first window starts from BOS, like generation does.
+            break;
+        }
+    }
+    Ok(sum / n.max(1) as f64)
+}
+
+/// Trains `model` on `corpus`, calling `progress` after every step.
+pub fn train(
+    model: &mut Model,
+    corpus: &Corpus,
+    settings: &Settings,
+    progress: &mut dyn FnMut(&StepLoss),
+) -> Result<Vec<StepLoss>> {
+    if settings.window == 0 || settings.window > model.config.seq_len {
+        return Err(TrainError::Invalid(format!(
+            "a window of {} positions does not fit a context of {}",
+            settings.window, model.config.seq_len
+        )));
+    }
+    if settings.steps == 0 || settings.batch == 0 {
+        return Err(TrainError::Invalid("train at least one step of one window".into()));
+    }
+    let mut opt = AdamW::new(
+        model.vars(),
+        ParamsAdamW {
+            lr: settings.lr,
+            weight_decay: settings.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = Normal::new(settings.seed ^ 0x5eed_0f_da7a);
+    let mut curve = Vec::with_capacity(settings.steps);
+    let v = model.config.vocab_size;
+    for step in 0..settings.steps {
+        let lr = learning_rate(settings, step);
+        opt.set_learning_rate(lr);
+        let (inputs, targets) = draw(corpus, settings.batch, settings.window, &mut rng, model)?;
+        let logits = model.forward(&inputs)?;
+        let loss = candle_nn::loss::cross_entropy(
+            &logits.reshape((settings.batch * settings.window, v))?,
+            &targets,
+        )?;
+        opt.backward_step(&loss)?;
+        let record = StepLoss {
+            step: step + 1,
+            loss: loss.to_scalar::<f32>()?,
+            lr,
+        };
+        if !record.loss.is_finite() {
+            return Err(TrainError::Invalid(format!(
+                "the loss diverged at step {} (learning rate {lr})",
+                record.step
+            )));
+        }
+        progress(&record);
+        curve.push(record);
+    }
+    Ok(curve)
+}
