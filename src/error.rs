@@ -60,7 +60,9 @@ impl CliError {
                 CliError::exit_code_of_runtime(e)
             }
             CliError::Agent(e) => input(e.is_bad_input()),
-            CliError::Train(etch_train::TrainError::Invalid(_) | etch_train::TrainError::Io { .. }) => 2,
+            CliError::Train(
+                etch_train::TrainError::Invalid(_) | etch_train::TrainError::Io { .. },
+            ) => 2,
             CliError::Train(etch_train::TrainError::Compiler(e)) => input(e.is_bad_input()),
             CliError::Train(etch_train::TrainError::Contract(e)) => input(e.is_bad_input()),
             CliError::Train(_) => 1,

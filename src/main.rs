@@ -276,7 +276,12 @@ pub struct TrainArgs {
     #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
     pub tokenizer: PathBuf,
     /// Train on this text: paragraphs separated by blank lines.
-    #[arg(long, value_name = "FILE", conflicts_with = "teacher", required_unless_present = "teacher")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "teacher",
+        required_unless_present = "teacher"
+    )]
     pub text: Option<PathBuf>,
     /// Train on stories this checkpoint writes itself (float reference, temperature 1,
     /// top-p 0.9).

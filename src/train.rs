@@ -96,14 +96,14 @@ pub fn train(a: &TrainArgs) -> CliResult {
             bar.finish_and_clear();
             (
                 c?,
-                format!(
-                    "{} stories by {}",
-                    a.teacher_stories,
-                    teacher.display()
-                ),
+                format!("{} stories by {}", a.teacher_stories, teacher.display()),
             )
         }
-        (None, None) => return Err(CliError::Usage("give --text FILE or --teacher MODEL".into())),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give --text FILE or --teacher MODEL".into(),
+            ))
+        }
     };
     if corpus.sequences.len() < 2 {
         return Err(CliError::Usage(format!(

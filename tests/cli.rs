@@ -407,14 +407,38 @@ fn train_writes_a_checkpoint_the_other_commands_take() {
     let out = dir.path().join("m");
     let o = out.to_str().unwrap();
     let args = [
-        "train", "-o", o, "-z", &tok, "--text", corpus.to_str().unwrap(), "--dim", "16",
-        "--hidden", "32", "--layers", "1", "--heads", "2", "--seq-len", "32", "--steps", "30",
-        "--batch", "4", "--lr", "1e-2", "--json",
+        "train",
+        "-o",
+        o,
+        "-z",
+        &tok,
+        "--text",
+        corpus.to_str().unwrap(),
+        "--dim",
+        "16",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--seq-len",
+        "32",
+        "--steps",
+        "30",
+        "--batch",
+        "4",
+        "--lr",
+        "1e-2",
+        "--json",
     ];
     let v = json(&etch(&args));
     assert_eq!(v["config"]["dim"], 16);
     assert_eq!(v["config"]["vocab_size"], 512);
-    assert_eq!(v["sequences"].as_u64().unwrap() + v["validation_sequences"].as_u64().unwrap(), 40);
+    assert_eq!(
+        v["sequences"].as_u64().unwrap() + v["validation_sequences"].as_u64().unwrap(),
+        40
+    );
     let (before, after) = (
         v["validation_loss_before"].as_f64().unwrap(),
         v["validation_loss_after"].as_f64().unwrap(),

@@ -148,7 +148,9 @@ fn draw(
 ) -> Result<(Tensor, Tensor)> {
     let usable: Vec<&Vec<u32>> = corpus.sequences.iter().filter(|s| s.len() >= 2).collect();
     if usable.is_empty() {
-        return Err(TrainError::Invalid("the corpus has no sequence of two tokens".into()));
+        return Err(TrainError::Invalid(
+            "the corpus has no sequence of two tokens".into(),
+        ));
     }
     let (mut inputs, mut targets) = (Vec::new(), Vec::new());
     for _ in 0..batch {
@@ -174,21 +176,21 @@ fn draw(
 pub fn evaluate(model: &Model, corpus: &Corpus, window: usize) -> Result<f64> {
     let (mut sum, mut n) = (0.0f64, 0usize);
     let dev = model.device();
+    // Each sequence's first window only, from BOS, as generation sees it.
     for seq in &corpus.sequences {
-        for chunk in seq.windows(2).collect::<Vec<_>>().chunks(window) {
-            let inputs: Vec<u32> = chunk.iter().map(|w| w[0]).collect();
-            let targets: Vec<u32> = chunk.iter().map(|w| w[1]).collect();
-            let t = inputs.len();
-            let logits = model.forward(&Tensor::from_vec(inputs, (1, t), dev)?)?;
-            let loss = candle_nn::loss::cross_entropy(
-                &logits.reshape((t, model.config.vocab_size))?,
-                &Tensor::from_vec(targets, t, dev)?,
-            )?;
-            sum += loss.to_scalar::<f32>()? as f64 * t as f64;
-            n += t;
-            // Only a sequence's first window starts from BOS, like generation does.
-            break;
+        let t = (seq.len().saturating_sub(1)).min(window);
+        if t == 0 {
+            continue;
         }
+        let inputs = seq[..t].to_vec();
+        let targets = seq[1..=t].to_vec();
+        let logits = model.forward(&Tensor::from_vec(inputs, (1, t), dev)?)?;
+        let loss = candle_nn::loss::cross_entropy(
+            &logits.reshape((t, model.config.vocab_size))?,
+            &Tensor::from_vec(targets, t, dev)?,
+        )?;
+        sum += loss.to_scalar::<f32>()? as f64 * t as f64;
+        n += t;
     }
     Ok(sum / n.max(1) as f64)
 }
@@ -207,7 +209,9 @@ pub fn train(
         )));
     }
     if settings.steps == 0 || settings.batch == 0 {
-        return Err(TrainError::Invalid("train at least one step of one window".into()));
+        return Err(TrainError::Invalid(
+            "train at least one step of one window".into(),
+        ));
     }
     let mut opt = AdamW::new(
         model.vars(),
@@ -217,7 +221,7 @@ pub fn train(
             ..Default::default()
         },
     )?;
-    let mut rng = Normal::new(settings.seed ^ 0x5eed_0f_da7a);
+    let mut rng = Normal::new(settings.seed ^ 0x005e_ed0f_da7a);
     let mut curve = Vec::with_capacity(settings.steps);
     let v = model.config.vocab_size;
     for step in 0..settings.steps {

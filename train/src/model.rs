@@ -209,8 +209,7 @@ impl Model {
                     return Ok(x.contiguous()?);
                 }
                 // Key/value head `j` serves query heads `j·mul .. (j+1)·mul`.
-                Ok(x
-                    .unsqueeze(2)?
+                Ok(x.unsqueeze(2)?
                     .broadcast_as((b, n, nh / n, t, hs))?
                     .contiguous()?
                     .reshape((b, nh, t, hs))?)
@@ -230,7 +229,7 @@ impl Model {
             x = (x + linear(&(gate * up)?, &p.w2[l])?)?;
         }
         let xn = rmsnorm(&x, &p.rms_final)?;
-        Ok(linear(&xn, &p.token_embedding)?)
+        linear(&xn, &p.token_embedding)
     }
 
     /// The model as a llama2.c checkpoint (RoPE tables included, as the format has
@@ -244,7 +243,9 @@ impl Model {
             Ok(())
         };
         put(&p.token_embedding)?;
-        for group in [&p.rms_att, &p.wq, &p.wk, &p.wv, &p.wo, &p.rms_ffn, &p.w1, &p.w2, &p.w3] {
+        for group in [
+            &p.rms_att, &p.wq, &p.wk, &p.wv, &p.wo, &p.rms_ffn, &p.w1, &p.w2, &p.w3,
+        ] {
             for v in group {
                 put(v)?;
             }
