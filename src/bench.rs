@@ -337,7 +337,7 @@ fn software(ck: &Checkpoint, tok: &Tokenizer, prompt: &str, steps: usize) -> Cli
 }
 
 /// Registers a system font for the PNG plots (SVG text needs none).
-fn font() -> Result<(), String> {
+pub fn font() -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         let candidates = [

@@ -269,7 +269,7 @@ pub struct AccuracyArgs {
 /// `etch train` arguments.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Output directory: model.bin, tokenizer.bin, loss.csv, train.json.
+    /// Output directory: model.bin, tokenizer.bin, loss.csv, loss.png, train.json.
     #[arg(short = 'o', long = "out", value_name = "DIR")]
     pub out: PathBuf,
     /// Tokenizer (llama2.c format); its vocabulary is the model's.

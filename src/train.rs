@@ -39,6 +39,48 @@ fn write(path: std::path::PathBuf, bytes: impl AsRef<[u8]>) -> CliResult {
     })
 }
 
+/// The loss curve as a PNG: the loss of every step and its running mean over 50.
+fn plot_loss(curve: &[etch_train::StepLoss], path: &std::path::Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    crate::bench::font()?;
+    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
+    let max = curve.iter().map(|s| s.loss as f64).fold(0.0, f64::max) * 1.05;
+    let steps = curve.len().max(1);
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("etch train: loss per step", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..steps, 0f64..max.max(1e-3))?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("cross-entropy (nats/token)")
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            curve.iter().map(|s| (s.step, s.loss as f64)),
+            RGBColor(160, 180, 230),
+        ))?;
+        let mean: Vec<(usize, f64)> = curve
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let w = &curve[i.saturating_sub(49)..=i];
+                (
+                    s.step,
+                    w.iter().map(|x| x.loss as f64).sum::<f64>() / w.len() as f64,
+                )
+            })
+            .collect();
+        chart.draw_series(LineSeries::new(mean, BLUE.stroke_width(2)))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| e.to_string())
+}
+
 /// `etch train`.
 pub fn train(a: &TrainArgs) -> CliResult {
     let started = Instant::now();
@@ -143,6 +185,12 @@ pub fn train(a: &TrainArgs) -> CliResult {
         let _ = writeln!(csv, "{},{},{}", s.step, s.loss, s.lr);
     }
     write(a.out.join("loss.csv"), csv)?;
+    let plotted = plot_loss(&curve, &a.out.join("loss.png"));
+    if let Err(why) = &plotted {
+        if !a.json {
+            eprintln!("no loss.png ({why}); loss.csv has the curve");
+        }
+    }
     let tail = &curve[curve.len() - (curve.len() / 10).max(1)..];
     let report = TrainReport {
         model: a.out.join("model.bin").display().to_string(),

@@ -446,6 +446,8 @@ fn train_writes_a_checkpoint_the_other_commands_take() {
     assert!(after < before, "{before} → {after}");
     let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
     assert_eq!(csv.lines().count(), 31);
+    let png = std::fs::read(out.join("loss.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "loss.png is a PNG");
     // The checkpoint is a llama2.c model like any other.
     let model = out.join("model.bin");
     let info = json(&etch(&[
