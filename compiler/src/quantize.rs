@@ -817,7 +817,7 @@ impl QuantizedModel {
                 "final RMSNorm output format leaves no rounding shift".into(),
             ));
         }
-        // Accumulators: |w| ≤ 127, |a| ≤ 2^15, so a row of n products needs
+        // Accumulators: |w| ≤ 128, |a| ≤ 2^15, so a row of n products needs
         // 7 + 15 + log2(n) + 1 bits; the chip's accumulators are 48 bits wide.
         let widest = self.config.dim.max(self.config.hidden_dim) as f64;
         if 23.0 + widest.log2().ceil() > 48.0 {
