@@ -37,22 +37,39 @@ pub struct WeightsJson<'a> {
     bits: u32,
     group: u32,
     wide: &'a [String],
+    rounding: etch_compiler::Rounding,
+    /// Weight, group scale and wide ROM bits.
     rom_bits: u64,
 }
 
 impl<'a> WeightsJson<'a> {
-    /// The format `quant` names, with the weight ROM bits of `storage`.
-    pub fn new(
-        quant: &'a etch_compiler::QuantSettings,
-        storage: &etch_compiler::chip::Storage,
-    ) -> Self {
+    /// The format `quant` names, taking `rom_bits` of weight ROM.
+    pub fn new(quant: &'a etch_compiler::QuantSettings, rom_bits: u64) -> Self {
         WeightsJson {
             bits: quant.weight_bits,
             group: quant.group,
             wide: &quant.wide,
-            rom_bits: storage.weights + storage.group_scales,
+            rounding: quant.rounding,
+            rom_bits,
         }
     }
+}
+
+/// `--rom-budget`: the weights that measure best within `budget` bits, with a
+/// progress bar.
+pub fn choose_weights(
+    checkpoint: &etch_compiler::Checkpoint,
+    tokenizer: &etch_compiler::Tokenizer,
+    quant: &etch_compiler::QuantSettings,
+    budget: u64,
+    lanes: usize,
+) -> CliResult<MixChoice> {
+    let bar = progress(100, "choosing weights");
+    let choice = choose_mix(checkpoint, tokenizer, quant, budget, lanes, &mut |m| {
+        bar.set_message(m.to_string())
+    });
+    bar.finish_and_clear();
+    Ok(choice?)
 }
 
 /// One line naming a weight format: bits, group scales, matrices kept at 8 bits.
@@ -76,7 +93,7 @@ pub const DEFAULT_LANES: usize = 64;
 pub fn build(a: &BuildArgs) -> CliResult {
     let (checkpoint, tokenizer) = open_model(&a.model)?;
     let c = *checkpoint.config();
-    let mut quant = a.quant.settings()?;
+    let quant = a.quant.settings()?;
     let fitted = match &a.fit {
         Some(name) => {
             let (target, _) = crate::fit::part(name)?;
@@ -93,9 +110,8 @@ pub fn build(a: &BuildArgs) -> CliResult {
         }
         None => None,
     };
-    let mut mixed: Option<MixChoice> = None;
-    let options = match &fitted {
-        Some(choice) => choice.options.clone(),
+    let (options, mixed) = match &fitted {
+        Some(choice) => (choice.options.clone(), None),
         None => {
             let lanes = match a.lanes {
                 Some(l) => l,
@@ -112,22 +128,12 @@ pub fn build(a: &BuildArgs) -> CliResult {
                     l
                 }
             };
-            let mix = match a.rom_budget {
-                Some(budget) => {
-                    let bar = progress(100, "choosing weights");
-                    let choice =
-                        choose_mix(&checkpoint, &tokenizer, &quant, budget, lanes, &mut |m| {
-                            bar.set_message(m.to_string())
-                        });
-                    bar.finish_and_clear();
-                    let choice = choice?;
-                    quant = choice.settings.clone();
-                    Some(choice)
-                }
-                None => None,
-            };
-            mixed = mix;
-            BuildOptions {
+            let mix = a
+                .rom_budget
+                .map(|budget| choose_weights(&checkpoint, &tokenizer, &quant, budget, lanes))
+                .transpose()?;
+            let quant = mix.as_ref().map_or(quant.clone(), |m| m.settings.clone());
+            let options = BuildOptions {
                 lanes,
                 contexts: a.contexts,
                 max_seq: a.max_seq.unwrap_or(c.seq_len),
@@ -136,7 +142,8 @@ pub fn build(a: &BuildArgs) -> CliResult {
                     requantizers: a.requantizers.unwrap_or(lanes),
                     pipeline: a.pipeline,
                 },
-            }
+            };
+            (options, mix)
         }
     };
     let bar = progress(100, "building");
@@ -151,6 +158,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
         },
     )?;
     bar.finish_and_clear();
+    let weight_rom = manifest.storage.weights + manifest.storage.group_scales;
     let summary = BuildJson {
         out: a.out.display().to_string(),
         model_identity: &manifest.model_identity,
@@ -165,7 +173,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
         design_hash: &manifest.design_hash,
         requantizers: options.datapath.requantizers,
         pipeline: options.datapath.pipeline.name(),
-        weights: WeightsJson::new(&options.quant, &manifest.storage),
+        weights: WeightsJson::new(&options.quant, weight_rom),
         fit: fitted.as_ref().map(|c| c.json()),
         mix: mixed.as_ref(),
     };
@@ -185,7 +193,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
     println!(
         "  weights      {} ({:.3} Mbit)",
         describe_weights(&options.quant),
-        (manifest.storage.weights + manifest.storage.group_scales) as f64 / 1e6
+        weight_rom as f64 / 1e6
     );
     if let Some(m) = &mixed {
         println!(

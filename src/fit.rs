@@ -12,7 +12,7 @@
 
 use etch_compiler::chip::{design, BuildOptions, Datapath, Pipeline};
 use etch_compiler::mix::{Trial, Trials};
-use etch_compiler::{Checkpoint, QuantSettings, QuantizedModel, Tokenizer};
+use etch_compiler::{Calibration, Checkpoint, QuantSettings, QuantizedModel, Tokenizer};
 use etch_fpga::fit::{estimate, within, DesignShape};
 use etch_fpga::{Board, FpgaError, Resources, Target};
 use serde::Serialize;
@@ -191,16 +191,8 @@ pub fn fit(
                 pipeline: Pipeline::FPGA,
             },
         };
-        let params = design(model, &options).ok()?;
-        let shape = DesignShape {
-            lanes,
-            requantizers,
-            head_units: params.head_units(),
-            sigmoid_units: params.sigmoid_units(),
-            pipeline: Pipeline::FPGA,
-            memories: params.memories(),
-        };
-        Some((options, estimate(&shape)))
+        let est = resources(model, &options)?;
+        Some((options, est))
     };
     progress("estimating resources");
     for lanes in [256usize, 128, 64, 32, 16, 8] {
@@ -215,7 +207,7 @@ pub fn fit(
                     if within(target, &est).is_ok() {
                         let reasons = why_not_bigger(cand, &positions, &evaluate, target);
                         let (options, est, accuracy) =
-                            widen(ck, tok, target, options, est, progress)?;
+                            widen(ck, tok, calibration.clone(), target, options, est, progress)?;
                         return Ok(Choice {
                             options,
                             target,
@@ -239,31 +231,18 @@ pub fn fit(
     ))))
 }
 
-/// The resources of `options` with the weights of `quant` (already measured, so its
-/// calibration is shared), or `None` when the design is impossible.
-fn estimate_with(
-    trials: &Trials,
-    options: &BuildOptions,
-    quant: &QuantSettings,
-) -> CliResult<Option<(BuildOptions, Resources)>> {
-    let (model, _) = trials.model(quant)?;
-    let options = BuildOptions {
-        quant: quant.clone(),
-        ..options.clone()
-    };
-    let Ok(params) = design(&model, &options) else {
-        return Ok(None);
-    };
-    let shape = DesignShape {
+/// The estimated resources of `model` built with `options`, or `None` when the design
+/// is impossible.
+fn resources(model: &QuantizedModel, options: &BuildOptions) -> Option<Resources> {
+    let params = design(model, options).ok()?;
+    Some(estimate(&DesignShape {
         lanes: options.lanes,
         requantizers: options.datapath.requantizers,
         head_units: params.head_units(),
         sigmoid_units: params.sigmoid_units(),
         pipeline: options.datapath.pipeline,
         memories: params.memories(),
-    };
-    let est = estimate(&shape);
-    Ok(Some((options, est)))
+    }))
 }
 
 /// With 4-bit weights, keeps at 8 bits the matrices that gain the most per ROM bit
@@ -271,22 +250,24 @@ fn estimate_with(
 fn widen(
     ck: &Checkpoint,
     tok: &Tokenizer,
+    calibration: Calibration,
     target: Target,
     mut options: BuildOptions,
     mut est: Resources,
     progress: &mut dyn FnMut(&str),
 ) -> CliResult<(BuildOptions, Resources, Trial)> {
     progress("measuring the weights");
-    let mut trials = Trials::new(ck, tok, &options.quant, options.lanes)?;
+    let mut trials = Trials::with_calibration(ck, tok, &options.quant, calibration, options.lanes)?;
     if options.quant.weight_bits == 4 {
         progress("choosing matrices to keep at 8 bits");
         let ranked = trials.rank_units(options.quant.group)?;
         for (unit, _) in ranked {
-            let mut quant = options.quant.clone();
-            quant.wide.push(unit);
-            if let Some((o, e)) = estimate_with(&trials, &options, &quant)? {
+            let mut wider = options.clone();
+            wider.quant.wide.push(unit);
+            let (model, _) = trials.model(&wider.quant)?;
+            if let Some(e) = resources(&model, &wider) {
                 if within(target, &e).is_ok() {
-                    options = o;
+                    options = wider;
                     est = e;
                 }
             }

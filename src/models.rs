@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use etch_compiler::mix::{choose_mix, MixChoice};
+use etch_compiler::mix::MixChoice;
 use etch_compiler::WeightFormat;
 use etch_compiler::{
     generate, Checkpoint, ChipSampling, Decoder, Generation, GoldenDecoder, QuantizedModel,
@@ -120,21 +120,13 @@ pub fn emulate(a: &EmulateArgs) -> CliResult {
 struct AccuracyJson<'a> {
     #[serde(flatten)]
     report: &'a etch_compiler::AccuracyReport,
-    weights: FormatJson<'a>,
+    weights: crate::chip::WeightsJson<'a>,
+    /// Lanes whose layout `weights.rom_bits` counts.
+    lanes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     mix: Option<&'a MixChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     per_matrix: Option<&'a [MatrixLoss]>,
-}
-
-#[derive(Serialize)]
-struct FormatJson<'a> {
-    bits: u32,
-    group: u32,
-    wide: &'a [String],
-    rounding: etch_compiler::Rounding,
-    rom_bits: u64,
-    lanes: usize,
 }
 
 /// What one matrix loses alone in its format, every other at 8 bits.
@@ -155,18 +147,9 @@ fn per_matrix_losses(
     calibration: &etch_compiler::Calibration,
     sequences: &[Vec<u32>],
 ) -> CliResult<Vec<MatrixLoss>> {
-    let base = WeightFormat::of(settings);
-    let shared = checkpoint.config().shared_classifier;
     let mut out = Vec::new();
-    for unit in etch_compiler::WIDE_UNITS {
-        if unit == "wcls" && shared {
-            continue;
-        }
-        let format = if settings.wide.iter().any(|u| u == unit) {
-            WeightFormat::WIDE
-        } else {
-            base
-        };
+    for unit in etch_compiler::mix::units(checkpoint) {
+        let format = WeightFormat::for_unit(settings, unit);
         let model = QuantizedModel::with_formats(checkpoint, settings, calibration, &|id| {
             if id.kind.unit() == unit {
                 format
@@ -206,25 +189,14 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
         None => etch_hdl::top::default_lanes(crate::chip::DEFAULT_LANES, c.dim, c.n_heads)
             .map_err(|e| CliError::Usage(format!("{e} (no lane count fits this model)")))?,
     };
-    let mut settings = a.quant.settings()?;
-    let mix = match a.rom_budget {
-        Some(budget) => {
-            let bar = spinner("choosing weights");
-            let choice = choose_mix(
-                &checkpoint,
-                &tokenizer,
-                &settings,
-                budget,
-                lanes,
-                &mut |m| bar.set_message(m.to_string()),
-            );
-            bar.finish_and_clear();
-            let choice = choice?;
-            settings = choice.settings.clone();
-            Some(choice)
-        }
-        None => None,
-    };
+    let settings = a.quant.settings()?;
+    let mix = a
+        .rom_budget
+        .map(|budget| {
+            crate::chip::choose_weights(&checkpoint, &tokenizer, &settings, budget, lanes)
+        })
+        .transpose()?;
+    let settings = mix.as_ref().map_or(settings, |m| m.settings.clone());
     let bar = spinner("calibrating and quantizing");
     let calibration = etch_compiler::calibrate(&checkpoint, &tokenizer, &settings);
     bar.finish_and_clear();
@@ -245,14 +217,7 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     bar.finish_and_clear();
     let per_matrix = if a.per_matrix {
         let bar = spinner("measuring each matrix alone");
-        let sequences: Vec<Vec<u32>> = etch_compiler::paragraphs(&text)
-            .iter()
-            .map(|p| {
-                let mut ids = tokenizer.encode(p);
-                ids.truncate(c.seq_len);
-                ids
-            })
-            .collect();
+        let (sequences, _) = etch_compiler::text_sequences(&text, &tokenizer, c.seq_len);
         let losses = per_matrix_losses(&checkpoint, &settings, &calibration, &sequences);
         bar.finish_and_clear();
         Some(losses?)
@@ -263,14 +228,8 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     if a.json {
         return print_json(&AccuracyJson {
             report: &report,
-            weights: FormatJson {
-                bits: settings.weight_bits,
-                group: settings.group,
-                wide: &settings.wide,
-                rounding: settings.rounding,
-                rom_bits,
-                lanes,
-            },
+            weights: crate::chip::WeightsJson::new(&settings, rom_bits),
+            lanes,
             mix: mix.as_ref(),
             per_matrix: per_matrix.as_deref(),
         });

@@ -37,6 +37,14 @@ fn shapes() -> Vec<Shape> {
         seq_len: 48,
         shared_classifier: true,
     };
+    // A width that 64 lanes cannot carry (dim 48, six heads of 8).
+    let dim48 = Config {
+        dim: 48,
+        n_heads: 6,
+        n_kv_heads: 3,
+        hidden_dim: 88,
+        ..base
+    };
     let int4_pipeline = Datapath {
         requantizers: 8,
         pipeline: Pipeline {
@@ -93,17 +101,11 @@ fn shapes() -> Vec<Shape> {
             wide: &[],
             datapath: int4_pipeline,
         },
-        // Groups of 32 (whole rows of dim 32) and groups of 64, wider than any row here:
-        // every row group padded to 64 words.
+        // Groups of 32 (rows of 48 and 88: partial last groups) and groups of 64,
+        // wider than any row here: every row group padded to 64 words.
         Shape {
             name: "dim48-l16-int4-g32",
-            config: Config {
-                dim: 48,
-                n_heads: 6,
-                n_kv_heads: 3,
-                hidden_dim: 88,
-                ..base
-            },
+            config: dim48,
             lanes: 16,
             weight_bits: 4,
             group: 32,
@@ -127,17 +129,10 @@ fn shapes() -> Vec<Shape> {
                 pipeline: Pipeline::FPGA,
             },
         },
-        // A width that 64 lanes cannot carry (dim 48, six heads of 8): 16 lanes, the
-        // most `etch build` picks by default for it.
+        // dim 48 on 16 lanes, the most `etch build` picks by default for it.
         Shape {
             name: "dim48-l16",
-            config: Config {
-                dim: 48,
-                n_heads: 6,
-                n_kv_heads: 3,
-                hidden_dim: 88,
-                ..base
-            },
+            config: dim48,
             lanes: 16,
             weight_bits: 8,
             group: 0,

@@ -54,6 +54,24 @@ fn log_softmax_at(logits: impl Iterator<Item = f64> + Clone, index: usize) -> f6
     target - max - sum.ln()
 }
 
+/// The paragraphs of `text`, each encoded from BOS and cut at `seq_len` tokens, and how
+/// many were cut.
+pub fn text_sequences(text: &str, tokenizer: &Tokenizer, seq_len: usize) -> (Vec<Vec<u32>>, usize) {
+    let mut truncated = 0;
+    let sequences = paragraphs(text)
+        .iter()
+        .map(|p| {
+            let mut ids = tokenizer.encode(p);
+            if ids.len() > seq_len {
+                ids.truncate(seq_len);
+                truncated += 1;
+            }
+            ids
+        })
+        .collect();
+    (sequences, truncated)
+}
+
 /// Teacher-forced scores of token sequences under the float reference and the golden
 /// model.
 #[derive(Clone, Debug, Default)]
@@ -131,19 +149,7 @@ pub fn accuracy(
     greedy_steps: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<AccuracyReport> {
-    let c = *checkpoint.config();
-    let mut truncated = 0;
-    let sequences: Vec<Vec<u32>> = paragraphs(text)
-        .iter()
-        .map(|p| {
-            let mut ids = tokenizer.encode(p);
-            if ids.len() > c.seq_len {
-                ids.truncate(c.seq_len);
-                truncated += 1;
-            }
-            ids
-        })
-        .collect();
+    let (sequences, truncated) = text_sequences(text, tokenizer, checkpoint.config().seq_len);
     let s = score(checkpoint, model, &sequences, progress);
 
     let greedy = SamplingParams {

@@ -175,25 +175,38 @@ fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant,
 }
 
 impl Builder {
-    /// Appends a weight ROM word of `(code, bits)` fields, and, with group scales, the
-    /// scale ROM word of `scales` when the word starts a group.
+    /// Appends a word of `codes`, one per lane: to the wide ROM (8 bits each) for a
+    /// matrix kept wide, otherwise to the weight ROM (`weight_bits` each) with, when the
+    /// word starts a group, the scale ROM word of `scales`.
     fn push_weight_word(
         &mut self,
-        fields: impl Iterator<Item = (u64, usize)>,
+        wide: bool,
+        codes: impl Iterator<Item = i8>,
         scales: impl Iterator<Item = u64>,
     ) {
+        if wide {
+            self.wide.push_fields(codes.map(|c| (c as u8 as u64, 8)));
+            return;
+        }
         if self.group != 0 && self.weights.words.len() % self.group == 0 {
             let bits = GROUP_SCALE_BITS as usize;
             self.scales.push_fields(scales.map(|s| (s, bits)));
         }
-        self.weights.push_fields(fields);
+        let bits = self.weight_bits;
+        self.weights
+            .push_fields(codes.map(|c| (c as u8 as u64, bits)));
     }
 
-    /// Zero words up to the next group boundary (every matrix starts on one).
-    fn align_to_group(&mut self) {
+    /// Zero words up to the next group boundary of the weight ROM, or of the wide ROM
+    /// (every matrix starts on one, in both, so that one address step serves both).
+    fn align_to_group(&mut self, wide: bool) {
         let l = self.lanes;
-        while self.group != 0 && self.weights.words.len() % self.group != 0 {
-            self.push_weight_word((0..l).map(|_| (0, 4)), (0..l).map(|_| 0));
+        loop {
+            let len = if wide { &self.wide } else { &self.weights }.words.len();
+            if self.group == 0 || len % self.group == 0 {
+                break;
+            }
+            self.push_weight_word(wide, (0..l).map(|_| 0), (0..l).map(|_| 0));
         }
     }
 
@@ -206,53 +219,26 @@ impl Builder {
         } else {
             m.cols.next_multiple_of(group)
         };
-        let code = |g: usize, i: usize, j: usize| {
-            let r = g * l + i;
-            if r < m.rows && j < m.cols {
-                m.codes[r * m.cols + j]
-            } else {
-                0
-            }
+        // A matrix kept at 8 bits in a 4-bit model lives in the wide ROM.
+        let wide = m.bits == 8 && self.weight_bits == 4;
+        self.align_to_group(wide);
+        let rom_base = if wide {
+            WIDE_ROM_BASE + self.wide.words.len()
+        } else {
+            self.weights.words.len()
         };
-        if m.bits == 8 && self.weight_bits == 4 {
-            // A matrix kept at 8 bits in a 4-bit model: the wide ROM, whose row groups
-            // are padded like the narrow ROM's so that one address step serves both.
-            while group != 0 && self.wide.words.len() % group != 0 {
-                self.wide.push_fields((0..l).map(|_| (0, 8)));
-            }
-            let rom_base = WIDE_ROM_BASE + self.wide.words.len();
-            for g in 0..groups {
-                for j in 0..stride {
-                    self.wide
-                        .push_fields((0..l).map(|i| (code(g, i, j) as u8 as u64, 8)));
-                }
-            }
-            return MatrixPlace {
-                rom_base,
-                req_base: 0,
-                rows: m.rows,
-                cols: m.cols,
-                groups,
-                stride,
-            };
-        }
-        self.align_to_group();
-        let rom_base = self.weights.words.len();
         for g in 0..groups {
             for j in 0..stride {
-                let scale = |i: usize| {
-                    let r = g * l + i;
-                    if r < m.rows && gpr != 0 {
-                        m.group_scales[r * gpr + j / group] as u64
-                    } else {
-                        0
-                    }
+                let row = |i: usize| Some(g * l + i).filter(|&r| r < m.rows);
+                let code = |i| match row(i) {
+                    Some(r) if j < m.cols => m.codes[r * m.cols + j],
+                    _ => 0,
                 };
-                let bits = self.weight_bits;
-                self.push_weight_word(
-                    (0..l).map(|i| (code(g, i, j) as u8 as u64, bits)),
-                    (0..l).map(scale),
-                );
+                let scale = |i| match row(i) {
+                    Some(r) if gpr != 0 => m.group_scales[r * gpr + j / group] as u64,
+                    _ => 0,
+                };
+                self.push_weight_word(wide, (0..l).map(code), (0..l).map(scale));
             }
         }
         MatrixPlace {
@@ -377,7 +363,7 @@ impl Placement {
             None => embedding.clone(),
         };
         classifier.req_base = b.requant(&model.classifier_requant);
-        b.align_to_group();
+        b.align_to_group(false);
         let positions = (lanes / c.dim).max(1);
         let layout = Layout {
             lanes,

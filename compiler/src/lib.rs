@@ -44,7 +44,7 @@ mod sampler;
 pub mod schedule;
 pub mod synthetic;
 
-pub use accuracy::{accuracy, paragraphs, score, AccuracyReport, Scores};
+pub use accuracy::{accuracy, paragraphs, score, text_sequences, AccuracyReport, Scores};
 pub use checkpoint::{Checkpoint, Config, Weights, HEADER_BYTES};
 pub use error::{Error, Result};
 pub use etch_contract::{

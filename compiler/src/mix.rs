@@ -75,8 +75,9 @@ pub fn weight_rom_bits(model: &QuantizedModel, lanes: usize) -> u64 {
     bits(&p.weights) + bits(&p.scales) + bits(&p.wide)
 }
 
-/// The units of precision `model`'s shape has.
-fn units(checkpoint: &Checkpoint) -> Vec<&'static str> {
+/// The units of precision (of [`WIDE_UNITS`]) a model has: `wcls` only when its
+/// classifier is not shared.
+pub fn units(checkpoint: &Checkpoint) -> Vec<&'static str> {
     let shared = checkpoint.config().shared_classifier;
     WIDE_UNITS
         .iter()
@@ -105,9 +106,21 @@ impl<'a> Trials<'a> {
         base: &QuantSettings,
         lanes: usize,
     ) -> Result<Self> {
+        let calibration = calibrate(checkpoint, tokenizer, base)?;
+        Self::with_calibration(checkpoint, tokenizer, base, calibration, lanes)
+    }
+
+    /// With a calibration already made (with `base`'s calibration settings).
+    pub fn with_calibration(
+        checkpoint: &'a Checkpoint,
+        tokenizer: &Tokenizer,
+        base: &QuantSettings,
+        calibration: Calibration,
+        lanes: usize,
+    ) -> Result<Self> {
         Ok(Trials {
             checkpoint,
-            calibration: calibrate(checkpoint, tokenizer, base)?,
+            calibration,
             selection: selection_stories(checkpoint, tokenizer)?,
             lanes,
             base: base.clone(),

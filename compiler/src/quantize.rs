@@ -49,15 +49,14 @@ impl WeightFormat {
     /// 8-bit codes, one scale per row: a matrix kept wide in a 4-bit model.
     pub const WIDE: WeightFormat = WeightFormat { bits: 8, group: 0 };
 
-    /// ROM bits per weight, group scales included (row scales live in the
-    /// requantization ROM, which every format has).
-    pub fn bits_per_weight(&self) -> f64 {
-        self.bits as f64
-            + if self.group == 0 {
-                0.0
-            } else {
-                GROUP_SCALE_BITS as f64 / self.group as f64
-            }
+    /// The format `settings` give the unit of precision `unit` (one of
+    /// [`etch_contract::WIDE_UNITS`]): 8 bits when it is kept wide, theirs otherwise.
+    pub fn for_unit(settings: &QuantSettings, unit: &str) -> Self {
+        if settings.wide.iter().any(|u| u == unit) {
+            WeightFormat::WIDE
+        } else {
+            WeightFormat::of(settings)
+        }
     }
 }
 
@@ -86,19 +85,6 @@ pub enum MatrixKind {
 }
 
 impl MatrixKind {
-    /// Every kind, in the checkpoint's order.
-    pub const ALL: [MatrixKind; 9] = [
-        MatrixKind::Embedding,
-        MatrixKind::Wq,
-        MatrixKind::Wk,
-        MatrixKind::Wv,
-        MatrixKind::Wo,
-        MatrixKind::W1,
-        MatrixKind::W2,
-        MatrixKind::W3,
-        MatrixKind::Classifier,
-    ];
-
     /// Its unit of precision (one of [`etch_contract::WIDE_UNITS`]): `wq`, `wk` and
     /// `wv` are one matrix on the chip.
     pub fn unit(self) -> &'static str {
@@ -600,13 +586,8 @@ impl QuantizedModel {
         settings: &QuantSettings,
         calibration: &Calibration,
     ) -> Result<Self> {
-        let format = WeightFormat::of(settings);
         Self::with_formats(checkpoint, settings, calibration, &|id| {
-            if settings.wide.iter().any(|u| u == id.kind.unit()) {
-                WeightFormat::WIDE
-            } else {
-                format
-            }
+            WeightFormat::for_unit(settings, id.kind.unit())
         })
     }
 
