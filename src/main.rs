@@ -261,6 +261,11 @@ pub struct AccuracyArgs {
     /// which matrices lose the most.
     #[arg(long)]
     pub per_matrix: bool,
+    /// The float model the chip is compared with [default: the model itself], e.g. the
+    /// original of a model fine-tuned by `etch train --init ORIGINAL --qat 4`; it must
+    /// have the model's vocabulary and context.
+    #[arg(long, value_name = "MODEL")]
+    pub reference: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -290,6 +295,26 @@ pub struct TrainArgs {
     /// Stories the teacher writes.
     #[arg(long, default_value_t = 400)]
     pub teacher_stories: usize,
+    /// Train towards the teacher's whole next-token distribution at every position
+    /// (distillation) rather than the next token of its stories.
+    #[arg(long, requires = "teacher")]
+    pub distill: bool,
+    /// Start from this checkpoint (fine-tuning): its shape replaces --dim, --hidden,
+    /// --layers, --heads, --kv-heads and --seq-len.
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["dim", "hidden", "layers", "heads", "kv_heads", "seq_len"])]
+    pub init: Option<PathBuf>,
+    /// Quantization-aware training: the forward pass rounds every weight matrix to
+    /// BITS-bit codes with group scales, as the chip stores them.
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u32).range(4..=8))]
+    pub qat: Option<u32>,
+    /// Weights per group scale under --qat: 8, 16, 32 or 64, or 0 for one scale per row
+    /// [default: as `etch build --weight-bits BITS`].
+    #[arg(long, value_name = "G", requires = "qat")]
+    pub qat_group: Option<u32>,
+    /// Start every window at its sequence's first token (BOS at position 0), as
+    /// generation does, rather than anywhere in the sequence.
+    #[arg(long)]
+    pub from_start: bool,
     /// Residual width.
     #[arg(long, default_value_t = 64)]
     pub dim: usize,

@@ -143,6 +143,7 @@ struct MatrixLoss {
 /// at 8 bits, scored on `sequences`.
 fn per_matrix_losses(
     checkpoint: &Checkpoint,
+    reference: &Checkpoint,
     settings: &etch_compiler::QuantSettings,
     calibration: &etch_compiler::Calibration,
     sequences: &[Vec<u32>],
@@ -157,7 +158,7 @@ fn per_matrix_losses(
                 WeightFormat::WIDE
             }
         })?;
-        let s = etch_compiler::score(checkpoint, &model, sequences, &mut |_, _| {});
+        let s = etch_compiler::score(reference, &model, sequences, &mut |_, _| {});
         out.push(MatrixLoss {
             matrix: unit,
             bits: format.bits,
@@ -184,6 +185,26 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
         )));
     }
     let c = *checkpoint.config();
+    let other_reference = match &a.reference {
+        Some(path) => {
+            let r = Checkpoint::open(path)?;
+            let rc = r.config();
+            if rc.vocab_size != c.vocab_size || rc.seq_len != c.seq_len {
+                return Err(CliError::Usage(format!(
+                    "the reference {} has a vocabulary of {} and a context of {}; the model \
+                     has {} and {}",
+                    path.display(),
+                    rc.vocab_size,
+                    rc.seq_len,
+                    c.vocab_size,
+                    c.seq_len
+                )));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let reference = other_reference.as_ref().unwrap_or(&checkpoint);
     let lanes = match a.lanes {
         Some(l) => l,
         None => etch_hdl::top::default_lanes(crate::chip::DEFAULT_LANES, c.dim, c.n_heads)
@@ -204,7 +225,7 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     let model = QuantizedModel::from_calibration(&checkpoint, &settings, &calibration)?;
     let bar = progress(0, "evaluating");
     let report = etch_compiler::accuracy(
-        &checkpoint,
+        reference,
         &tokenizer,
         &model,
         &text,
@@ -218,7 +239,7 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     let per_matrix = if a.per_matrix {
         let bar = spinner("measuring each matrix alone");
         let (sequences, _) = etch_compiler::text_sequences(&text, &tokenizer, c.seq_len);
-        let losses = per_matrix_losses(&checkpoint, &settings, &calibration, &sequences);
+        let losses = per_matrix_losses(&checkpoint, reference, &settings, &calibration, &sequences);
         bar.finish_and_clear();
         Some(losses?)
     } else {

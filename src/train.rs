@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use etch_compiler::{Checkpoint, Config, Tokenizer};
-use etch_train::{evaluate, Corpus, Model, Settings};
+use etch_train::{evaluate, Corpus, FakeQuant, Model, Settings};
 use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
@@ -19,6 +19,12 @@ struct TrainReport {
     config: Config,
     params: usize,
     corpus: String,
+    /// The checkpoint training started from, if any.
+    init: Option<String>,
+    /// Targets: the corpus's next tokens, or the teacher's distributions.
+    distilled: bool,
+    /// The weight format of quantization-aware training, if any.
+    qat: Option<FakeQuant>,
     sequences: usize,
     tokens: usize,
     validation_sequences: usize,
@@ -84,7 +90,8 @@ fn plot_loss(curve: &[etch_train::StepLoss], path: &std::path::Path) -> Result<(
 /// `etch train`.
 pub fn train(a: &TrainArgs) -> CliResult {
     let started = Instant::now();
-    let config = Config {
+    let init = a.init.as_ref().map(Checkpoint::open).transpose()?;
+    let config = init.as_ref().map(|c| *c.config()).unwrap_or(Config {
         dim: a.dim,
         hidden_dim: a.hidden,
         n_layers: a.layers,
@@ -93,7 +100,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         vocab_size: 0,
         seq_len: a.seq_len,
         shared_classifier: true,
-    };
+    });
     let tok_bytes = std::fs::read(&a.tokenizer).map_err(|source| CliError::Io {
         action: "read",
         path: a.tokenizer.clone(),
@@ -101,11 +108,34 @@ pub fn train(a: &TrainArgs) -> CliResult {
     })?;
     let tokenizer = Tokenizer::parse_any(&tok_bytes, &a.tokenizer)?;
     let vocab = tokenizer.vocab_size();
+    if init.is_some() && config.vocab_size != vocab {
+        return Err(CliError::Usage(format!(
+            "the --init model's vocabulary ({}) is not the tokenizer's ({vocab})",
+            config.vocab_size
+        )));
+    }
     let config = Config {
         vocab_size: vocab,
         ..config
     };
     config.validate(&a.out.join("model.bin"))?;
+    let qat = a
+        .qat
+        .map(|bits| -> CliResult<FakeQuant> {
+            let mut q = etch_compiler::QuantSettings::for_bits(bits);
+            if let Some(g) = a.qat_group {
+                q.group = g;
+            }
+            q.check_format().map_err(|e| {
+                CliError::Usage(format!("--qat {bits} --qat-group {}: {e}", q.group))
+            })?;
+            Ok(FakeQuant {
+                bits,
+                group: q.group as usize,
+            })
+        })
+        .transpose()?;
+    let mut teacher_model = None;
     let (mut corpus, what) = match (&a.text, &a.teacher) {
         (Some(text), _) => {
             let t = std::fs::read_to_string(text).map_err(|source| CliError::Io {
@@ -131,11 +161,14 @@ pub fn train(a: &TrainArgs) -> CliResult {
                 &ck,
                 &tokenizer,
                 a.teacher_stories,
-                a.seq_len,
+                config.seq_len,
                 10_000 + a.seed,
                 &mut |done, _| bar.set_position(done as u64),
             );
             bar.finish_and_clear();
+            if a.distill {
+                teacher_model = Some(Model::from_checkpoint(&ck)?);
+            }
             (
                 c?,
                 format!("{} stories by {}", a.teacher_stories, teacher.display()),
@@ -156,19 +189,30 @@ pub fn train(a: &TrainArgs) -> CliResult {
     let settings = Settings {
         steps: a.steps,
         batch: a.batch,
-        window: a.window.unwrap_or(a.seq_len),
+        window: a.window.unwrap_or(config.seq_len),
         lr: a.lr,
         seed: a.seed,
+        from_start: a.from_start,
         ..Settings::default()
     };
-    let mut model = Model::new(config, a.seed)?;
+    let mut model = match &init {
+        Some(ck) => Model::from_checkpoint(ck)?,
+        None => Model::new(config, a.seed)?,
+    };
+    model.fake_quant = qat;
     let window = settings.window;
     let before = evaluate(&model, &validation, window)?;
     let bar = progress(settings.steps as u64, "training");
-    let curve = etch_train::train(&mut model, &corpus, &settings, &mut |s| {
-        bar.set_position(s.step as u64);
-        bar.set_message(format!("loss {:.3}", s.loss));
-    });
+    let curve = etch_train::train(
+        &mut model,
+        &corpus,
+        &settings,
+        teacher_model.as_ref(),
+        &mut |s| {
+            bar.set_position(s.step as u64);
+            bar.set_message(format!("loss {:.3}", s.loss));
+        },
+    );
     bar.finish_and_clear();
     let curve = curve?;
     let after = evaluate(&model, &validation, window)?;
@@ -198,6 +242,9 @@ pub fn train(a: &TrainArgs) -> CliResult {
         config,
         params: config.parameter_count(),
         corpus: what,
+        init: a.init.as_ref().map(|p| p.display().to_string()),
+        distilled: teacher_model.is_some(),
+        qat,
         sequences: corpus.sequences.len(),
         tokens: corpus.tokens(),
         validation_sequences: validation.sequences.len(),

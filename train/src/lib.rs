@@ -15,7 +15,7 @@ mod error;
 pub mod model;
 
 pub use error::{Result, TrainError};
-pub use model::{Model, Normal};
+pub use model::{FakeQuant, Model, Normal};
 
 use candle_core::Tensor;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -101,6 +101,9 @@ pub struct Settings {
     pub weight_decay: f64,
     /// Seed of the initial weights and of the windows drawn.
     pub seed: u64,
+    /// Every window starts at its sequence's first token (BOS at position 0), as
+    /// generation sees it; otherwise anywhere in the sequence.
+    pub from_start: bool,
 }
 
 impl Default for Settings {
@@ -113,6 +116,7 @@ impl Default for Settings {
             warmup: 100,
             weight_decay: 0.01,
             seed: 1,
+            from_start: false,
         }
     }
 }
@@ -143,6 +147,7 @@ fn draw(
     corpus: &Corpus,
     batch: usize,
     window: usize,
+    from_start: bool,
     rng: &mut Normal,
     model: &Model,
 ) -> Result<(Tensor, Tensor)> {
@@ -159,6 +164,7 @@ fn draw(
         // padded by repeating their last token (a target it already predicts).
         let max_start = seq.len().saturating_sub(window + 1);
         let start = (rng.uniform() * (max_start + 1) as f64) as usize % (max_start + 1);
+        let start = if from_start { 0 } else { start };
         for k in 0..window {
             let at = (start + k).min(seq.len() - 2);
             inputs.push(seq[at]);
@@ -195,13 +201,33 @@ pub fn evaluate(model: &Model, corpus: &Corpus, window: usize) -> Result<f64> {
     Ok(sum / n.max(1) as f64)
 }
 
-/// Trains `model` on `corpus`, calling `progress` after every step.
+/// Mean cross-entropy of `logits` (`[n][vocab]`) against a teacher's distribution at
+/// the same positions (`teacher_logits`, no gradient): distillation, whose gradient is
+/// that of the KL divergence from the teacher.
+fn soft_cross_entropy(logits: &Tensor, teacher_logits: &Tensor) -> Result<Tensor> {
+    let target = candle_nn::ops::softmax_last_dim(&teacher_logits.detach())?;
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    let n = logits.dims2()?.0 as f64;
+    Ok((target * log_p)?.sum_all()?.affine(-1.0 / n, 0.0)?)
+}
+
+/// Trains `model` on `corpus`, calling `progress` after every step: each position's
+/// target is the corpus's next token, or, with a `teacher`, the teacher's whole
+/// next-token distribution (distillation).
 pub fn train(
     model: &mut Model,
     corpus: &Corpus,
     settings: &Settings,
+    teacher: Option<&Model>,
     progress: &mut dyn FnMut(&StepLoss),
 ) -> Result<Vec<StepLoss>> {
+    if let Some(t) = teacher {
+        if t.config.vocab_size != model.config.vocab_size || t.config.seq_len < settings.window {
+            return Err(TrainError::Invalid(
+                "the teacher's vocabulary or context does not fit the student's".into(),
+            ));
+        }
+    }
     if settings.window == 0 || settings.window > model.config.seq_len {
         return Err(TrainError::Invalid(format!(
             "a window of {} positions does not fit a context of {}",
@@ -227,12 +253,25 @@ pub fn train(
     for step in 0..settings.steps {
         let lr = learning_rate(settings, step);
         opt.set_learning_rate(lr);
-        let (inputs, targets) = draw(corpus, settings.batch, settings.window, &mut rng, model)?;
-        let logits = model.forward(&inputs)?;
-        let loss = candle_nn::loss::cross_entropy(
-            &logits.reshape((settings.batch * settings.window, v))?,
-            &targets,
+        let (inputs, targets) = draw(
+            corpus,
+            settings.batch,
+            settings.window,
+            settings.from_start,
+            &mut rng,
+            model,
         )?;
+        let logits = model
+            .forward(&inputs)?
+            .reshape((settings.batch * settings.window, v))?;
+        let loss = match teacher {
+            Some(t) => soft_cross_entropy(
+                &logits,
+                &t.forward(&inputs)?
+                    .reshape((settings.batch * settings.window, v))?,
+            )?,
+            None => candle_nn::loss::cross_entropy(&logits, &targets)?,
+        };
         opt.backward_step(&loss)?;
         let record = StepLoss {
             step: step + 1,

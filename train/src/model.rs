@@ -2,7 +2,7 @@
 //! the checkpoint stores them (`[out][in]` matrices), and its export to a checkpoint.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use etch_compiler::{Checkpoint, Config};
+use etch_compiler::{Checkpoint, Config, QMatrix};
 
 use crate::error::{Result, TrainError};
 
@@ -32,12 +32,48 @@ pub struct Params {
     pub rms_final: Var,
 }
 
+/// Weights rounded in the forward pass to the chip's weight format, for
+/// quantization-aware training: `bits`-bit codes times a 4-bit group scale per `group`
+/// weights along the row (0: none) times a float unit per row, rounded by the
+/// compiler's own quantizer (`QMatrix`, to the nearest code). The forward pass sees the
+/// rounded weights; gradients pass straight through the rounding to the float weights,
+/// which the optimizer updates and the checkpoint keeps, so that the compiler, given
+/// that checkpoint and `--rounding nearest`, puts exactly these values into the ROM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FakeQuant {
+    /// Bits per code (4..=8).
+    pub bits: u32,
+    /// Weights per group scale along a row, or 0 for a scale per row.
+    pub group: usize,
+}
+
+impl FakeQuant {
+    /// `w` (`[rows][cols]`) rounded to the format in the forward pass, the identity in
+    /// the backward pass.
+    pub fn apply(&self, w: &Tensor) -> Result<Tensor> {
+        let (rows, cols) = w.dims2()?;
+        let floats = w.flatten_all()?.to_vec1::<f32>()?;
+        let q = QMatrix::quantize_with(&floats, rows, cols, self.bits, self.group, None);
+        let rounded: Vec<f32> = q
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| c as f32 * q.scales[i / cols])
+            .collect();
+        let rounded = Tensor::from_vec(rounded, (rows, cols), w.device())?;
+        // Straight through: the value of `rounded`, the gradient of `w`.
+        Ok((w + (rounded - w)?.detach())?)
+    }
+}
+
 /// The model: shapes, parameters and the RoPE tables of its context.
 pub struct Model {
     /// Shapes (shared classifier).
     pub config: Config,
     /// Parameters.
     pub params: Params,
+    /// Rounds the weight matrices in the forward pass (quantization-aware training).
+    pub fake_quant: Option<FakeQuant>,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -134,10 +170,54 @@ impl Model {
         Ok(Model {
             config,
             params: p,
+            fake_quant: None,
             cos,
             sin,
             device,
         })
+    }
+
+    /// The model of a checkpoint, to train further (fine-tuning, quantization-aware
+    /// training) or to serve as a teacher.
+    pub fn from_checkpoint(checkpoint: &Checkpoint) -> Result<Self> {
+        let config = *checkpoint.config();
+        let model = Model::new(config, 1)?;
+        let w = checkpoint.weights();
+        let dev = model.device.clone();
+        let (d, h, kv) = (config.dim, config.hidden_dim, config.kv_dim());
+        let set = |var: &Var, data: &[f32], shape: &[usize]| -> Result<()> {
+            Ok(var.set(&Tensor::from_slice(data, shape, &dev)?)?)
+        };
+        let p = &model.params;
+        set(
+            &p.token_embedding,
+            w.token_embedding,
+            &[config.vocab_size, d],
+        )?;
+        set(&p.rms_final, w.rms_final, &[d])?;
+        fn at(all: &[f32], l: usize, n: usize) -> &[f32] {
+            &all[l * n..(l + 1) * n]
+        }
+        for l in 0..config.n_layers {
+            set(&p.rms_att[l], at(w.rms_att, l, d), &[d])?;
+            set(&p.wq[l], at(w.wq, l, d * d), &[d, d])?;
+            set(&p.wk[l], at(w.wk, l, kv * d), &[kv, d])?;
+            set(&p.wv[l], at(w.wv, l, kv * d), &[kv, d])?;
+            set(&p.wo[l], at(w.wo, l, d * d), &[d, d])?;
+            set(&p.rms_ffn[l], at(w.rms_ffn, l, d), &[d])?;
+            set(&p.w1[l], at(w.w1, l, h * d), &[h, d])?;
+            set(&p.w2[l], at(w.w2, l, d * h), &[d, h])?;
+            set(&p.w3[l], at(w.w3, l, h * d), &[h, d])?;
+        }
+        Ok(model)
+    }
+
+    /// A weight matrix as the forward pass uses it: rounded under `fake_quant`.
+    fn matrix(&self, w: &Var) -> Result<Tensor> {
+        match &self.fake_quant {
+            Some(q) => q.apply(w.as_tensor()),
+            None => Ok(w.as_tensor().clone()),
+        }
     }
 
     /// Every parameter, for the optimizer.
@@ -180,9 +260,8 @@ impl Model {
             )));
         }
         let (d, hs, nh, nkv) = (c.dim, c.head_size(), c.n_heads, c.n_kv_heads);
-        let mut x = p
-            .token_embedding
-            .as_tensor()
+        let embedding = self.matrix(&p.token_embedding)?;
+        let mut x = embedding
             .index_select(&tokens.flatten_all()?, 0)?
             .reshape((b, t, d))?;
         let cos = self.cos.narrow(0, 0, t)?.reshape((1, t, 1, hs / 2, 1))?;
@@ -200,9 +279,9 @@ impl Model {
         let scale = 1.0 / (hs as f64).sqrt();
         for l in 0..c.n_layers {
             let xn = rmsnorm(&x, &p.rms_att[l])?;
-            let q = rope(&linear(&xn, &p.wq[l])?, nh, hs, &cos, &sin)?;
-            let k = rope(&linear(&xn, &p.wk[l])?, nkv, hs, &cos, &sin)?;
-            let v = linear(&xn, &p.wv[l])?;
+            let q = rope(&linear(&xn, &self.matrix(&p.wq[l])?)?, nh, hs, &cos, &sin)?;
+            let k = rope(&linear(&xn, &self.matrix(&p.wk[l])?)?, nkv, hs, &cos, &sin)?;
+            let v = linear(&xn, &self.matrix(&p.wv[l])?)?;
             let heads = |x: Tensor, n: usize| -> Result<Tensor> {
                 let x = x.reshape((b, t, n, hs))?.transpose(1, 2)?;
                 if n == nh {
@@ -222,18 +301,20 @@ impl Model {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, t, d))?;
-            x = (x + linear(&out, &p.wo[l])?)?;
+            x = (x + linear(&out, &self.matrix(&p.wo[l])?)?)?;
             let xn = rmsnorm(&x, &p.rms_ffn[l])?;
-            let gate = linear(&xn, &p.w1[l])?.silu()?;
-            let up = linear(&xn, &p.w3[l])?;
-            x = (x + linear(&(gate * up)?, &p.w2[l])?)?;
+            let gate = linear(&xn, &self.matrix(&p.w1[l])?)?.silu()?;
+            let up = linear(&xn, &self.matrix(&p.w3[l])?)?;
+            x = (x + linear(&(gate * up)?, &self.matrix(&p.w2[l])?)?)?;
         }
         let xn = rmsnorm(&x, &p.rms_final)?;
-        linear(&xn, &p.token_embedding)
+        linear(&xn, &embedding)
     }
 
     /// The model as a llama2.c checkpoint (RoPE tables included, as the format has
-    /// them), checked by the compiler's loader.
+    /// them), checked by the compiler's loader. The float weights are written even under
+    /// `fake_quant`: the compiler's quantizer (`--rounding nearest`) rounds them to
+    /// exactly the values the forward pass used.
     pub fn checkpoint(&self, name: &str) -> Result<Checkpoint> {
         let c = &self.config;
         let p = &self.params;
@@ -259,8 +340,8 @@ impl Model {
 }
 
 /// `x · wᵀ` over the last dimension.
-fn linear(x: &Tensor, w: &Var) -> Result<Tensor> {
-    Ok(x.broadcast_matmul(&w.as_tensor().t()?)?)
+fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_matmul(&w.t()?)?)
 }
 
 /// llama2.c's RMSNorm: `w · x / sqrt(mean(x²) + 1e-5)`.

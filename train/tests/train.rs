@@ -1,8 +1,10 @@
 //! The trainer: its graph is run.c's forward pass (the exported checkpoint's float
-//! reference gives the trained model's logits), and training learns.
+//! reference gives the trained model's logits), training learns, distillation follows
+//! a teacher, and quantization-aware training rounds to the chip's weight grid.
 
-use etch_compiler::{Config, Reference};
-use etch_train::{evaluate, train, Corpus, Model, Settings};
+use candle_core::{Device, Tensor, Var};
+use etch_compiler::{Config, QMatrix, Reference};
+use etch_train::{evaluate, train, Corpus, FakeQuant, Model, Normal, Settings};
 
 fn tiny() -> Config {
     Config {
@@ -76,17 +78,18 @@ fn training_lowers_the_loss_and_is_deterministic() {
         warmup: 20,
         weight_decay: 0.0,
         seed: 5,
+        from_start: false,
     };
     let mut model = Model::new(tiny(), settings.seed).unwrap();
     let before = evaluate(&model, &held_out, 20).unwrap();
-    let curve = train(&mut model, &corpus, &settings, &mut |_| {}).unwrap();
+    let curve = train(&mut model, &corpus, &settings, None, &mut |_| {}).unwrap();
     let after = evaluate(&model, &held_out, 20).unwrap();
     assert_eq!(curve.len(), 150);
     assert!(after < 0.3 * before, "held-out loss {before} → {after}");
     assert!(curve[149].loss < curve[0].loss);
     // The same seed, the same model.
     let mut again = Model::new(tiny(), settings.seed).unwrap();
-    train(&mut again, &corpus, &settings, &mut |_| {}).unwrap();
+    train(&mut again, &corpus, &settings, None, &mut |_| {}).unwrap();
     assert_eq!(
         model.checkpoint("a").unwrap().floats(),
         again.checkpoint("b").unwrap().floats()
@@ -96,5 +99,114 @@ fn training_lowers_the_loss_and_is_deterministic() {
         window: 25,
         ..settings
     };
-    assert!(train(&mut model, &corpus, &long, &mut |_| {}).is_err());
+    assert!(train(&mut model, &corpus, &long, None, &mut |_| {}).is_err());
+}
+
+fn settings(steps: usize, lr: f64) -> Settings {
+    Settings {
+        steps,
+        batch: 8,
+        window: 20,
+        lr,
+        warmup: 20,
+        weight_decay: 0.0,
+        seed: 5,
+        from_start: false,
+    }
+}
+
+#[test]
+fn a_checkpoint_loads_back_into_the_same_model() {
+    let model = Model::new(tiny(), 4).unwrap();
+    let checkpoint = model.checkpoint("tiny").unwrap();
+    let again = Model::from_checkpoint(&checkpoint).unwrap();
+    assert_eq!(
+        again.checkpoint("again").unwrap().floats(),
+        checkpoint.floats()
+    );
+}
+
+#[test]
+fn fake_quantization_rounds_as_the_compiler_does_and_passes_gradients_through() {
+    // 20 columns in groups of 8: the last group is padded, as the chip pads it.
+    let (rows, cols, group) = (6, 20, 8);
+    let mut rng = Normal::new(9);
+    let data: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+    let w = Var::from_vec(data.clone(), (rows, cols), &Device::Cpu).unwrap();
+    let out = FakeQuant { bits: 4, group }.apply(w.as_tensor()).unwrap();
+    let rounded = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // Exactly the values the compiler's quantizer puts into the ROM for these floats
+    // (`--rounding nearest`): codes times group scales times the row unit.
+    let q = QMatrix::quantize_with(&data, rows, cols, 4, group, None);
+    for (i, &v) in rounded.iter().enumerate() {
+        let (r, j) = (i / cols, i % cols);
+        let code = q.codes[i] as f32;
+        let gs = q.group_scales[r * cols.div_ceil(group) + j / group] as f32;
+        assert_eq!(v, code * gs * q.scales[r], "weight {r},{j}");
+        assert!((-8.0..=7.0).contains(&code) && (1.0..=15.0).contains(&gs));
+    }
+    assert_ne!(rounded, data);
+    // The backward pass is the identity: d/dw Σ c·q(w) = c.
+    let c = Tensor::arange(0f32, (rows * cols) as f32, &Device::Cpu)
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap();
+    let grads = (out * &c).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = grads.get(w.as_tensor()).unwrap();
+    assert_eq!(
+        g.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        c.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+}
+
+#[test]
+fn distillation_follows_the_teacher_also_through_fake_quantization() {
+    let mut corpus = patterned();
+    let held_out = corpus.split_validation(8);
+    let mut teacher = Model::new(tiny(), 5).unwrap();
+    train(
+        &mut teacher,
+        &corpus,
+        &settings(150, 3e-3),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let taught = evaluate(&teacher, &held_out, 20).unwrap();
+
+    // A fresh student learns the pattern from the teacher's distributions alone.
+    let mut student = Model::new(tiny(), 6).unwrap();
+    let before = evaluate(&student, &held_out, 20).unwrap();
+    train(
+        &mut student,
+        &corpus,
+        &settings(150, 3e-3),
+        Some(&teacher),
+        &mut |_| {},
+    )
+    .unwrap();
+    let after = evaluate(&student, &held_out, 20).unwrap();
+    assert!(
+        after < 0.5 * before && after - taught < 0.5,
+        "distilled student {before} → {after} (teacher {taught})"
+    );
+
+    // The teacher rounded to 4 bits per row loses some of it; training through the
+    // rounding wins it back.
+    let mut quantized = Model::from_checkpoint(&teacher.checkpoint("t").unwrap()).unwrap();
+    quantized.fake_quant = Some(FakeQuant { bits: 4, group: 0 });
+    let rounded = evaluate(&quantized, &held_out, 20).unwrap();
+    train(
+        &mut quantized,
+        &corpus,
+        &settings(100, 1e-3),
+        Some(&teacher),
+        &mut |_| {},
+    )
+    .unwrap();
+    let recovered = evaluate(&quantized, &held_out, 20).unwrap();
+    assert!(
+        recovered < rounded,
+        "float {taught}, rounded {rounded}, after quantization-aware training {recovered}"
+    );
 }
