@@ -299,6 +299,10 @@ pub struct TrainArgs {
     /// (distillation) rather than the next token of its stories.
     #[arg(long, requires = "teacher")]
     pub distill: bool,
+    /// Temperature of the teacher's distributions under --distill: below 1 sharpens
+    /// them towards the teacher's first choice.
+    #[arg(long, default_value_t = 1.0, requires = "distill")]
+    pub distill_temperature: f64,
     /// Start from this checkpoint (fine-tuning): its shape replaces --dim, --hidden,
     /// --layers, --heads, --kv-heads and --seq-len.
     #[arg(long, value_name = "MODEL", conflicts_with_all = ["dim", "hidden", "layers", "heads", "kv_heads", "seq_len"])]

@@ -193,6 +193,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         lr: a.lr,
         seed: a.seed,
         from_start: a.from_start,
+        distill_temperature: a.distill_temperature,
         ..Settings::default()
     };
     let mut model = match &init {

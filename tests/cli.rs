@@ -458,6 +458,92 @@ fn train_writes_a_checkpoint_the_other_commands_take() {
         "--json",
     ]));
     assert_eq!(info["dim"], 16);
+    // Quantization-aware fine-tuning of that model, distilled from itself: its shape,
+    // its settings on record, and a checkpoint that `etch accuracy` compares with the
+    // original.
+    let qat = dir.path().join("q");
+    let m = model.to_str().unwrap();
+    let q = json(&etch(&[
+        "train",
+        "-o",
+        qat.to_str().unwrap(),
+        "-z",
+        &tok,
+        "--init",
+        m,
+        "--teacher",
+        m,
+        "--teacher-stories",
+        "8",
+        "--distill",
+        "--qat",
+        "4",
+        "--from-start",
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--lr",
+        "1e-3",
+        "--json",
+    ]));
+    assert_eq!(q["config"], v["config"]);
+    assert_eq!(q["init"], m);
+    assert_eq!(q["distilled"], true);
+    assert_eq!(q["qat"]["bits"], 4);
+    assert_eq!(q["qat"]["group"], 8);
+    assert_eq!(q["settings"]["from_start"], true);
+    let acc = json(&etch(&[
+        "accuracy",
+        qat.join("model.bin").to_str().unwrap(),
+        "-z",
+        &tok,
+        "--text",
+        corpus.to_str().unwrap(),
+        "--weight-bits",
+        "4",
+        "--rounding",
+        "nearest",
+        "--reference",
+        m,
+        "--json",
+    ]));
+    let top1 = acc["top1_agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1) && acc["tokens"].as_u64().unwrap() > 0);
+    // A reference of another shape, and a shape given with --init: exit 2.
+    let other = models().join("stories260K.bin");
+    assert_bad_input(
+        &etch(&[
+            "accuracy",
+            m,
+            "-z",
+            &tok,
+            "--text",
+            corpus.to_str().unwrap(),
+            "--reference",
+            other.to_str().unwrap(),
+        ]),
+        "reference",
+    );
+    let o = etch(&[
+        "train",
+        "-o",
+        o,
+        "-z",
+        &tok,
+        "--init",
+        m,
+        "--text",
+        corpus.to_str().unwrap(),
+        "--dim",
+        "32",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Bad shapes and corpora: one clear line, exit 2.
     let mut bad = args.to_vec();
     bad[8] = "3";

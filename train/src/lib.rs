@@ -104,6 +104,9 @@ pub struct Settings {
     /// Every window starts at its sequence's first token (BOS at position 0), as
     /// generation sees it; otherwise anywhere in the sequence.
     pub from_start: bool,
+    /// Temperature of the teacher's distribution when distilling: below 1 sharpens it
+    /// towards the teacher's first choice.
+    pub distill_temperature: f64,
 }
 
 impl Default for Settings {
@@ -117,6 +120,7 @@ impl Default for Settings {
             weight_decay: 0.01,
             seed: 1,
             from_start: false,
+            distill_temperature: 1.0,
         }
     }
 }
@@ -202,10 +206,15 @@ pub fn evaluate(model: &Model, corpus: &Corpus, window: usize) -> Result<f64> {
 }
 
 /// Mean cross-entropy of `logits` (`[n][vocab]`) against a teacher's distribution at
-/// the same positions (`teacher_logits`, no gradient): distillation, whose gradient is
-/// that of the KL divergence from the teacher.
-fn soft_cross_entropy(logits: &Tensor, teacher_logits: &Tensor) -> Result<Tensor> {
-    let target = candle_nn::ops::softmax_last_dim(&teacher_logits.detach())?;
+/// the same positions (`teacher_logits / temperature`, no gradient): distillation,
+/// whose gradient is that of the KL divergence from the teacher.
+fn soft_cross_entropy(
+    logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
+    let target =
+        candle_nn::ops::softmax_last_dim(&teacher_logits.detach().affine(1.0 / temperature, 0.0)?)?;
     let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
     let n = logits.dims2()?.0 as f64;
     Ok((target * log_p)?.sum_all()?.affine(-1.0 / n, 0.0)?)
@@ -232,6 +241,12 @@ pub fn train(
         return Err(TrainError::Invalid(format!(
             "a window of {} positions does not fit a context of {}",
             settings.window, model.config.seq_len
+        )));
+    }
+    if !(settings.distill_temperature > 0.0 && settings.distill_temperature.is_finite()) {
+        return Err(TrainError::Invalid(format!(
+            "a distillation temperature of {} is not a positive number",
+            settings.distill_temperature
         )));
     }
     if settings.steps == 0 || settings.batch == 0 {
@@ -269,6 +284,7 @@ pub fn train(
                 &logits,
                 &t.forward(&inputs)?
                     .reshape((settings.batch * settings.window, v))?,
+                settings.distill_temperature,
             )?,
             None => candle_nn::loss::cross_entropy(&logits, &targets)?,
         };

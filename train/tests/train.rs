@@ -79,6 +79,7 @@ fn training_lowers_the_loss_and_is_deterministic() {
         weight_decay: 0.0,
         seed: 5,
         from_start: false,
+        distill_temperature: 1.0,
     };
     let mut model = Model::new(tiny(), settings.seed).unwrap();
     let before = evaluate(&model, &held_out, 20).unwrap();
@@ -112,6 +113,7 @@ fn settings(steps: usize, lr: f64) -> Settings {
         weight_decay: 0.0,
         seed: 5,
         from_start: false,
+        distill_temperature: 1.0,
     }
 }
 
@@ -205,6 +207,19 @@ fn distillation_follows_the_teacher_also_through_fake_quantization() {
     )
     .unwrap();
     let recovered = evaluate(&quantized, &held_out, 20).unwrap();
+    // A teacher's temperature must be a positive number.
+    let frozen = Settings {
+        distill_temperature: 0.0,
+        ..settings(1, 1e-3)
+    };
+    assert!(train(
+        &mut quantized,
+        &corpus,
+        &frozen,
+        Some(&teacher),
+        &mut |_| {}
+    )
+    .is_err());
     assert!(
         recovered < rounded,
         "float {taught}, rounded {rounded}, after quantization-aware training {recovered}"
