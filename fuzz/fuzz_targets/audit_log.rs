@@ -2,22 +2,17 @@
 //! reason it is not one, and never panics.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 
-fn state() -> &'static tempfile::TempDir {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temporary directory"))
-}
+mod scratch;
 
 fuzz_target!(|data: &[u8]| {
-    let path = etch_agent::audit::path(state().path());
+    let path = etch_agent::audit::path(scratch::dir());
     std::fs::write(&path, data).expect("write the input");
-    if let Ok(entries) = etch_agent::audit::read(state().path()) {
+    if let Ok(entries) = etch_agent::audit::read(scratch::dir()) {
         for e in entries.into_iter().flatten() {
             let _ = etch_agent::text::printable(&e.english);
         }
     }
-    let _ = etch_agent::audit::tail(state().path(), 3);
+    let _ = etch_agent::audit::tail(scratch::dir(), 3);
 });

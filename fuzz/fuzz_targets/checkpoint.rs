@@ -3,17 +3,12 @@
 //! splits into every tensor.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 
-fn dir() -> &'static tempfile::TempDir {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temporary directory"))
-}
+mod scratch;
 
 fuzz_target!(|data: &[u8]| {
-    let path = dir().path().join("model.bin");
+    let path = scratch::dir().join("model.bin");
     std::fs::write(&path, data).expect("write the input");
     if let Ok(ck) = etch_compiler::Checkpoint::open(&path) {
         let c = *ck.config();

@@ -2,18 +2,13 @@
 //! a manifest with an error; every hash a loaded one carries either decodes or errors.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 
-fn dir() -> &'static tempfile::TempDir {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temporary directory"))
-}
+mod scratch;
 
 fuzz_target!(|data: &[u8]| {
-    std::fs::write(dir().path().join("manifest.json"), data).expect("write the input");
-    if let Ok(m) = etch_contract::Manifest::load(dir().path()) {
+    std::fs::write(scratch::dir().join("manifest.json"), data).expect("write the input");
+    if let Ok(m) = etch_contract::Manifest::load(scratch::dir()) {
         let _ = m.datapath();
         let _ = m.identity_words();
         let _ = m.firmware_words();

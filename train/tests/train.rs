@@ -70,17 +70,7 @@ fn exported_checkpoint_reproduces_the_models_logits() {
 fn training_lowers_the_loss_and_is_deterministic() {
     let mut corpus = patterned();
     let held_out = corpus.split_validation(8);
-    let settings = Settings {
-        steps: 150,
-        batch: 8,
-        window: 20,
-        lr: 3e-3,
-        warmup: 20,
-        weight_decay: 0.0,
-        seed: 5,
-        from_start: false,
-        distill_temperature: 1.0,
-    };
+    let settings = settings(150, 3e-3);
     let mut model = Model::new(tiny(), settings.seed).unwrap();
     let before = evaluate(&model, &held_out, 20).unwrap();
     let curve = train(&mut model, &corpus, &settings, None, &mut |_| {}).unwrap();
@@ -115,6 +105,19 @@ fn settings(steps: usize, lr: f64) -> Settings {
         from_start: false,
         distill_temperature: 1.0,
     }
+}
+
+/// Trains `model` (towards `teacher`'s distributions, if given) and returns its
+/// held-out loss after.
+fn train_then_evaluate(
+    model: &mut Model,
+    corpus: &Corpus,
+    held_out: &Corpus,
+    settings: &Settings,
+    teacher: Option<&Model>,
+) -> f64 {
+    train(model, corpus, settings, teacher, &mut |_| {}).unwrap();
+    evaluate(model, held_out, settings.window).unwrap()
 }
 
 #[test]
@@ -166,28 +169,18 @@ fn distillation_follows_the_teacher_also_through_fake_quantization() {
     let mut corpus = patterned();
     let held_out = corpus.split_validation(8);
     let mut teacher = Model::new(tiny(), 5).unwrap();
-    train(
-        &mut teacher,
-        &corpus,
-        &settings(150, 3e-3),
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
-    let taught = evaluate(&teacher, &held_out, 20).unwrap();
+    let taught = train_then_evaluate(&mut teacher, &corpus, &held_out, &settings(150, 3e-3), None);
 
     // A fresh student learns the pattern from the teacher's distributions alone.
     let mut student = Model::new(tiny(), 6).unwrap();
     let before = evaluate(&student, &held_out, 20).unwrap();
-    train(
+    let after = train_then_evaluate(
         &mut student,
         &corpus,
+        &held_out,
         &settings(150, 3e-3),
         Some(&teacher),
-        &mut |_| {},
-    )
-    .unwrap();
-    let after = evaluate(&student, &held_out, 20).unwrap();
+    );
     assert!(
         after < 0.5 * before && after - taught < 0.5,
         "distilled student {before} → {after} (teacher {taught})"
@@ -198,15 +191,13 @@ fn distillation_follows_the_teacher_also_through_fake_quantization() {
     let mut quantized = Model::from_checkpoint(&teacher.checkpoint("t").unwrap()).unwrap();
     quantized.fake_quant = Some(FakeQuant { bits: 4, group: 0 });
     let rounded = evaluate(&quantized, &held_out, 20).unwrap();
-    train(
+    let recovered = train_then_evaluate(
         &mut quantized,
         &corpus,
+        &held_out,
         &settings(100, 1e-3),
         Some(&teacher),
-        &mut |_| {},
-    )
-    .unwrap();
-    let recovered = evaluate(&quantized, &held_out, 20).unwrap();
+    );
     // A teacher's temperature must be a positive number.
     let frozen = Settings {
         distill_temperature: 0.0,
