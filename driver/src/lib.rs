@@ -14,7 +14,9 @@
 //!   behind the `sim` feature, so that a host driving a real board links no simulator;
 //! * [`VfioUser`]: a chip served by another process over a vfio-user socket
 //!   (`etch serve`);
-//! * [`VfioPci`]: a board on PCIe bound to vfio-pci, found with [`sysfs`];
+//! * [`VfioPci`]: a board on PCIe bound to vfio-pci, found with [`sysfs`], over the
+//!   generic VFIO layer [`VfioFunction`] (which runs against QEMU's `edu` device in a
+//!   guest kernel: `driver/tests/kvm_vfio.rs`);
 //! * [`Serial`]: a bring-up board behind the UART bridge of its board top.
 //!
 //! Above them, [`Chip`] is the queue driver: boot and identity checks (the model
@@ -32,6 +34,7 @@ mod inprocess;
 mod queue;
 pub mod serial;
 pub mod sysfs;
+mod vfio;
 mod vfio_pci;
 mod vfio_user;
 
@@ -41,5 +44,6 @@ pub use error::{DriverError, Result};
 pub use inprocess::InProcess;
 pub use queue::{Chip, ChipInfo, Completions, Expected, Generated, Sampling, Timeout};
 pub use serial::Serial;
-pub use vfio_pci::{MappedRegion, VfioPci};
+pub use vfio::{Interrupts, MappedRegion, VfioFunction};
+pub use vfio_pci::VfioPci;
 pub use vfio_user::VfioUser;
