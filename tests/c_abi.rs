@@ -2,7 +2,10 @@
 //! the system C compiler against the cbindgen header and the cdylib, opens the
 //! simulated chip over vfio-user (`etch serve`), tells a story and scores a sentence —
 //! the ids `etch sim` gives and the score the Rust API gives. And the system calls'
-//! C ABI: `agent/examples/syscall.c` stages, approves and verifies.
+//! C ABI: `agent/examples/syscall.c` stages, approves and verifies. Both are built twice:
+//! against the workspace's `target/release`, and as an agent OS would, against a prefix
+//! that `cargo cinstall` (cargo-c) installed, with `cc $(pkg-config --cflags --libs …)`
+//! and nothing else.
 
 mod common;
 
@@ -16,12 +19,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Holds the only cargo build this test process runs at a time (the machine has 2 cores).
+fn one_cargo_build() -> std::sync::MutexGuard<'static, ()> {
+    static CARGO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CARGO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `libetch_runtime.so` or `libetch_agent.so`: `cargo test` builds only the rlib of a
 /// dependency, so the cdylibs are built here, both in one build (so that their shared
 /// dependencies are built once, with one set of features), once per test process.
 fn cdylib(package: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *BUILT.get_or_init(|| {
+        let _one_build = one_cargo_build();
         Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -48,25 +58,104 @@ fn cdylib(package: &str) -> PathBuf {
     lib
 }
 
-/// Compiles `CRATE/examples/NAME.c` against the crate's header and cdylib.
-fn compile(dir: &Path, krate: &str, package: &str, name: &str) -> PathBuf {
+/// Where a C program finds the library: its include flags, link flags, and the directory
+/// its loader must search.
+struct Linkage {
+    cflags: Vec<String>,
+    libs: Vec<String>,
+    libdir: PathBuf,
+}
+
+/// The workspace's header and `target/release` cdylib of `package` (in `krate/`).
+fn workspace(krate: &str, package: &str) -> Linkage {
     let lib = cdylib(package);
+    Linkage {
+        cflags: vec![format!(
+            "-I{}",
+            root().join(krate).join("include").display()
+        )],
+        libs: vec![
+            format!("-L{}", lib.parent().unwrap().display()),
+            format!("-l{}", package.replace('-', "_")),
+        ],
+        libdir: lib.parent().unwrap().to_path_buf(),
+    }
+}
+
+/// A prefix holding both libraries as `cargo cinstall` installs them, once per test
+/// process: `PREFIX/lib/lib*.so*` and `.a`, `PREFIX/include/*.h`,
+/// `PREFIX/lib/pkgconfig/*.pc`.
+fn installed_prefix() -> &'static Path {
+    static PREFIX: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            let prefix = tempfile::tempdir().unwrap();
+            let _one_build = one_cargo_build();
+            // One package per run: cargo-c turns a package it builds into a C library
+            // only, so etch-agent could not link etch-runtime's rlib in the same run.
+            for package in ["etch-runtime", "etch-agent"] {
+                let out = Command::new(env!("CARGO"))
+                    .args(["cinstall", "--release", "-j", "2", "-p", package, "--prefix"])
+                    .arg(prefix.path())
+                    .arg("--libdir")
+                    .arg(prefix.path().join("lib"))
+                    .current_dir(root())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "cargo cinstall -p {package} failed (cargo-c is installed by scripts/setup):\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            prefix
+        })
+        .path()
+}
+
+/// `pkg-config` for `package` in the installed prefix.
+fn pkg_config(package: &str) -> Linkage {
+    let prefix = installed_prefix();
+    let query = |flag: &str| -> Vec<String> {
+        let out = Command::new("pkg-config")
+            .arg(flag)
+            .arg(package)
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+            .output()
+            .expect("pkg-config runs");
+        assert!(
+            out.status.success(),
+            "pkg-config {flag} {package}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    Linkage {
+        cflags: query("--cflags"),
+        libs: query("--libs"),
+        libdir: prefix.join("lib"),
+    }
+}
+
+/// Compiles `CRATE/examples/NAME.c` with `link`'s flags only.
+fn compile(dir: &Path, krate: &str, name: &str, link: &Linkage) -> PathBuf {
     let exe = dir.join(name);
     let out = Command::new("cc")
         .arg("-std=c99")
         .arg("-Wall")
         .arg("-Werror")
-        .arg("-I")
-        .arg(root().join(krate).join("include"))
+        .args(&link.cflags)
         .arg(
             root()
                 .join(krate)
                 .join("examples")
                 .join(format!("{name}.c")),
         )
-        .arg("-L")
-        .arg(lib.parent().unwrap())
-        .arg(format!("-l{}", package.replace('-', "_")))
+        .args(&link.libs)
         .arg("-o")
         .arg(&exe)
         .output()
@@ -80,16 +169,82 @@ fn compile(dir: &Path, krate: &str, package: &str, name: &str) -> PathBuf {
 }
 
 fn compile_example(dir: &Path) -> PathBuf {
-    compile(dir, "host-runtime", "etch-runtime", "story")
+    compile(
+        dir,
+        "host-runtime",
+        "story",
+        &workspace("host-runtime", "etch-runtime"),
+    )
 }
 
 #[test]
 fn the_c_example_tells_the_story_etch_sim_tells() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, m) = small_chip(dir.path());
     let exe = compile_example(dir.path());
+    tells_the_story(
+        dir.path(),
+        &exe,
+        &cdylib("etch-runtime").parent().unwrap().to_path_buf(),
+    );
+}
 
-    let socket = dir.path().join("chip.sock");
+#[test]
+fn the_c_examples_build_against_an_installed_prefix_with_pkg_config_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = installed_prefix();
+    for file in [
+        "include/etch.h",
+        "include/etch_agent.h",
+        "lib/libetch_runtime.a",
+        "lib/libetch_agent.a",
+        "lib/pkgconfig/etch-runtime.pc",
+        "lib/pkgconfig/etch-agent.pc",
+    ] {
+        assert!(
+            prefix.join(file).is_file(),
+            "cargo cinstall installed {file}"
+        );
+    }
+    for (package, soname) in [
+        ("etch-runtime", "libetch_runtime.so.0.1"),
+        ("etch-agent", "libetch_agent.so.0.1"),
+    ] {
+        let version = Command::new("pkg-config")
+            .args(["--modversion", package])
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&version.stdout).trim(),
+            env!("CARGO_PKG_VERSION")
+        );
+        let elf = Command::new("readelf")
+            .arg("-d")
+            .arg(prefix.join("lib").join(soname))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&elf.stdout).contains(&format!("Library soname: [{soname}]")),
+            "{package}'s shared library carries its soname"
+        );
+    }
+    let story = compile(
+        dir.path(),
+        "host-runtime",
+        "story",
+        &pkg_config("etch-runtime"),
+    );
+    tells_the_story(dir.path(), &story, &prefix.join("lib"));
+    let syscall = compile(dir.path(), "agent", "syscall", &pkg_config("etch-agent"));
+    makes_a_system_call(dir.path(), &syscall, &prefix.join("lib"));
+}
+
+/// Runs the story example (built against the library in `libdir`) on a served chip and
+/// checks it against `etch sim` and the Rust API.
+fn tells_the_story(dir: &Path, exe: &Path, libdir: &Path) {
+    let (out, m) = small_chip(dir);
+
+    let socket = dir.join("chip.sock");
     let mut server = Command::new(env!("CARGO_BIN_EXE_etch"))
         .args(["serve", out.to_str().unwrap(), "--socket"])
         .arg(&socket)
@@ -106,12 +261,12 @@ fn the_c_example_tells_the_story_etch_sim_tells() {
     }
     std::thread::sleep(Duration::from_millis(200));
 
-    let run = Command::new(&exe)
+    let run = Command::new(exe)
         .arg(format!("vfio-user:{}", socket.display()))
         .arg(&out)
         .arg("the cat")
         .arg("24")
-        .env("LD_LIBRARY_PATH", cdylib("etch-runtime").parent().unwrap())
+        .env("LD_LIBRARY_PATH", libdir)
         .output()
         .unwrap();
     let _ = server.kill();
@@ -182,10 +337,21 @@ fn the_c_abi_reports_errors_in_english() {
 #[test]
 fn the_c_example_makes_a_system_call_and_approves_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = compile(dir.path(), "agent", "etch-agent", "syscall");
-    let ws = dir.path().join("ws");
+    let exe = compile(
+        dir.path(),
+        "agent",
+        "syscall",
+        &workspace("agent", "etch-agent"),
+    );
+    makes_a_system_call(dir.path(), &exe, cdylib("etch-agent").parent().unwrap());
+}
+
+/// Runs the system-call example (built against the library in `libdir`): stage, approve,
+/// verify the audit log, a denial, an English error.
+fn makes_a_system_call(dir: &Path, exe: &Path, libdir: &Path) {
+    let ws = dir.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    let state = dir.path().join("state");
+    let state = dir.join("state");
     let mint = Command::new(env!("CARGO_BIN_EXE_etch"))
         .args(["cap", "mint", "--agent", "alice", "--workspace"])
         .arg(&ws)
@@ -195,14 +361,14 @@ fn the_c_example_makes_a_system_call_and_approves_it_once() {
     assert!(mint.status.success());
     let token = String::from_utf8(mint.stdout).unwrap();
     let run = |request: &str| {
-        Command::new(&exe)
+        Command::new(exe)
             .arg(&state)
             .arg("alice")
             .arg(token.trim())
             .arg(&ws)
             .arg(request)
             .arg("approve")
-            .env("LD_LIBRARY_PATH", cdylib("etch-agent").parent().unwrap())
+            .env("LD_LIBRARY_PATH", libdir)
             .output()
             .unwrap()
     };
@@ -227,9 +393,9 @@ fn the_c_example_makes_a_system_call_and_approves_it_once() {
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(v["status"], "denied");
     // A bad state directory is an English error.
-    let o = Command::new(&exe)
+    let o = Command::new(exe)
         .args(["/proc/nonexistent/state", "alice", "t", "/", "list files"])
-        .env("LD_LIBRARY_PATH", cdylib("etch-agent").parent().unwrap())
+        .env("LD_LIBRARY_PATH", libdir)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

@@ -2,6 +2,7 @@
  * etch's system calls from C: open a state directory, make one English request with
  * an agent's capability, approve it if it was staged, and verify the audit log.
  *
+ *   cc syscall.c $(pkg-config --cflags --libs etch-agent) -o syscall   (installed: cargo cinstall)
  *   cc -I agent/include agent/examples/syscall.c -L target/release -letch_agent -o syscall
  *   etch cap mint --state /tmp/st --agent alice --workspace ws > alice.cap
  *   LD_LIBRARY_PATH=target/release ./syscall /tmp/st alice "$(cat alice.cap)" ws \

@@ -3,8 +3,9 @@
  * `etch serve OUT --socket SOCKET`), tell a story streaming its text, score a
  * sentence, and close.
  *
+ *   cc story.c $(pkg-config --cflags --libs etch-runtime) -o story   (installed: cargo cinstall)
  *   cc -I host-runtime/include host-runtime/examples/story.c \
- *      -L target/release -letch_runtime -o story
+ *      -L target/release -letch_runtime -o story                       (in the repository)
  *   LD_LIBRARY_PATH=target/release ./story vfio-user:/tmp/etch.sock out/chip "Once upon a time" 64
  *
  * Prints the story, then one line "ids: ..." with run.c's ids, then "score: ...".
