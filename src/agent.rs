@@ -35,6 +35,11 @@ pub enum AgentCmd {
     /// the candidates; nothing is checked or run), or measure its choices on a file of
     /// `tool<TAB>request` lines with --eval.
     Propose(ProposeArgs),
+    /// Show the call a syscall model writes for a request (constrained decoding; nothing
+    /// is checked or run), on the float model, its golden integer model, or its chip;
+    /// or measure it on a JSON Lines file of {"request", "call"} pairs (--eval, or
+    /// --heldout for the hand-written held-out requests).
+    Understand(UnderstandArgs),
     /// List the tool registry, export it as MCP descriptors, or import some.
     Tools(ToolsArgs),
     /// Show an agent's trust state; --clear takes it out of observe mode.
@@ -65,6 +70,10 @@ pub struct SyscallArgs {
     /// Seconds without progress before the device is given up.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// The chip's model ranks the registry's candidates (SCORE) instead of writing the
+    /// call: for a chip of a language model that is not a syscall model.
+    #[arg(long, requires = "device")]
+    ranker: bool,
     /// The request, in English.
     request: String,
 }
@@ -96,6 +105,52 @@ pub struct ProposeArgs {
     eval: Option<PathBuf>,
     /// The request.
     #[arg(required_unless_present = "eval")]
+    request: Option<String>,
+}
+
+/// `etch agent understand`.
+#[derive(Args, Debug)]
+pub struct UnderstandArgs {
+    /// The syscall model's checkpoint (float), e.g. models/syscall.bin.
+    #[arg(
+        long,
+        value_name = "MODEL",
+        required_unless_present = "device",
+        conflicts_with = "device"
+    )]
+    model: Option<PathBuf>,
+    /// Its tokenizer [default: tokenizer.bin, or syscall-tok.bin, beside MODEL].
+    #[arg(
+        short = 'z',
+        long = "tokenizer",
+        value_name = "TOK",
+        requires = "model"
+    )]
+    tokenizer: Option<PathBuf>,
+    /// Run the golden model (the chip's integer arithmetic at `etch build`'s default
+    /// settings) instead of the float model.
+    #[arg(long, requires = "model")]
+    golden: bool,
+    /// A chip of the syscall model: sim:OUT, vfio-user:PATH, vfio:BDF or serial:PORT.
+    #[arg(long, value_name = "DEV")]
+    device: Option<String>,
+    /// Build directory of the chip (required for devices other than sim:).
+    #[arg(long, value_name = "OUT", requires = "device")]
+    manifest: Option<PathBuf>,
+    /// Seconds without progress before the device is given up.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// A JSON Lines file of {"request": …, "call": …} pairs to measure on.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["request", "heldout"])]
+    eval: Option<PathBuf>,
+    /// Measure on the hand-written held-out requests (agent/eval/syscall-heldout.jsonl).
+    #[arg(long, conflicts_with = "request")]
+    heldout: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// The request.
+    #[arg(required_unless_present_any = ["eval", "heldout"])]
     request: Option<String>,
 }
 
@@ -354,6 +409,7 @@ pub fn agent(cmd: &AgentCmd) -> CliResult {
     match cmd {
         AgentCmd::Syscall(a) => syscall(a),
         AgentCmd::Propose(a) => propose(a),
+        AgentCmd::Understand(a) => understand(a),
         AgentCmd::Tools(a) => {
             let mut s = create(&a.state)?;
             if let Some(f) = &a.import {
@@ -515,6 +571,184 @@ fn propose(a: &ProposeArgs) -> CliResult {
     Ok(())
 }
 
+/// The tokenizer beside a syscall model: `-z`, else tokenizer.bin or syscall-tok.bin in
+/// its directory.
+fn syscall_tokenizer(model: &Path, given: Option<&Path>) -> CliResult<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let dir = model.parent().unwrap_or(Path::new("."));
+    ["tokenizer.bin", "syscall-tok.bin"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "no tokenizer.bin or syscall-tok.bin beside {}: pass -z TOK",
+                model.display()
+            ))
+        })
+}
+
+/// One request understood, with the chip's cycles when a chip did it.
+struct Reading {
+    understood: etch_agent::understand::Understood,
+    cycles: Option<u64>,
+}
+
+fn understand(a: &UnderstandArgs) -> CliResult {
+    use etch_agent::understand::{eval, prompt, understand as decode, Vocabulary};
+    crate::run::init_logging("warn");
+    let registry = etch_agent::Registry::default();
+    let cases = match (&a.eval, a.heldout) {
+        (Some(f), _) => {
+            let text = std::fs::read_to_string(f).map_err(|e| CliError::Io {
+                action: "read",
+                path: f.clone(),
+                source: e,
+            })?;
+            Some(eval::read_cases(&text, &registry)?)
+        }
+        (None, true) => Some(eval::read_cases(eval::HELDOUT, &registry)?),
+        (None, false) => None,
+    };
+    // Where the logits come from.
+    let checkpoint;
+    let tokenizer;
+    let quantized;
+    let engine;
+    let mut run: Box<dyn FnMut(&str) -> etch_agent::Result<Reading>> = match (&a.model, &a.device) {
+        (Some(m), _) => {
+            checkpoint = etch_compiler::Checkpoint::open(m)?;
+            let tok = syscall_tokenizer(m, a.tokenizer.as_deref())?;
+            tokenizer = etch_compiler::Tokenizer::open(&tok, checkpoint.config().vocab_size)?;
+            let vocabulary = Vocabulary::of(&tokenizer);
+            if a.golden {
+                quantized = etch_compiler::QuantizedModel::build(
+                    &checkpoint,
+                    &tokenizer,
+                    &etch_compiler::QuantSettings::default(),
+                )?;
+                let mut logits = crate::understand::GoldenLogits::new(&quantized);
+                let (registry, tokenizer) = (&registry, &tokenizer);
+                Box::new(move |request| {
+                    let p = prompt(tokenizer, request);
+                    Ok(Reading {
+                        understood: decode(registry, &vocabulary, &mut logits, request, &p)?,
+                        cycles: None,
+                    })
+                })
+            } else {
+                let mut logits = crate::understand::FloatLogits::new(&checkpoint);
+                let (registry, tokenizer) = (&registry, &tokenizer);
+                Box::new(move |request| {
+                    let p = prompt(tokenizer, request);
+                    Ok(Reading {
+                        understood: decode(registry, &vocabulary, &mut logits, request, &p)?,
+                        cycles: None,
+                    })
+                })
+            }
+        }
+        (None, Some(dev)) => {
+            engine = crate::chat::open_engine(
+                dev,
+                a.manifest.as_deref(),
+                a.timeout,
+                Path::new("/sys"),
+                None,
+            )?;
+            let model = etch_agent::SyscallModel::new(&engine);
+            let registry = &registry;
+            Box::new(move |request| {
+                let understood = model.understand(registry, request).unwrap_or_else(|| {
+                    Err(etch_agent::AgentError::Invalid(
+                        "not a syscall model".into(),
+                    ))
+                })?;
+                Ok(Reading {
+                    understood,
+                    cycles: model.last_cycles(),
+                })
+            })
+        }
+        (None, None) => return Err(CliError::Usage("give --model MODEL or --device DEV".into())),
+    };
+    let Some(cases) = cases else {
+        let request = a.request.as_deref().unwrap_or_default();
+        let r = run(request)?;
+        let u = &r.understood;
+        if a.json {
+            return print_json(&serde_json::json!({
+                "request": request, "line": u.line, "call": u.call,
+                "prompt_tokens": u.prompt_tokens, "call_tokens": u.call_tokens,
+                "chip_passes": u.choices, "cycles": r.cycles,
+            }));
+        }
+        println!("{}", u.line);
+        match &u.call {
+            Some(c) => println!("  = {}", registry.render(c)),
+            None => println!("  = no tool call: refused"),
+        }
+        print!(
+            "  {} prompt tokens, {} call tokens, {} model passes",
+            u.prompt_tokens, u.call_tokens, u.choices
+        );
+        match r.cycles {
+            Some(c) => println!(", {c} chip cycles ({:.3} ms at 100 MHz)", c as f64 / 1e5),
+            None => println!(),
+        }
+        return Ok(());
+    };
+    let bar = crate::output::progress(if a.json { 0 } else { cases.len() as u64 }, "understanding");
+    let mut cycles = Vec::new();
+    let report = eval::evaluate(&registry, &cases, &mut |request| {
+        bar.inc(1);
+        let r = run(request)?;
+        cycles.extend(r.cycles);
+        Ok((r.understood.line, r.understood.call))
+    })?;
+    bar.finish_and_clear();
+    let mean_cycles =
+        (!cycles.is_empty()).then(|| cycles.iter().sum::<u64>() as f64 / cycles.len() as f64);
+    if a.json {
+        return print_json(
+            &serde_json::json!({ "report": report, "mean_cycles_per_call": mean_cycles }),
+        );
+    }
+    for o in &report.outcomes {
+        if !o.correct {
+            println!(
+                "✗ {}\n    expected {}\n    got      {}",
+                printable(&o.request),
+                o.expected,
+                o.got
+            );
+        }
+    }
+    println!("| tool | requests | exactly right | right tool |");
+    println!("|---|---|---|---|");
+    for (tool, t) in &report.per_tool {
+        println!(
+            "| {tool} | {} | {} | {} |",
+            t.cases, t.correct, t.right_tool
+        );
+    }
+    println!(
+        "{} of {} requests understood exactly ({:.1} %)",
+        report.correct,
+        report.cases,
+        100.0 * report.accuracy
+    );
+    if let Some(c) = mean_cycles {
+        println!(
+            "{c:.0} chip cycles per request on average (prefill and decoding; {:.3} ms at 100 MHz)",
+            c / 1e5
+        );
+    }
+    Ok(())
+}
+
 fn syscall(a: &SyscallArgs) -> CliResult {
     crate::run::init_logging("warn");
     let s = open(&a.state)?;
@@ -525,8 +759,13 @@ fn syscall(a: &SyscallArgs) -> CliResult {
         workspace: &a.workspace,
         text: &a.request,
     };
-    // The chip is opened only when no template understands the request.
-    let needs_model = s.registry().match_template(&a.request).is_none();
+    // The chip is opened only when no template understands the request (for a
+    // syscall model: unambiguously).
+    let needs_model = match s.registry().match_template(&a.request) {
+        None => true,
+        Some(c) => !a.ranker && !etch_agent::syscall_template_is_unambiguous(s.registry(), &c),
+    };
+    let mut cycles = None;
     let answer = match (&a.device, needs_model) {
         (Some(dev), true) => {
             let engine = crate::chat::open_engine(
@@ -536,10 +775,20 @@ fn syscall(a: &SyscallArgs) -> CliResult {
                 Path::new("/sys"),
                 None,
             )?;
-            s.syscall(&req, Some(&engine as &dyn Model))?
+            if a.ranker {
+                s.syscall(&req, Some(&engine as &dyn Model))?
+            } else {
+                let model = etch_agent::SyscallModel::new(&engine);
+                let answer = s.syscall(&req, Some(&model as &dyn Model))?;
+                cycles = model.last_cycles();
+                answer
+            }
         }
         _ => s.syscall(&req, None)?,
     };
+    if let (Some(c), false) = (cycles, a.state.json) {
+        eprintln!("etch: the syscall model's chip took {c} cycles for this request");
+    }
     if a.state.json {
         print_json(&answer)?;
     } else {

@@ -16,6 +16,7 @@ mod output;
 mod run;
 mod synth;
 mod train;
+mod understand;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -273,13 +274,17 @@ pub struct AccuracyArgs {
 
 /// `etch train` arguments.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TrainArgs {
+    /// Train a model made for one job instead.
+    #[command(subcommand)]
+    pub job: Option<TrainJob>,
     /// Output directory: model.bin, tokenizer.bin, loss.csv, loss.png, train.json.
-    #[arg(short = 'o', long = "out", value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(short = 'o', long = "out", value_name = "DIR", required = true)]
+    pub out: Option<PathBuf>,
     /// Tokenizer (llama2.c format); its vocabulary is the model's.
-    #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
-    pub tokenizer: PathBuf,
+    #[arg(short = 'z', long = "tokenizer", value_name = "TOK", required = true)]
+    pub tokenizer: Option<PathBuf>,
     /// Train on this text: paragraphs separated by blank lines.
     #[arg(
         long,
@@ -353,6 +358,72 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print the training report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The models `etch train` makes for one job.
+#[derive(Subcommand, Debug)]
+pub enum TrainJob {
+    /// The syscall model: a small model that writes the call line for an English
+    /// request (`fs.move src="a.txt" dst="b.txt"`, or `none`), trained on pairs the
+    /// registry's paraphrase grammar writes; evaluated on the hand-written held-out
+    /// requests (agent/eval/syscall-heldout.jsonl) with constrained decoding.
+    Syscall(SyscallTrainArgs),
+}
+
+/// `etch train syscall` arguments.
+#[derive(Args, Debug)]
+pub struct SyscallTrainArgs {
+    /// Output directory: model.bin, tokenizer.bin, corpus.jsonl, loss.csv, loss.png,
+    /// train.json, heldout.json.
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Tokenizer [default: tok512.bin in $ETCH_MODELS or ../shared/models, else
+    /// models/syscall-tok.bin].
+    #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
+    pub tokenizer: Option<PathBuf>,
+    /// Seed of the corpus, the initial weights and the batches.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 2500)]
+    pub steps: usize,
+    /// (request, call) pairs the grammar writes.
+    #[arg(long, default_value_t = 40_000)]
+    pub examples: usize,
+    /// Pairs per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Residual width.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Feed-forward width.
+    #[arg(long, default_value_t = 172)]
+    pub hidden: usize,
+    /// Layers.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Query heads.
+    #[arg(long, default_value_t = 8)]
+    pub heads: usize,
+    /// Key/value heads.
+    #[arg(long, default_value_t = 4)]
+    pub kv_heads: usize,
+    /// Context length (a request and its call must fit).
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Held-out requests to measure on [default: agent/eval/syscall-heldout.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub eval: Option<PathBuf>,
+    /// Also train on the tools imported (MCP) into this state directory, from their
+    /// templates.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -632,7 +703,10 @@ fn run(cli: Cli) -> CliResult {
         Command::Reference(a) => models::reference(&a),
         Command::Emulate(a) => models::emulate(&a),
         Command::Accuracy(a) => models::accuracy(&a),
-        Command::Train(a) => train::train(&a),
+        Command::Train(a) => match &a.job {
+            Some(TrainJob::Syscall(s)) => train::train_syscall(s),
+            None => train::train(&a),
+        },
         Command::Build(a) => chip::build(&a),
         Command::Sim(a) => chip::sim(&a),
         Command::Bench(a) => bench::bench(&a),

@@ -90,6 +90,11 @@ fn plot_loss(curve: &[etch_train::StepLoss], path: &std::path::Path) -> Result<(
 /// `etch train`.
 pub fn train(a: &TrainArgs) -> CliResult {
     let started = Instant::now();
+    let (Some(out), Some(tokenizer_path)) = (&a.out, &a.tokenizer) else {
+        return Err(CliError::Usage(
+            "etch train needs -o DIR and -z TOK (or a job: etch train syscall)".into(),
+        ));
+    };
     let init = a.init.as_ref().map(Checkpoint::open).transpose()?;
     let config = init.as_ref().map(|c| *c.config()).unwrap_or(Config {
         dim: a.dim,
@@ -101,12 +106,12 @@ pub fn train(a: &TrainArgs) -> CliResult {
         seq_len: a.seq_len,
         shared_classifier: true,
     });
-    let tok_bytes = std::fs::read(&a.tokenizer).map_err(|source| CliError::Io {
+    let tok_bytes = std::fs::read(tokenizer_path).map_err(|source| CliError::Io {
         action: "read",
-        path: a.tokenizer.clone(),
+        path: tokenizer_path.clone(),
         source,
     })?;
-    let tokenizer = Tokenizer::parse_any(&tok_bytes, &a.tokenizer)?;
+    let tokenizer = Tokenizer::parse_any(&tok_bytes, tokenizer_path)?;
     let vocab = tokenizer.vocab_size();
     if init.is_some() && config.vocab_size != vocab {
         return Err(CliError::Usage(format!(
@@ -118,7 +123,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         vocab_size: vocab,
         ..config
     };
-    config.validate(&a.out.join("model.bin"))?;
+    config.validate(&out.join("model.bin"))?;
     let qat = a
         .qat
         .map(|bits| -> CliResult<FakeQuant> {
@@ -217,20 +222,20 @@ pub fn train(a: &TrainArgs) -> CliResult {
     bar.finish_and_clear();
     let curve = curve?;
     let after = evaluate(&model, &validation, window)?;
-    std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
+    std::fs::create_dir_all(out).map_err(|source| CliError::Io {
         action: "write",
-        path: a.out.clone(),
+        path: out.clone(),
         source,
     })?;
     let checkpoint = model.checkpoint("model.bin")?;
-    write(a.out.join("model.bin"), checkpoint.file_bytes())?;
-    write(a.out.join("tokenizer.bin"), &tok_bytes)?;
+    write(out.join("model.bin"), checkpoint.file_bytes())?;
+    write(out.join("tokenizer.bin"), &tok_bytes)?;
     let mut csv = String::from("step,loss,lr\n");
     for s in &curve {
         let _ = writeln!(csv, "{},{},{}", s.step, s.loss, s.lr);
     }
-    write(a.out.join("loss.csv"), csv)?;
-    let plotted = plot_loss(&curve, &a.out.join("loss.png"));
+    write(out.join("loss.csv"), csv)?;
+    let plotted = plot_loss(&curve, &out.join("loss.png"));
     if let Err(why) = &plotted {
         if !a.json {
             eprintln!("no loss.png ({why}); loss.csv has the curve");
@@ -238,8 +243,8 @@ pub fn train(a: &TrainArgs) -> CliResult {
     }
     let tail = &curve[curve.len() - (curve.len() / 10).max(1)..];
     let report = TrainReport {
-        model: a.out.join("model.bin").display().to_string(),
-        tokenizer: a.out.join("tokenizer.bin").display().to_string(),
+        model: out.join("model.bin").display().to_string(),
+        tokenizer: out.join("tokenizer.bin").display().to_string(),
         config,
         params: config.parameter_count(),
         corpus: what,
@@ -257,7 +262,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
     };
     let text =
         serde_json::to_string_pretty(&report).map_err(|e| CliError::Internal(e.to_string()))?;
-    write(a.out.join("train.json"), &text)?;
+    write(out.join("train.json"), &text)?;
     if a.json {
         return print_json(&report);
     }
@@ -274,5 +279,243 @@ pub fn train(a: &TrainArgs) -> CliResult {
         "  next         etch accuracy {} -z {} --text FILE",
         report.model, report.tokenizer
     );
+    Ok(())
+}
+
+/// `train.json` of `etch train syscall`.
+#[derive(Serialize)]
+struct SyscallTrainReport {
+    model: String,
+    tokenizer: String,
+    config: Config,
+    params: usize,
+    examples: usize,
+    /// Pairs left out because request and call do not fit the context.
+    too_long: usize,
+    tokens: usize,
+    validation_pairs: usize,
+    settings: Settings,
+    /// Cross-entropy of the call lines of the validation pairs, nats per token.
+    validation_loss_before: f64,
+    validation_loss_after: f64,
+    final_train_loss: f64,
+    /// Held-out requests understood exactly (float model, constrained decoding).
+    heldout_accuracy: f64,
+    heldout_cases: usize,
+    seconds: f64,
+}
+
+/// The tokenizer `etch train syscall` uses when none is given.
+fn syscall_tokenizer() -> CliResult<std::path::PathBuf> {
+    let models = std::env::var_os("ETCH_MODELS")
+        .map_or_else(|| std::path::PathBuf::from("../shared/models"), Into::into);
+    for p in [
+        models.join("tok512.bin"),
+        std::path::PathBuf::from("models/syscall-tok.bin"),
+    ] {
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    Err(CliError::Usage(format!(
+        "no tokenizer: pass -z TOK, or put tok512.bin in {} ($ETCH_MODELS)",
+        models.display()
+    )))
+}
+
+/// Measures a syscall checkpoint on `cases` with constrained decoding on the float
+/// model, with a progress bar.
+pub fn heldout_report(
+    registry: &etch_agent::Registry,
+    checkpoint: &Checkpoint,
+    tokenizer: &Tokenizer,
+    cases: &[etch_agent::understand::eval::Case],
+    quiet: bool,
+) -> CliResult<etch_agent::understand::eval::Report> {
+    let vocabulary = etch_agent::understand::Vocabulary::of(tokenizer);
+    let mut logits = crate::understand::FloatLogits::new(checkpoint);
+    let bar = progress(
+        if quiet { 0 } else { cases.len() as u64 },
+        "held-out requests",
+    );
+    let report = etch_agent::understand::eval::evaluate(registry, cases, &mut |request| {
+        bar.inc(1);
+        let prompt = etch_agent::understand::prompt(tokenizer, request);
+        let u = etch_agent::understand::understand(
+            registry,
+            &vocabulary,
+            &mut logits,
+            request,
+            &prompt,
+        )?;
+        Ok((u.line, u.call))
+    })?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// `etch train syscall`.
+pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
+    use etch_agent::understand::{corpus, eval};
+    let started = Instant::now();
+    let tokenizer_path = match &a.tokenizer {
+        Some(p) => p.clone(),
+        None => syscall_tokenizer()?,
+    };
+    let tok_bytes = std::fs::read(&tokenizer_path).map_err(|source| CliError::Io {
+        action: "read",
+        path: tokenizer_path.clone(),
+        source,
+    })?;
+    let tokenizer = Tokenizer::parse_any(&tok_bytes, &tokenizer_path)?;
+    let config = Config {
+        dim: a.dim,
+        hidden_dim: a.hidden,
+        n_layers: a.layers,
+        n_heads: a.heads,
+        n_kv_heads: a.kv_heads,
+        vocab_size: tokenizer.vocab_size(),
+        seq_len: a.seq_len,
+        shared_classifier: true,
+    };
+    config.validate(&a.out.join("model.bin"))?;
+    if config.parameter_count() > 500_000 && !a.json {
+        eprintln!(
+            "note: {} parameters; the FPGA fit assumes at most 500,000",
+            config.parameter_count()
+        );
+    }
+    let registry = match &a.state {
+        Some(state) => etch_agent::Syscalls::open(state)?.registry().clone(),
+        None => etch_agent::Registry::default(),
+    };
+    let heldout_text = match &a.eval {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| CliError::Io {
+            action: "read",
+            path: p.clone(),
+            source,
+        })?,
+        None => eval::HELDOUT.to_string(),
+    };
+    let cases = eval::read_cases(&heldout_text, &registry)?;
+    let examples = corpus::generate(&registry, a.examples, a.seed);
+    let mut too_long = 0;
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = examples
+        .iter()
+        .filter_map(|e| {
+            let prompt = etch_agent::understand::prompt(&tokenizer, &e.request);
+            let call = etch_agent::understand::completion(&tokenizer, &e.call);
+            if prompt.len() + call.len() > config.seq_len {
+                too_long += 1;
+                None
+            } else {
+                Some((prompt, call))
+            }
+        })
+        .collect();
+    let mut corpus = etch_train::Corpus::from_pairs(pairs);
+    if corpus.sequences.len() < 2 {
+        return Err(CliError::Usage(
+            "the corpus has fewer than two pairs that fit the context".into(),
+        ));
+    }
+    let validation = corpus.split_validation(20);
+    let longest = corpus.sequences.iter().map(Vec::len).max().unwrap_or(2);
+    let settings = Settings {
+        steps: a.steps,
+        batch: a.batch,
+        window: (longest - 1).min(config.seq_len),
+        lr: a.lr,
+        seed: a.seed,
+        from_start: true,
+        ..Settings::default()
+    };
+    let mut model = Model::new(config, a.seed)?;
+    let before = evaluate(&model, &validation, settings.window)?;
+    let bar = progress(settings.steps as u64, "training the syscall model");
+    let curve = etch_train::train(&mut model, &corpus, &settings, None, &mut |s| {
+        bar.set_position(s.step as u64);
+        bar.set_message(format!("loss {:.3}", s.loss));
+    });
+    bar.finish_and_clear();
+    let curve = curve?;
+    let after = evaluate(&model, &validation, settings.window)?;
+    std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
+        action: "write",
+        path: a.out.clone(),
+        source,
+    })?;
+    let checkpoint = model.checkpoint("model.bin")?;
+    write(a.out.join("model.bin"), checkpoint.file_bytes())?;
+    write(a.out.join("tokenizer.bin"), &tok_bytes)?;
+    let mut lines = String::new();
+    for e in &examples {
+        let _ = writeln!(
+            lines,
+            "{}",
+            serde_json::json!({ "request": e.request, "call": e.call })
+        );
+    }
+    write(a.out.join("corpus.jsonl"), lines)?;
+    let mut csv = String::from("step,loss,lr\n");
+    for s in &curve {
+        let _ = writeln!(csv, "{},{},{}", s.step, s.loss, s.lr);
+    }
+    write(a.out.join("loss.csv"), csv)?;
+    if let Err(why) = plot_loss(&curve, &a.out.join("loss.png")) {
+        if !a.json {
+            eprintln!("no loss.png ({why}); loss.csv has the curve");
+        }
+    }
+    let reloaded = Checkpoint::open(a.out.join("model.bin"))?;
+    let heldout = heldout_report(&registry, &reloaded, &tokenizer, &cases, a.json)?;
+    let text =
+        serde_json::to_string_pretty(&heldout).map_err(|e| CliError::Internal(e.to_string()))?;
+    write(a.out.join("heldout.json"), &text)?;
+    let tail = &curve[curve.len() - (curve.len() / 10).max(1)..];
+    let report = SyscallTrainReport {
+        model: a.out.join("model.bin").display().to_string(),
+        tokenizer: a.out.join("tokenizer.bin").display().to_string(),
+        config,
+        params: config.parameter_count(),
+        examples: examples.len(),
+        too_long,
+        tokens: corpus.tokens(),
+        validation_pairs: validation.sequences.len(),
+        settings,
+        validation_loss_before: before,
+        validation_loss_after: after,
+        final_train_loss: tail.iter().map(|s| s.loss as f64).sum::<f64>() / tail.len() as f64,
+        heldout_accuracy: heldout.accuracy,
+        heldout_cases: heldout.cases,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let text =
+        serde_json::to_string_pretty(&report).map_err(|e| CliError::Internal(e.to_string()))?;
+    write(a.out.join("train.json"), &text)?;
+    if a.json {
+        return print_json(&report);
+    }
+    println!(
+        "trained the syscall model ({} parameters) on {} pairs ({} tokens) in {:.0} s",
+        report.params,
+        corpus.sequences.len(),
+        report.tokens,
+        report.seconds
+    );
+    println!(
+        "  validation   {before:.3} → {after:.3} nats per call token ({} pairs held out)",
+        report.validation_pairs
+    );
+    println!(
+        "  held-out     {} of {} requests understood exactly ({:.1} %), float model",
+        heldout.correct,
+        heldout.cases,
+        100.0 * heldout.accuracy
+    );
+    for (tool, s) in &heldout.per_tool {
+        println!("    {tool:<10} {:>3} / {:<3}", s.correct, s.cases);
+    }
+    println!("  model        {}", report.model);
     Ok(())
 }

@@ -20,6 +20,8 @@
 //!   across crashes; [`Syscalls::undo`].
 //! * [`audit`]: one English line per event, hash-chained and anchored in the state
 //!   database; [`audit::verify`] finds an edited, deleted or reordered entry.
+//! * [`understand`]: the syscall model's side of a request — the canonical call line,
+//!   the training corpus written from the registry, constrained decoding, evaluation.
 //! * A C ABI ([`ffi`], `include/etch_agent.h`, `libetch_agent.so`).
 //! * A trust monitor that only tightens: an agent with many denials, a burst of calls
 //!   or an unusual irreversible tool is put in observe mode (its changes are staged).
@@ -36,10 +38,12 @@ mod syscall;
 pub mod text;
 pub mod time;
 pub mod tools;
+pub mod understand;
 
 pub use error::{AgentError, Result};
 pub use registry::{Call, Registry, Reversibility, Tool};
 pub use syscall::{
-    confinement, Action, Answer, Model, Request, Status, Syscalls, BURST_CALLS, BURST_SECONDS,
-    STAGED_FOR, TRUST_DENIALS, TRUST_WINDOW, USUAL_AFTER,
+    confinement, syscall_template_is_unambiguous, Action, Answer, Model, Request, Status,
+    SyscallModel, Syscalls, BURST_CALLS, BURST_SECONDS, STAGED_FOR, TRUST_DENIALS, TRUST_WINDOW,
+    USUAL_AFTER,
 };

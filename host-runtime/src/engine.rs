@@ -813,6 +813,25 @@ impl<D: Device> Engine<D> {
     }
 
     /// Runs `f` with a slot of its own (evicting a context if none is free).
+    /// Runs `f` with the chip and a KV slot of its own, created empty and destroyed
+    /// afterwards: a context nobody else sees (the syscall model's decoding). A slot is
+    /// freed for it by evicting the least recently used context if need be.
+    pub fn with_scratch_context<R, E: From<RuntimeError>>(
+        &self,
+        f: impl FnOnce(&Chip<D>, u8) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let mut inner = self.lock();
+        let slot = self.free_slot(&mut inner)?;
+        self.chip.create_context(slot).map_err(RuntimeError::from)?;
+        inner.taken[slot as usize] = true;
+        let r = f(&self.chip, slot);
+        let d = self.chip.destroy_context(slot);
+        inner.taken[slot as usize] = false;
+        let r = r?;
+        d.map_err(RuntimeError::from)?;
+        Ok(r)
+    }
+
     fn with_scratch<R>(&self, f: impl FnOnce(u8) -> Result<R>) -> Result<R> {
         let mut inner = self.lock();
         let slot = self.free_slot(&mut inner)?;

@@ -26,6 +26,9 @@ use etch_compiler::{generate, Checkpoint, ReferenceDecoder, SamplingParams, Toke
 pub struct Corpus {
     /// The sequences.
     pub sequences: Vec<Vec<u32>>,
+    /// Per sequence, the index of the first token whose prediction is trained on (a
+    /// prompt's tokens before it are context only); empty: every token.
+    pub loss_from: Vec<usize>,
 }
 
 impl Corpus {
@@ -37,7 +40,27 @@ impl Corpus {
                 .map(|p| tokenizer.encode(p))
                 .filter(|ids| ids.len() > 1)
                 .collect(),
+            loss_from: Vec::new(),
         }
+    }
+
+    /// (prompt, completion) pairs: each sequence is the prompt (from BOS) followed by
+    /// the completion, and only the completion's tokens are trained on.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u32>, Vec<u32>)>) -> Self {
+        let mut c = Corpus::default();
+        for (prompt, completion) in pairs {
+            if prompt.is_empty() || completion.is_empty() {
+                continue;
+            }
+            c.loss_from.push(prompt.len());
+            c.sequences.push([prompt, completion].concat());
+        }
+        c
+    }
+
+    /// The index of the first trained-on token of sequence `k`.
+    fn first_target(&self, k: usize) -> usize {
+        self.loss_from.get(k).copied().unwrap_or(1)
     }
 
     /// `stories` stories a teacher model writes itself (float reference, temperature 1,
@@ -66,7 +89,10 @@ impl Corpus {
             }
         }
         progress(stories, stories);
-        Ok(Corpus { sequences })
+        Ok(Corpus {
+            sequences,
+            loss_from: Vec::new(),
+        })
     }
 
     /// Tokens in all.
@@ -80,6 +106,11 @@ impl Corpus {
         let keep = self.sequences.len().saturating_sub(n);
         Corpus {
             sequences: self.sequences.split_off(keep),
+            loss_from: if self.loss_from.is_empty() {
+                Vec::new()
+            } else {
+                self.loss_from.split_off(keep)
+            },
         }
     }
 }
@@ -146,6 +177,16 @@ fn learning_rate(s: &Settings, step: usize) -> f64 {
     s.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
 }
 
+/// A batch: inputs, next-token targets, and (for a corpus of prompts and completions)
+/// the weight of each target (1 for a completion's token, 0 for a prompt's or padding).
+struct Batch {
+    /// Positions per window.
+    window: usize,
+    inputs: Tensor,
+    targets: Tensor,
+    weights: Option<Tensor>,
+}
+
 /// Draws `batch` windows of `window + 1` tokens: inputs and next-token targets.
 fn draw(
     corpus: &Corpus,
@@ -154,53 +195,101 @@ fn draw(
     from_start: bool,
     rng: &mut Normal,
     model: &Model,
-) -> Result<(Tensor, Tensor)> {
-    let usable: Vec<&Vec<u32>> = corpus.sequences.iter().filter(|s| s.len() >= 2).collect();
+) -> Result<Batch> {
+    let usable: Vec<usize> = (0..corpus.sequences.len())
+        .filter(|&k| corpus.sequences[k].len() >= 2)
+        .collect();
     if usable.is_empty() {
         return Err(TrainError::Invalid(
             "the corpus has no sequence of two tokens".into(),
         ));
     }
-    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
-    for _ in 0..batch {
-        let seq = usable[(rng.uniform() * usable.len() as f64) as usize % usable.len()];
+    let masked = !corpus.loss_from.is_empty();
+    let pick =
+        |rng: &mut Normal| usable[(rng.uniform() * usable.len() as f64) as usize % usable.len()];
+    // Prompts and completions are whole sequences from BOS, drawn first: a batch needs
+    // no more positions than its longest.
+    let picks: Option<Vec<usize>> = masked.then(|| (0..batch).map(|_| pick(rng)).collect());
+    let window = match &picks {
+        Some(p) => p
+            .iter()
+            .map(|&k| corpus.sequences[k].len() - 1)
+            .max()
+            .unwrap_or(1)
+            .min(window),
+        None => window,
+    };
+    let (mut inputs, mut targets, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..batch {
+        let k = match &picks {
+            Some(p) => p[i],
+            None => pick(rng),
+        };
+        let seq = &corpus.sequences[k];
         // Windows start at the sequence's start or anywhere within it; short ones are
         // padded by repeating their last token (a target it already predicts).
         let max_start = seq.len().saturating_sub(window + 1);
         let start = (rng.uniform() * (max_start + 1) as f64) as usize % (max_start + 1);
-        let start = if from_start { 0 } else { start };
-        for k in 0..window {
-            let at = (start + k).min(seq.len() - 2);
+        let start = if from_start || masked { 0 } else { start };
+        for j in 0..window {
+            let at = (start + j).min(seq.len() - 2);
             inputs.push(seq[at]);
             targets.push(seq[at + 1]);
+            let padding = start + j > seq.len() - 2;
+            weights.push(if !padding && at + 1 >= corpus.first_target(k) {
+                1f32
+            } else {
+                0f32
+            });
         }
     }
     let dev = model.device();
-    Ok((
-        Tensor::from_vec(inputs, (batch, window), dev)?,
-        Tensor::from_vec(targets, batch * window, dev)?,
-    ))
+    Ok(Batch {
+        window,
+        inputs: Tensor::from_vec(inputs, (batch, window), dev)?,
+        targets: Tensor::from_vec(targets, batch * window, dev)?,
+        weights: if masked {
+            Some(Tensor::from_vec(weights, batch * window, dev)?)
+        } else {
+            None
+        },
+    })
 }
 
-/// Mean cross-entropy of `model` on every window of `corpus` (nats per token).
+/// Cross-entropy of `logits` (`[n][vocab]`) against `targets`, each position weighted
+/// by `weights` (mean over the weighted positions).
+fn weighted_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    let picked = log_p.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let n = weights.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+    Ok((picked * weights)?.sum_all()?.affine(-1.0 / n, 0.0)?)
+}
+
+/// Mean cross-entropy of `model` on every window of `corpus` (nats per token; for
+/// prompts and completions, per completion token).
 pub fn evaluate(model: &Model, corpus: &Corpus, window: usize) -> Result<f64> {
     let (mut sum, mut n) = (0.0f64, 0usize);
     let dev = model.device();
     // Each sequence's first window only, from BOS, as generation sees it.
-    for seq in &corpus.sequences {
+    for (k, seq) in corpus.sequences.iter().enumerate() {
         let t = (seq.len().saturating_sub(1)).min(window);
-        if t == 0 {
+        let first = corpus.first_target(k).max(1);
+        if t == 0 || first > t {
             continue;
         }
         let inputs = seq[..t].to_vec();
         let targets = seq[1..=t].to_vec();
-        let logits = model.forward(&Tensor::from_vec(inputs, (1, t), dev)?)?;
+        let logits = model
+            .forward(&Tensor::from_vec(inputs, (1, t), dev)?)?
+            .reshape((t, model.config.vocab_size))?;
+        // Targets `first..=t` of the sequence are rows `first - 1..t`.
+        let counted = t + 1 - first;
         let loss = candle_nn::loss::cross_entropy(
-            &logits.reshape((t, model.config.vocab_size))?,
-            &Tensor::from_vec(targets, t, dev)?,
+            &logits.narrow(0, first - 1, counted)?,
+            &Tensor::from_vec(targets[first - 1..].to_vec(), counted, dev)?,
         )?;
-        sum += loss.to_scalar::<f32>()? as f64 * t as f64;
-        n += t;
+        sum += loss.to_scalar::<f32>()? as f64 * counted as f64;
+        n += counted;
     }
     Ok(sum / n.max(1) as f64)
 }
@@ -268,7 +357,7 @@ pub fn train(
     for step in 0..settings.steps {
         let lr = learning_rate(settings, step);
         opt.set_learning_rate(lr);
-        let (inputs, targets) = draw(
+        let b = draw(
             corpus,
             settings.batch,
             settings.window,
@@ -277,16 +366,17 @@ pub fn train(
             model,
         )?;
         let logits = model
-            .forward(&inputs)?
-            .reshape((settings.batch * settings.window, v))?;
-        let loss = match teacher {
-            Some(t) => soft_cross_entropy(
+            .forward(&b.inputs)?
+            .reshape((settings.batch * b.window, v))?;
+        let loss = match (teacher, &b.weights) {
+            (Some(t), _) => soft_cross_entropy(
                 &logits,
-                &t.forward(&inputs)?
-                    .reshape((settings.batch * settings.window, v))?,
+                &t.forward(&b.inputs)?
+                    .reshape((settings.batch * b.window, v))?,
                 settings.distill_temperature,
             )?,
-            None => candle_nn::loss::cross_entropy(&logits, &targets)?,
+            (None, Some(w)) => weighted_cross_entropy(&logits, &b.targets, w)?,
+            (None, None) => candle_nn::loss::cross_entropy(&logits, &b.targets)?,
         };
         opt.backward_step(&loss)?;
         let record = StepLoss {

@@ -61,8 +61,30 @@ impl Syscalls {
                 "the request is empty, longer than 4096 bytes or contains a NUL",
             );
         }
-        // 1. Template; 2. the model over the registry's candidates.
-        let (call, resolution) = match self.registry.match_template(text) {
+        // 1. A template, where it is unambiguous; 2. the model: a syscall model writes
+        // the call, any other ranks the registry's candidates.
+        let template = self.registry.match_template(text);
+        let syscall_model = model.is_some_and(|m| m.writes_calls());
+        let template = template.filter(|c| !syscall_model || unambiguous(&self.registry, c));
+        if let (None, Some(m)) = (&template, model) {
+            if let Some(understood) = m.understand(&self.registry, text) {
+                for e in m.events() {
+                    self.record(agent, "context", &e, json!({}))?;
+                }
+                return match understood {
+                    Ok(u) => {
+                        self.understood(agent, root.as_deref(), text, &token, req.workspace, u)
+                    }
+                    Err(e) => self.deny_unparsed(
+                        agent,
+                        root.as_deref(),
+                        text,
+                        &format!("the syscall model could not read the request: {e}"),
+                    ),
+                };
+            }
+        }
+        let (call, resolution) = match template {
             Some(c) => (c, Resolution::Template),
             None => match model {
                 None => return self.deny_unparsed(
@@ -86,6 +108,41 @@ impl Syscalls {
         };
         self.decide(agent, text, &token, req.workspace, call, resolution)
     }
+    /// A request the syscall model wrote a call line for: recorded, then refused
+    /// (`none`) or decided like any call.
+    fn understood(
+        &self,
+        agent: &str,
+        root: Option<&str>,
+        text: &str,
+        token: &Token,
+        workspace: &Path,
+        u: crate::understand::Understood,
+    ) -> Result<Answer> {
+        self.record(
+            agent,
+            "proposal",
+            &format!(
+                "the syscall model read \"{}\" as `{}` ({} prompt and {} call tokens, {} chip passes)",
+                text,
+                u.line,
+                u.prompt_tokens,
+                u.call_tokens,
+                u.choices
+            ),
+            json!({ "line": u.line, "prompt_tokens": u.prompt_tokens, "call_tokens": u.call_tokens, "choices": u.choices }),
+        )?;
+        match u.call {
+            None => self.deny_unparsed(
+                agent,
+                root,
+                text,
+                "the syscall model read it as no tool call (none)",
+            ),
+            Some(call) => self.decide(agent, text, token, workspace, call, Resolution::Model),
+        }
+    }
+
     /// A structured call (the model already chose): the same checks as [`Self::syscall`]
     /// from the capability on.
     pub fn call(&self, agent: &str, token: &str, workspace: &Path, call: &Call) -> Result<Answer> {
@@ -518,4 +575,19 @@ impl Syscalls {
         })?;
         Ok(())
     }
+}
+
+/// Whether a template's reading is safe to take without the syscall model: every path
+/// and recipient it found is one word ("show me notes.txt" matches `show {path}` with
+/// the path "me notes.txt", which the model reads better).
+pub fn unambiguous(registry: &Registry, call: &Call) -> bool {
+    let Some(tool) = registry.get(&call.tool) else {
+        return false;
+    };
+    tool.args
+        .iter()
+        .all(|a| match (a.ty, call.args.get(&a.name)) {
+            (ArgType::Path | ArgType::Recipient, Some(v)) => !v.contains(char::is_whitespace),
+            _ => true,
+        })
 }

@@ -23,8 +23,9 @@ mod staging;
 mod trust;
 mod undo;
 
+pub use call::unambiguous as syscall_template_is_unambiguous;
 pub use capabilities::confinement;
-pub use model::Model;
+pub use model::{Model, SyscallModel};
 pub use trust::{BURST_CALLS, BURST_SECONDS, TRUST_DENIALS, TRUST_WINDOW, USUAL_AFTER};
 
 use capabilities::{any_revoked, capability_request};

@@ -1,0 +1,499 @@
+//! Constrained decoding: only well-formed calls come out of the model.
+//!
+//! The model writes a call line after the request, one token at a time. Before each
+//! choice every token of the vocabulary is checked against a grammar built from the
+//! registry and the request, and the model's best *allowed* token is taken:
+//!
+//! * the tool's name is one of the registry's (or `none`);
+//! * argument names come from that tool, in its order (trailing defaulted ones may be
+//!   left out);
+//! * every value is copied from the request: it starts where a word starts and ends
+//!   where a word ends (quotes and trailing punctuation are boundaries), and fits its
+//!   type (a recipient is one name, a path has no control characters).
+//!
+//! Tokens that are the only allowed continuation (`path="` after `fs.read`) are not
+//! chosen but fed together with the next choice, so the model runs once per real
+//! decision. The result still goes through capabilities, staging and the audit log:
+//! the model proposes, the checks decide.
+
+use etch_contract::Tokenizer;
+
+use crate::error::{AgentError, Result};
+use crate::registry::{ArgType, Call, Registry};
+use crate::understand::line;
+
+/// A language model, one token at a time: the logits of the next token.
+pub trait Logits {
+    /// Starts over with `prompt` (from BOS) and returns the logits after its last token.
+    fn start(&mut self, prompt: &[u32]) -> Result<Vec<f32>>;
+    /// Feeds `tokens` after what came before and returns the logits after the last.
+    fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+}
+
+/// How a text stands against the grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fit {
+    /// No call line starts with it.
+    Invalid,
+    /// Some call line starts with it.
+    Prefix,
+    /// It is a whole call line and its newline.
+    Complete,
+}
+
+struct ToolShape {
+    name: Vec<u8>,
+    /// Argument names (with `="` appended), types, and whether each has a default.
+    args: Vec<(Vec<u8>, ArgType, bool)>,
+}
+
+/// The call lines allowed for one request.
+pub struct Grammar {
+    tools: Vec<ToolShape>,
+    request: Vec<u8>,
+    /// Byte offsets where a copied value may start / end.
+    starts: Vec<usize>,
+    ends: Vec<bool>,
+}
+
+fn opens(b: u8) -> bool {
+    b.is_ascii_whitespace() || b"\"'`([{<".contains(&b)
+}
+
+fn closes(b: u8) -> bool {
+    b.is_ascii_whitespace() || b"\"'`)]}>".contains(&b)
+}
+
+impl Grammar {
+    /// The grammar of `registry`'s tools for `request`.
+    pub fn new(registry: &Registry, request: &str) -> Self {
+        let tools = registry
+            .tools()
+            .iter()
+            .filter(|t| t.approval != crate::registry::Approval::Never)
+            .map(|t| ToolShape {
+                name: t.name.as_bytes().to_vec(),
+                args: t
+                    .args
+                    .iter()
+                    .map(|a| {
+                        (
+                            format!("{}=\"", a.name).into_bytes(),
+                            a.ty,
+                            a.default.is_some(),
+                        )
+                    })
+                    .collect(),
+            })
+            .chain(std::iter::once(ToolShape {
+                name: line::NONE.as_bytes().to_vec(),
+                args: Vec::new(),
+            }))
+            .collect();
+        let r = request.as_bytes().to_vec();
+        let n = r.len();
+        let starts = (0..n)
+            .filter(|&p| !r[p].is_ascii_whitespace() && (p == 0 || opens(r[p - 1])))
+            .collect();
+        let ends = (0..=n)
+            .map(|e| {
+                e > 0
+                    && !r[e - 1].is_ascii_whitespace()
+                    && (e == n
+                        || closes(r[e])
+                        || (b".,;:!?".contains(&r[e]) && (e + 1 == n || closes(r[e + 1]))))
+            })
+            .collect();
+        Grammar {
+            tools,
+            request: r,
+            starts,
+            ends,
+        }
+    }
+
+    /// Whether `v` (a value's first bytes, or all of it when `whole`) can be copied
+    /// from the request.
+    fn copyable(&self, v: &[u8], whole: bool, ty: ArgType) -> bool {
+        if v.is_empty() || v.contains(&b'"') || v.contains(&b'\\') || v.contains(&b'\n') {
+            return false;
+        }
+        if ty == ArgType::Recipient
+            && !v
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || b"._-+@".contains(&c))
+        {
+            return false;
+        }
+        self.starts
+            .iter()
+            .any(|&s| self.request[s..].starts_with(v) && (!whole || self.ends[s + v.len()]))
+    }
+
+    /// How `text` (what the model wrote after the request) stands.
+    fn fit(&self, text: &[u8]) -> Fit {
+        let Some(rest) = text.strip_prefix(b" ") else {
+            return if text.is_empty() {
+                Fit::Prefix
+            } else {
+                Fit::Invalid
+            };
+        };
+        let name_end = rest
+            .iter()
+            .position(|&b| b == b' ' || b == b'\n')
+            .unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        if name_end == rest.len() {
+            return if self.tools.iter().any(|t| t.name.starts_with(name)) {
+                Fit::Prefix
+            } else {
+                Fit::Invalid
+            };
+        }
+        let Some(tool) = self.tools.iter().find(|t| t.name == name) else {
+            return Fit::Invalid;
+        };
+        let mut at = &rest[name_end..];
+        for (i, (arg, ty, _)) in tool.args.iter().enumerate() {
+            // After the name or a closing quote: a newline ends the line when every
+            // argument left has a default.
+            if at == b"\n" {
+                return if tool.args[i..].iter().all(|a| a.2) {
+                    Fit::Complete
+                } else {
+                    Fit::Invalid
+                };
+            }
+            let Some(after_space) = at.strip_prefix(b" ") else {
+                return if at.is_empty() {
+                    Fit::Prefix
+                } else {
+                    Fit::Invalid
+                };
+            };
+            if after_space.len() < arg.len() {
+                return if arg.starts_with(after_space) {
+                    Fit::Prefix
+                } else {
+                    Fit::Invalid
+                };
+            }
+            let Some(value_on) = after_space.strip_prefix(arg.as_slice()) else {
+                return Fit::Invalid;
+            };
+            match value_on.iter().position(|&b| b == b'"') {
+                None => {
+                    return if value_on.is_empty() || self.copyable(value_on, false, *ty) {
+                        Fit::Prefix
+                    } else {
+                        Fit::Invalid
+                    }
+                }
+                Some(q) => {
+                    if !self.copyable(&value_on[..q], true, *ty) {
+                        return Fit::Invalid;
+                    }
+                    at = &value_on[q + 1..];
+                }
+            }
+        }
+        match at {
+            b"" => Fit::Prefix,
+            b"\n" => Fit::Complete,
+            _ => Fit::Invalid,
+        }
+    }
+}
+
+/// What the model understood a request as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Understood {
+    /// The call line it wrote.
+    pub line: String,
+    /// The call, validated against the registry (`None`: refused).
+    pub call: Option<Call>,
+    /// Tokens of the request's prompt.
+    pub prompt_tokens: usize,
+    /// Tokens of the call line.
+    pub call_tokens: usize,
+    /// Times the model ran to choose (each after feeding one or more tokens).
+    pub choices: usize,
+}
+
+/// The longest call line, in tokens, before decoding gives up.
+const MAX_CALL_TOKENS: usize = 160;
+
+/// A tokenizer's view for decoding: what each token writes.
+pub struct Vocabulary {
+    /// The bytes token `id` adds to a text (not at its start).
+    pub pieces: Vec<Vec<u8>>,
+}
+
+/// The prompt a request is written as: BOS, the request, a newline.
+pub fn prompt_text(request: &str) -> String {
+    format!("{}\n", request.trim())
+}
+
+/// The request's prompt as tokens: BOS, the request, a newline.
+pub fn prompt(tokenizer: &Tokenizer, request: &str) -> Vec<u32> {
+    tokenizer.encode_with(&prompt_text(request), true, false)
+}
+
+/// The call line as the model is trained to write it after the prompt (the tokenizer
+/// puts a space before it; a newline ends it).
+pub fn completion(tokenizer: &Tokenizer, call_line: &str) -> Vec<u32> {
+    tokenizer.encode_with(&format!("{call_line}\n"), false, false)
+}
+
+impl Vocabulary {
+    /// What each token of `tokenizer` writes after another token (not at a text's
+    /// start, where the tokenizer drops a leading space); BOS, EOS and unknown write
+    /// nothing and are never chosen.
+    pub fn of(tokenizer: &Tokenizer) -> Self {
+        let prev = tokenizer
+            .encode_with("a", false, false)
+            .last()
+            .copied()
+            .unwrap_or(3);
+        Vocabulary {
+            pieces: (0..tokenizer.vocab_size() as u32)
+                .map(|id| {
+                    if id < 3 {
+                        Vec::new()
+                    } else {
+                        tokenizer.decode(prev, id).to_vec()
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Decodes the call line for `request` from `model` under the grammar: greedy over the
+/// allowed tokens, forced tokens fed in runs. `prompt` is the request's prompt as
+/// tokens (`prompt_text`, from BOS).
+pub fn understand(
+    registry: &Registry,
+    vocabulary: &Vocabulary,
+    model: &mut dyn Logits,
+    request: &str,
+    prompt: &[u32],
+) -> Result<Understood> {
+    let grammar = Grammar::new(registry, request.trim());
+    let mut text: Vec<u8> = Vec::new();
+    let mut logits = model.start(prompt)?;
+    let mut pending: Vec<u32> = Vec::new();
+    let mut call_tokens = 0;
+    let mut choices = 1;
+    loop {
+        if call_tokens >= MAX_CALL_TOKENS {
+            return Err(AgentError::Invalid(format!(
+                "the model wrote {MAX_CALL_TOKENS} tokens without finishing a call line"
+            )));
+        }
+        let mut allowed: Vec<(u32, Fit)> = Vec::new();
+        for (id, piece) in vocabulary.pieces.iter().enumerate() {
+            if piece.is_empty() {
+                continue;
+            }
+            let mut t = text.clone();
+            t.extend_from_slice(piece);
+            match grammar.fit(&t) {
+                Fit::Invalid => {}
+                f => allowed.push((id as u32, f)),
+            }
+        }
+        let (token, fit) = match allowed.as_slice() {
+            [] => {
+                return Err(AgentError::Invalid(format!(
+                    "no token continues the call line {:?}",
+                    String::from_utf8_lossy(&text)
+                )))
+            }
+            [only] => *only,
+            _ => {
+                if !pending.is_empty() {
+                    logits = model.feed(&pending)?;
+                    pending.clear();
+                    choices += 1;
+                }
+                *allowed
+                    .iter()
+                    .max_by(|a, b| {
+                        let la = logits.get(a.0 as usize).copied().unwrap_or(f32::MIN);
+                        let lb = logits.get(b.0 as usize).copied().unwrap_or(f32::MIN);
+                        la.total_cmp(&lb).then(b.0.cmp(&a.0))
+                    })
+                    .expect("allowed is not empty")
+            }
+        };
+        text.extend_from_slice(&vocabulary.pieces[token as usize]);
+        call_tokens += 1;
+        if fit == Fit::Complete {
+            break;
+        }
+        pending.push(token);
+    }
+    let written = String::from_utf8_lossy(&text).trim().to_string();
+    let call = line::parse(registry, &written)?;
+    Ok(Understood {
+        line: written,
+        call,
+        prompt_tokens: prompt.len(),
+        call_tokens,
+        choices,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grammar(request: &str) -> Grammar {
+        Grammar::new(&Registry::default(), request)
+    }
+
+    #[test]
+    fn the_grammar_allows_tools_copied_values_and_nothing_else() {
+        let g = grammar("please move \"a.txt\" to old/b.txt?");
+        let fit = |t: &str| g.fit(t.as_bytes());
+        assert_eq!(fit(""), Fit::Prefix);
+        assert_eq!(fit(" fs.m"), Fit::Prefix);
+        assert_eq!(fit(" fs.mv"), Fit::Invalid);
+        assert_eq!(fit(" fs.move s"), Fit::Prefix);
+        assert_eq!(fit(" fs.move src=\"a"), Fit::Prefix);
+        assert_eq!(
+            fit(" fs.move src=\"a.txt\" dst=\"old/b.txt\"\n"),
+            Fit::Complete
+        );
+        assert_eq!(
+            fit(" fs.move src=\"a.txt\"\n"),
+            Fit::Invalid,
+            "dst is required"
+        );
+        assert_eq!(
+            fit(" fs.move src=\"a.tx\""),
+            Fit::Invalid,
+            "a value ends at a word end"
+        );
+        assert_eq!(
+            fit(" fs.move src=\"xyz"),
+            Fit::Invalid,
+            "not in the request"
+        );
+        assert_eq!(
+            fit(" fs.move src=\"ove"),
+            Fit::Invalid,
+            "starts where a word starts"
+        );
+        assert_eq!(fit(" fs.move dst=\""), Fit::Invalid, "arguments in order");
+        assert_eq!(fit(" none\n"), Fit::Complete);
+        assert_eq!(fit(" none x"), Fit::Invalid);
+        assert_eq!(
+            fit(" fs.list\n"),
+            Fit::Complete,
+            "a defaulted argument may go unsaid"
+        );
+        assert_eq!(fit("fs.list"), Fit::Invalid, "the line starts with a space");
+        let g = grammar("tell bob smith \"hi\"");
+        assert_eq!(
+            g.fit(b" msg.send to=\"bob smith\""),
+            Fit::Invalid,
+            "one recipient"
+        );
+        assert_eq!(g.fit(b" msg.send to=\"bob\" body=\"hi\"\n"), Fit::Complete);
+    }
+
+    /// A model that prefers, at every step, the token spelling the next bytes of a
+    /// fixed line — and otherwise knows nothing.
+    struct Spelling {
+        want: Vec<u8>,
+        written: Vec<u8>,
+        vocabulary: Vec<Vec<u8>>,
+        runs: usize,
+    }
+
+    impl Spelling {
+        fn logits(&self) -> Vec<f32> {
+            let rest = &self.want[self.written.len().min(self.want.len())..];
+            self.vocabulary
+                .iter()
+                .map(|p| {
+                    if !p.is_empty() && rest.starts_with(p) {
+                        p.len() as f32
+                    } else {
+                        -1.0
+                    }
+                })
+                .collect()
+        }
+    }
+
+    impl Logits for Spelling {
+        fn start(&mut self, _prompt: &[u32]) -> Result<Vec<f32>> {
+            self.written.clear();
+            self.runs = 1;
+            Ok(self.logits())
+        }
+        fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+            for &t in tokens {
+                self.written.extend_from_slice(&self.vocabulary[t as usize]);
+            }
+            self.runs += 1;
+            Ok(self.logits())
+        }
+    }
+
+    fn byte_vocabulary() -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = vec![Vec::new(); 3];
+        v.extend((0u8..=255).map(|b| vec![b]));
+        for w in [" fs.", "read", "move", " path=\"", "\"\n", ".txt", " none"] {
+            v.push(w.as_bytes().to_vec());
+        }
+        v
+    }
+
+    #[test]
+    fn decoding_writes_the_models_line_when_it_is_allowed() {
+        let r = Registry::default();
+        let vocabulary = Vocabulary {
+            pieces: byte_vocabulary(),
+        };
+        let mut m = Spelling {
+            want: b" fs.read path=\"notes.txt\"\n".to_vec(),
+            written: Vec::new(),
+            vocabulary: vocabulary.pieces.clone(),
+            runs: 0,
+        };
+        let u = understand(&r, &vocabulary, &mut m, "show me notes.txt", &[1]).unwrap();
+        assert_eq!(u.line, r#"fs.read path="notes.txt""#);
+        assert_eq!(u.call.unwrap().args["path"], "notes.txt");
+        assert!(u.choices < u.call_tokens, "forced tokens are fed in runs");
+        assert_eq!(u.choices, m.runs);
+    }
+
+    #[test]
+    fn decoding_never_writes_a_value_the_request_does_not_hold() {
+        let r = Registry::default();
+        let vocabulary = Vocabulary {
+            pieces: byte_vocabulary(),
+        };
+        // The model wants /etc/passwd; the request never says it.
+        let mut m = Spelling {
+            want: b" fs.read path=\"/etc/passwd\"\n".to_vec(),
+            written: Vec::new(),
+            vocabulary: vocabulary.pieces.clone(),
+            runs: 0,
+        };
+        let u = understand(&r, &vocabulary, &mut m, "show me notes.txt", &[1]).unwrap();
+        if let Some(c) = &u.call {
+            for v in c.args.values() {
+                assert!(
+                    "show me notes.txt".contains(v.as_str()) || v == ".",
+                    "{u:?}"
+                );
+            }
+        }
+    }
+}
