@@ -13,7 +13,9 @@
 //! * [`confine`]: tools that touch the OS run in a child process under a Landlock
 //!   ruleset derived from the capability's paths.
 //! * [`Syscalls::syscall`]: `syscall(agent, capability, "English request")` — template
-//!   match, or the on-chip model ranking the registry's candidates (SCORE); the
+//!   match, or the on-chip syscall model writing the call under constrained decoding
+//!   ([`SyscallModel`], [`understand`]; another model ranks the registry's candidates
+//!   with SCORE); the
 //!   capability check; read-only and reversible calls execute (with an undo record),
 //!   irreversible ones wait in the staging area (SQLite, WAL) for
 //!   [`Syscalls::approve`] / [`Syscalls::deny`] and then execute exactly once, even

@@ -41,10 +41,12 @@ pub(super) enum Decision {
 }
 
 impl Syscalls {
-    /// The natural-language system call: template match, else the model's ranking of
-    /// the registry's candidates; the capability check; execute (read-only,
-    /// reversible), stage (irreversible, observe mode) or deny; an English answer. Every
-    /// step is in the audit log.
+    /// The natural-language system call: a template match where it is unambiguous
+    /// (with a syscall model attached) or any template match (without), else the
+    /// model — a syscall model writes the call under constrained decoding, another
+    /// model ranks the registry's candidates; the capability check; execute
+    /// (read-only, reversible), stage (irreversible, observe mode) or deny; an English
+    /// answer. Every step is in the audit log.
     pub fn syscall(&self, req: &Request, model: Option<&dyn Model>) -> Result<Answer> {
         let agent = req.agent;
         let text = req.text.trim();

@@ -5,7 +5,7 @@
 //! from large pools of paths, file names, recipients, message bodies and commands. The
 //! shipped tools have a hand-written paraphrase grammar; an imported (MCP) tool
 //! contributes its own templates and description, wrapped in the same polite and
-//! question forms. Requests that are no tool call ("make me a sandwich"), or that name a
+//! question forms. Requests that are no tool call ("order a cake for friday"), or that name a
 //! file without saying what to do with it, map to `none`.
 //!
 //! Everything is deterministic for a seed.
@@ -433,8 +433,352 @@ const COMMANDS: &[&str] = &[
     "black .",
     "ruff check",
 ];
+/// Common words: message bodies, file contents, file and directory names, requests
+/// that are no tool call are made of them, so that the model learns to copy values
+/// rather than remember them.
+const WORDS: &[&str] = &[
+    "the",
+    "a",
+    "my",
+    "our",
+    "your",
+    "new",
+    "old",
+    "big",
+    "small",
+    "red",
+    "blue",
+    "green",
+    "final",
+    "first",
+    "last",
+    "next",
+    "early",
+    "late",
+    "quick",
+    "slow",
+    "good",
+    "bad",
+    "happy",
+    "busy",
+    "ready",
+    "done",
+    "broken",
+    "fixed",
+    "open",
+    "closed",
+    "empty",
+    "full",
+    "report",
+    "meeting",
+    "lunch",
+    "dinner",
+    "party",
+    "trip",
+    "flight",
+    "train",
+    "bus",
+    "car",
+    "bike",
+    "house",
+    "garden",
+    "kitchen",
+    "office",
+    "school",
+    "class",
+    "team",
+    "project",
+    "plan",
+    "idea",
+    "note",
+    "list",
+    "draft",
+    "budget",
+    "invoice",
+    "order",
+    "package",
+    "letter",
+    "photo",
+    "picture",
+    "song",
+    "movie",
+    "book",
+    "story",
+    "game",
+    "server",
+    "build",
+    "test",
+    "release",
+    "bug",
+    "fix",
+    "patch",
+    "update",
+    "backup",
+    "database",
+    "network",
+    "printer",
+    "laptop",
+    "phone",
+    "screen",
+    "keyboard",
+    "coffee",
+    "tea",
+    "milk",
+    "bread",
+    "eggs",
+    "cheese",
+    "apples",
+    "rice",
+    "pasta",
+    "soup",
+    "cake",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "today",
+    "tomorrow",
+    "tonight",
+    "morning",
+    "evening",
+    "noon",
+    "week",
+    "month",
+    "year",
+    "is",
+    "are",
+    "was",
+    "will",
+    "be",
+    "has",
+    "have",
+    "had",
+    "can",
+    "should",
+    "must",
+    "go",
+    "come",
+    "bring",
+    "send",
+    "buy",
+    "sell",
+    "call",
+    "meet",
+    "start",
+    "stop",
+    "finish",
+    "check",
+    "review",
+    "sign",
+    "pay",
+    "cancel",
+    "move",
+    "change",
+    "clean",
+    "cook",
+    "wash",
+    "need",
+    "want",
+    "like",
+    "love",
+    "forgot",
+    "remember",
+    "think",
+    "know",
+    "see",
+    "hear",
+    "and",
+    "or",
+    "but",
+    "so",
+    "to",
+    "at",
+    "on",
+    "in",
+    "for",
+    "with",
+    "from",
+    "about",
+    "up",
+    "down",
+    "out",
+    "off",
+    "over",
+    "back",
+    "again",
+    "now",
+    "soon",
+    "later",
+    "never",
+    "please",
+    "thanks",
+    "sorry",
+    "yes",
+    "no",
+    "maybe",
+    "ok",
+    "great",
+    "fine",
+    "nice",
+    "it",
+    "we",
+    "they",
+    "he",
+    "she",
+    "I",
+    "you",
+    "them",
+    "us",
+    "me",
+    "this",
+    "that",
+    "one",
+    "two",
+    "three",
+    "ten",
+    "twenty",
+    "hundred",
+    "half",
+    "all",
+    "some",
+    "more",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "north",
+    "south",
+    "east",
+    "west",
+    "river",
+    "hill",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "horse",
+    "tree",
+    "flower",
+    "sun",
+    "moon",
+    "star",
+    "rain",
+    "snow",
+    "wind",
+    "fire",
+    "water",
+    "stone",
+    "gold",
+    "silver",
+    "paper",
+    "glass",
+    "wood",
+];
+const PROGRAMS: &[&str] = &[
+    "ls",
+    "make",
+    "cargo",
+    "git",
+    "python3",
+    "grep",
+    "wc",
+    "echo",
+    "npm",
+    "pytest",
+    "du",
+    "df",
+    "cat",
+    "ps",
+    "go",
+    "node",
+    "tar",
+    "date",
+    "find",
+    "sort",
+    "head",
+    "tail",
+    "docker",
+    "rustc",
+    "cmake",
+    "ninja",
+    "bash",
+    "zip",
+    "unzip",
+    "sed",
+    "awk",
+    "curl",
+    "ping",
+    "ruby",
+    "java",
+    "gcc",
+    "clang",
+    "black",
+    "ruff",
+    "mkdir",
+    "touch",
+    "cp",
+    "diff",
+    "uniq",
+    "cut",
+    "./run.sh",
+    "./build.sh",
+    "./deploy.sh",
+    "./test.sh",
+    "sqlite3",
+    "jq",
+    "xz",
+    "gzip",
+];
+const FLAGS: &[&str] = &[
+    "-la",
+    "-l",
+    "-a",
+    "-r",
+    "-n",
+    "-v",
+    "-q",
+    "-h",
+    "-f",
+    "--help",
+    "--version",
+    "--release",
+    "--verbose",
+    "--fast",
+    "--all",
+    "-O2",
+    "-j",
+    "-c",
+    "-x",
+    "--dry-run",
+    "build",
+    "test",
+    "run",
+    "status",
+    "log",
+    "diff",
+    "pull",
+    "push",
+    "install",
+    "check",
+    "clean",
+    "up",
+    "down",
+    "list",
+    "start",
+    "stop",
+    "1",
+    "5",
+    "10",
+    "100",
+    ".",
+    "..",
+];
+
 const NOT_TOOL_CALLS: &[&str] = &[
-    "make me a sandwich",
+    "make me a smoothie",
     "what's the weather",
     "tell me a story",
     "how are you",
@@ -554,15 +898,84 @@ fn value(rng: &mut Rng, ty: ArgType, name: &str) -> String {
     match ty {
         ArgType::Path if name == "path" || name == "src" || name == "dst" => file(rng),
         ArgType::Path => file(rng),
-        ArgType::Recipient => rng.pick(PEOPLE).to_string(),
-        ArgType::Text if name == "content" => rng.pick(CONTENTS).replace('\n', " "),
-        ArgType::Text => rng.pick(MESSAGES).to_string(),
-        ArgType::Command => rng.pick(COMMANDS).to_string(),
+        ArgType::Recipient => recipient(rng),
+        ArgType::Text if rng.chance(0.3) => {
+            let pool = if name == "content" {
+                CONTENTS
+            } else {
+                MESSAGES
+            };
+            rng.pick(pool).replace('\n', " ")
+        }
+        ArgType::Text => phrase(rng, 1, 9),
+        ArgType::Command if rng.chance(0.3) => rng.pick(COMMANDS).to_string(),
+        ArgType::Command => command(rng),
     }
 }
 
+/// A few words: a message, a file's content.
+fn phrase(rng: &mut Rng, min: usize, max: usize) -> String {
+    let n = min + rng.below(max - min + 1);
+    let mut words: Vec<String> = (0..n).map(|_| rng.pick(WORDS).to_string()).collect();
+    if rng.chance(0.2) {
+        words.push(format!("{}", rng.below(1000)));
+    }
+    let mut p = words.join(" ");
+    if rng.chance(0.2) {
+        let mut c = p.chars();
+        p = c
+            .next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default();
+    }
+    match rng.below(10) {
+        0 => p.push('?'),
+        1 => p.push('!'),
+        2 => p.push('.'),
+        _ => {}
+    }
+    p
+}
+
+/// A command line: a program and a few arguments.
+fn command(rng: &mut Rng) -> String {
+    let mut c = rng.pick(PROGRAMS).to_string();
+    for _ in 0..rng.below(4) {
+        c.push(' ');
+        if rng.chance(0.3) {
+            c.push_str(&file(rng));
+        } else {
+            c.push_str(rng.pick(FLAGS));
+        }
+    }
+    c
+}
+
+/// Someone to write to: a known name, or a made-up one.
+fn recipient(rng: &mut Rng) -> String {
+    if rng.chance(0.5) {
+        return rng.pick(PEOPLE).to_string();
+    }
+    const SYLLABLES: &[&str] = &[
+        "ka", "lo", "mi", "ra", "to", "ne", "sa", "vi", "de", "jo", "an", "el", "ri", "mar", "ben",
+        "li", "za", "ko", "pe", "tu", "shi", "ya", "no", "bel", "dan", "fi", "gu",
+    ];
+    let mut name: String = (0..2 + rng.below(2)).map(|_| rng.pick(SYLLABLES)).collect();
+    match rng.below(8) {
+        0 => name.push_str("@example.com"),
+        1 => name = format!("{name}.{}", rng.pick(SYLLABLES)),
+        2 => name.push_str(&format!("{}", rng.below(100))),
+        _ => {}
+    }
+    name
+}
+
 fn dir(rng: &mut Rng) -> String {
-    let mut d = rng.pick(DIRS).to_string();
+    let mut d = if rng.chance(0.6) {
+        rng.pick(DIRS).to_string()
+    } else {
+        rng.pick(WORDS).to_lowercase()
+    };
     if rng.chance(0.15) {
         d = format!("{d}/{}", rng.pick(DIRS).rsplit('/').next().unwrap_or("x"));
     }
@@ -576,7 +989,16 @@ fn file(rng: &mut Rng) -> String {
     if rng.chance(0.12) {
         return rng.pick(BARE_FILES).to_string();
     }
-    let mut stem = rng.pick(STEMS).to_string();
+    let mut stem = if rng.chance(0.5) {
+        rng.pick(STEMS).to_string()
+    } else {
+        let sep = rng.pick(&["-", "_", "", "-"]);
+        let n = 1 + rng.below(2);
+        (0..n)
+            .map(|_| rng.pick(WORDS).to_lowercase())
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
     if rng.chance(0.1) {
         stem = format!("{stem}{}", rng.below(100));
     }
@@ -941,8 +1363,50 @@ fn request_for(rng: &mut Rng, registry: &Registry, tool: &Tool) -> Option<Exampl
 
 /// A request that is no tool call.
 fn refusal(rng: &mut Rng) -> Example {
-    let request = if rng.chance(0.75) {
+    const ASKS: &[&str] = &[
+        "what is",
+        "who is",
+        "where is",
+        "when is",
+        "why is",
+        "how do I",
+        "how much is",
+        "tell me about",
+        "explain",
+        "can you help with",
+        "I wonder about",
+        "do you like",
+        "is there",
+        "how about",
+        "what do you think of",
+        "remind me of",
+        "show me how to",
+        "order",
+        "book",
+        "buy",
+        "cook",
+        "find",
+        "play",
+        "watch",
+        "call",
+        "schedule",
+        "turn on",
+        "turn off",
+        "feed",
+        "walk",
+        "fix",
+        "paint",
+        "plant",
+        "bake",
+        "sing",
+    ];
+    let r = rng.below(100);
+    let request = if r < 45 {
         rng.pick(NOT_TOOL_CALLS).to_string()
+    } else if r < 75 {
+        format!("{} {}", rng.pick(ASKS), phrase(rng, 1, 5))
+    } else if r < 85 {
+        phrase(rng, 2, 8)
     } else {
         let f = file(rng);
         rng.pick(FILE_MENTIONS).replace("{f}", &f)

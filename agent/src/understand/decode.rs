@@ -51,13 +51,16 @@ struct ToolShape {
 pub struct Grammar {
     tools: Vec<ToolShape>,
     request: Vec<u8>,
-    /// Byte offsets where a copied value may start / end.
-    starts: Vec<usize>,
+    /// Byte offsets where a copied value may start, each with the offset of its closing
+    /// quote when it starts just inside a quotation.
+    starts: Vec<(usize, Option<usize>)>,
+    /// Whether an unquoted value may end at each offset.
     ends: Vec<bool>,
 }
 
+/// Quotation marks and brackets that open a value.
 fn opens(b: u8) -> bool {
-    b.is_ascii_whitespace() || b"\"'`([{<".contains(&b)
+    b"\"'`([{<".contains(&b)
 }
 
 fn closes(b: u8) -> bool {
@@ -92,9 +95,25 @@ impl Grammar {
             .collect();
         let r = request.as_bytes().to_vec();
         let n = r.len();
-        let starts = (0..n)
-            .filter(|&p| !r[p].is_ascii_whitespace() && (p == 0 || opens(r[p - 1])))
-            .collect();
+        // A word starts after whitespace, or after an opening mark that itself starts a
+        // word ("'" in "what's" does not). A quotation (" ' `) runs to the same mark.
+        let word_start = |p: usize| p == 0 || r[p - 1].is_ascii_whitespace();
+        let mut starts = Vec::new();
+        for p in 0..n {
+            if r[p].is_ascii_whitespace() {
+                continue;
+            }
+            if word_start(p) {
+                starts.push((p, None));
+            } else if opens(r[p - 1]) && (word_start(p - 1) || b":([{".contains(&r[p - 2])) {
+                let mark = r[p - 1];
+                let close = b"\"'`"
+                    .contains(&mark)
+                    .then(|| r[p..].iter().position(|&b| b == mark).map(|i| p + i))
+                    .flatten();
+                starts.push((p, close));
+            }
+        }
         let ends = (0..=n)
             .map(|e| {
                 e > 0
@@ -113,7 +132,8 @@ impl Grammar {
     }
 
     /// Whether `v` (a value's first bytes, or all of it when `whole`) can be copied
-    /// from the request.
+    /// from the request: a quoted value is the whole quotation; an unquoted path or
+    /// recipient is one word.
     fn copyable(&self, v: &[u8], whole: bool, ty: ArgType) -> bool {
         if v.is_empty() || v.contains(&b'"') || v.contains(&b'\\') || v.contains(&b'\n') {
             return false;
@@ -125,9 +145,20 @@ impl Grammar {
         {
             return false;
         }
-        self.starts
-            .iter()
-            .any(|&s| self.request[s..].starts_with(v) && (!whole || self.ends[s + v.len()]))
+        let one_word = matches!(ty, ArgType::Path | ArgType::Recipient);
+        self.starts.iter().any(|&(s, close)| {
+            let end = s + v.len();
+            if !self.request[s..].starts_with(v) {
+                return false;
+            }
+            match close {
+                Some(c) => end <= c && (!whole || end == c),
+                None => {
+                    !(one_word && v.iter().any(u8::is_ascii_whitespace))
+                        && (!whole || self.ends[end])
+                }
+            }
+        })
     }
 
     /// How `text` (what the model wrote after the request) stands.
@@ -396,6 +427,29 @@ mod tests {
             "a defaulted argument may go unsaid"
         );
         assert_eq!(fit("fs.list"), Fit::Invalid, "the line starts with a space");
+        // A quoted value is the whole quotation; an unquoted path is one word.
+        let g = grammar("tell bob \"the build is green\"");
+        assert_eq!(
+            g.fit(b" msg.send to=\"bob\" body=\"the build\"\n"),
+            Fit::Invalid
+        );
+        assert_eq!(
+            g.fit(b" msg.send to=\"bob\" body=\"the build is green\"\n"),
+            Fit::Complete
+        );
+        let g = grammar("show me what's in notes.txt");
+        assert_eq!(g.fit(b" fs.read path=\"me"), Fit::Prefix);
+        assert_eq!(
+            g.fit(b" fs.read path=\"me what"),
+            Fit::Invalid,
+            "a path is one word"
+        );
+        assert_eq!(
+            g.fit(b" fs.read path=\"s in"),
+            Fit::Invalid,
+            "no word starts at an apostrophe"
+        );
+        assert_eq!(g.fit(b" fs.read path=\"notes.txt\"\n"), Fit::Complete);
         let g = grammar("tell bob smith \"hi\"");
         assert_eq!(
             g.fit(b" msg.send to=\"bob smith\""),
