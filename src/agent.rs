@@ -60,8 +60,10 @@ pub struct SyscallArgs {
     /// File holding the agent's capability token (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     cap: PathBuf,
-    /// Chip for requests no template understands: sim:OUT, vfio-user:PATH, vfio:BDF or
-    /// serial:PORT. Without it, such requests are denied.
+    /// The chip of the syscall model (`etch build models/syscall.bin -z
+    /// models/syscall-tok.bin -o OUT`), which writes the call for requests no template
+    /// understands unambiguously: sim:OUT, vfio-user:PATH, vfio:BDF or serial:PORT.
+    /// Without it, such requests are denied.
     #[arg(long, value_name = "DEV")]
     device: Option<String>,
     /// Build directory of the chip (required for devices other than sim:).
@@ -596,6 +598,9 @@ struct Reading {
     cycles: Option<u64>,
 }
 
+/// A request in, what the model understood out.
+type Understander<'a> = Box<dyn FnMut(&str) -> etch_agent::Result<Reading> + 'a>;
+
 fn understand(a: &UnderstandArgs) -> CliResult {
     use etch_agent::understand::{eval, prompt, understand as decode, Vocabulary};
     crate::run::init_logging("warn");
@@ -617,7 +622,7 @@ fn understand(a: &UnderstandArgs) -> CliResult {
     let tokenizer;
     let quantized;
     let engine;
-    let mut run: Box<dyn FnMut(&str) -> etch_agent::Result<Reading>> = match (&a.model, &a.device) {
+    let mut run: Understander = match (&a.model, &a.device) {
         (Some(m), _) => {
             checkpoint = etch_compiler::Checkpoint::open(m)?;
             let tok = syscall_tokenizer(m, a.tokenizer.as_deref())?;

@@ -58,12 +58,10 @@ fn cdylib(package: &str) -> PathBuf {
     lib
 }
 
-/// Where a C program finds the library: its include flags, link flags, and the directory
-/// its loader must search.
+/// How a C program is built against the library: include flags and link flags.
 struct Linkage {
     cflags: Vec<String>,
     libs: Vec<String>,
-    libdir: PathBuf,
 }
 
 /// The workspace's header and `target/release` cdylib of `package` (in `krate/`).
@@ -78,7 +76,6 @@ fn workspace(krate: &str, package: &str) -> Linkage {
             format!("-L{}", lib.parent().unwrap().display()),
             format!("-l{}", package.replace('-', "_")),
         ],
-        libdir: lib.parent().unwrap().to_path_buf(),
     }
 }
 
@@ -137,7 +134,6 @@ fn pkg_config(package: &str) -> Linkage {
     Linkage {
         cflags: query("--cflags"),
         libs: query("--libs"),
-        libdir: prefix.join("lib"),
     }
 }
 
@@ -181,11 +177,7 @@ fn compile_example(dir: &Path) -> PathBuf {
 fn the_c_example_tells_the_story_etch_sim_tells() {
     let dir = tempfile::tempdir().unwrap();
     let exe = compile_example(dir.path());
-    tells_the_story(
-        dir.path(),
-        &exe,
-        &cdylib("etch-runtime").parent().unwrap().to_path_buf(),
-    );
+    tells_the_story(dir.path(), &exe, cdylib("etch-runtime").parent().unwrap());
 }
 
 #[test]

@@ -80,11 +80,14 @@ pub struct Report {
     pub outcomes: Vec<Outcome>,
 }
 
-/// Scores `cases` with `understand` (a request to the call it became, or an error).
+/// What a request became: the call line written, and the call (`None`: refused).
+pub type Reading = (String, Option<Call>);
+
+/// Scores `cases` with `understand` (a request to what it became, or an error).
 pub fn evaluate(
     registry: &Registry,
     cases: &[Case],
-    understand: &mut dyn FnMut(&str) -> Result<(String, Option<Call>)>,
+    understand: &mut dyn FnMut(&str) -> Result<Reading>,
 ) -> Result<Report> {
     let mut report = Report::default();
     for case in cases {

@@ -1,0 +1,204 @@
+//! The shipped syscall model, `models/syscall.bin` (`models/README.md`): how well it
+//! understands the hand-written held-out requests (float and golden models,
+//! constrained decoding), and its chip — `etch build` at default settings, simulated —
+//! turning English into calls that the capabilities, staging and audit log then decide
+//! on, bit-exact with the golden model.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model() -> (String, String) {
+    let m = root().join("models");
+    (
+        m.join("syscall.bin").to_string_lossy().into_owned(),
+        m.join("syscall-tok.bin").to_string_lossy().into_owned(),
+    )
+}
+
+fn etch(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etch"));
+    c.args(args).env("ETCH_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The figure issue 18 asks for: at least 90 % of the natural requests exactly right.
+const TARGET: f64 = 0.90;
+
+#[test]
+fn the_shipped_model_understands_the_held_out_requests() {
+    let (m, tok) = model();
+    for golden in [false, true] {
+        let mut args = vec![
+            "agent",
+            "understand",
+            "--model",
+            &m,
+            "-z",
+            &tok,
+            "--heldout",
+            "--json",
+        ];
+        if golden {
+            args.push("--golden");
+        }
+        let v = json(&etch(&args, &[]));
+        let r = &v["report"];
+        assert_eq!(r["cases"], 116);
+        let accuracy = r["accuracy"].as_f64().unwrap();
+        assert!(
+            accuracy >= TARGET,
+            "{} model: {accuracy} of the held-out requests: {}",
+            if golden { "golden" } else { "float" },
+            serde_json::to_string_pretty(&r["per_tool"]).unwrap()
+        );
+        // Refusals stay refusals.
+        let none = &r["per_tool"]["none"];
+        assert!(
+            none["correct"].as_u64().unwrap() * 10 >= none["cases"].as_u64().unwrap() * 9,
+            "{none}"
+        );
+    }
+    // It is a checkpoint like any other: the float reference runs it.
+    let v = json(&etch(
+        &[
+            "reference",
+            &m,
+            "-z",
+            &tok,
+            "-i",
+            "delete old.log\n",
+            "-n",
+            "24",
+            "-t",
+            "0",
+            "--json",
+        ],
+        &[],
+    ));
+    assert!(v["text"].as_str().unwrap().contains("fs.delete"), "{v}");
+}
+
+#[test]
+fn the_syscall_chip_writes_the_calls_the_checks_decide_on() {
+    let (m, tok) = model();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chip");
+    let o = out.to_str().unwrap();
+    json(&etch(&["build", &m, "-z", &tok, "-o", o, "--json"], &[]));
+
+    // The chip writes exactly what the golden model writes, cycle-accurately simulated.
+    let requests = [
+        "can you read the file README.md for me?",
+        "I want a.txt to be called b.txt",
+        "let alice know \"the report is ready\"",
+        "make me a sandwich",
+    ];
+    let device = format!("sim:{o}");
+    for r in requests {
+        let chip = json(&etch(
+            &["agent", "understand", "--device", &device, r, "--json"],
+            &[],
+        ));
+        let golden = json(&etch(
+            &[
+                "agent",
+                "understand",
+                "--model",
+                &m,
+                "-z",
+                &tok,
+                "--golden",
+                r,
+                "--json",
+            ],
+            &[],
+        ));
+        assert_eq!(chip["line"], golden["line"], "{r}");
+        assert!(chip["cycles"].as_u64().unwrap() > 0);
+    }
+
+    // Through the system call: capability, execution or staging, the audit log.
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("README.md"), "hello from the workspace\n").unwrap();
+    std::fs::write(ws.join("a.txt"), "a\n").unwrap();
+    let state = dir.path().join("state");
+    let st: &[(&str, &Path)] = &[("ETCH_STATE", &state)];
+    let mint = etch(
+        &[
+            "cap",
+            "mint",
+            "--agent",
+            "alice",
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        st,
+    );
+    assert!(mint.status.success());
+    let cap = dir.path().join("alice.cap");
+    std::fs::write(&cap, &mint.stdout).unwrap();
+    let syscall = |request: &str| {
+        etch(
+            &[
+                "agent",
+                "syscall",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--agent",
+                "alice",
+                "--cap",
+                cap.to_str().unwrap(),
+                "--device",
+                &device,
+                request,
+                "--json",
+            ],
+            st,
+        )
+    };
+    let read = json(&syscall(requests[0]));
+    assert_eq!(read["status"], "executed");
+    assert_eq!(read["resolution"], "model");
+    assert_eq!(read["tool"], "fs.read");
+    assert!(read["output"]
+        .as_str()
+        .unwrap()
+        .contains("hello from the workspace"));
+    let moved = json(&syscall(requests[1]));
+    assert_eq!(moved["status"], "executed");
+    assert!(ws.join("b.txt").exists() && !ws.join("a.txt").exists());
+    let sent = json(&syscall(requests[2]));
+    assert_eq!(
+        sent["status"], "staged",
+        "an irreversible call waits for a person"
+    );
+    assert_eq!(sent["args"]["to"], "alice");
+    let refused = syscall(requests[3]);
+    assert_eq!(refused.status.code(), Some(4), "denied");
+    let tail = etch(&["audit", "tail", "-n", "40"], st);
+    let tail = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        tail.contains("the syscall model read \"I want a.txt to be called b.txt\" as `fs.move src=\"a.txt\" dst=\"b.txt\"`"),
+        "{tail}"
+    );
+    assert!(tail.contains("no tool call (none)"), "{tail}");
+}
