@@ -34,7 +34,10 @@ fn patterned() -> Corpus {
             s
         })
         .collect();
-    Corpus { sequences }
+    Corpus {
+        sequences,
+        loss_from: Vec::new(),
+    }
 }
 
 #[test]
@@ -215,4 +218,41 @@ fn distillation_follows_the_teacher_also_through_fake_quantization() {
         recovered < rounded,
         "float {taught}, rounded {rounded}, after quantization-aware training {recovered}"
     );
+}
+
+#[test]
+fn prompt_and_completion_pairs_train_only_the_completion() {
+    // Prompts of random tokens (unlearnable), completions a function of the prompt's
+    // last token (learnable): the completion's loss falls, and the prompt's tokens do
+    // not count towards it.
+    let mut rng = Normal::new(11);
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..300)
+        .map(|_| {
+            let n = 2 + (rng.uniform() * 6.0) as usize;
+            let prompt: Vec<u32> = std::iter::once(1)
+                .chain((0..n).map(|_| 3 + (rng.uniform() * 29.0) as u32 % 29))
+                .collect();
+            let last = *prompt.last().unwrap();
+            let completion = vec![3 + (last * 7 + 1) % 29, 3 + (last * 3 + 2) % 29, 2];
+            (prompt, completion)
+        })
+        .collect();
+    let mut corpus = Corpus::from_pairs(pairs.clone());
+    assert_eq!(corpus.loss_from[0], pairs[0].0.len());
+    let held_out = corpus.split_validation(10);
+    assert_eq!(held_out.loss_from.len(), held_out.sequences.len());
+    let settings = Settings {
+        from_start: true,
+        ..settings(200, 1e-2)
+    };
+    let mut model = Model::new(tiny(), settings.seed).unwrap();
+    let before = evaluate(&model, &held_out, 20).unwrap();
+    train(&mut model, &corpus, &settings, None, &mut |_| {}).unwrap();
+    let after = evaluate(&model, &held_out, 20).unwrap();
+    assert!(after < 0.5 * before, "completion loss {before} → {after}");
+    // The export loads like any llama2.c checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.bin");
+    std::fs::write(&path, model.checkpoint("pairs").unwrap().file_bytes()).unwrap();
+    assert_eq!(*etch_compiler::Checkpoint::open(&path).unwrap().config(), tiny());
 }
