@@ -371,8 +371,26 @@ fn build_fit_chooses_a_configuration_within_the_part() {
 #[test]
 fn without_the_model_the_demo_and_bench_say_what_to_get() {
     let empty = tempfile::tempdir().unwrap();
-    // scripts/demo checks for the model before it sets anything up.
+    // scripts/demo checks for the model before it sets anything up: without one in
+    // $ETCH_MODELS it runs the story model the repository ships, and says so …
     let demo = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo"))
+        .env("ETCH_MODELS", empty.path())
+        .env("ETCH_DEMO_DRY_RUN", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&demo.stderr);
+    assert_eq!(demo.status.code(), Some(0), "{err}");
+    assert!(err.contains("models/stories260K-q4.bin"), "{err}");
+    assert!(String::from_utf8_lossy(&demo.stdout).contains("would build models/stories260K-q4.bin"));
+    // … and in a checkout without it, it says what to get and where to put it.
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::create_dir(bare.path().join("scripts")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo"),
+        bare.path().join("scripts/demo"),
+    )
+    .unwrap();
+    let demo = Command::new(bare.path().join("scripts/demo"))
         .env("ETCH_MODELS", empty.path())
         .output()
         .unwrap();
