@@ -254,5 +254,8 @@ fn prompt_and_completion_pairs_train_only_the_completion() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pairs.bin");
     std::fs::write(&path, model.checkpoint("pairs").unwrap().file_bytes()).unwrap();
-    assert_eq!(*etch_compiler::Checkpoint::open(&path).unwrap().config(), tiny());
+    assert_eq!(
+        *etch_compiler::Checkpoint::open(&path).unwrap().config(),
+        tiny()
+    );
 }
