@@ -628,32 +628,24 @@ fn understand(a: &UnderstandArgs) -> CliResult {
             let tok = syscall_tokenizer(m, a.tokenizer.as_deref())?;
             tokenizer = etch_compiler::Tokenizer::open(&tok, checkpoint.config().vocab_size)?;
             let vocabulary = Vocabulary::of(&tokenizer);
-            if a.golden {
+            let mut logits: Box<dyn etch_agent::understand::Logits> = if a.golden {
                 quantized = etch_compiler::QuantizedModel::build(
                     &checkpoint,
                     &tokenizer,
                     &etch_compiler::QuantSettings::default(),
                 )?;
-                let mut logits = crate::understand::GoldenLogits::new(&quantized);
-                let (registry, tokenizer) = (&registry, &tokenizer);
-                Box::new(move |request| {
-                    let p = prompt(tokenizer, request);
-                    Ok(Reading {
-                        understood: decode(registry, &vocabulary, &mut logits, request, &p)?,
-                        cycles: None,
-                    })
-                })
+                Box::new(crate::understand::golden(&quantized))
             } else {
-                let mut logits = crate::understand::FloatLogits::new(&checkpoint);
-                let (registry, tokenizer) = (&registry, &tokenizer);
-                Box::new(move |request| {
-                    let p = prompt(tokenizer, request);
-                    Ok(Reading {
-                        understood: decode(registry, &vocabulary, &mut logits, request, &p)?,
-                        cycles: None,
-                    })
+                Box::new(crate::understand::float(&checkpoint))
+            };
+            let (registry, tokenizer) = (&registry, &tokenizer);
+            Box::new(move |request| {
+                let p = prompt(tokenizer, request);
+                Ok(Reading {
+                    understood: decode(registry, &vocabulary, logits.as_mut(), request, &p)?,
+                    cycles: None,
                 })
-            }
+            })
         }
         (None, Some(dev)) => {
             engine = crate::chat::open_engine(

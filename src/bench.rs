@@ -56,7 +56,8 @@ struct BenchJson<'a> {
     steps: usize,
 }
 
-fn default_models() -> PathBuf {
+/// Where the bundled models are looked for: `$ETCH_MODELS`, else `../shared/models`.
+pub fn default_models() -> PathBuf {
     std::env::var_os("ETCH_MODELS").map_or_else(|| PathBuf::from("../shared/models"), PathBuf::from)
 }
 

@@ -272,6 +272,24 @@ pub struct AccuracyArgs {
     pub json: bool,
 }
 
+/// The shape of a model to train (its key/value heads and context are set apart:
+/// their defaults differ between jobs).
+#[derive(Args, Debug)]
+pub struct ShapeArgs {
+    /// Residual width.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Feed-forward width.
+    #[arg(long, default_value_t = 172)]
+    pub hidden: usize,
+    /// Layers.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Query heads.
+    #[arg(long, default_value_t = 8)]
+    pub heads: usize,
+}
+
 /// `etch train` arguments.
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -324,18 +342,8 @@ pub struct TrainArgs {
     /// generation does, rather than anywhere in the sequence.
     #[arg(long)]
     pub from_start: bool,
-    /// Residual width.
-    #[arg(long, default_value_t = 64)]
-    pub dim: usize,
-    /// Feed-forward width.
-    #[arg(long, default_value_t = 172)]
-    pub hidden: usize,
-    /// Layers.
-    #[arg(long, default_value_t = 4)]
-    pub layers: usize,
-    /// Query heads.
-    #[arg(long, default_value_t = 8)]
-    pub heads: usize,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Key/value heads [default: the query heads].
     #[arg(long)]
     pub kv_heads: Option<usize>,
@@ -398,18 +406,8 @@ pub struct SyscallTrainArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
-    /// Residual width.
-    #[arg(long, default_value_t = 64)]
-    pub dim: usize,
-    /// Feed-forward width.
-    #[arg(long, default_value_t = 172)]
-    pub hidden: usize,
-    /// Layers.
-    #[arg(long, default_value_t = 4)]
-    pub layers: usize,
-    /// Query heads.
-    #[arg(long, default_value_t = 8)]
-    pub heads: usize,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Key/value heads.
     #[arg(long, default_value_t = 4)]
     pub kv_heads: usize,

@@ -97,11 +97,11 @@ pub fn train(a: &TrainArgs) -> CliResult {
     };
     let init = a.init.as_ref().map(Checkpoint::open).transpose()?;
     let config = init.as_ref().map(|c| *c.config()).unwrap_or(Config {
-        dim: a.dim,
-        hidden_dim: a.hidden,
-        n_layers: a.layers,
-        n_heads: a.heads,
-        n_kv_heads: a.kv_heads.unwrap_or(a.heads),
+        dim: a.shape.dim,
+        hidden_dim: a.shape.hidden,
+        n_layers: a.shape.layers,
+        n_heads: a.shape.heads,
+        n_kv_heads: a.kv_heads.unwrap_or(a.shape.heads),
         vocab_size: 0,
         seq_len: a.seq_len,
         shared_classifier: true,
@@ -306,9 +306,8 @@ struct SyscallTrainReport {
 }
 
 /// The tokenizer `etch train syscall` uses when none is given.
-fn syscall_tokenizer() -> CliResult<std::path::PathBuf> {
-    let models = std::env::var_os("ETCH_MODELS")
-        .map_or_else(|| std::path::PathBuf::from("../shared/models"), Into::into);
+fn default_syscall_tokenizer() -> CliResult<std::path::PathBuf> {
+    let models = crate::bench::default_models();
     for p in [
         models.join("tok512.bin"),
         std::path::PathBuf::from("models/syscall-tok.bin"),
@@ -333,7 +332,7 @@ pub fn heldout_report(
     quiet: bool,
 ) -> CliResult<etch_agent::understand::eval::Report> {
     let vocabulary = etch_agent::understand::Vocabulary::of(tokenizer);
-    let mut logits = crate::understand::FloatLogits::new(checkpoint);
+    let mut logits = crate::understand::float(checkpoint);
     let bar = progress(
         if quiet { 0 } else { cases.len() as u64 },
         "held-out requests",
@@ -360,7 +359,7 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
     let started = Instant::now();
     let tokenizer_path = match &a.tokenizer {
         Some(p) => p.clone(),
-        None => syscall_tokenizer()?,
+        None => default_syscall_tokenizer()?,
     };
     let tok_bytes = std::fs::read(&tokenizer_path).map_err(|source| CliError::Io {
         action: "read",
@@ -369,10 +368,10 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
     })?;
     let tokenizer = Tokenizer::parse_any(&tok_bytes, &tokenizer_path)?;
     let config = Config {
-        dim: a.dim,
-        hidden_dim: a.hidden,
-        n_layers: a.layers,
-        n_heads: a.heads,
+        dim: a.shape.dim,
+        hidden_dim: a.shape.hidden,
+        n_layers: a.shape.layers,
+        n_heads: a.shape.heads,
         n_kv_heads: a.kv_heads,
         vocab_size: tokenizer.vocab_size(),
         seq_len: a.seq_len,

@@ -4,9 +4,12 @@
 //! turning English into calls that the capabilities, staging and audit log then decide
 //! on, bit-exact with the golden model.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::agent;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -21,13 +24,19 @@ fn model() -> (String, String) {
     )
 }
 
-fn etch(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_etch"));
-    c.args(args).env("ETCH_LOG", "warn");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+fn etch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(args)
+        .env("ETCH_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// `etch agent understand ARGS --json`.
+fn understand(args: &[&str]) -> Value {
+    let mut all = vec!["agent", "understand", "--json"];
+    all.extend_from_slice(args);
+    json(&etch(&all))
 }
 
 fn json(out: &Output) -> Value {
@@ -48,20 +57,11 @@ const MEASURED: f64 = 0.775;
 fn the_shipped_model_understands_the_held_out_requests() {
     let (m, tok) = model();
     for golden in [false, true] {
-        let mut args = vec![
-            "agent",
-            "understand",
-            "--model",
-            &m,
-            "-z",
-            &tok,
-            "--heldout",
-            "--json",
-        ];
+        let mut args = vec!["--model", &m, "-z", &tok, "--heldout"];
         if golden {
             args.push("--golden");
         }
-        let v = json(&etch(&args, &[]));
+        let v = understand(&args);
         let r = &v["report"];
         assert_eq!(r["cases"], 116);
         let accuracy = r["accuracy"].as_f64().unwrap();
@@ -79,22 +79,19 @@ fn the_shipped_model_understands_the_held_out_requests() {
         );
     }
     // It is a checkpoint like any other: the float reference runs it.
-    let v = json(&etch(
-        &[
-            "reference",
-            &m,
-            "-z",
-            &tok,
-            "-i",
-            "delete old.log\n",
-            "-n",
-            "40",
-            "-t",
-            "0",
-            "--json",
-        ],
-        &[],
-    ));
+    let v = json(&etch(&[
+        "reference",
+        &m,
+        "-z",
+        &tok,
+        "-i",
+        "delete old.log\n",
+        "-n",
+        "40",
+        "-t",
+        "0",
+        "--json",
+    ]));
     assert!(
         v["text"]
             .as_str()
@@ -110,7 +107,7 @@ fn the_syscall_chip_writes_the_calls_the_checks_decide_on() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("chip");
     let o = out.to_str().unwrap();
-    json(&etch(&["build", &m, "-z", &tok, "-o", o, "--json"], &[]));
+    json(&etch(&["build", &m, "-z", &tok, "-o", o, "--json"]));
 
     // The chip writes exactly what the golden model writes, cycle-accurately simulated.
     let requests = [
@@ -121,69 +118,19 @@ fn the_syscall_chip_writes_the_calls_the_checks_decide_on() {
     ];
     let device = format!("sim:{o}");
     for r in requests {
-        let chip = json(&etch(
-            &["agent", "understand", "--device", &device, r, "--json"],
-            &[],
-        ));
-        let golden = json(&etch(
-            &[
-                "agent",
-                "understand",
-                "--model",
-                &m,
-                "-z",
-                &tok,
-                "--golden",
-                r,
-                "--json",
-            ],
-            &[],
-        ));
+        let chip = understand(&["--device", &device, r]);
+        let golden = understand(&["--model", &m, "-z", &tok, "--golden", r]);
         assert_eq!(chip["line"], golden["line"], "{r}");
         assert!(chip["cycles"].as_u64().unwrap() > 0);
     }
 
     // Through the system call: capability, execution or staging, the audit log.
-    let ws = dir.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
+    let (ws, state, cap) = agent::setup(dir.path(), &[]);
     std::fs::write(ws.join("README.md"), "hello from the workspace\n").unwrap();
     std::fs::write(ws.join("todo.md"), "- ship it\n").unwrap();
-    let state = dir.path().join("state");
-    let st: &[(&str, &Path)] = &[("ETCH_STATE", &state)];
-    let mint = etch(
-        &[
-            "cap",
-            "mint",
-            "--agent",
-            "alice",
-            "--workspace",
-            ws.to_str().unwrap(),
-        ],
-        st,
-    );
-    assert!(mint.status.success());
-    let cap = dir.path().join("alice.cap");
-    std::fs::write(&cap, &mint.stdout).unwrap();
-    let syscall = |request: &str| {
-        etch(
-            &[
-                "agent",
-                "syscall",
-                "--workspace",
-                ws.to_str().unwrap(),
-                "--agent",
-                "alice",
-                "--cap",
-                cap.to_str().unwrap(),
-                "--device",
-                &device,
-                request,
-                "--json",
-            ],
-            st,
-        )
-    };
-    let read = json(&syscall(requests[0]));
+    let syscall =
+        |request: &str| agent::syscall_with(&state, &ws, &cap, request, &["--device", &device]);
+    let (_, read) = syscall(requests[0]);
     assert_eq!(read["status"], "executed");
     assert_eq!(read["resolution"], "model");
     assert_eq!(read["tool"], "fs.read");
@@ -191,18 +138,19 @@ fn the_syscall_chip_writes_the_calls_the_checks_decide_on() {
         .as_str()
         .unwrap()
         .contains("hello from the workspace"));
-    let moved = json(&syscall(requests[1]));
+    let (_, moved) = syscall(requests[1]);
     assert_eq!(moved["status"], "executed");
     assert!(ws.join("done.md").exists() && !ws.join("todo.md").exists());
-    let sent = json(&syscall(requests[2]));
+    let (_, sent) = syscall(requests[2]);
     assert_eq!(
         sent["status"], "staged",
         "an irreversible call waits for a person"
     );
     assert_eq!(sent["args"]["to"], "alice");
-    let refused = syscall(requests[3]);
-    assert_eq!(refused.status.code(), Some(4), "denied");
-    let tail = etch(&["audit", "tail", "-n", "40"], st);
+    let (code, refused) = syscall(requests[3]);
+    assert_eq!(code, Some(4), "denied");
+    assert_eq!(refused["status"], "denied");
+    let tail = agent::etch(&state, &["audit", "tail", "-n", "40"]);
     let tail = String::from_utf8_lossy(&tail.stdout);
     assert!(
         tail.contains(

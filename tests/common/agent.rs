@@ -54,21 +54,31 @@ pub fn setup(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 pub fn syscall(state: &Path, ws: &Path, cap: &Path, request: &str) -> (Option<i32>, Value) {
-    let o = etch(
-        state,
-        &[
-            "agent",
-            "syscall",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--agent",
-            "alice",
-            "--cap",
-            cap.to_str().unwrap(),
-            "--json",
-            request,
-        ],
-    );
+    syscall_with(state, ws, cap, request, &[])
+}
+
+/// `etch agent syscall` with `extra` arguments (`--device DEV`, …).
+pub fn syscall_with(
+    state: &Path,
+    ws: &Path,
+    cap: &Path,
+    request: &str,
+    extra: &[&str],
+) -> (Option<i32>, Value) {
+    let mut args = vec![
+        "agent",
+        "syscall",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--agent",
+        "alice",
+        "--cap",
+        cap.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args.push(request);
+    let o = etch(state, &args);
     (o.status.code(), json(&o))
 }
 

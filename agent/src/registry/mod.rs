@@ -220,46 +220,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn call(tool: &str, args: &[(&str, &str)]) -> Call {
-        Call {
-            tool: tool.into(),
-            args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
     #[test]
     fn templates_understand_the_documented_phrasings() {
         let r = Registry::default();
         let cases = [
             (
                 "delete docs/notes.txt",
-                call("fs.delete", &[("path", "docs/notes.txt")]),
+                Call::of("fs.delete", &[("path", "docs/notes.txt")]),
             ),
             (
                 "Please delete docs/notes.txt.",
-                call("fs.delete", &[("path", "docs/notes.txt")]),
+                Call::of("fs.delete", &[("path", "docs/notes.txt")]),
             ),
             (
                 "send a message to bob saying the build is green",
-                call("msg.send", &[("to", "bob"), ("body", "the build is green")]),
+                Call::of("msg.send", &[("to", "bob"), ("body", "the build is green")]),
             ),
             (
                 "move a.txt to b/c.txt",
-                call("fs.move", &[("src", "a.txt"), ("dst", "b/c.txt")]),
+                Call::of("fs.move", &[("src", "a.txt"), ("dst", "b/c.txt")]),
             ),
             (
                 "write \"hello to you\" to greeting.txt",
-                call(
+                Call::of(
                     "fs.write",
                     &[("path", "greeting.txt"), ("content", "hello to you")],
                 ),
             ),
-            ("list files", call("fs.list", &[("path", ".")])),
-            ("Read README.md", call("fs.read", &[("path", "README.md")])),
-            ("run ls -l", call("proc.exec", &[("command", "ls -l")])),
+            ("list files", Call::of("fs.list", &[("path", ".")])),
+            (
+                "Read README.md",
+                Call::of("fs.read", &[("path", "README.md")]),
+            ),
+            ("run ls -l", Call::of("proc.exec", &[("command", "ls -l")])),
         ];
         for (request, want) in cases {
             assert_eq!(r.match_template(request), Some(want), "{request}");
@@ -275,17 +268,23 @@ mod tests {
     #[test]
     fn validation_names_what_is_wrong() {
         let r = Registry::default();
-        let e = r.validate(&call("fs.nuke", &[])).unwrap_err().to_string();
+        let e = r
+            .validate(&Call::of("fs.nuke", &[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no tool \"fs.nuke\""), "{e}");
-        let e = r.validate(&call("fs.read", &[])).unwrap_err().to_string();
+        let e = r
+            .validate(&Call::of("fs.read", &[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs its argument \"path\""), "{e}");
         let e = r
-            .validate(&call("msg.send", &[("to", "a b"), ("body", "x")]))
+            .validate(&Call::of("msg.send", &[("to", "a b"), ("body", "x")]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not a recipient"), "{e}");
         let e = r
-            .validate(&call("fs.read", &[("path", "a"), ("mode", "x")]))
+            .validate(&Call::of("fs.read", &[("path", "a"), ("mode", "x")]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("has no argument \"mode\""), "{e}");
@@ -297,7 +296,7 @@ mod tests {
         let c = r.candidates("could you get rid of docs/old.txt for me");
         assert!(c
             .iter()
-            .any(|c| c == &call("fs.delete", &[("path", "docs/old.txt")])));
+            .any(|c| c == &Call::of("fs.delete", &[("path", "docs/old.txt")])));
         for c in &c {
             r.validate(c).unwrap();
         }

@@ -178,6 +178,20 @@ pub struct Call {
     pub args: BTreeMap<String, String>,
 }
 
+#[cfg(test)]
+impl Call {
+    /// A call of `tool` with `args` (tests).
+    pub(crate) fn of(tool: &str, args: &[(&str, &str)]) -> Self {
+        Call {
+            tool: tool.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 /// How a request found its call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

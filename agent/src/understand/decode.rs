@@ -469,6 +469,15 @@ mod tests {
     }
 
     impl Spelling {
+        fn wanting(line: &[u8], vocabulary: &Vocabulary) -> Self {
+            Spelling {
+                want: line.to_vec(),
+                written: Vec::new(),
+                vocabulary: vocabulary.pieces.clone(),
+                runs: 0,
+            }
+        }
+
         fn logits(&self) -> Vec<f32> {
             let rest = &self.want[self.written.len().min(self.want.len())..];
             self.vocabulary
@@ -514,12 +523,7 @@ mod tests {
         let vocabulary = Vocabulary {
             pieces: byte_vocabulary(),
         };
-        let mut m = Spelling {
-            want: b" fs.read path=\"notes.txt\"\n".to_vec(),
-            written: Vec::new(),
-            vocabulary: vocabulary.pieces.clone(),
-            runs: 0,
-        };
+        let mut m = Spelling::wanting(b" fs.read path=\"notes.txt\"\n", &vocabulary);
         let u = understand(&r, &vocabulary, &mut m, "show me notes.txt", &[1]).unwrap();
         assert_eq!(u.line, r#"fs.read path="notes.txt""#);
         assert_eq!(u.call.unwrap().args["path"], "notes.txt");
@@ -534,12 +538,7 @@ mod tests {
             pieces: byte_vocabulary(),
         };
         // The model wants /etc/passwd; the request never says it.
-        let mut m = Spelling {
-            want: b" fs.read path=\"/etc/passwd\"\n".to_vec(),
-            written: Vec::new(),
-            vocabulary: vocabulary.pieces.clone(),
-            runs: 0,
-        };
+        let mut m = Spelling::wanting(b" fs.read path=\"/etc/passwd\"\n", &vocabulary);
         let u = understand(&r, &vocabulary, &mut m, "show me notes.txt", &[1]).unwrap();
         if let Some(c) = &u.call {
             for v in c.args.values() {

@@ -100,20 +100,10 @@ pub fn parse(registry: &Registry, line: &str) -> Result<Option<Call>> {
 mod tests {
     use super::*;
 
-    fn call(tool: &str, args: &[(&str, &str)]) -> Call {
-        Call {
-            tool: tool.into(),
-            args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
     #[test]
     fn lines_round_trip_in_the_tools_argument_order() {
         let r = Registry::default();
-        let c = call("fs.move", &[("dst", "b.txt"), ("src", "a.txt")]);
+        let c = Call::of("fs.move", &[("dst", "b.txt"), ("src", "a.txt")]);
         let line = write(&r, Some(&c)).unwrap();
         assert_eq!(line, r#"fs.move src="a.txt" dst="b.txt""#);
         assert_eq!(parse(&r, &line).unwrap(), Some(c));
@@ -124,11 +114,11 @@ mod tests {
     #[test]
     fn defaults_go_unsaid_and_come_back() {
         let r = Registry::default();
-        let listed = call("fs.list", &[("path", ".")]);
+        let listed = Call::of("fs.list", &[("path", ".")]);
         assert_eq!(write(&r, Some(&listed)).unwrap(), "fs.list");
         assert_eq!(parse(&r, "fs.list").unwrap(), Some(listed));
         assert_eq!(
-            write(&r, Some(&call("fs.list", &[("path", "docs")]))).unwrap(),
+            write(&r, Some(&Call::of("fs.list", &[("path", "docs")]))).unwrap(),
             r#"fs.list path="docs""#
         );
     }
@@ -148,6 +138,6 @@ mod tests {
         ] {
             assert!(parse(&r, bad).is_err(), "{bad}");
         }
-        assert!(write(&r, Some(&call("fs.read", &[("path", "a\"b")]))).is_err());
+        assert!(write(&r, Some(&Call::of("fs.read", &[("path", "a\"b")]))).is_err());
     }
 }
