@@ -141,6 +141,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
                 datapath: Datapath {
                     requantizers: a.requantizers.unwrap_or(lanes),
                     pipeline: a.pipeline,
+                    columns: a.columns,
                 },
             };
             (options, mix)

@@ -189,6 +189,7 @@ pub fn fit(
             datapath: Datapath {
                 requantizers,
                 pipeline: Pipeline::FPGA,
+                columns: 1,
             },
         };
         let est = resources(model, &options)?;

@@ -342,6 +342,13 @@ pub struct TrainArgs {
     /// generation does, rather than anywhere in the sequence.
     #[arg(long)]
     pub from_start: bool,
+    /// After training, scale every logit by the factor that minimizes the validation
+    /// sequences' cross-entropy (temperature scaling, folded into the final norm's
+    /// weights): the ranking of the logits, hence every greedy choice, stays; an
+    /// over- or under-confident model (e.g. distilled from a sharpened teacher) gets
+    /// its perplexity back.
+    #[arg(long)]
+    pub calibrate_logits: bool,
     #[command(flatten)]
     pub shape: ShapeArgs,
     /// Key/value heads [default: the query heads].
@@ -442,7 +449,7 @@ pub struct BuildArgs {
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
     /// one context, the fpga pipeline; says what it chose and why.
-    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
+    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
     pub fit: Option<String>,
     /// Choose the weight format under this many weight ROM bits (k/M/G suffixes): 8-bit
     /// weights if they fit, otherwise 4-bit with the group size and the matrices kept
@@ -454,6 +461,11 @@ pub struct BuildArgs {
     /// every lane then takes lanes/requantizers cycles per slot.
     #[arg(long, value_name = "R")]
     pub requantizers: Option<usize>,
+    /// Input columns each lane takes per cycle in a matrix-vector product: 1, 2, 4 or
+    /// 8 products summed into its accumulator (a weight ROM word as many times as
+    /// wide); the matrices then take that many times fewer cycles.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    pub columns: usize,
     /// Pipeline registers: `asic` (none, the fewest cycles) or `fpga` (registered
     /// lane inputs, multiplier and requantizer: a faster clock on an FPGA, a few more
     /// cycles per operation).

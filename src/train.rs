@@ -4,11 +4,13 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use etch_compiler::{Checkpoint, Config, Tokenizer};
-use etch_train::{evaluate, Corpus, FakeQuant, Model, Settings};
+use etch_train::{
+    calibrate_logit_scale, evaluate, Corpus, FakeQuant, LogitCalibration, Model, Settings,
+};
 use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
-use crate::output::{print_json, progress};
+use crate::output::{print_json, progress, spinner};
 use crate::TrainArgs;
 
 /// `train.json` and `etch train --json`.
@@ -32,6 +34,9 @@ struct TrainReport {
     /// Cross-entropy on the held-out validation sequences, nats per token.
     validation_loss_before: f64,
     validation_loss_after: f64,
+    /// Temperature scaling after training (`--calibrate-logits`): the factor on every
+    /// logit and the validation loss it gave.
+    logit_calibration: Option<LogitCalibration>,
     /// Mean loss of the last tenth of the steps.
     final_train_loss: f64,
     seconds: f64,
@@ -222,6 +227,14 @@ pub fn train(a: &TrainArgs) -> CliResult {
     bar.finish_and_clear();
     let curve = curve?;
     let after = evaluate(&model, &validation, window)?;
+    let calibration = if a.calibrate_logits {
+        let spinner = spinner("calibrating the logits");
+        let c = calibrate_logit_scale(&mut model, &validation, window);
+        spinner.finish_and_clear();
+        Some(c?)
+    } else {
+        None
+    };
     std::fs::create_dir_all(out).map_err(|source| CliError::Io {
         action: "write",
         path: out.clone(),
@@ -257,6 +270,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         settings,
         validation_loss_before: before,
         validation_loss_after: after,
+        logit_calibration: calibration,
         final_train_loss: tail.iter().map(|s| s.loss as f64).sum::<f64>() / tail.len() as f64,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -274,6 +288,12 @@ pub fn train(a: &TrainArgs) -> CliResult {
         "  validation   {:.3} → {:.3} nats/token ({} sequences held out)",
         before, after, report.validation_sequences
     );
+    if let Some(c) = &calibration {
+        println!(
+            "  calibrated   logits × {} → {:.3} nats/token",
+            c.scale, c.loss_after
+        );
+    }
     println!("  model        {}", report.model);
     println!(
         "  next         etch accuracy {} -z {} --text FILE",

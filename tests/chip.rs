@@ -53,6 +53,7 @@ fn shapes() -> Vec<Shape> {
             requant_shift: true,
             ..Pipeline::ASIC
         },
+        columns: 1,
     };
     vec![
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
@@ -78,9 +79,10 @@ fn shapes() -> Vec<Shape> {
         },
         // Group scales of 8 (the default with 4 bits): hidden 44 leaves w2's rows a
         // partial last group, padded in the ROM; an unshared classifier; the
-        // embedding, wo and w2 kept at 8 bits in the wide ROM (a precision mix).
+        // embedding, wo and w2 kept at 8 bits in the wide ROM (a precision mix); two
+        // input columns per lane and cycle (four weight words per group scale).
         Shape {
-            name: "gqa2-l8-int4-g8-unshared-mix",
+            name: "gqa2-l8-int4-g8-unshared-mix-c2",
             config: Config {
                 shared_classifier: false,
                 ..base
@@ -89,7 +91,10 @@ fn shapes() -> Vec<Shape> {
             weight_bits: 4,
             group: 8,
             wide: &["token_embedding", "wo", "w2"],
-            datapath: Datapath::per_lane(8),
+            datapath: Datapath {
+                columns: 2,
+                ..Datapath::per_lane(8)
+            },
         },
         // Groups of 16 with the lanes' inputs registered (the weight operand too).
         Shape {
@@ -102,15 +107,19 @@ fn shapes() -> Vec<Shape> {
             datapath: int4_pipeline,
         },
         // Groups of 32 (rows of 48 and 88: partial last groups) and groups of 64,
-        // wider than any row here: every row group padded to 64 words.
+        // wider than any row here: every row group padded to 64 words. Four columns
+        // per lane and cycle: a group is eight words.
         Shape {
-            name: "dim48-l16-int4-g32",
+            name: "dim48-l16-int4-g32-c4",
             config: dim48,
             lanes: 16,
             weight_bits: 4,
             group: 32,
             wide: &[],
-            datapath: Datapath::per_lane(16),
+            datapath: Datapath {
+                columns: 4,
+                ..Datapath::per_lane(16)
+            },
         },
         Shape {
             name: "mqa-l32-int4-g64",
@@ -127,6 +136,7 @@ fn shapes() -> Vec<Shape> {
             datapath: Datapath {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
+                columns: 1,
             },
         },
         // dim 48 on 16 lanes, the most `etch build` picks by default for it.
@@ -142,9 +152,10 @@ fn shapes() -> Vec<Shape> {
         // Multi-query attention, unshared classifier, vocab not a power of two, one
         // layer, two attention positions per cycle on 64 lanes; eight lanes per
         // requantizer, every pipeline register: the sampler's weights (six slots) are
-        // read back while the last are still being written.
+        // read back while the last are still being written. Eight columns per lane
+        // and cycle: hidden 37 pads w2's rows to five words.
         Shape {
-            name: "mqa-unshared-l64",
+            name: "mqa-unshared-l64-c8",
             config: Config {
                 n_heads: 4,
                 n_kv_heads: 1,
@@ -161,6 +172,7 @@ fn shapes() -> Vec<Shape> {
             datapath: Datapath {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
+                columns: 8,
             },
         },
     ]
@@ -177,7 +189,14 @@ fn to_driver(p: &SamplingParams) -> Sampling {
 
 #[test]
 fn random_shapes_match_the_golden_model_bit_for_bit() {
+    // ETCH_CHIP_SHAPES=name,name runs only those shapes (while changing the datapath).
+    let only = std::env::var("ETCH_CHIP_SHAPES").ok();
     for shape in shapes() {
+        if let Some(only) = &only {
+            if !only.split(',').any(|n| n == shape.name) {
+                continue;
+            }
+        }
         let Shape {
             name,
             config,
@@ -204,12 +223,20 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             datapath,
         };
         let m = build_chip_with(&ck, &tok, &out, &options);
+        let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
+        assert!(
+            rtl.contains(&format!(
+                ".W({})",
+                weight_bits as usize * lanes * datapath.columns
+            )),
+            "{name}: the weight ROM word is not {weight_bits} bits × lanes × columns"
+        );
+        assert!(
+            m.macs >= lanes * datapath.columns,
+            "{name}: macs {}",
+            m.macs
+        );
         if weight_bits == 4 {
-            let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
-            assert!(
-                rtl.contains(&format!(".W({})", 4 * lanes)),
-                "{name}: the weight ROM is not packed"
-            );
             assert_eq!(
                 rtl.contains("rom/scales.hex"),
                 group != 0,

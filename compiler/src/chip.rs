@@ -85,6 +85,7 @@ pub fn check_options(c: &etch_contract::Config, options: &BuildOptions) -> Resul
     }
     etch_hdl::top::check_lanes(options.lanes)?;
     etch_hdl::top::check_requantizers(options.lanes, options.datapath.requantizers)?;
+    etch_hdl::top::check_columns(options.datapath.columns)?;
     if options.contexts == 0 || options.contexts > 255 {
         return Err(Error::InvalidArgument(format!(
             "--contexts must be between 1 and 255, not {}",
@@ -143,6 +144,7 @@ pub fn design(model: &QuantizedModel, options: &BuildOptions) -> Result<ChipPara
         model,
         options.lanes,
         options.datapath.requantizers,
+        options.datapath.columns,
         options.contexts,
         options.max_seq,
     );
@@ -170,6 +172,7 @@ pub fn build(
         &model,
         options.lanes,
         options.datapath.requantizers,
+        options.datapath.columns,
         options.contexts,
         options.max_seq,
     );
@@ -290,8 +293,8 @@ pub fn build(
     let g = (options.lanes.min(c.dim) / c.head_size()) as u64;
     let kv_row = (c.kv_dim() * 16) as u64;
     let storage = Storage {
-        weights: placement.weights.depth() as u64 * options.quant.weight_bits as u64 * l
-            + placement.wide.words.len() as u64 * 8 * l,
+        weights: (placement.weights.depth() * placement.weights.width) as u64
+            + (placement.wide.words.len() * placement.wide.width) as u64,
         group_scales: (placement.scales.words.len() * placement.scales.width) as u64,
         requant: (placement.requant.depth() * placement.requant.width) as u64,
         gains: (placement.gains.depth() * placement.gains.width) as u64,
@@ -319,7 +322,10 @@ pub fn build(
         max_seq: options.max_seq,
         attention_positions_per_cycle: layout.positions,
         datapath_built: Some(options.datapath),
-        macs: options.lanes + options.datapath.requantizers + (np * g) as usize + 4,
+        macs: options.datapath.lane_multipliers(options.lanes)
+            + options.datapath.requantizers
+            + (np * g) as usize
+            + 4,
         rom_bits: storage.weights
             + storage.group_scales
             + storage.requant

@@ -6,7 +6,10 @@
 //! `s` sits in lane `e % L` at slot `s + e / L`. A matrix `[rows][cols]` is stored in
 //! row groups of `L`: ROM word `base + g·cols + j` holds, in lane `i`, the weight
 //! `W[g·L + i][j]`, so that every lane reads its own row's weight for input element
-//! `j` in the same cycle. The requantization ROM holds, per row group, one word per
+//! `j` in the same cycle. A chip whose lanes take `C` columns per cycle has words `C`
+//! times as wide: word `base + g·(cols/C) + j` holds, in lane `i`, the weights
+//! `W[g·L + i][j·C + k]` for `k < C` (lane-major, column `k` at the lane's `k`-th
+//! field), columns beyond the matrix zero. The requantization ROM holds, per row group, one word per
 //! block of `R` lanes (the requantizers): word `(base + g)·(L/R) + k`, in its field
 //! `i`, the multiplier and shift of row `g·L + k·R + i`; the gain ROM likewise per
 //! slot of each RMSNorm's gains. The schedule names row groups and slots; the chip
@@ -24,10 +27,10 @@ pub struct Placement {
     pub layout: Layout,
     /// Weight ROM image: the codes.
     pub weights: RomImage,
-    /// Group scale ROM image: word `a / G` holds the scales of weight word `a`'s
+    /// Group scale ROM image: word `a / (G/C)` holds the scales of weight word `a`'s
     /// group, 4 bits per lane (no words without group scales).
     pub scales: RomImage,
-    /// Weight ROM words per group scale (0: no group scales).
+    /// Weight ROM words per group scale, `G / C` (0: no group scales).
     pub group: usize,
     /// The wide weight ROM of a 4-bit model: 8-bit codes of the matrices kept at 8
     /// bits, at weight addresses from [`WIDE_ROM_BASE`] (no words when none are).
@@ -109,12 +112,16 @@ impl RomImage {
 
 struct Builder {
     lanes: usize,
+    /// Weights per lane in a weight word.
+    columns: usize,
     /// Requantizers: lanes per word of the requantization and gain ROMs.
     requantizers: usize,
     /// Bits per weight in the ROM (4 or 8): int4 weights are stored packed.
     weight_bits: usize,
     /// Weight ROM words per group scale (0: no group scales).
     group: usize,
+    /// Weights per group scale (0: none).
+    group_weights: usize,
     weights: RomImage,
     scales: RomImage,
     wide: RomImage,
@@ -175,7 +182,7 @@ fn fuse_qkv(layer: &crate::quantize::QLayer, lanes: usize) -> (QMatrix, Requant,
 }
 
 impl Builder {
-    /// Appends a word of `codes`, one per lane: to the wide ROM (8 bits each) for a
+    /// Appends a word of `codes`, `columns` per lane: to the wide ROM (8 bits each) for a
     /// matrix kept wide, otherwise to the weight ROM (`weight_bits` each) with, when the
     /// word starts a group, the scale ROM word of `scales`.
     fn push_weight_word(
@@ -201,24 +208,27 @@ impl Builder {
     /// (every matrix starts on one, in both, so that one address step serves both).
     fn align_to_group(&mut self, wide: bool) {
         let l = self.lanes;
+        let c = self.columns;
         loop {
             let len = if wide { &self.wide } else { &self.weights }.words.len();
             if self.group == 0 || len % self.group == 0 {
                 break;
             }
-            self.push_weight_word(wide, (0..l).map(|_| 0), (0..l).map(|_| 0));
+            self.push_weight_word(wide, (0..l * c).map(|_| 0), (0..l).map(|_| 0));
         }
     }
 
     fn matrix(&mut self, m: &QMatrix) -> MatrixPlace {
-        let l = self.lanes;
+        let (l, c) = (self.lanes, self.columns);
         let groups = m.rows.div_ceil(l);
-        let (group, gpr) = (self.group, m.groups_per_row());
-        let stride = if group == 0 {
-            m.cols
+        let (group, gpr) = (self.group_weights, m.groups_per_row());
+        // Columns per row group, padded to whole words and whole scale groups.
+        let padded = if group == 0 {
+            m.cols.next_multiple_of(c)
         } else {
             m.cols.next_multiple_of(group)
         };
+        let stride = padded / c;
         // A matrix kept at 8 bits in a 4-bit model lives in the wide ROM.
         let wide = m.bits == 8 && self.weight_bits == 4;
         self.align_to_group(wide);
@@ -228,17 +238,21 @@ impl Builder {
             self.weights.words.len()
         };
         for g in 0..groups {
-            for j in 0..stride {
+            for word in 0..stride {
                 let row = |i: usize| Some(g * l + i).filter(|&r| r < m.rows);
-                let code = |i| match row(i) {
-                    Some(r) if j < m.cols => m.codes[r * m.cols + j],
-                    _ => 0,
+                // Field `f` of the word: lane `f / C`, column `word·C + f % C`.
+                let code = |f: usize| {
+                    let j = word * c + f % c;
+                    match row(f / c) {
+                        Some(r) if j < m.cols => m.codes[r * m.cols + j],
+                        _ => 0,
+                    }
                 };
                 let scale = |i| match row(i) {
-                    Some(r) if gpr != 0 => m.group_scales[r * gpr + j / group] as u64,
+                    Some(r) if gpr != 0 => m.group_scales[r * gpr + word * c / group] as u64,
                     _ => 0,
                 };
-                self.push_weight_word(wide, (0..l).map(code), (0..l).map(scale));
+                self.push_weight_word(wide, (0..l * c).map(code), (0..l).map(scale));
             }
         }
         MatrixPlace {
@@ -295,12 +309,14 @@ impl Builder {
 }
 
 impl Placement {
-    /// Places `model` on `lanes` lanes sharing `requantizers` requantizers, with
-    /// `contexts` contexts of `max_seq` positions.
+    /// Places `model` on `lanes` lanes sharing `requantizers` requantizers and taking
+    /// `columns` input columns per cycle, with `contexts` contexts of `max_seq`
+    /// positions.
     pub fn new(
         model: &QuantizedModel,
         lanes: usize,
         requantizers: usize,
+        columns: usize,
         contexts: usize,
         max_seq: usize,
     ) -> Self {
@@ -327,15 +343,19 @@ impl Placement {
         let ar_depth = at;
 
         let weight_bits = model.settings.weight_bits as usize;
-        let group = model.settings.group as usize;
+        let group_weights = model.settings.group as usize;
+        let columns = columns.max(1);
+        let group = group_weights / columns;
         let mut b = Builder {
             lanes,
+            columns,
             requantizers,
             weight_bits,
             group,
-            weights: RomImage::new(weight_bits * lanes),
+            group_weights,
+            weights: RomImage::new(weight_bits * lanes * columns),
             scales: RomImage::new(GROUP_SCALE_BITS as usize * lanes),
-            wide: RomImage::new(8 * lanes),
+            wide: RomImage::new(8 * lanes * columns),
             requant: RomImage::new(22 * requantizers),
             gains: RomImage::new(16 * requantizers),
         };
@@ -367,6 +387,7 @@ impl Placement {
         let positions = (lanes / c.dim).max(1);
         let layout = Layout {
             lanes,
+            columns,
             contexts,
             max_seq,
             positions,

@@ -188,7 +188,9 @@ impl Rows {
             VParams::Matvec(vp::Matvec {
                 input: u(input),
                 out: u(out),
-                cols: u(m.cols),
+                // Weight words per row: the controller steps one word, `columns`
+                // input elements, per cycle.
+                cols: u(m.cols.div_ceil(l.columns)),
                 groups: u(m.groups),
                 rom_base: u(m.rom_base),
                 requant_base: u(m.req_base),

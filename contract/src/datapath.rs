@@ -90,16 +90,36 @@ pub struct Datapath {
     pub requantizers: usize,
     /// Pipeline registers.
     pub pipeline: Pipeline,
+    /// Input columns a lane takes per cycle in a matrix-vector product: `columns`
+    /// products (its row's weights for `columns` consecutive input elements, each with
+    /// its element) summed into the accumulator. 1, 2, 4 or 8; the weight ROM's word is
+    /// `columns` times as wide. Absent in manifests of chips with one column.
+    #[serde(default = "one_column", skip_serializing_if = "is_one_column")]
+    pub columns: usize,
+}
+
+fn one_column() -> usize {
+    1
+}
+
+fn is_one_column(c: &usize) -> bool {
+    *c == 1
 }
 
 impl Datapath {
-    /// One requantizer per lane, no pipeline registers: every chip before the
-    /// datapath was configurable.
+    /// One requantizer per lane, no pipeline registers, one column: every chip before
+    /// the datapath was configurable.
     pub fn per_lane(lanes: usize) -> Self {
         Datapath {
             requantizers: lanes,
             pipeline: Pipeline::ASIC,
+            columns: 1,
         }
+    }
+
+    /// Multipliers of the lanes' matrix-vector products.
+    pub fn lane_multipliers(&self, lanes: usize) -> usize {
+        lanes * self.columns
     }
 }
 

@@ -163,8 +163,8 @@ pub struct MatrixPlace {
     pub cols: usize,
     /// Row groups (`ceil(rows / L)`).
     pub groups: usize,
-    /// Weight ROM words per row group: `cols`, rounded up to a whole number of weight
-    /// groups when the weights have group scales.
+    /// Weight ROM words per row group: `cols` (rounded up to a whole number of weight
+    /// groups when the weights have group scales) over the layout's `columns`.
     #[serde(default)]
     pub stride: usize,
 }
@@ -195,6 +195,10 @@ pub struct LayerPlaces {
 pub struct Layout {
     /// Lanes.
     pub lanes: usize,
+    /// Input columns per lane per cycle of a matrix-vector product (`Datapath::columns`):
+    /// a weight ROM word holds `columns` consecutive weights of each lane's row.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub columns: usize,
     /// Context slots.
     pub contexts: usize,
     /// Positions per context.
@@ -372,4 +376,12 @@ pub fn sha256_words(hex: &str) -> Result<[u32; 8]> {
             .map_err(|_| Error::InvalidArgument(format!("{hex} is not hex")))?;
     }
     Ok(out)
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }

@@ -40,12 +40,12 @@ pub fn design_files(
     let tag_bits = (lanes_per_requantizer.trailing_zeros() as usize).max(1);
     let lane = format!(
         "{}\n{}",
-        crate::lane::verilog(pipe),
+        crate::lane::verilog(pipe, p.datapath.columns),
         crate::lane::requantizer_verilog(pipe, tag_bits)
     );
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
     head.connect_all();
-    let (vctrl, vctrl_units) = crate::vctrl::verilog(t);
+    let (vctrl, vctrl_units) = crate::vctrl::verilog(t, p.datapath.columns);
     let mut hostif = crate::hostif::HostIf::default();
     hostif.connect_all();
     let mut sigmoid = crate::sfu::SigmoidUnit::new(t);

@@ -180,8 +180,26 @@ pub const SELECT_GROUPS: [SelectGroup; 5] = [
 ///   for a multiplier (`rq_rd1`), and the kind of a raw write (`raw`) — the
 ///   requantizer selects the multiplier and shift itself ([`requantizer_verilog`]);
 /// * the argmax (`am_*`), updated in E.
-pub fn verilog(pipe: &Pipeline) -> String {
-    let mut v = String::from(LANE_PORTS);
+///
+/// With `columns` above 1 the lane also takes the weights and input elements of
+/// columns 1.. of a matrix-vector product (`w8x`, `bcx`, 8 and 16 bits per column):
+/// in a micro-operation that multiplies the broadcast bus by the weight, their
+/// products join the product of column 0 in the accumulator's adder, each through the
+/// same operand and product registers.
+pub fn verilog(pipe: &Pipeline, columns: usize) -> String {
+    let mut v = if columns > 1 {
+        LANE_PORTS.replace(
+            "    input  wire [15:0] tau,\n",
+            &format!(
+                "    input  wire [15:0] tau,\n    // E: the weights and input elements of columns 1..{}\n    input  wire [{}:0] w8x,\n    input  wire [{}:0] bcx,\n",
+                columns - 1,
+                8 * (columns - 1) - 1,
+                16 * (columns - 1) - 1
+            ),
+        )
+    } else {
+        LANE_PORTS.to_string()
+    };
     v += "    /* verilator lint_off UNUSEDPARAM */\n";
     v += &select_localparams();
     v += "    /* verilator lint_on UNUSEDPARAM */\n";
@@ -244,6 +262,43 @@ pub fn verilog(pipe: &Pipeline) -> String {
     } else {
         v += "    wire signed [35:0] product = a_op * b_op;\n";
     }
+    // The other columns' products, through the same registers.
+    let mut extra = String::new();
+    if columns > 1 {
+        v += "    // columns 1..: only a product of the broadcast bus and the weight takes them
+    wire mv = u_active & (u_a == OPA_BC) & (u_b == OPB_W8);\n";
+        for k in 1..columns {
+            let lo8 = 8 * (k - 1);
+            let lo16 = 16 * (k - 1);
+            let _ = writeln!(
+                v,
+                "    wire signed [17:0] xa{k}_e = mv ? {{{{2{{bcx[{}]}}}}, bcx[{lo16} +: 16]}} : 18'sd0;
+    wire signed [17:0] xb{k}_e = {{{{10{{w8x[{}]}}}}, w8x[{lo8} +: 8]}};",
+                lo16 + 15,
+                lo8 + 7
+            );
+            if pipe.operands {
+                let _ = writeln!(
+                    v,
+                    "    reg signed [17:0] xa{k} = 0, xb{k} = 0;\n    always @(posedge clock) begin\n        xa{k} <= xa{k}_e;\n        xb{k} <= xb{k}_e;\n    end"
+                );
+            } else {
+                let _ = writeln!(
+                    v,
+                    "    wire signed [17:0] xa{k} = xa{k}_e, xb{k} = xb{k}_e;"
+                );
+            }
+            if pipe.product {
+                let _ = writeln!(
+                    v,
+                    "    reg signed [35:0] xp{k} = 0;\n    always @(posedge clock) xp{k} <= xa{k} * xb{k};"
+                );
+            } else {
+                let _ = writeln!(v, "    wire signed [35:0] xp{k} = xa{k} * xb{k};");
+            }
+            let _ = write!(extra, " + {{{{12{{xp{k}[35]}}}}, xp{k}}}");
+        }
+    }
     // The addend joins at the last carried stage, beside the product.
     let addend = if stages == 0 {
         "addend_s0".to_string()
@@ -253,7 +308,7 @@ pub fn verilog(pipe: &Pipeline) -> String {
     let _ = writeln!(
         v,
         "    reg [47:0] pre_q = 0;
-    always @(posedge clock) pre_q <= {{{{12{{product[35]}}}}, product}} + {{{{32{{{addend}[15]}}}}, {addend}}};"
+    always @(posedge clock) pre_q <= {{{{12{{product[35]}}}}, product}} + {{{{32{{{addend}[15]}}}}, {addend}}}{extra};"
     );
     v += LANE_A_STAGE;
     v

@@ -22,13 +22,14 @@ pub struct ChipParams {
     pub lanes: usize,
     /// Bits per weight in the weight ROM: 8, or 4 (packed, sign-extended at the lanes).
     pub weight_bits: usize,
-    /// Weight ROM words per group scale (8, 16, 32 or 64; 4-bit weights only), or 0
-    /// without group scales. With them, the scale ROM's word `a / weight_group` holds
-    /// a 4-bit unsigned scale per lane for weight word `a`, and each lane multiplies
-    /// its weight by `code · scale` (within int8); a matrix-vector product skips to
-    /// the next group boundary after each row group's last column.
+    /// Weight ROM words per group scale (a group of 8, 16, 32 or 64 weights over the
+    /// datapath's columns; 4-bit weights only), or 0 without group scales. With them,
+    /// the scale ROM's word `a / weight_group` holds a 4-bit unsigned scale per lane
+    /// for weight word `a`, and each lane multiplies its weights by `code · scale`
+    /// (within int8); a matrix-vector product skips to the next group boundary after
+    /// each row group's last word.
     pub weight_group: usize,
-    /// Words of the wide weight ROM (8-bit codes, `8 · lanes` bits) of a 4-bit chip
+    /// Words of the wide weight ROM (8-bit codes, `8 · lanes · columns` bits) of a 4-bit chip
     /// whose listed matrices are kept at 8 bits, or 0. Weight address bit 23 selects
     /// it; its words are read as 8-bit weights, without group scales.
     pub wide_depth: usize,
@@ -46,7 +47,7 @@ pub struct ChipParams {
     pub contexts: usize,
     /// Activation RAM slots per lane.
     pub ar_depth: usize,
-    /// Weight ROM words (each `weight_bits · lanes` bits).
+    /// Weight ROM words (each `weight_bits · lanes · columns` bits).
     pub wrom_depth: usize,
     /// Requantization ROM words (each `22 · requantizers` bits: a row group's
     /// words are `lanes / requantizers` consecutive words).
@@ -122,6 +123,18 @@ pub fn default_lanes(preferred: usize, dim: usize, n_heads: usize) -> Result<usi
     }
     // None fits: the reason the smallest gives.
     check_lanes_for_shape(8, dim, n_heads).map(|()| 8)
+}
+
+/// The column counts the lanes support: 1, 2, 4 or 8 input columns per cycle (at most
+/// the smallest weight group, 8, so that a word's weights share one group scale).
+pub fn check_columns(columns: usize) -> Result<(), HdlError> {
+    if columns.is_power_of_two() && columns <= 8 {
+        Ok(())
+    } else {
+        Err(HdlError::Params(format!(
+            "columns must be 1, 2, 4 or 8, not {columns}"
+        )))
+    }
 }
 
 /// The requantizer counts the wiring supports for `lanes` lanes: a power of two from
@@ -212,7 +225,7 @@ impl ChipParams {
         let mut m = vec![
             (
                 "weights",
-                self.weight_bits * self.lanes,
+                self.weight_bits * self.lanes * self.datapath.columns,
                 self.wrom_depth.max(1),
             ),
             ("requant", 22 * rq, self.qrom_depth.max(1)),
@@ -231,7 +244,11 @@ impl ChipParams {
             m.push(("scales", 4 * self.lanes, self.srom_depth()));
         }
         if self.wide_depth != 0 {
-            m.push(("weights", 8 * self.lanes, self.wide_depth));
+            m.push((
+                "weights",
+                8 * self.lanes * self.datapath.columns,
+                self.wide_depth,
+            ));
         }
         for _ in 0..2 * self.positions() {
             m.push(("kv", self.kv_dim() * 16, self.kv_depth().max(1)));
@@ -255,7 +272,8 @@ impl ChipParams {
                 self.weight_bits
             )));
         }
-        match (self.weight_bits, self.weight_group) {
+        check_columns(self.datapath.columns)?;
+        match (self.weight_bits, self.weight_group * self.datapath.columns) {
             (_, 0) | (4, 8 | 16 | 32 | 64) => {}
             (bits, group) => {
                 return Err(HdlError::Params(format!(
@@ -342,6 +360,8 @@ struct Shape {
     sublg: usize,
     /// Pipeline registers.
     pipe: Pipeline,
+    /// Input columns per lane per cycle of a matrix-vector product.
+    c: usize,
 }
 
 impl Shape {
@@ -353,6 +373,7 @@ impl Shape {
         Shape {
             l,
             wbits: p.weight_bits,
+            c: p.datapath.columns,
             lg: clog2(l),
             hs,
             hl: clog2(hs),
@@ -687,11 +708,11 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
     assign qsel_s = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) + 16 +: 6];",
         rmask = s.r - 1,
-        wsel_expr = lane_weight(p, "arsel_lane_e"),
-        wb = wbits * l - 1,
+        wsel_expr = lane_weight(p, "arsel_lane_e", &embed_column(s)),
+        wb = wbits * l * s.c - 1,
         qb = 22 * s.r - 1,
         gb = 16 * s.r - 1,
-        ww = wbits * l,
+        ww = wbits * l * s.c,
         qw = 22 * s.r,
         gw = 16 * s.r,
         wd = p.wrom_depth.max(1),
@@ -706,8 +727,8 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     reg wide_e;
     always @(posedge clk) wide_e <= vc_wrom_addr[23];
     etch_rom #(.W({ww}), .A(24), .D({wd}), .INIT(\"rom/wide.hex\")) u_wide (.clk(clk), .addr(vc_wrom_addr), .data(wide_data));",
-            wb = 8 * l - 1,
-            ww = 8 * l,
+            wb = 8 * l * s.c - 1,
+            ww = 8 * l * s.c,
             wd = p.wide_depth,
         );
     }
@@ -739,13 +760,13 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
             })
             .collect()
     };
-    let mut fold_w = fold_terms("wrom_data", wbits * l);
+    let mut fold_w = fold_terms("wrom_data", wbits * l * s.c);
     if grouped {
         fold_w.extend(fold_terms("srom_data", 4 * l));
     }
     let fold_w = fold_w.join(" ^ ");
     if p.wide_depth != 0 {
-        let fold_wide = fold_terms("wide_data", 8 * l).join(" ^ ");
+        let fold_wide = fold_terms("wide_data", 8 * l * s.c).join(" ^ ");
         let _ = writeln!(w, "    assign fold_w = wide_e ? {fold_wide} : {fold_w};");
     } else {
         let _ = writeln!(w, "    assign fold_w = {fold_w};");
@@ -759,22 +780,41 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     }
 }
 
-/// The 8-bit weight operand of lane `lane` (a constant or a signal): its byte of the
-/// weight word, or its sign-extended 4-bit code, times its 4-bit group scale when the
-/// weights have group scales (`|code · scale| ≤ 8 · 15`, within int8), or its byte of
-/// the wide ROM's word when the address selected that.
-fn lane_weight(p: &ChipParams, lane: &str) -> String {
-    if p.weight_bits == 8 {
-        return format!("wrom_data[8 * {lane} +: 8]");
+/// The column of the weight word the embedding reads (its element index's low bits,
+/// `u_slot` in the E stage), or "0" with one column per word.
+fn embed_column(s: &Shape) -> String {
+    if s.c == 1 {
+        "0".into()
+    } else {
+        format!("32'(u_slot_e[{}:0])", clog2(s.c) - 1)
     }
-    let code = format!("{{{{4{{wrom_data[4 * {lane} + 3]}}}}, wrom_data[4 * {lane} +: 4]}}");
+}
+
+/// The 8-bit weight operand of lane `lane` for column `col` of the word (constants or
+/// signals): its field of the weight word, or its sign-extended 4-bit code, times its
+/// 4-bit group scale when the weights have group scales (`|code · scale| ≤ 8 · 15`,
+/// within int8), or its byte of the wide ROM's word when the address selected that.
+fn lane_weight(p: &ChipParams, lane: &str, col: &str) -> String {
+    let c = p.datapath.columns;
+    // The field index: lane-major, `columns` fields per lane.
+    let f = if c == 1 {
+        lane.to_string()
+    } else if let (Ok(l), Ok(k)) = (lane.parse::<usize>(), col.parse::<usize>()) {
+        (l * c + k).to_string()
+    } else {
+        format!("({c} * {lane} + {col})")
+    };
+    if p.weight_bits == 8 {
+        return format!("wrom_data[8 * {f} +: 8]");
+    }
+    let code = format!("{{{{4{{wrom_data[4 * {f} + 3]}}}}, wrom_data[4 * {f} +: 4]}}");
     let narrow = if p.weight_group != 0 {
         format!("8'({code} * {{4'd0, srom_data[4 * {lane} +: 4]}})")
     } else {
         code
     };
     if p.wide_depth != 0 {
-        format!("(wide_e ? wide_data[8 * {lane} +: 8] : {narrow})")
+        format!("(wide_e ? wide_data[8 * {f} +: 8] : {narrow})")
     } else {
         narrow
     }
@@ -966,10 +1006,46 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             );
         }
     }
+    if s.c > 1 {
+        // The other columns' input elements: element `j·C + k` of a matrix-vector
+        // product's input lives in lane `(j·C + k) mod L`, beside column 0's lane
+        // (`arsel_lane`, a multiple of C): a select among the L/C lanes of column k.
+        let clg = clog2(s.c);
+        let _ = writeln!(
+            w,
+            "    // Matrix-vector inputs of columns 1..{}: lane arsel_lane + k.",
+            s.c - 1
+        );
+        for k in 1..s.c {
+            let _ = writeln!(
+                w,
+                "    reg [15:0] bcx_{k};\n    always @(*) begin\n        bcx_{k} = lane_rd0_{k};\n        case (arsel_lane_e >> {clg})"
+            );
+            for grp in 0..l / s.c {
+                let _ = writeln!(
+                    w,
+                    "            8'd{grp}: bcx_{k} = lane_rd0_{};",
+                    grp * s.c + k
+                );
+            }
+            let _ = writeln!(
+                w,
+                "            default: bcx_{k} = lane_rd0_{k};\n        endcase\n    end"
+            );
+            stage(w, reg, 16, &format!("li_bcx_{k}"), &format!("bcx_{k}"));
+        }
+        let all: Vec<String> = (1..s.c).rev().map(|k| format!("li_bcx_{k}")).collect();
+        let _ = writeln!(
+            w,
+            "    wire [{}:0] li_bcx = {{{}}};",
+            16 * (s.c - 1) - 1,
+            all.join(", ")
+        );
+    }
     let _ = writeln!(w, "\n    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
-        let w8 = lane_weight(p, &i.to_string());
+        let w8 = lane_weight(p, &i.to_string(), "0");
         let _ = writeln!(
             w,
             "    etch_ram_2r1w #(.W(16), .A(12), .D({ar})) u_ar_{i} (.clk(clk), .raddr0(vc_ar_ra0), .rdata0(lane_rd0_{i}), .raddr1(vc_ar_ra1), .rdata1(lane_rd1_{i}), .we(lane_we_{i}), .waddr(ar_wa_w), .wdata(lane_wdata_{i}));",
@@ -978,6 +1054,19 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         stage(w, reg, 16, &format!("li_rd0_{i}"), &format!("lane_rd0_{i}"));
         stage(w, reg, 16, &format!("li_rd1_{i}"), &format!("lane_rd1_{i}"));
         stage(w, reg, 8, &format!("li_w8_{i}"), &w8);
+        if s.c > 1 {
+            let extra: Vec<String> = (1..s.c)
+                .rev()
+                .map(|k| lane_weight(p, &i.to_string(), &k.to_string()))
+                .collect();
+            stage(
+                w,
+                reg,
+                8 * (s.c - 1),
+                &format!("li_w8x_{i}"),
+                &format!("{{{}}}", extra.join(", ")),
+            );
+        }
         stage(
             w,
             reg,
@@ -993,7 +1082,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             "    etch_lane u_lane_{i} (
         .clock(clk), .reset(rst),
         .rd0(li_rd0_{i}), .rd1(li_rd1_{i}), .nbr(li_rd0_{nb}), .qsrc(li_rd0_{qs}),
-        .w8(li_w8_{i}), .gain(li_gain_{i}), .kv(li_kv_{i}), .pw(li_pw_{pp}_{h}),
+        .w8(li_w8_{i}),{columns} .gain(li_gain_{i}), .kv(li_kv_{i}), .pw(li_pw_{pp}_{h}),
         .cosv(li_cos_{k}), .sinv({sin}), .bc(bc_{sk}), .bc2(bc2_{sk}),
         .tau(li_tau_e), .acc_other(lane_other_{i}),
         .u_a(li_u_a_e), .u_b(li_u_b_e), .u_cadd(li_u_cadd_e), .u_acc(li_u_acc_e), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e),
@@ -1004,6 +1093,11 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
     );",
             sk = i % p.sigmoid_units(),
+            columns = if s.c > 1 {
+                format!(" .w8x(li_w8x_{i}), .bcx(li_bcx),")
+            } else {
+                String::new()
+            },
             nb = i ^ 1,
             qs = i % deff,
             sin = if i % 2 == 0 {

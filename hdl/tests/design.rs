@@ -77,6 +77,7 @@ fn small_designs_lint_clean() {
     p.datapath = Datapath {
         requantizers: 8,
         pipeline: Pipeline::FPGA,
+        columns: 1,
     };
     lint(&p, "l64_r8_fpga");
     let mut p = params(16, 32, 4, 2);
@@ -87,6 +88,7 @@ fn small_designs_lint_clean() {
             requant_shift: true,
             ..Pipeline::ASIC
         },
+        columns: 1,
     };
     lint(&p, "l16_r8_some");
 }

@@ -103,6 +103,7 @@ pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
     let datapath = Datapath {
         requantizers: 8,
         pipeline: etch_compiler::chip::Pipeline::FPGA,
+        columns: 1,
     };
     let options = BuildOptions {
         lanes: 16,

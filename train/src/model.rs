@@ -220,6 +220,54 @@ impl Model {
         }
     }
 
+    /// Runs `f` on the model with its weight matrices replaced by their rounded values
+    /// and no rounding in the forward pass (the same logits as under `fake_quant`,
+    /// without rounding every matrix again at every forward pass), then puts the float
+    /// weights and the rounding back.
+    pub fn with_rounded_weights<R>(
+        &mut self,
+        f: impl FnOnce(&mut Model) -> Result<R>,
+    ) -> Result<R> {
+        let Some(q) = self.fake_quant.take() else {
+            return f(self);
+        };
+        let matrices = self.matrices();
+        let floats: Vec<Tensor> = matrices
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?;
+        let restore = |model: &mut Model| -> Result<()> {
+            for (v, t) in matrices.iter().zip(&floats) {
+                v.set(t)?;
+            }
+            model.fake_quant = Some(q);
+            Ok(())
+        };
+        for v in &matrices {
+            if let Err(e) = q.apply(v.as_tensor()).and_then(|r| Ok(v.set(&r.detach())?)) {
+                restore(self)?;
+                return Err(e);
+            }
+        }
+        let out = f(self);
+        restore(self)?;
+        out
+    }
+
+    /// The weight matrices `fake_quant` rounds.
+    fn matrices(&self) -> Vec<Var> {
+        let p = &self.params;
+        let mut v = vec![p.token_embedding.clone()];
+        for l in 0..self.config.n_layers {
+            for t in [
+                &p.wq[l], &p.wk[l], &p.wv[l], &p.wo[l], &p.w1[l], &p.w2[l], &p.w3[l],
+            ] {
+                v.push(t.clone());
+            }
+        }
+        v
+    }
+
     /// Every parameter, for the optimizer.
     pub fn vars(&self) -> Vec<Var> {
         let p = &self.params;

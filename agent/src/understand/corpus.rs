@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::registry::{ArgType, Call, Registry, Tool};
-use crate::understand::line;
+use crate::understand::{decode, line};
 
 /// One training pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1258,6 +1258,26 @@ fn frames(tool: &str) -> &'static [&'static str] {
     }
 }
 
+/// What a request may call a file or a folder before naming it ("delete the folder
+/// drafts").
+const FILES: &[&str] = &["the file ", "file ", "the document ", "my file ", "the "];
+const FOLDERS: &[&str] = &[
+    "the folder ",
+    "folder ",
+    "the directory ",
+    "directory ",
+    "the dir ",
+    "my folder ",
+    "the ",
+];
+
+/// Whether `frame` already says what its `slot` is ("the file {path}").
+fn described(frame: &str, slot: &str) -> bool {
+    ["file ", "folder ", "directory ", "the "]
+        .iter()
+        .any(|d| frame.contains(&format!("{d}{slot}")))
+}
+
 /// Whether a value of this type is written bare in requests (paths, names) rather
 /// than always quoted (bodies, contents, commands).
 fn bare_ok(ty: ArgType) -> bool {
@@ -1319,15 +1339,27 @@ fn request_for(rng: &mut Rng, registry: &Registry, tool: &Tool) -> Option<Exampl
                 None => return None,
             }
         }
-        let v = if tool.name == "fs.list" {
+        // Folders are listed, and moved and deleted like files.
+        let folder = tool.name == "fs.list"
+            || (a.ty == ArgType::Path
+                && matches!(tool.name.as_str(), "fs.move" | "fs.delete")
+                && rng.chance(0.25));
+        let v = if folder {
             dir(rng)
         } else {
             value(rng, a.ty, &a.name)
         };
-        if !line::writable_value(&v) {
+        if !line::writable_value(&v) || (bare_ok(a.ty) && decode::is_function_word(v.as_bytes())) {
             return None;
         }
-        in_request.insert(a.name.as_str(), quoted(rng, &v, bare_ok(a.ty)));
+        let mut written = quoted(rng, &v, bare_ok(a.ty));
+        if a.ty == ArgType::Path && !described(&frame, &slot) && rng.chance(0.2) {
+            written = format!(
+                "{}{written}",
+                rng.pick(if folder { FOLDERS } else { FILES })
+            );
+        }
+        in_request.insert(a.name.as_str(), written);
         values.insert(a.name.clone(), v);
     }
     // Two arguments with the same value make the copy ambiguous: draw again.
@@ -1466,6 +1498,11 @@ mod tests {
                     assert!(defaulted || e.request.contains(v.as_str()), "{e:?}");
                 }
             }
+            // Constrained decoding can write every training line.
+            assert!(
+                decode::Grammar::new(&r, &e.request).allows(&e.call),
+                "the grammar refuses {e:?}"
+            );
         }
         assert_eq!(per_tool.len(), 8, "seven tools and refusals: {per_tool:?}");
         assert!(per_tool.values().all(|&n| n > 200), "{per_tool:?}");

@@ -58,6 +58,34 @@ pub struct Grammar {
     ends: Vec<bool>,
 }
 
+/// English function words (articles, pronouns, prepositions, conjunctions, auxiliaries,
+/// question words): never an unquoted path or recipient. A file really named `the` is
+/// written quoted.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "about", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but",
+    "by", "can", "could", "did", "do", "does", "each", "every", "for", "from", "had", "has",
+    "have", "he", "her", "here", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its",
+    "just", "may", "me", "might", "must", "my", "no", "not", "now", "of", "off", "on", "onto",
+    "or", "our", "out", "over", "please", "she", "should", "so", "some", "than", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "those", "to", "too", "under", "up",
+    "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "whose", "why",
+    "will", "with", "would", "you", "your", // and their contractions
+    "can't", "didn't", "doesn't", "don't", "here's", "i'd", "i'll", "i'm", "i've", "isn't", "it's",
+    "let's", "that's", "there's", "what's", "won't", "you're",
+];
+
+/// A recipient's characters (`ArgType::Recipient`).
+fn is_recipient(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&c| c.is_ascii_alphanumeric() || b"._-+@".contains(&c))
+}
+
+pub(crate) fn is_function_word(word: &[u8]) -> bool {
+    FUNCTION_WORDS
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+}
+
 /// Quotation marks and brackets that open a value.
 fn opens(b: u8) -> bool {
     b"\"'`([{<".contains(&b)
@@ -114,13 +142,26 @@ impl Grammar {
                 starts.push((p, close));
             }
         }
+        // A word inside a quotation starts no value of its own: the quotation is one
+        // value, copied whole ("DM judy \"meeting moved to friday\"" has no recipient
+        // "moved").
+        let quoted: Vec<(usize, usize)> = starts
+            .iter()
+            .filter_map(|&(p, close)| close.map(|c| (p, c)))
+            .collect();
+        starts
+            .retain(|&(p, close)| close.is_some() || !quoted.iter().any(|&(a, c)| a < p && p <= c));
+        // A word ends before whitespace, a closing mark, or a run of punctuation that
+        // ends the word ("notes.txt?!").
         let ends = (0..=n)
             .map(|e| {
+                let rest = r[e..]
+                    .iter()
+                    .position(|&b| closes(b))
+                    .map_or(&r[e..], |i| &r[e..e + i]);
                 e > 0
                     && !r[e - 1].is_ascii_whitespace()
-                    && (e == n
-                        || closes(r[e])
-                        || (b".,;:!?".contains(&r[e]) && (e + 1 == n || closes(r[e + 1]))))
+                    && rest.iter().all(|b| b".,;:!?".contains(b))
             })
             .collect();
         Grammar {
@@ -138,11 +179,7 @@ impl Grammar {
         if v.is_empty() || v.contains(&b'"') || v.contains(&b'\\') || v.contains(&b'\n') {
             return false;
         }
-        if ty == ArgType::Recipient
-            && !v
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || b"._-+@".contains(&c))
-        {
+        if ty == ArgType::Recipient && !is_recipient(v) {
             return false;
         }
         let one_word = matches!(ty, ArgType::Path | ArgType::Recipient);
@@ -152,13 +189,35 @@ impl Grammar {
                 return false;
             }
             match close {
-                Some(c) => end <= c && (!whole || end == c),
-                None => {
-                    !(one_word && v.iter().any(u8::is_ascii_whitespace))
-                        && (!whole || self.ends[end])
+                // The whole quotation must be a value of the type.
+                Some(c) => {
+                    end <= c
+                        && (!whole || end == c)
+                        && (ty != ArgType::Recipient || is_recipient(&self.request[s..c]))
                 }
+                None if one_word => {
+                    // One word, and not a function word ("the", "for", "by"): some end
+                    // of the word at or after `end` must give a name.
+                    let word_end = self.request[s..]
+                        .iter()
+                        .position(u8::is_ascii_whitespace)
+                        .map_or(self.request.len(), |i| s + i);
+                    end <= word_end
+                        && (end..=word_end).any(|e| {
+                            (e == end || !whole)
+                                && self.ends[e]
+                                && !is_function_word(&self.request[s..e])
+                        })
+                }
+                None => !whole || self.ends[end],
             }
         })
+    }
+
+    /// Whether `call_line` (without its leading space and newline) is a whole call line
+    /// of this grammar.
+    pub fn allows(&self, call_line: &str) -> bool {
+        self.fit(format!(" {call_line}\n").as_bytes()) == Fit::Complete
     }
 
     /// How `text` (what the model wrote after the request) stands.
@@ -438,9 +497,14 @@ mod tests {
             Fit::Complete
         );
         let g = grammar("show me what's in notes.txt");
-        assert_eq!(g.fit(b" fs.read path=\"me"), Fit::Prefix);
+        assert_eq!(g.fit(b" fs.read path=\"show"), Fit::Prefix);
         assert_eq!(
-            g.fit(b" fs.read path=\"me what"),
+            g.fit(b" fs.read path=\"me"),
+            Fit::Invalid,
+            "a function word"
+        );
+        assert_eq!(
+            g.fit(b" fs.read path=\"show me"),
             Fit::Invalid,
             "a path is one word"
         );
@@ -450,6 +514,37 @@ mod tests {
             "no word starts at an apostrophe"
         );
         assert_eq!(g.fit(b" fs.read path=\"notes.txt\"\n"), Fit::Complete);
+        let g = grammar("DM judy \"meeting moved to friday\"");
+        assert_eq!(
+            g.fit(b" msg.send to=\"moved"),
+            Fit::Invalid,
+            "no value starts inside a quotation"
+        );
+        assert_eq!(
+            g.fit(b" msg.send to=\"judy\" body=\"meeting moved to friday\"\n"),
+            Fit::Complete
+        );
+        assert_eq!(
+            g.fit(b" msg.send to=\"meeting"),
+            Fit::Invalid,
+            "a quotation that is no recipient"
+        );
+        let g = grammar("message for peggy: \"keys\"");
+        assert_eq!(
+            g.fit(b" msg.send to=\"for"),
+            Fit::Invalid,
+            "a function word is no recipient"
+        );
+        assert_eq!(g.fit(b" msg.send to=\"f"), Fit::Invalid);
+        assert_eq!(g.fit(b" msg.send to=\"peggy\""), Fit::Prefix);
+        let g = grammar("read the theory.txt");
+        assert_eq!(
+            g.fit(b" fs.read path=\"the"),
+            Fit::Prefix,
+            "\"the\" may go on to theory.txt"
+        );
+        assert_eq!(g.fit(b" fs.read path=\"the\""), Fit::Invalid);
+        assert_eq!(g.fit(b" fs.read path=\"theory.txt\"\n"), Fit::Complete);
         let g = grammar("tell bob smith \"hi\"");
         assert_eq!(
             g.fit(b" msg.send to=\"bob smith\""),

@@ -1,27 +1,31 @@
 //! The controller's state machine, one function per operation family. Each returns
-//! the `case (state_q)` arms of its states; [`ARMS`] lists them in state order.
+//! the `case (state_q)` arms of its states; [`arms`] writes them in state order.
 //!
 //! Every state drives the outputs it needs and the next values of the registers it
 //! changes; everything else keeps the defaults of [`defaults`] (nothing issued,
 //! registers held).
 
-/// The arms of every operation family, in state order.
-pub const ARMS: &[fn() -> String] = &[
-    take_operation,
-    rom_self_test,
-    embedding,
-    matvec,
-    rmsnorm,
-    rope,
-    kv_store,
-    attention,
-    add,
-    swiglu,
-    sampler,
-    vector_dma,
-    kv_transfer,
-    finish,
-];
+/// The arms of every operation family, in state order, for lanes that take `columns`
+/// input columns per cycle.
+pub fn arms(columns: usize) -> String {
+    [
+        take_operation(),
+        rom_self_test(),
+        embedding(columns),
+        matvec(columns),
+        rmsnorm(),
+        rope(),
+        kv_store(),
+        attention(),
+        add(),
+        swiglu(),
+        sampler(),
+        vector_dma(),
+        kv_transfer(),
+        finish(),
+    ]
+    .concat()
+}
 
 /// Outputs when nothing is issued, the phase of the current state, the RoPE angle and
 /// sampler stream pipelines' defaults, broadcast buses, the ROM signature, the
@@ -311,9 +315,11 @@ fn rom_self_test() -> String {
 }
 
 /// Embedding: the row of token `ra` (ROM address `rb`, requantization word `rc`) is
-/// read through lane `ra % L` and written element by element.
-fn embedding() -> String {
-    "            S_EMB_Q: begin
+/// read through lane `ra % L` and written element by element (with several columns
+/// per weight word, element `j` is column `j mod C` of word `rb + j / C`, which the
+/// top level selects by the element index on `u_slot`).
+fn embedding(columns: usize) -> String {
+    let text = "            S_EMB_Q: begin
                 qrom_addr = (rc_q[15:0] << cfg_sublg) | ((ra_q[15:0] & lmask) >> rlg);
                 arsel_lane = 8'(ra_q[15:0] & lmask);
                 ci_d = ci_q + 1;
@@ -341,14 +347,24 @@ fn embedding() -> String {
                     state_d = S_FIN;
                 end
             end
-"
-    .to_string()
+";
+    if columns == 1 {
+        return text.to_string();
+    }
+    text.replace(
+        "wrom_addr = rb_q[23:0] + 24'(ci_q);",
+        &format!(
+            "wrom_addr = rb_q[23:0] + (24'(ci_q) >> {});",
+            columns.trailing_zeros()
+        ),
+    )
 }
 
-/// Matrix-vector product: one input element per cycle to all lanes, a row group at a
-/// time, requantized at the group's last column.
-fn matvec() -> String {
-    "            S_MV: begin
+/// Matrix-vector product: one input element per cycle to all lanes (with several
+/// columns, one weight word of `C` elements: `ci` counts words, and column 0's element
+/// is `ci·C`), a row group at a time, requantized at the group's last word.
+fn matvec(columns: usize) -> String {
+    let text = "            S_MV: begin
                 ar_ra0 = 12'(mv_input + (ci_q >> cfg_lg));
                 wrom_addr = addr_q;
                 qrom_addr = (mv_requant_base + cj_q) << cfg_sublg;
@@ -393,8 +409,18 @@ fn matvec() -> String {
                     end
                 end
             end
-"
-    .to_string()
+";
+    if columns == 1 {
+        return text.to_string();
+    }
+    let clg = columns.trailing_zeros();
+    text.replacen(
+        "                ar_ra0 = 12'(mv_input + (ci_q >> cfg_lg));\n",
+        &format!(
+            "                ar_ra0 = 12'(mv_input + ((ci_q << {clg}) >> cfg_lg));\n                arsel_lane = 8'((ci_q << {clg}) & lmask);\n"
+        ),
+        1,
+    )
 }
 
 /// RMSNorm: sum of squares through the adder tree, rsqrt, scale by the gains.

@@ -315,7 +315,7 @@ fn field_prefix(kind: VKind) -> Option<&'static str> {
 /// The controller's Verilog (module `etch_vctrl`) and its special-function units
 /// (`etch_vctrl_rsqrt`, `etch_vctrl_sincos`, `etch_vctrl_exp2`, `etch_vctrl_log2`,
 /// `etch_vctrl_requant`, rust-hdl blocks with the model's tables).
-pub fn verilog(t: &TableData) -> (String, String) {
+pub fn verilog(t: &TableData, columns: usize) -> (String, String) {
     let mut m = String::new();
     let _ = writeln!(m, "module etch_vctrl (");
     let ports: Vec<String> = PORTS
@@ -341,9 +341,7 @@ pub fn verilog(t: &TableData) -> (String, String) {
     m += &fsm::defaults();
     m += &fsm::pipelines();
     m += "        case (state_q)\n";
-    for arms in fsm::ARMS {
-        m += &arms();
-    }
+    m += &fsm::arms(columns);
     m += "            default: ;\n        endcase\n";
     m += &fsm::after_states();
     m += "    end\nendmodule\n";
