@@ -21,6 +21,10 @@ use crate::{BenchArgs, ModelArgs};
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
     lanes: usize,
+    /// Input columns per lane and cycle.
+    columns: usize,
+    /// Shared requantizers.
+    requantizers: usize,
     cycles_per_token: f64,
     first_token_cycles: u64,
     last_token_cycles: u64,
@@ -37,6 +41,16 @@ pub struct Row {
     phases: std::collections::BTreeMap<&'static str, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     swap: Option<Swap>,
+}
+
+impl Row {
+    /// Lanes, and `×C` with several columns.
+    fn label(&self) -> String {
+        match self.columns {
+            1 => self.lanes.to_string(),
+            c => format!("{}×{c}", self.lanes),
+        }
+    }
 }
 
 /// SAVE_CONTEXT and RESTORE_CONTEXT of a full context (`--swap`): an agent's resume.
@@ -195,10 +209,13 @@ fn measure(
         .collect();
     Ok(Row {
         lanes: manifest.lanes,
+        columns: manifest.datapath().columns,
+        requantizers: manifest.datapath().requantizers,
         cycles_per_token: cpt,
         first_token_cycles: first,
         last_token_cycles: last,
-        mac_utilization: macs as f64 / (manifest.lanes as f64 * cycles as f64),
+        mac_utilization: macs as f64
+            / (manifest.datapath().lane_multipliers(manifest.lanes) as f64 * cycles as f64),
         tok_per_s_at_100mhz: 100e6 / cpt,
         tok_per_s_at_fmax: fmax(out).map(|f| f * 1e6 / cpt),
         rom_bits: manifest.rom_bits,
@@ -237,24 +254,37 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     if let Some(board) = &a.board {
         return board_bench(a, board, &ck, &tok);
     }
-    if a.lanes.is_empty() {
+    // (directory, lanes, datapath) of every chip to measure.
+    let configs: Vec<(String, usize, Datapath)> = match a.preset {
+        Some(p) => {
+            let (lanes, datapath) = p.datapath();
+            let name = format!("{p:?}").to_lowercase();
+            vec![(format!("preset-{name}"), lanes, datapath)]
+        }
+        None => a
+            .lanes
+            .iter()
+            .map(|&l| (format!("lanes-{l}"), l, Datapath::per_lane(l)))
+            .collect(),
+    };
+    if configs.is_empty() {
         return Err(CliError::Usage(
             "--lanes needs at least one lane count".into(),
         ));
     }
-    let bar = progress(a.lanes.len() as u64 + 2, "bench");
+    let bar = progress(configs.len() as u64 + 2, "bench");
     let (reference, golden) = software(&ck, &tok, &a.prompt, a.steps)?;
     bar.inc(2);
     let mut rows = Vec::new();
-    for &lanes in &a.lanes {
-        bar.set_message(format!("{lanes} lanes"));
-        let out = a.out.join(format!("lanes-{lanes}"));
+    for (dir, lanes, datapath) in configs {
+        bar.set_message(dir.clone());
+        let out = a.out.join(&dir);
         let options = BuildOptions {
             lanes,
             contexts: 4,
             max_seq: ck.config().seq_len,
             quant: QuantSettings::default(),
-            datapath: Datapath::per_lane(lanes),
+            datapath,
         };
         let manifest = build_chip(&ck, &tok, &options, &out, &mut |_, _| {})?;
         rows.push(measure(&out, &manifest, &tok, &a.prompt, a.steps, a.swap)?);
@@ -280,7 +310,7 @@ pub fn bench(a: &BenchArgs) -> CliResult {
         return print_json(&json);
     }
     println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>7} {:>11} {:>9} {:>9} {:>6} {:>12}",
+        "{:>8} {:>10} {:>10} {:>10} {:>7} {:>11} {:>9} {:>9} {:>6} {:>12}",
         "lanes",
         "cyc/token",
         "first",
@@ -294,8 +324,8 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     );
     for r in &rows {
         println!(
-            "{:>6} {:>10.0} {:>10} {:>10} {:>6.1}% {:>11.0} {:>9.2} {:>9.2} {:>6} {:>12.0}",
-            r.lanes,
+            "{:>8} {:>10.0} {:>10} {:>10} {:>6.1}% {:>11.0} {:>9.2} {:>9.2} {:>6} {:>12.0}",
+            r.label(),
             r.cycles_per_token,
             r.first_token_cycles,
             r.last_token_cycles,
@@ -370,7 +400,7 @@ pub fn plots(rows: &[Row], out: &Path) -> Result<Vec<String>, String> {
     use plotters::prelude::*;
     font()?;
     let mut files = Vec::new();
-    let labels: Vec<String> = rows.iter().map(|r| r.lanes.to_string()).collect();
+    let labels: Vec<String> = rows.iter().map(Row::label).collect();
     let n = rows.len();
     let max_cpt = rows.iter().map(|r| r.cycles_per_token).fold(1.0, f64::max) * 1.1;
     macro_rules! draw_both {

@@ -113,7 +113,8 @@ pub fn build(a: &BuildArgs) -> CliResult {
     let (options, mixed) = match &fitted {
         Some(choice) => (choice.options.clone(), None),
         None => {
-            let lanes = match a.lanes {
+            let preset = a.preset.map(|p| p.datapath());
+            let lanes = match a.lanes.or(preset.map(|p| p.0)) {
                 Some(l) => l,
                 None => {
                     let l = etch_hdl::top::default_lanes(DEFAULT_LANES, c.dim, c.n_heads).map_err(
@@ -138,10 +139,13 @@ pub fn build(a: &BuildArgs) -> CliResult {
                 contexts: a.contexts,
                 max_seq: a.max_seq.unwrap_or(c.seq_len),
                 quant: quant.clone(),
-                datapath: Datapath {
-                    requantizers: a.requantizers.unwrap_or(lanes),
-                    pipeline: a.pipeline,
-                    columns: a.columns,
+                datapath: match preset {
+                    Some((_, datapath)) => datapath,
+                    None => Datapath {
+                        requantizers: a.requantizers.unwrap_or(lanes),
+                        pipeline: a.pipeline,
+                        columns: a.columns,
+                    },
                 },
             };
             (options, mix)

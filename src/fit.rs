@@ -238,6 +238,7 @@ fn resources(model: &QuantizedModel, options: &BuildOptions) -> Option<Resources
     let params = design(model, options).ok()?;
     Some(estimate(&DesignShape {
         lanes: options.lanes,
+        columns: options.datapath.columns,
         requantizers: options.datapath.requantizers,
         head_units: params.head_units(),
         sigmoid_units: params.sigmoid_units(),

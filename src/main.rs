@@ -290,6 +290,22 @@ pub struct ShapeArgs {
     pub heads: usize,
 }
 
+/// Named build configurations (`etch build --preset`, `etch bench --preset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The fastest stories260K chip with at most 1,100 multipliers.
+    Fast,
+}
+
+impl Preset {
+    /// Lanes and datapath.
+    pub fn datapath(self) -> (usize, etch_compiler::chip::Datapath) {
+        match self {
+            Preset::Fast => etch_compiler::chip::fast_preset(),
+        }
+    }
+}
+
 /// `etch train` arguments.
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -446,6 +462,10 @@ pub struct BuildArgs {
     /// model's shape allows].
     #[arg(long)]
     pub lanes: Option<usize>,
+    /// A named configuration: `fast` is the fastest stories260K chip with at most 1,100
+    /// multipliers (128 lanes of 8 columns, 32 requantizers).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "requantizers", "pipeline", "fit"])]
+    pub preset: Option<Preset>,
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
     /// one context, the fpga pipeline; says what it chose and why.
@@ -513,6 +533,10 @@ pub struct BenchArgs {
     /// Lane counts to build and measure.
     #[arg(long, value_delimiter = ',', default_values_t = vec![8, 16, 32, 64, 128])]
     pub lanes: Vec<usize>,
+    /// Measure a named configuration instead of the lane counts (`fast`: 128 lanes of
+    /// 8 columns, 32 requantizers; `etch build --preset`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "board"])]
+    pub preset: Option<Preset>,
     /// On a board instead: the fastest chip that fits it (`etch build --fit`),
     /// synthesized, placed and routed, its cycles simulated; tokens/s at the routed
     /// Fmax beside the float reference on this machine.

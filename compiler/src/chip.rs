@@ -44,6 +44,23 @@ pub struct BuildOptions {
     pub datapath: Datapath,
 }
 
+/// `--preset fast`: the fastest stories260K chip with at most 1,100 multipliers
+/// (`Manifest::macs`): 128 lanes of 8 columns (1,024 lane multipliers), 32 shared
+/// requantizers, two attention positions per cycle (16 head units), no pipeline
+/// registers. 64 requantizers would save about 120 cycles per token but need 1,108
+/// multipliers; 256 lanes of 4 columns spend the same multipliers on rows that
+/// stories260K's matrices (at most 172 rows but the classifier) cannot fill.
+pub fn fast_preset() -> (usize, Datapath) {
+    (
+        128,
+        Datapath {
+            requantizers: 32,
+            pipeline: Pipeline::ASIC,
+            columns: 8,
+        },
+    )
+}
+
 /// The model identity: SHA-256 of the checkpoint file, the quantization settings
 /// (canonical JSON) and the numerics version.
 pub fn model_identity(checkpoint: &Checkpoint, settings: &QuantSettings) -> String {

@@ -18,6 +18,9 @@ use crate::target::{Resources, Target};
 pub struct DesignShape {
     /// MAC lanes.
     pub lanes: usize,
+    /// Input columns per lane and cycle: multipliers per lane. (The LUT and flip-flop
+    /// terms are calibrated on one column; `--fit` builds one.)
+    pub columns: usize,
     /// Shared requantizers.
     pub requantizers: usize,
     /// Attention head units.
@@ -112,7 +115,7 @@ pub fn estimate(d: &DesignShape) -> Resources {
             }
         })
         .sum();
-    let dsps = d.lanes as u64
+    let dsps = (d.lanes * d.columns.max(1)) as u64
         + DSP_PER_REQUANT * (d.requantizers + d.head_units + d.sigmoid_units) as u64
         + DSP_BASE;
     Resources {
@@ -168,6 +171,7 @@ mod tests {
         // stories260K, 64 lanes, 8 requantizers, fpga pipeline, one context of 128.
         let d = DesignShape {
             lanes: 64,
+            columns: 1,
             requantizers: 8,
             head_units: 8,
             sigmoid_units: 8,
