@@ -1482,11 +1482,15 @@ fn argmax_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
             let _ = writeln!(w, "    {kind} am_v{level}_{j};\n    {kind} [15:0] am_x{level}_{j};\n    {kind} [19:0] am_i{level}_{j};");
         }
     }
-    let pad = 20 - 12 - lg;
+    // The index: slot (12 bits) and lane, zero-extended to 20 bits (256 lanes fill them).
+    let pad = match 20 - 12 - lg {
+        0 => String::new(),
+        bits => format!("{bits}'d0, "),
+    };
     for i in 0..l {
         let _ = writeln!(
             w,
-            "    assign am_v0_{i} = lane_amv_{i};\n    assign am_x0_{i} = lane_amx_{i};\n    assign am_i0_{i} = {{{pad}'d0, lane_ams_{i}, {lg}'d{i}}};"
+            "    assign am_v0_{i} = lane_amv_{i};\n    assign am_x0_{i} = lane_amx_{i};\n    assign am_i0_{i} = {{{pad}lane_ams_{i}, {lg}'d{i}}};"
         );
     }
     let _ = writeln!(w, "    always @(posedge clk) begin");

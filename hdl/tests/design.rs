@@ -91,4 +91,15 @@ fn small_designs_lint_clean() {
         columns: 1,
     };
     lint(&p, "l16_r8_some");
+    // Lanes of several input columns: 4-bit weights with group scales (two words per
+    // scale of 8 weights at 4 columns), every pipeline register.
+    let mut p = params(32, 32, 4, 2);
+    p.weight_bits = 4;
+    p.weight_group = 2;
+    p.datapath = Datapath {
+        requantizers: 8,
+        pipeline: Pipeline::FPGA,
+        columns: 4,
+    };
+    lint(&p, "l32_c4_g8_fpga");
 }
