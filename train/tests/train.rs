@@ -259,3 +259,52 @@ fn prompt_and_completion_pairs_train_only_the_completion() {
         tiny()
     );
 }
+
+#[test]
+fn logit_calibration_keeps_the_ranking_and_restores_a_sharpened_students_confidence() {
+    let mut corpus = patterned();
+    let held_out = corpus.split_validation(8);
+    let mut teacher = Model::new(tiny(), 5).unwrap();
+    train(&mut teacher, &corpus, &settings(150, 3e-3), None, &mut |_| {}).unwrap();
+    // A student distilled from the teacher sharpened to 0.3, through 4-bit rounding
+    // (on this deterministic corpus both are still underconfident after so few steps).
+    let mut student = Model::from_checkpoint(&teacher.checkpoint("t").unwrap()).unwrap();
+    student.fake_quant = Some(FakeQuant { bits: 4, group: 8 });
+    let sharp = Settings {
+        distill_temperature: 0.3,
+        ..settings(80, 1e-3)
+    };
+    train(&mut student, &corpus, &sharp, Some(&teacher), &mut |_| {}).unwrap();
+    let ids = Tensor::from_vec(held_out.sequences[0].clone(), (1, 24), &Device::Cpu).unwrap();
+    let argmax = |m: &Model| -> Vec<u32> {
+        m.forward(&ids)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+    };
+    let ranked = argmax(&student);
+    let before = evaluate(&student, &held_out, 20).unwrap();
+    let c = etch_train::calibrate_logit_scale(&mut student, &held_out, 20).unwrap();
+    let after = evaluate(&student, &held_out, 20).unwrap();
+    assert_eq!(c.loss_before, before);
+    assert!((c.loss_after - after).abs() < 1e-6, "{c:?} vs {after}");
+    assert!(c.scale != 1.0, "{c:?}");
+    assert!(after < before, "{c:?}");
+    assert_eq!(argmax(&student), ranked, "the ranking of the logits stays");
+    // The rounding is back on, and the factor is in the exported final norm.
+    assert!(student.fake_quant.is_some());
+    let floats = student.checkpoint("s").unwrap();
+    let teacher_norm = teacher.params.rms_final.as_tensor().to_vec1::<f32>().unwrap();
+    let student_norm = Model::from_checkpoint(&floats)
+        .unwrap()
+        .params
+        .rms_final
+        .as_tensor()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_ne!(teacher_norm, student_norm);
+}
