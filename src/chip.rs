@@ -145,6 +145,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
                         requantizers: a.requantizers.unwrap_or(lanes),
                         pipeline: a.pipeline,
                         columns: a.columns,
+                        vop_queue: a.vop_queue,
                     },
                 },
             };

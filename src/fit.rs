@@ -190,6 +190,7 @@ pub fn fit(
                 requantizers,
                 pipeline: Pipeline::FPGA,
                 columns: 1,
+                vop_queue: false,
             },
         };
         let est = resources(model, &options)?;

@@ -463,13 +463,13 @@ pub struct BuildArgs {
     #[arg(long)]
     pub lanes: Option<usize>,
     /// A named configuration: `fast` is the fastest stories260K chip with at most 1,100
-    /// multipliers (128 lanes of 8 columns, 32 requantizers).
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "requantizers", "pipeline", "fit"])]
+    /// multipliers (128 lanes of 8 columns, 32 requantizers, the vector-operation queue).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "vop_queue", "requantizers", "pipeline", "fit"])]
     pub preset: Option<Preset>,
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
     /// one context, the fpga pipeline; says what it chose and why.
-    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
+    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "vop_queue", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
     pub fit: Option<String>,
     /// Choose the weight format under this many weight ROM bits (k/M/G suffixes): 8-bit
     /// weights if they fit, otherwise 4-bit with the group size and the matrices kept
@@ -486,6 +486,10 @@ pub struct BuildArgs {
     /// wide); the matrices then take that many times fewer cycles.
     #[arg(long, value_name = "C", default_value_t = 1)]
     pub columns: usize,
+    /// Queue vector operations: the sequencer issues the next one while the vector unit
+    /// runs the current one (a few cycles fewer between operations).
+    #[arg(long)]
+    pub vop_queue: bool,
     /// Pipeline registers: `asic` (none, the fewest cycles) or `fpga` (registered
     /// lane inputs, multiplier and requantizer: a faster clock on an FPGA, a few more
     /// cycles per operation).

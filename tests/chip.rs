@@ -54,6 +54,7 @@ fn shapes() -> Vec<Shape> {
             ..Pipeline::ASIC
         },
         columns: 1,
+        vop_queue: false,
     };
     vec![
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
@@ -108,7 +109,7 @@ fn shapes() -> Vec<Shape> {
         },
         // Groups of 32 (rows of 48 and 88: partial last groups) and groups of 64,
         // wider than any row here: every row group padded to 64 words. Four columns
-        // per lane and cycle: a group is eight words.
+        // per lane and cycle (a group is eight words) and the vector-operation queue.
         Shape {
             name: "dim48-l16-int4-g32-c4",
             config: dim48,
@@ -118,6 +119,7 @@ fn shapes() -> Vec<Shape> {
             wide: &[],
             datapath: Datapath {
                 columns: 4,
+                vop_queue: true,
                 ..Datapath::per_lane(16)
             },
         },
@@ -137,6 +139,7 @@ fn shapes() -> Vec<Shape> {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
                 columns: 1,
+                vop_queue: false,
             },
         },
         // dim 48 on 16 lanes, the most `etch build` picks by default for it.
@@ -153,7 +156,7 @@ fn shapes() -> Vec<Shape> {
         // layer, two attention positions per cycle on 64 lanes; eight lanes per
         // requantizer, every pipeline register: the sampler's weights (six slots) are
         // read back while the last are still being written. Eight columns per lane
-        // and cycle: hidden 37 pads w2's rows to five words.
+        // and cycle: hidden 37 pads w2's rows to five words; the vector-operation queue.
         Shape {
             name: "mqa-unshared-l64-c8",
             config: Config {
@@ -173,6 +176,7 @@ fn shapes() -> Vec<Shape> {
                 requantizers: 8,
                 pipeline: Pipeline::FPGA,
                 columns: 8,
+                vop_queue: true,
             },
         },
     ]

@@ -49,7 +49,8 @@ pub struct BuildOptions {
 /// requantizers, two attention positions per cycle (16 head units), no pipeline
 /// registers. 64 requantizers would save about 120 cycles per token but need 1,108
 /// multipliers; 256 lanes of 4 columns spend the same multipliers on rows that
-/// stories260K's matrices (at most 172 rows but the classifier) cannot fill.
+/// stories260K's matrices (at most 172 rows but the classifier) cannot fill. With the
+/// vector-operation queue.
 pub fn fast_preset() -> (usize, Datapath) {
     (
         128,
@@ -57,6 +58,7 @@ pub fn fast_preset() -> (usize, Datapath) {
             requantizers: 32,
             pipeline: Pipeline::ASIC,
             columns: 8,
+            vop_queue: true,
         },
     )
 }

@@ -388,6 +388,7 @@ impl Placement {
         let layout = Layout {
             lanes,
             columns,
+            requantizers,
             contexts,
             max_seq,
             positions,

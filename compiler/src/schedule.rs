@@ -194,6 +194,11 @@ impl Rows {
                 groups: u(m.groups),
                 rom_base: u(m.rom_base),
                 requant_base: u(m.req_base),
+                last_sub: u((m.rows - (m.groups.max(1) - 1) * l.lanes).saturating_sub(1)
+                    / match l.requantizers {
+                        0 => l.lanes,
+                        r => r,
+                    }),
             })
         };
         let mut layers = Vec::new();

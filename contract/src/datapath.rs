@@ -96,6 +96,13 @@ pub struct Datapath {
     /// `columns` times as wide. Absent in manifests of chips with one column.
     #[serde(default = "one_column", skip_serializing_if = "is_one_column")]
     pub columns: usize,
+    /// A one-entry queue of vector operations: the sequencer hands the vector unit its
+    /// next operation while the current one runs (and waits for the vector unit only
+    /// before an instruction that reads or writes what it shares with it), and the
+    /// controller starts the queued operation from its finishing state, its parameter
+    /// row already read. Absent in manifests of chips without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vop_queue: bool,
 }
 
 fn one_column() -> usize {
@@ -114,6 +121,7 @@ impl Datapath {
             requantizers: lanes,
             pipeline: Pipeline::ASIC,
             columns: 1,
+            vop_queue: false,
         }
     }
 

@@ -199,6 +199,10 @@ pub struct Layout {
     /// a weight ROM word holds `columns` consecutive weights of each lane's row.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub columns: usize,
+    /// Requantizers the lanes share (`Datapath::requantizers`; 0 in manifests written
+    /// before the layout recorded it: one per lane).
+    #[serde(default)]
+    pub requantizers: usize,
     /// Context slots.
     pub contexts: usize,
     /// Positions per context.

@@ -148,6 +148,10 @@ vparams! {
         rom_base: ROM_BASE @ 64, 24;
         /// First requantization ROM word.
         requant_base: REQUANT_BASE @ 96, 16;
+        /// The last block of requantizers the last row group needs: (its rows − 1) /
+        /// requantizers (0 with a requantizer per lane). A chip whose lanes share
+        /// requantizers skips the blocks beyond it.
+        last_sub: LAST_SUB @ 112, 8;
     }
 }
 
@@ -433,6 +437,7 @@ mod tests {
             groups: 2,
             rom_base: 0xAB_CDEF,
             requant_base: 17,
+            last_sub: 3,
         });
         let row = m.encode().unwrap();
         assert_eq!(row[..7], [3, 9, 64, 2, 0xCDEF, 0xAB, 17]);

@@ -45,7 +45,12 @@ pub fn design_files(
     );
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());
     head.connect_all();
-    let (vctrl, vctrl_units) = crate::vctrl::verilog(t, p.datapath.columns);
+    let (vctrl, vctrl_units) = crate::vctrl::verilog(
+        t,
+        p.datapath.columns,
+        p.datapath.vop_queue,
+        p.datapath.requantizers < p.lanes,
+    );
     let mut hostif = crate::hostif::HostIf::default();
     hostif.connect_all();
     let mut sigmoid = crate::sfu::SigmoidUnit::new(t);
@@ -61,7 +66,7 @@ pub fn design_files(
         rust_hdl_file("etch_vctrl_units", vctrl_units),
         (
             "etch_seq.v".to_string(),
-            format!("{header}\n{}", crate::seq::verilog()),
+            format!("{header}\n{}", crate::seq::verilog(p.datapath.vop_queue)),
         ),
         rust_hdl_file("etch_hostif", block_verilog(&hostif, "etch_hostif")),
         rust_hdl_file("etch_sigmoid", block_verilog(&sigmoid, "etch_sigmoid")),

@@ -87,11 +87,21 @@ const STATES: &[&str] = &[
     "FAULT",
 ];
 
-/// The sequencer's Verilog (module `etch_seq`).
-pub fn verilog() -> String {
+/// The ports of the vector-operation queue (`Datapath::vop_queue`): the vector unit
+/// is busy, its queue is full.
+const QUEUE_PORTS: &[(&str, Dir, u32)] = &[("v_busy", Dir::In, 1), ("v_full", Dir::In, 1)];
+
+/// The sequencer's Verilog (module `etch_seq`). With the vector-operation `queue`, a
+/// `vop` does not wait: it is handed over (Exec holds it while the queue is full) and
+/// the next instruction runs; arithmetic, branches and further `vop`s go on beside
+/// the vector unit, and every other instruction — scratchpad, CSRs (the result
+/// register `VRES`, the counters), DMA, interrupts — waits in Exec until the vector
+/// unit is idle. Every operation's result is written to `VRES` as it finishes.
+pub fn verilog(queue: bool) -> String {
     let mut m = String::from("module etch_seq (\n");
     let ports: Vec<String> = PORTS
         .iter()
+        .chain(if queue { QUEUE_PORTS } else { &[] })
         .map(|&(name, dir, bits)| {
             let d = match dir {
                 Dir::In => "input  wire",
@@ -109,6 +119,9 @@ pub fn verilog() -> String {
     m += &constants();
     m += &registers();
     m += &decode();
+    if queue {
+        m += QUEUE_DECODE;
+    }
     m += "\n    always @(*) begin\n";
     for (name, _) in REGISTERS {
         let _ = writeln!(m, "        {name}_d = {name}_q;");
@@ -118,11 +131,22 @@ pub fn verilog() -> String {
     m += "            SQ_BOOT: begin\n                pc_d = 0;\n                state_d = SQ_FETCH;\n            end\n";
     m += "            SQ_FETCH: state_d = SQ_DECODE;\n";
     m += "            SQ_DECODE: begin\n                ir_d = imem_data;\n                state_d = SQ_EXEC;\n            end\n";
-    m += "            SQ_EXEC: begin\n                state_d = SQ_FETCH;\n                case (op)\n";
+    m += "            SQ_EXEC: begin\n                state_d = SQ_FETCH;\n";
+    if queue {
+        m += "                if (v_stall) begin\n                    next_pc = pc_q;\n                    state_d = SQ_EXEC;\n                end else\n";
+    }
+    m += "                case (op)\n";
     m += &exec_alu();
     m += &exec_control();
     m += &exec_memory();
-    m += &exec_transfers();
+    m += &if queue {
+        exec_transfers().replace(
+            "                        v_start = 1'b1;\n                        next_pc = pc_q;\n                        state_d = SQ_V_WAIT;\n",
+            "                        v_start = 1'b1;\n",
+        )
+    } else {
+        exec_transfers()
+    };
     m += "                    default: begin\n                        next_pc = pc_q;\n                        state_d = SQ_FAULT;\n                    end\n                endcase\n                pc_d = next_pc;\n            end\n";
     m += &multicycle_states();
     m += "        endcase\n";
@@ -130,6 +154,12 @@ pub fn verilog() -> String {
     m += "        if (state_q != SQ_FETCH && state_q != SQ_BOOT) imem_addr = pc_q + 12'd1;\n";
     m += "        if (state_d == SQ_FETCH && state_q != SQ_FETCH && state_q != SQ_BOOT && pc_d == pc_q + 12'd1)\n            state_d = SQ_DECODE;\n";
     m += &write_back();
+    if queue {
+        m += "        // results land as operations finish; the vector unit's time is its own
+        vres_we = v_done;
+        if (phase == 2'd0 && v_busy) phase = 2'd1;
+";
+    }
     m += "    end\nendmodule\n";
     m
 }
@@ -208,6 +238,19 @@ fn decode() -> String {
 "
     .to_string()
 }
+
+/// With the queue: which instructions go on beside the vector unit, and when Exec
+/// holds one.
+const QUEUE_DECODE: &str = "
+    // ---- the vector-operation queue: arithmetic, branches and vops run beside the
+    // vector unit; anything else waits until it is idle
+    wire beside = (op == OP_NOP) | (op == OP_LI) | (op == OP_LIH) | (op == OP_ADD)
+        | (op == OP_ADDI) | (op == OP_SUB) | (op == OP_AND) | (op == OP_OR) | (op == OP_XOR)
+        | (op == OP_SHLI) | (op == OP_SHRI) | (op == OP_MULI) | (op == OP_ANDI)
+        | (op == OP_BEQ) | (op == OP_BNE) | (op == OP_BLTU) | (op == OP_BGEU)
+        | (op == OP_JMP) | (op == OP_CALL) | (op == OP_JR);
+    wire v_stall = (op == OP_VOP) ? v_full : (~beside & v_busy);
+";
 
 /// Outputs when nothing happens.
 fn defaults() -> String {

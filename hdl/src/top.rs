@@ -497,6 +497,9 @@ fn sequencer(w: &mut String, p: &ChipParams, _s: &Shape) {
     ] {
         let _ = writeln!(w, "    wire {n};");
     }
+    if p.datapath.vop_queue {
+        let _ = writeln!(w, "    wire vc_q_busy, vc_q_full;");
+    }
     let _ = writeln!(
         w,
         "    etch_seq u_seq (
@@ -508,13 +511,18 @@ fn sequencer(w: &mut String, p: &ChipParams, _s: &Shape) {
         .v_start(seq_v_start), .v_kind(seq_v_kind), .v_prow(seq_v_prow),
         .v_ra(seq_v_ra), .v_rb(seq_v_rb), .v_rc(seq_v_rc), .v_done(vc_done),
         .vres_we(seq_vres_we), .irq_raise(seq_irq_raise), .irq_vec(seq_irq_vec),
-        .idle(seq_idle), .fault(seq_fault), .phase(seq_phase)
+        .idle(seq_idle), .fault(seq_fault), .phase(seq_phase){queue}
     );
     etch_rom #(.W(64), .A(12), .D({imem}), .INIT(\"rom/imem.hex\")) u_imem (.clk(clk), .addr(seq_imem_addr), .data(imem_data));
     etch_rom #(.W(256), .A(16), .D({params}), .INIT(\"rom/params.hex\")) u_params (.clk(clk), .addr(vc_prow), .data(params));
 ",
         imem = p.imem_depth.max(1),
-        params = p.param_depth.max(1)
+        params = p.param_depth.max(1),
+        queue = if p.datapath.vop_queue {
+            ",\n        .v_busy(vc_q_busy), .v_full(vc_q_full)"
+        } else {
+            ""
+        }
     );
 }
 
@@ -590,6 +598,8 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "dma_err" => "dma_err",
             "dma_rdata" => "dma_rdata",
             "done" => "vc_done",
+            "q_busy" => "vc_q_busy",
+            "q_full" => "vc_q_full",
             "result" => "vc_result",
             "prow" => "vc_prow",
             _ => return None,
@@ -604,7 +614,12 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
     };
     let _ = writeln!(w, "    // Vector controller.");
     let mut connections = Vec::new();
-    for &(name, dir, bits) in PORTS {
+    let queue: &[(&str, Dir, u32)] = if p.datapath.vop_queue {
+        crate::vctrl::QUEUE_PORTS
+    } else {
+        &[]
+    };
+    for &(name, dir, bits) in PORTS.iter().chain(queue) {
         let net = match (constant(name), fixed(name), dir) {
             (Some(c), _, _) => c,
             (None, Some(f), _) => f.to_string(),

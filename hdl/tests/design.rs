@@ -78,6 +78,7 @@ fn small_designs_lint_clean() {
         requantizers: 8,
         pipeline: Pipeline::FPGA,
         columns: 1,
+        vop_queue: false,
     };
     lint(&p, "l64_r8_fpga");
     let mut p = params(16, 32, 4, 2);
@@ -89,6 +90,7 @@ fn small_designs_lint_clean() {
             ..Pipeline::ASIC
         },
         columns: 1,
+        vop_queue: false,
     };
     lint(&p, "l16_r8_some");
     // Lanes of several input columns: 4-bit weights with group scales (two words per
@@ -100,6 +102,7 @@ fn small_designs_lint_clean() {
         requantizers: 8,
         pipeline: Pipeline::FPGA,
         columns: 4,
+        vop_queue: false,
     };
     lint(&p, "l32_c4_g8_fpga");
 }

@@ -104,6 +104,7 @@ pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
         requantizers: 8,
         pipeline: etch_compiler::chip::Pipeline::FPGA,
         columns: 1,
+        vop_queue: false,
     };
     let options = BuildOptions {
         lanes: 16,

@@ -6,25 +6,132 @@
 //! registers held).
 
 /// The arms of every operation family, in state order, for lanes that take `columns`
-/// input columns per cycle.
-pub fn arms(columns: usize) -> String {
+/// input columns per cycle, with or without the vector-operation queue. With
+/// `skip_blocks` (requantizers shared by several lanes), an element-wise operation
+/// requantizes only the blocks of lanes that hold elements of its vector
+/// (`act_last_sub`), and attention's output only the blocks of its first position
+/// group (`deff_last_sub`).
+pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
+    let finish = if queue { finish_queued() } else { finish() };
+    let skip = |arm: String, last: &str| {
+        if skip_blocks {
+            arm.replace("if (sub_q == last_sub) begin", &format!("if (sub_q == {last}) begin"))
+        } else {
+            arm
+        }
+    };
     [
         take_operation(),
         rom_self_test(),
         embedding(columns),
-        matvec(columns),
-        rmsnorm(),
-        rope(),
+        if skip_blocks {
+            matvec(columns)
+                .replace("if (|last_sub) begin", "if (|mv_blocks) begin")
+                .replace("if (sub_q == last_sub) begin", "if (sub_q == mv_blocks) begin")
+        } else {
+            matvec(columns)
+        },
+        skip(rmsnorm(), "act_last_sub"),
+        skip(rope(), "act_last_sub"),
         kv_store(),
-        attention(),
-        add(),
+        skip(attention(), "deff_last_sub"),
+        skip(add(), "act_last_sub"),
         swiglu(),
         sampler(),
         vector_dma(),
         kv_transfer(),
-        finish(),
+        finish,
     ]
     .concat()
+}
+
+/// Finish with the queue: an operation waiting in the queue starts right away (its
+/// parameter row was read when it was queued), or one arriving now is taken as Idle
+/// would take it.
+fn finish_queued() -> String {
+    "            S_FIN: begin
+                done = 1'b1;
+                state_d = S_IDLE;
+                if (pend_v_q) begin
+                    kind_d = pend_kind_q;
+                    ra_d = pend_ra_q;
+                    rb_d = pend_rb_q;
+                    rc_d = pend_rc_q;
+                    p_d = pend_pload_q ? params : pend_p_q;
+                    pend_v_d = 1'b0;
+                    state_d = S_DISPATCH;
+                end else if (start) begin
+                    kind_d = kind;
+                    ra_d = ra;
+                    rb_d = rb;
+                    rc_d = rc;
+                    state_d = S_LOAD;
+                end
+            end
+"
+    .to_string()
+}
+
+/// The queue's registers and its entry: an operation that arrives while the controller
+/// is busy (and the queue free) waits there; its parameter row is read as it arrives
+/// (`prow` follows the sequencer's) and kept the cycle after.
+pub fn queue_registers() -> String {
+    let mut s = String::from("\n    // ---- the vector-operation queue: one entry\n");
+    for (name, bits) in QUEUE_REGISTERS {
+        let w = if *bits == 1 {
+            String::new()
+        } else {
+            format!("[{}:0] ", bits - 1)
+        };
+        s += &format!("    reg {w}{name}_q = 0;\n    reg {w}{name}_d;\n");
+    }
+    s += "    always @(posedge clock) begin\n";
+    for (name, _) in QUEUE_REGISTERS {
+        s += &format!("        {name}_q <= {name}_d;\n");
+    }
+    s += "    end\n";
+    s
+}
+
+/// The queue entry: valid, kind, operands, parameter row and whether it is being read.
+const QUEUE_REGISTERS: &[(&str, u32)] = &[
+    ("pend_v", 1),
+    ("pend_kind", 8),
+    ("pend_ra", 64),
+    ("pend_rb", 64),
+    ("pend_rc", 64),
+    ("pend_p", 256),
+    ("pend_pload", 1),
+];
+
+/// Defaults of the queue's next values (before the states).
+pub fn queue_defaults() -> String {
+    let mut s = String::new();
+    for (name, _) in QUEUE_REGISTERS {
+        s += &format!("        {name}_d = {name}_q;\n");
+    }
+    s += "        pend_pload_d = 1'b0;
+        if (pend_pload_q) pend_p_d = params;
+";
+    s
+}
+
+/// After the states: an operation arriving while the controller is busy enters the
+/// queue (the sequencer never starts one while it is full); what the sequencer sees.
+pub fn queue_after_states() -> String {
+    "        if (start & (state_q != S_IDLE) & ((state_q != S_FIN) | pend_v_q)) begin
+            pend_v_d = 1'b1;
+            pend_kind_d = kind;
+            pend_ra_d = ra;
+            pend_rb_d = rb;
+            pend_rc_d = rc;
+            pend_pload_d = 1'b1;
+        end
+        q_busy = (state_q != S_IDLE) | pend_v_q;
+        q_full = pend_v_q;
+        if (reset) pend_v_d = 1'b0;
+"
+    .to_string()
 }
 
 /// Outputs when nothing is issued, the phase of the current state, the RoPE angle and

@@ -186,6 +186,10 @@ pub const PORTS: &[(&str, Dir, u32)] = {
     ]
 };
 
+/// The ports of the vector-operation queue (`Datapath::vop_queue`): the vector unit
+/// is busy (an operation runs or waits), the queue is full.
+pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[("q_busy", Dir::Out, 1), ("q_full", Dir::Out, 1)];
+
 /// The controller's registers: name and bits. Each is `name_q`, with its next value
 /// `name_d` (which holds `name_q` unless the logic says otherwise); all start at 0.
 pub const REGISTERS: &[(&str, u32)] = &[
@@ -315,11 +319,12 @@ fn field_prefix(kind: VKind) -> Option<&'static str> {
 /// The controller's Verilog (module `etch_vctrl`) and its special-function units
 /// (`etch_vctrl_rsqrt`, `etch_vctrl_sincos`, `etch_vctrl_exp2`, `etch_vctrl_log2`,
 /// `etch_vctrl_requant`, rust-hdl blocks with the model's tables).
-pub fn verilog(t: &TableData, columns: usize) -> (String, String) {
+pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) -> (String, String) {
     let mut m = String::new();
     let _ = writeln!(m, "module etch_vctrl (");
     let ports: Vec<String> = PORTS
         .iter()
+        .chain(if queue { QUEUE_PORTS } else { &[] })
         .map(|&(name, dir, bits)| {
             let d = match dir {
                 Dir::In => "input  wire",
@@ -331,18 +336,36 @@ pub fn verilog(t: &TableData, columns: usize) -> (String, String) {
     let _ = writeln!(m, "{}\n);", ports.join(",\n"));
     m += &constants();
     m += &registers();
-    m += &param_fields();
+    if queue {
+        m += &fsm::queue_registers();
+    }
+    m += &param_fields(skip_blocks);
     m += &datapath();
+    if skip_blocks {
+        m += "    // the last block of lanes holding an element of this slot, or of the first
+    // position group
+    wire [7:0] act_last_sub = 8'((act_cnt - 16'(1)) >> rlg);
+    wire [7:0] deff_last_sub = 8'((16'(cfg_deff) - 16'(1)) >> rlg);
+    // the last block of a matrix's row group: all of them but in its last group
+    wire [7:0] mv_blocks = (cj_q == mv_groups - 1) ? mv_last_sub : last_sub;
+";
+    }
     m += &units();
     m += "\n    // ---- the state machine: outputs and next values\n    always @(*) begin\n";
     for (name, _) in REGISTERS {
         let _ = writeln!(m, "        {name}_d = {name}_q;");
     }
+    if queue {
+        m += &fsm::queue_defaults();
+    }
     m += &fsm::defaults();
     m += &fsm::pipelines();
     m += "        case (state_q)\n";
-    m += &fsm::arms(columns);
+    m += &fsm::arms(columns, queue, skip_blocks);
     m += "            default: ;\n        endcase\n";
+    if queue {
+        m += &fsm::queue_after_states();
+    }
     m += &fsm::after_states();
     m += "    end\nendmodule\n";
     (m, sfu_modules(t))
@@ -420,7 +443,7 @@ fn registers() -> String {
 }
 
 /// The parameter row's fields as named wires, positions from `etch_firmware::vparams`.
-fn param_fields() -> String {
+fn param_fields(skip_blocks: bool) -> String {
     let mut s = String::from(
         "\n    // ---- the parameter row's fields (etch_firmware::vparams)\n    /* verilator lint_off UNUSEDSIGNAL */\n",
     );
@@ -429,6 +452,10 @@ fn param_fields() -> String {
             continue;
         };
         for f in VParams::fields(kind) {
+            // only a chip that skips requantizer blocks reads a matrix's last block
+            if f.name == "last_sub" && !skip_blocks {
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "    wire {} {prefix}_{} = p_q[{}:{}];",
