@@ -619,7 +619,12 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
     } else {
         &[]
     };
-    for &(name, dir, bits) in PORTS.iter().chain(queue) {
+    let wide: &[(&str, Dir, u32)] = if wide_embedding(s) {
+        crate::vctrl::WIDE_EMBEDDING_PORTS
+    } else {
+        &[]
+    };
+    for &(name, dir, bits) in PORTS.iter().chain(queue).chain(wide) {
         let net = match (constant(name), fixed(name), dir) {
             (Some(c), _, _) => c,
             (None, Some(f), _) => f.to_string(),
@@ -793,6 +798,11 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
             fold_terms(src, bits).join(" ^ ")
         );
     }
+}
+
+/// Whether the embedding writes `columns` elements per cycle (lanes of 4 or 8 columns).
+fn wide_embedding(s: &Shape) -> bool {
+    crate::vctrl::wide_embedding_columns(s.c)
 }
 
 /// The column of the weight word the embedding reads (its element index's low bits,
@@ -972,6 +982,21 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
     ] {
         stage(w, reg, bits, &format!("li_{name}"), name);
     }
+    if wide_embedding(s) {
+        // the token's weights of every column, sign-extended, for the embedding
+        stage(w, reg, 1, "li_vc_bcw", "vc_bcw");
+        for k in 0..s.c {
+            let wk = lane_weight(p, "arsel_lane_e", &k.to_string());
+            let _ = writeln!(w, "    wire [7:0] wcol_{k} = {wk};");
+            stage(
+                w,
+                reg,
+                16,
+                &format!("li_wcol_{k}"),
+                &format!("{{{{8{{wcol_{k}[7]}}}}, wcol_{k}}}"),
+            );
+        }
+    }
     for k in 0..p.sigmoid_units() {
         stage(w, reg, 16, &format!("li_sig_h_{k}"), &format!("sig_h_{k}"));
         stage(
@@ -981,10 +1006,16 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             &format!("li_sig_sigma_{k}"),
             &format!("sig_sigma_{k}"),
         );
-        // the broadcast buses of lane group k: sigmoid unit k's, or the controller's
+        // the broadcast buses of lane group k: sigmoid unit k's, the embedding's column
+        // k mod C (lanes of 4 or 8 columns), or the controller's
+        let common = if wide_embedding(s) {
+            format!("li_vc_bcw ? li_wcol_{} : li_vc_bc", k % s.c)
+        } else {
+            "li_vc_bc".to_string()
+        };
         let _ = writeln!(
             w,
-            "    wire [15:0] bc_{k} = li_vc_bcl ? li_sig_h_{k} : li_vc_bc;\n    wire [15:0] bc2_{k} = li_vc_bcl ? li_sig_sigma_{k} : li_vc_bc2;"
+            "    wire [15:0] bc_{k} = li_vc_bcl ? li_sig_h_{k} : {common};\n    wire [15:0] bc2_{k} = li_vc_bcl ? li_sig_sigma_{k} : li_vc_bc2;"
         );
     }
     for k in 0..pairs {

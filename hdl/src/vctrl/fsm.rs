@@ -458,6 +458,22 @@ fn embedding(columns: usize) -> String {
     if columns == 1 {
         return text.to_string();
     }
+    if let Some(mode) = wide_embedding(columns) {
+        // C elements per cycle: lanes ci .. ci + C − 1 (one lane group of the mode),
+        // each from its column of the token's word (the top level's `bcw` buses).
+        let clg = columns.trailing_zeros();
+        return text
+            .replace(
+                "wrom_addr = rb_q[23:0] + 24'(ci_q);",
+                &format!("wrom_addr = rb_q[23:0] + (24'(ci_q) >> {clg});"),
+            )
+            .replace(
+                "act_mode = ACT_ONE;\n                act_idx = 8'(ci_q & lmask);",
+                &format!("act_mode = {mode};\n                act_idx = 8'((ci_q & lmask) >> {clg});"),
+            )
+            .replace("ci_d = ci_q + 1;\n                if (ci_q == emb_dim - 1) begin",
+                &format!("ci_d = ci_q + {columns};\n                if (ci_q + {columns} >= emb_dim) begin"));
+    }
     text.replace(
         "wrom_addr = rb_q[23:0] + 24'(ci_q);",
         &format!(
@@ -465,6 +481,18 @@ fn embedding(columns: usize) -> String {
             columns.trailing_zeros()
         ),
     )
+}
+
+/// The lane-group activation that covers `columns` consecutive lanes from a multiple
+/// of `columns` — four lanes (`ACT_GROUP4`) or a sigmoid group of eight
+/// (`ACT_SIG_GROUP`; every chip has eight sigmoid units) — when the embedding writes
+/// `columns` elements per cycle.
+pub fn wide_embedding(columns: usize) -> Option<&'static str> {
+    match columns {
+        4 => Some("ACT_GROUP4"),
+        8 => Some("ACT_SIG_GROUP"),
+        _ => None,
+    }
 }
 
 /// Matrix-vector product: one input element per cycle to all lanes (with several

@@ -190,6 +190,15 @@ pub const PORTS: &[(&str, Dir, u32)] = {
 /// is busy (an operation runs or waits), the queue is full.
 pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[("q_busy", Dir::Out, 1), ("q_full", Dir::Out, 1)];
 
+/// Whether lanes of `columns` columns write the embedding `columns` elements per cycle.
+pub fn wide_embedding_columns(columns: usize) -> bool {
+    fsm::wide_embedding(columns).is_some()
+}
+
+/// The port of an embedding that writes several elements per cycle (lanes of 4 or 8
+/// columns): the lanes take their column of the weight word instead of the broadcast.
+pub const WIDE_EMBEDDING_PORTS: &[(&str, Dir, u32)] = &[("bcw", Dir::Out, 1)];
+
 /// The controller's registers: name and bits. Each is `name_q`, with its next value
 /// `name_d` (which holds `name_q` unless the logic says otherwise); all start at 0.
 pub const REGISTERS: &[(&str, u32)] = &[
@@ -325,6 +334,11 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     let ports: Vec<String> = PORTS
         .iter()
         .chain(if queue { QUEUE_PORTS } else { &[] })
+        .chain(if fsm::wide_embedding(columns).is_some() {
+            WIDE_EMBEDDING_PORTS
+        } else {
+            &[]
+        })
         .map(|&(name, dir, bits)| {
             let d = match dir {
                 Dir::In => "input  wire",
@@ -365,6 +379,9 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     m += "            default: ;\n        endcase\n";
     if queue {
         m += &fsm::queue_after_states();
+    }
+    if fsm::wide_embedding(columns).is_some() {
+        m += "        // the embedding's columns go to their lane groups (E timing)\n        bcw = bc_src_e_q == BC_WEIGHT;\n";
     }
     m += &fsm::after_states();
     m += "    end\nendmodule\n";
