@@ -265,7 +265,14 @@ fn logit_calibration_keeps_the_ranking_and_restores_a_sharpened_students_confide
     let mut corpus = patterned();
     let held_out = corpus.split_validation(8);
     let mut teacher = Model::new(tiny(), 5).unwrap();
-    train(&mut teacher, &corpus, &settings(150, 3e-3), None, &mut |_| {}).unwrap();
+    train(
+        &mut teacher,
+        &corpus,
+        &settings(150, 3e-3),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     // A student distilled from the teacher sharpened to 0.3, through 4-bit rounding
     // (on this deterministic corpus both are still underconfident after so few steps).
     let mut student = Model::from_checkpoint(&teacher.checkpoint("t").unwrap()).unwrap();
@@ -298,7 +305,12 @@ fn logit_calibration_keeps_the_ranking_and_restores_a_sharpened_students_confide
     // The rounding is back on, and the factor is in the exported final norm.
     assert!(student.fake_quant.is_some());
     let floats = student.checkpoint("s").unwrap();
-    let teacher_norm = teacher.params.rms_final.as_tensor().to_vec1::<f32>().unwrap();
+    let teacher_norm = teacher
+        .params
+        .rms_final
+        .as_tensor()
+        .to_vec1::<f32>()
+        .unwrap();
     let student_norm = Model::from_checkpoint(&floats)
         .unwrap()
         .params

@@ -15,7 +15,10 @@ pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
     let finish = if queue { finish_queued() } else { finish() };
     let skip = |arm: String, last: &str| {
         if skip_blocks {
-            arm.replace("if (sub_q == last_sub) begin", &format!("if (sub_q == {last}) begin"))
+            arm.replace(
+                "if (sub_q == last_sub) begin",
+                &format!("if (sub_q == {last}) begin"),
+            )
         } else {
             arm
         }
@@ -27,7 +30,10 @@ pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
         if skip_blocks {
             matvec(columns)
                 .replace("if (|last_sub) begin", "if (|mv_blocks) begin")
-                .replace("if (sub_q == last_sub) begin", "if (sub_q == mv_blocks) begin")
+                .replace(
+                    "if (sub_q == last_sub) begin",
+                    "if (sub_q == mv_blocks) begin",
+                )
         } else {
             matvec(columns)
         },
