@@ -117,11 +117,9 @@ fn weight_codes_group_scales_and_rounding_are_in_range() {
             for c in 0..44 {
                 let code = q.codes[r * 44 + c] as i32;
                 assert!((lo..=hi).contains(&code), "{bits}/{group}: code {code}");
-                let gs = if group == 0 {
-                    1
-                } else {
-                    q.group_scales[r * gpr + c / group] as i32
-                };
+                let gs = c
+                    .checked_div(group)
+                    .map_or(1, |g| q.group_scales[r * gpr + g] as i32);
                 assert!((1..=15).contains(&gs), "{bits}/{group}: group scale {gs}");
                 // The lanes multiply code · scale as an 8-bit operand.
                 assert_eq!(q.row(r)[c] as i32, code * gs);
@@ -143,16 +141,14 @@ fn weight_codes_group_scales_and_rounding_are_in_range() {
                     .fold(0.0f32, |m, v| m.max(v.abs()));
                 let unit = amax / (hi as f32 * if group == 0 { 1.0 } else { 15.0 });
                 p.scales[r] = unit;
-                for c in 0..44 {
-                    let gs = if group == 0 {
-                        1
-                    } else {
-                        let g0 = c / group * group;
+                for c in 0..44usize {
+                    let gs = c.checked_div(group).map_or(1, |g| {
+                        let g0 = g * group;
                         let ga = w[r * 44 + g0..r * 44 + (g0 + group).min(44)]
                             .iter()
                             .fold(0.0f32, |m, v| m.max(v.abs()));
                         ((ga / (hi as f32 * unit)).ceil() as i32).clamp(1, 15)
-                    };
+                    });
                     let code = (w[r * 44 + c] / (unit * gs as f32)).round() as i32;
                     p.weights[r * 44 + c] = (code.clamp(lo, hi) * gs) as i8;
                 }

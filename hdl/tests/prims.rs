@@ -118,7 +118,7 @@ fn lane_verilog_lints_with_every_pipeline() {
         for kw in [1, 3] {
             let v = format!(
                 "{}\n{}",
-                etch_hdl::lane::verilog(&pipe),
+                etch_hdl::lane::verilog(&pipe, 1),
                 etch_hdl::lane::requantizer_verilog(&pipe, kw)
             );
             let f = dir.path().join(format!("etch_lane_{name}_{kw}.v"));

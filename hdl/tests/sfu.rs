@@ -261,7 +261,7 @@ fn controller_lints_clean_and_head_apart_from_rust_hdl_widths() {
     let mut h = etch_hdl::head::HeadUnit::new(&td, 64);
     h.connect_all();
     let waivers = etch_hdl::emit::RUST_HDL_WAIVERS;
-    let (vctrl, units) = etch_hdl::vctrl::verilog(&td);
+    let (vctrl, units) = etch_hdl::vctrl::verilog(&td, 1, false, false);
     let units_file = dir.join("etch_vctrl_units.v");
     std::fs::write(&units_file, format!("{waivers}{units}")).unwrap();
     // The controller itself needs no waiver; its units and the head are rust-hdl's.
