@@ -142,6 +142,28 @@ fn shapes() -> Vec<Shape> {
                 vop_queue: false,
             },
         },
+        // dim 80 (ten heads of 8, GQA 2, hidden 88) on 16 lanes — the most `etch build`
+        // picks by default for it — with two columns and the vector-operation queue.
+        Shape {
+            name: "dim80-l16-c2-queue",
+            config: Config {
+                dim: 80,
+                n_heads: 10,
+                n_kv_heads: 5,
+                hidden_dim: 88,
+                n_layers: 1,
+                ..base
+            },
+            lanes: 16,
+            weight_bits: 8,
+            group: 0,
+            wide: &[],
+            datapath: Datapath {
+                columns: 2,
+                vop_queue: true,
+                ..Datapath::per_lane(16)
+            },
+        },
         // dim 48 on 16 lanes, the most `etch build` picks by default for it.
         Shape {
             name: "dim48-l16",

@@ -162,8 +162,7 @@ pub fn design(model: &QuantizedModel, options: &BuildOptions) -> Result<ChipPara
     let placement = Placement::new(
         model,
         options.lanes,
-        options.datapath.requantizers,
-        options.datapath.columns,
+        &options.datapath,
         options.contexts,
         options.max_seq,
     );
@@ -190,8 +189,7 @@ pub fn build(
     let placement = Placement::new(
         &model,
         options.lanes,
-        options.datapath.requantizers,
-        options.datapath.columns,
+        &options.datapath,
         options.contexts,
         options.max_seq,
     );

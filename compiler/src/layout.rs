@@ -309,17 +309,16 @@ impl Builder {
 }
 
 impl Placement {
-    /// Places `model` on `lanes` lanes sharing `requantizers` requantizers and taking
-    /// `columns` input columns per cycle, with `contexts` contexts of `max_seq`
-    /// positions.
+    /// Places `model` on `lanes` lanes with `datapath` (shared requantizers, input
+    /// columns, the queue), with `contexts` contexts of `max_seq` positions.
     pub fn new(
         model: &QuantizedModel,
         lanes: usize,
-        requantizers: usize,
-        columns: usize,
+        datapath: &etch_contract::Datapath,
         contexts: usize,
         max_seq: usize,
     ) -> Self {
+        let (requantizers, columns) = (datapath.requantizers, datapath.columns);
         let c = model.config;
         let slots = |n: usize| n.div_ceil(lanes);
         let mut at = 0usize;
@@ -389,6 +388,7 @@ impl Placement {
             lanes,
             columns,
             requantizers,
+            vop_queue: datapath.vop_queue,
             contexts,
             max_seq,
             positions,

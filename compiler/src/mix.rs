@@ -70,7 +70,13 @@ pub fn selection_stories(checkpoint: &Checkpoint, tokenizer: &Tokenizer) -> Resu
 
 /// Weight ROM bits of `model` laid out on `lanes` lanes.
 pub fn weight_rom_bits(model: &QuantizedModel, lanes: usize) -> u64 {
-    let p = Placement::new(model, lanes, lanes, 1, 1, model.config.seq_len);
+    let p = Placement::new(
+        model,
+        lanes,
+        &etch_contract::Datapath::per_lane(lanes),
+        1,
+        model.config.seq_len,
+    );
     let bits = |r: &crate::layout::RomImage| (r.words.len() * r.width) as u64;
     bits(&p.weights) + bits(&p.scales) + bits(&p.wide)
 }

@@ -646,6 +646,9 @@ cmd_destroy:
 /// The forward pass, `run.c`'s `forward()`: embedding, RoPE angles, every layer, the
 /// final norm and the classifier.
 fn forward(w: &mut String, rows: &Rows, l: &Layout) {
+    // With the queue, operations that read nothing the one before writes say so:
+    // the angles after the embedding, w3 after w1 (both read the normed x).
+    let indep = if l.vop_queue { ", indep" } else { "" };
     let _ = writeln!(
         w,
         "
@@ -656,7 +659,7 @@ forward:
     addi r5, r5, EMB_BASE
     addi r6, r4, EMB_REQ
     vop embed, {embed}, r1, r5, r6
-    vop sincos, {sincos}, r2
+    vop sincos, {sincos}, r2{indep}
     muli r7, r3, CTX_STRIDE",
         embed = rows.embed,
         sincos = rows.sincos,
@@ -679,7 +682,7 @@ forward:
     vop add, {add}
     vop rmsnorm, {fnorm}
     vop matvec, {w1}
-    vop matvec, {w3}
+    vop matvec, {w3}{indep}
     vop swiglu, {sw}
     vop matvec, {w2}
     vop add, {add}",

@@ -203,6 +203,10 @@ pub struct Layout {
     /// before the layout recorded it: one per lane).
     #[serde(default)]
     pub requantizers: usize,
+    /// The chip has the vector-operation queue (`Datapath::vop_queue`): the firmware
+    /// marks operations that read nothing the one before writes (`vop …, indep`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vop_queue: bool,
     /// Context slots.
     pub contexts: usize,
     /// Positions per context.

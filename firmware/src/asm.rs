@@ -379,10 +379,18 @@ pub fn assemble(source: &str, version: u32) -> Result<Program, AsmError> {
                 ins.imm = words as u32;
             }
             Vop => {
+                // A last operand `indep`: the operation reads nothing the one before it
+                // writes (`rd` = 1; a chip with the queue starts it without waiting
+                // for those writes).
+                let mut ops = ops.clone();
+                if ops.last().is_some_and(|o| *o == "indep") {
+                    ops.pop();
+                    ins.rd = 1;
+                }
                 if ops.len() < 2 || ops.len() > 5 {
                     return Err(err(
                         n,
-                        "`vop` takes a kind, a parameter row and up to 3 registers",
+                        "`vop` takes a kind, a parameter row, up to 3 registers and `indep`",
                     ));
                 }
                 let kind = VKind::ALL
@@ -432,7 +440,11 @@ pub fn disassemble_one(w: u64) -> String {
         Dmard | Dmawr => format!("{m} r{}, r{}, r{}, {}", i.rd, i.ra, i.rb, i.imm),
         Vop => {
             let kind = VKind::from_u8(i.aux).map_or("?", VKind::name);
-            format!("{m} {kind}, {}, r{}, r{}, r{}", i.imm, i.ra, i.rb, i.rc)
+            let indep = if i.rd != 0 { ", indep" } else { "" };
+            format!(
+                "{m} {kind}, {}, r{}, r{}, r{}{indep}",
+                i.imm, i.ra, i.rb, i.rc
+            )
         }
     }
 }

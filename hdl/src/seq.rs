@@ -89,14 +89,21 @@ const STATES: &[&str] = &[
 
 /// The ports of the vector-operation queue (`Datapath::vop_queue`): the vector unit
 /// is busy, its queue is full.
-const QUEUE_PORTS: &[(&str, Dir, u32)] = &[("v_busy", Dir::In, 1), ("v_full", Dir::In, 1)];
+const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
+    ("v_busy", Dir::In, 1),
+    ("v_full", Dir::In, 1),
+    ("v_indep", Dir::Out, 1),
+];
 
 /// The sequencer's Verilog (module `etch_seq`). With the vector-operation `queue`, a
 /// `vop` does not wait: it is handed over (Exec holds it while the queue is full) and
 /// the next instruction runs; arithmetic, branches and further `vop`s go on beside
-/// the vector unit, and every other instruction — scratchpad, CSRs (the result
-/// register `VRES`, the counters), DMA, interrupts — waits in Exec until the vector
-/// unit is idle. Every operation's result is written to `VRES` as it finishes.
+/// the vector unit (and so do scratchpad loads and stores: the vector unit never
+/// touches the scratchpad); every other instruction — CSRs (the result register
+/// `VRES`, the counters), DMA, interrupts — waits in Exec until the vector unit is
+/// idle. Every operation's result is written to `VRES` as it finishes, and a `vop`'s
+/// `rd` (1: `indep`) tells the controller not to wait for the previous operation's
+/// writes.
 pub fn verilog(queue: bool) -> String {
     let mut m = String::from("module etch_seq (\n");
     let ports: Vec<String> = PORTS
@@ -157,6 +164,8 @@ pub fn verilog(queue: bool) -> String {
     if queue {
         m += "        // results land as operations finish; the vector unit's time is its own
         vres_we = v_done;
+        // a vop's rd: it reads nothing the operation before it writes
+        v_indep = |rd;
         if (phase == 2'd0 && v_busy) phase = 2'd1;
 ";
     }
@@ -242,9 +251,11 @@ fn decode() -> String {
 /// With the queue: which instructions go on beside the vector unit, and when Exec
 /// holds one.
 const QUEUE_DECODE: &str = "
-    // ---- the vector-operation queue: arithmetic, branches and vops run beside the
-    // vector unit; anything else waits until it is idle
-    wire beside = (op == OP_NOP) | (op == OP_LI) | (op == OP_LIH) | (op == OP_ADD)
+    // ---- the vector-operation queue: arithmetic, branches, the scratchpad (the vector
+    // unit never touches it) and vops run beside the vector unit; anything else waits
+    // until it is idle
+    wire beside = (op == OP_LD) | (op == OP_LDD) | (op == OP_ST) | (op == OP_STD)
+        | (op == OP_NOP) | (op == OP_LI) | (op == OP_LIH) | (op == OP_ADD)
         | (op == OP_ADDI) | (op == OP_SUB) | (op == OP_AND) | (op == OP_OR) | (op == OP_XOR)
         | (op == OP_SHLI) | (op == OP_SHRI) | (op == OP_MULI) | (op == OP_ANDI)
         | (op == OP_BEQ) | (op == OP_BNE) | (op == OP_BLTU) | (op == OP_BGEU)

@@ -498,7 +498,7 @@ fn sequencer(w: &mut String, p: &ChipParams, _s: &Shape) {
         let _ = writeln!(w, "    wire {n};");
     }
     if p.datapath.vop_queue {
-        let _ = writeln!(w, "    wire vc_q_busy, vc_q_full;");
+        let _ = writeln!(w, "    wire vc_q_busy, vc_q_full, seq_v_indep;");
     }
     let _ = writeln!(
         w,
@@ -519,7 +519,7 @@ fn sequencer(w: &mut String, p: &ChipParams, _s: &Shape) {
         imem = p.imem_depth.max(1),
         params = p.param_depth.max(1),
         queue = if p.datapath.vop_queue {
-            ",\n        .v_busy(vc_q_busy), .v_full(vc_q_full)"
+            ",\n        .v_busy(vc_q_busy), .v_full(vc_q_full), .v_indep(seq_v_indep)"
         } else {
             ""
         }
@@ -600,6 +600,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "done" => "vc_done",
             "q_busy" => "vc_q_busy",
             "q_full" => "vc_q_full",
+            "indep" => "seq_v_indep",
             "result" => "vc_result",
             "prow" => "vc_prow",
             _ => return None,

@@ -13,6 +13,16 @@
 /// group (`deff_last_sub`).
 pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
     let finish = if queue { finish_queued() } else { finish() };
+    // With the queue, an operation marked independent of the one before starts
+    // without waiting for its writes.
+    let take = if queue {
+        take_operation().replace(
+            "if (wr_busy) state_d = S_DISPATCH;",
+            "if (wr_busy & ~indep_q) state_d = S_DISPATCH;",
+        )
+    } else {
+        take_operation()
+    };
     let skip = |arm: String, last: &str| {
         if skip_blocks {
             arm.replace(
@@ -24,7 +34,7 @@ pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
         }
     };
     [
-        take_operation(),
+        take,
         rom_self_test(),
         embedding(columns),
         if skip_blocks {
@@ -60,6 +70,7 @@ fn finish_queued() -> String {
                 state_d = S_IDLE;
                 if (pend_v_q) begin
                     kind_d = pend_kind_q;
+                    indep_d = pend_indep_q;
                     ra_d = pend_ra_q;
                     rb_d = pend_rb_q;
                     rc_d = pend_rc_q;
@@ -68,6 +79,7 @@ fn finish_queued() -> String {
                     state_d = S_DISPATCH;
                 end else if (start) begin
                     kind_d = kind;
+                    indep_d = indep;
                     ra_d = ra;
                     rb_d = rb;
                     rc_d = rc;
@@ -99,8 +111,11 @@ pub fn queue_registers() -> String {
     s
 }
 
-/// The queue entry: valid, kind, operands, parameter row and whether it is being read.
+/// The running operation's independence, and the queue entry: independence, valid,
+/// kind, operands, parameter row and whether it is being read.
 const QUEUE_REGISTERS: &[(&str, u32)] = &[
+    ("indep", 1),
+    ("pend_indep", 1),
     ("pend_v", 1),
     ("pend_kind", 8),
     ("pend_ra", 64),
@@ -128,11 +143,13 @@ pub fn queue_after_states() -> String {
     "        if (start & (state_q != S_IDLE) & ((state_q != S_FIN) | pend_v_q)) begin
             pend_v_d = 1'b1;
             pend_kind_d = kind;
+            pend_indep_d = indep;
             pend_ra_d = ra;
             pend_rb_d = rb;
             pend_rc_d = rc;
             pend_pload_d = 1'b1;
         end
+        if (start & (state_q == S_IDLE)) indep_d = indep;
         q_busy = (state_q != S_IDLE) | pend_v_q;
         q_full = pend_v_q;
         if (reset) pend_v_d = 1'b0;

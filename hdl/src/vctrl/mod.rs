@@ -188,7 +188,11 @@ pub const PORTS: &[(&str, Dir, u32)] = {
 
 /// The ports of the vector-operation queue (`Datapath::vop_queue`): the vector unit
 /// is busy (an operation runs or waits), the queue is full.
-pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[("q_busy", Dir::Out, 1), ("q_full", Dir::Out, 1)];
+pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
+    ("q_busy", Dir::Out, 1),
+    ("q_full", Dir::Out, 1),
+    ("indep", Dir::In, 1),
+];
 
 /// Whether lanes of `columns` columns write the embedding `columns` elements per cycle.
 pub fn wide_embedding_columns(columns: usize) -> bool {
