@@ -101,6 +101,18 @@ fn csr_names_and_labels_resolve() {
     assert_eq!(Instr::decode(p.code[3]).imm, 4);
 }
 
+#[test]
+fn a_vop_marked_independent_sets_rd_and_round_trips() {
+    let p = assemble(" vop matvec, 3, r1\n vop matvec, 4, r1, r0, r0, indep\n", 0).unwrap();
+    assert_eq!(Instr::decode(p.code[0]).rd, 0);
+    let i = Instr::decode(p.code[1]);
+    assert_eq!((i.rd, i.ra, i.imm), (1, 1, 4));
+    let text = etch_firmware::asm::disassemble_one(p.code[1]);
+    assert!(text.ends_with(", indep"), "{text}");
+    let again = assemble(&format!(" {text}\n"), 0).unwrap();
+    assert_eq!(again.code[0], p.code[1]);
+}
+
 /// `docs/isa.md`'s table of vector operations names every field of every kind with
 /// the offset and width `etch_firmware::vparams` packs it with.
 #[test]
