@@ -803,7 +803,7 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
 
 /// Whether the embedding writes `columns` elements per cycle (lanes of 4 or 8 columns).
 fn wide_embedding(s: &Shape) -> bool {
-    crate::vctrl::wide_embedding_columns(s.c)
+    crate::vctrl::wide_embedding(s.c).is_some()
 }
 
 /// The column of the weight word the embedding reads (its element index's low bits,

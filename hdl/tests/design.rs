@@ -73,13 +73,13 @@ fn small_designs_lint_clean() {
     lint(&params(8, 32, 4, 2), "l8");
     lint(&params(64, 32, 4, 2), "l64_p2");
     // Shared requantizers and every pipeline register.
-    let mut p = params(64, 32, 4, 2);
-    p.datapath = Datapath {
+    let fpga = Datapath {
         requantizers: 8,
         pipeline: Pipeline::FPGA,
-        columns: 1,
-        vop_queue: false,
+        ..Datapath::per_lane(64)
     };
+    let mut p = params(64, 32, 4, 2);
+    p.datapath = fpga;
     lint(&p, "l64_r8_fpga");
     let mut p = params(16, 32, 4, 2);
     p.datapath = Datapath {
@@ -89,20 +89,19 @@ fn small_designs_lint_clean() {
             requant_shift: true,
             ..Pipeline::ASIC
         },
-        columns: 1,
-        vop_queue: false,
+        ..fpga
     };
     lint(&p, "l16_r8_some");
-    // Lanes of several input columns: 4-bit weights with group scales (two words per
-    // scale of 8 weights at 4 columns), every pipeline register.
+    // Lanes of several input columns (the embedding four elements per cycle): 4-bit
+    // weights with group scales (two words per scale of 8 weights at 4 columns), every
+    // pipeline register, the vector-operation queue.
     let mut p = params(32, 32, 4, 2);
     p.weight_bits = 4;
     p.weight_group = 2;
     p.datapath = Datapath {
-        requantizers: 8,
-        pipeline: Pipeline::FPGA,
         columns: 4,
-        vop_queue: false,
+        vop_queue: true,
+        ..fpga
     };
-    lint(&p, "l32_c4_g8_fpga");
+    lint(&p, "l32_c4_g8_fpga_queue");
 }

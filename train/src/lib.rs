@@ -426,7 +426,7 @@ pub fn calibrate_logit_scale(
 }
 
 fn search_logit_scale(
-    model: &mut Model,
+    model: &Model,
     validation: &Corpus,
     window: usize,
 ) -> Result<LogitCalibration> {

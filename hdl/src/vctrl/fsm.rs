@@ -65,96 +65,60 @@ pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
 /// parameter row was read when it was queued), or one arriving now is taken as Idle
 /// would take it.
 fn finish_queued() -> String {
-    "            S_FIN: begin
+    let indent = " ".repeat(20);
+    format!(
+        "            S_FIN: begin
                 done = 1'b1;
                 state_d = S_IDLE;
                 if (pend_v_q) begin
-                    kind_d = pend_kind_q;
-                    indep_d = pend_indep_q;
-                    ra_d = pend_ra_q;
-                    rb_d = pend_rb_q;
-                    rc_d = pend_rc_q;
-                    p_d = pend_pload_q ? params : pend_p_q;
+{queued}                    p_d = pend_pload_q ? params : pend_p_q;
                     pend_v_d = 1'b0;
                     state_d = S_DISPATCH;
                 end else if (start) begin
-                    kind_d = kind;
-                    indep_d = indep;
-                    ra_d = ra;
-                    rb_d = rb;
-                    rc_d = rc;
-                    state_d = S_LOAD;
+{arriving}                    state_d = S_LOAD;
                 end
             end
+",
+        queued = take_into("", "pend_", &indent),
+        arriving = take_into("", "", &indent),
+    )
+}
+
+/// The queue's next values before the states: the parameter row of an operation queued
+/// last cycle arrives now.
+pub fn queue_defaults() -> String {
+    "        pend_pload_d = 1'b0;
+        if (pend_pload_q) pend_p_d = params;
 "
     .to_string()
 }
 
-/// The queue's registers and its entry: an operation that arrives while the controller
-/// is busy (and the queue free) waits there; its parameter row is read as it arrives
-/// (`prow` follows the sequencer's) and kept the cycle after.
-pub fn queue_registers() -> String {
-    let mut s = String::from("\n    // ---- the vector-operation queue: one entry\n");
-    for (name, bits) in QUEUE_REGISTERS {
-        let w = if *bits == 1 {
-            String::new()
-        } else {
-            format!("[{}:0] ", bits - 1)
-        };
-        s += &format!("    reg {w}{name}_q = 0;\n    reg {w}{name}_d;\n");
-    }
-    s += "    always @(posedge clock) begin\n";
-    for (name, _) in QUEUE_REGISTERS {
-        s += &format!("        {name}_q <= {name}_d;\n");
-    }
-    s += "    end\n";
-    s
-}
-
-/// The running operation's independence, and the queue entry: independence, valid,
-/// kind, operands, parameter row and whether it is being read.
-const QUEUE_REGISTERS: &[(&str, u32)] = &[
-    ("indep", 1),
-    ("pend_indep", 1),
-    ("pend_v", 1),
-    ("pend_kind", 8),
-    ("pend_ra", 64),
-    ("pend_rb", 64),
-    ("pend_rc", 64),
-    ("pend_p", 256),
-    ("pend_pload", 1),
-];
-
-/// Defaults of the queue's next values (before the states).
-pub fn queue_defaults() -> String {
-    let mut s = String::new();
-    for (name, _) in QUEUE_REGISTERS {
-        s += &format!("        {name}_d = {name}_q;\n");
-    }
-    s += "        pend_pload_d = 1'b0;
-        if (pend_pload_q) pend_p_d = params;
-";
-    s
+/// Assignments that take an operation — kind, independence, register operands — into
+/// `dst` registers (`""`: the running operation's, `"pend_"`: the queue entry's) from
+/// `src` (`""`: the sequencer's ports, `"pend_"`: the queue entry).
+fn take_into(dst: &str, src: &str, indent: &str) -> String {
+    let q = if src.is_empty() { "" } else { "_q" };
+    ["kind", "indep", "ra", "rb", "rc"]
+        .iter()
+        .map(|f| format!("{indent}{dst}{f}_d = {src}{f}{q};\n"))
+        .collect()
 }
 
 /// After the states: an operation arriving while the controller is busy enters the
 /// queue (the sequencer never starts one while it is full); what the sequencer sees.
 pub fn queue_after_states() -> String {
-    "        if (start & (state_q != S_IDLE) & ((state_q != S_FIN) | pend_v_q)) begin
+    format!(
+        "        if (start & (state_q != S_IDLE) & ((state_q != S_FIN) | pend_v_q)) begin
             pend_v_d = 1'b1;
-            pend_kind_d = kind;
-            pend_indep_d = indep;
-            pend_ra_d = ra;
-            pend_rb_d = rb;
-            pend_rc_d = rc;
-            pend_pload_d = 1'b1;
+{queued}            pend_pload_d = 1'b1;
         end
         if (start & (state_q == S_IDLE)) indep_d = indep;
         q_busy = (state_q != S_IDLE) | pend_v_q;
         q_full = pend_v_q;
         if (reset) pend_v_d = 1'b0;
-"
-    .to_string()
+",
+        queued = take_into("pend_", "", &" ".repeat(12)),
+    )
 }
 
 /// Outputs when nothing is issued, the phase of the current state, the RoPE angle and

@@ -21,6 +21,8 @@
 
 mod fsm;
 
+pub use fsm::wide_embedding;
+
 use std::fmt::Write;
 
 use etch_firmware::isa::VKind;
@@ -194,11 +196,6 @@ pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
     ("indep", Dir::In, 1),
 ];
 
-/// Whether lanes of `columns` columns write the embedding `columns` elements per cycle.
-pub fn wide_embedding_columns(columns: usize) -> bool {
-    fsm::wide_embedding(columns).is_some()
-}
-
 /// The port of an embedding that writes several elements per cycle (lanes of 4 or 8
 /// columns): the lanes take their column of the weight word instead of the broadcast.
 pub const WIDE_EMBEDDING_PORTS: &[(&str, Dir, u32)] = &[("bcw", Dir::Out, 1)];
@@ -278,6 +275,22 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("hoff", 32),
 ];
 
+/// The registers of the vector-operation queue (`Datapath::vop_queue`), like
+/// [`REGISTERS`]: the running operation's independence (`vop …, indep`), and the one
+/// entry — independence, valid, kind, operands, parameter row and whether it is being
+/// read.
+const QUEUE_REGISTERS: &[(&str, u32)] = &[
+    ("indep", 1),
+    ("pend_indep", 1),
+    ("pend_v", 1),
+    ("pend_kind", 8),
+    ("pend_ra", 64),
+    ("pend_rb", 64),
+    ("pend_rc", 64),
+    ("pend_p", 256),
+    ("pend_pload", 1),
+];
+
 /// Controller states, grouped by operation family (their codes are their positions).
 pub const STATES: &[&str] = &[
     "IDLE", "LOAD", "DISPATCH", // taking an operation
@@ -338,7 +351,7 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     let ports: Vec<String> = PORTS
         .iter()
         .chain(if queue { QUEUE_PORTS } else { &[] })
-        .chain(if fsm::wide_embedding(columns).is_some() {
+        .chain(if wide_embedding(columns).is_some() {
             WIDE_EMBEDDING_PORTS
         } else {
             &[]
@@ -353,9 +366,9 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
         .collect();
     let _ = writeln!(m, "{}\n);", ports.join(",\n"));
     m += &constants();
-    m += &registers();
+    m += &registers("registers", REGISTERS);
     if queue {
-        m += &fsm::queue_registers();
+        m += &registers("the vector-operation queue: one entry", QUEUE_REGISTERS);
     }
     m += &param_fields(skip_blocks);
     m += &datapath();
@@ -370,7 +383,8 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     }
     m += &units();
     m += "\n    // ---- the state machine: outputs and next values\n    always @(*) begin\n";
-    for (name, _) in REGISTERS {
+    let queued: &[(&str, u32)] = if queue { QUEUE_REGISTERS } else { &[] };
+    for (name, _) in REGISTERS.iter().chain(queued) {
         let _ = writeln!(m, "        {name}_d = {name}_q;");
     }
     if queue {
@@ -384,7 +398,7 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     if queue {
         m += &fsm::queue_after_states();
     }
-    if fsm::wide_embedding(columns).is_some() {
+    if wide_embedding(columns).is_some() {
         m += "        // the embedding's columns go to their lane groups (E timing)\n        bcw = bc_src_e_q == BC_WEIGHT;\n";
     }
     m += &fsm::after_states();
@@ -448,15 +462,15 @@ fn constants() -> String {
 }
 
 /// `name_q` registers (initially 0) clocked from `name_d`.
-fn registers() -> String {
-    let mut s = String::from("\n    // ---- registers\n");
-    for (name, bits) in REGISTERS {
+fn registers(title: &str, list: &[(&str, u32)]) -> String {
+    let mut s = format!("\n    // ---- {title}\n");
+    for (name, bits) in list {
         let w = width(*bits);
         let _ = writeln!(s, "    reg {w} {name}_q = 0;");
         let _ = writeln!(s, "    reg {w} {name}_d;");
     }
     s += "    always @(posedge clock) begin\n";
-    for (name, _) in REGISTERS {
+    for (name, _) in list {
         let _ = writeln!(s, "        {name}_q <= {name}_d;");
     }
     s += "    end\n";
