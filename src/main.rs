@@ -410,18 +410,21 @@ pub struct SyscallTrainArgs {
     /// train.json, heldout.json.
     #[arg(short = 'o', long = "out", value_name = "DIR")]
     pub out: PathBuf,
-    /// Tokenizer [default: tok512.bin in $ETCH_MODELS or ../shared/models, else
-    /// models/syscall-tok.bin].
+    /// A tokenizer to use [default: one of --vocab pieces learned from the corpus,
+    /// written to DIR/tokenizer.bin].
     #[arg(short = 'z', long = "tokenizer", value_name = "TOK")]
     pub tokenizer: Option<PathBuf>,
+    /// Pieces of the tokenizer learned from the corpus (byte-pair merges; without -z).
+    #[arg(long, default_value_t = 1024, conflicts_with = "tokenizer")]
+    pub vocab: usize,
     /// Seed of the corpus, the initial weights and the batches.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 2500)]
+    #[arg(long, default_value_t = 3000)]
     pub steps: usize,
     /// (request, call) pairs the grammar writes.
-    #[arg(long, default_value_t = 40_000)]
+    #[arg(long, default_value_t = 50_000)]
     pub examples: usize,
     /// Pairs per step.
     #[arg(long, default_value_t = 32)]

@@ -325,23 +325,6 @@ struct SyscallTrainReport {
     seconds: f64,
 }
 
-/// The tokenizer `etch train syscall` uses when none is given.
-fn default_syscall_tokenizer() -> CliResult<std::path::PathBuf> {
-    let models = crate::bench::default_models();
-    for p in [
-        models.join("tok512.bin"),
-        std::path::PathBuf::from("models/syscall-tok.bin"),
-    ] {
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    Err(CliError::Usage(format!(
-        "no tokenizer: pass -z TOK, or put tok512.bin in {} ($ETCH_MODELS)",
-        models.display()
-    )))
-}
-
 /// Measures a syscall checkpoint on `cases` with constrained decoding on the float
 /// model, with a progress bar.
 pub fn heldout_report(
@@ -377,15 +360,36 @@ pub fn heldout_report(
 pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
     use etch_agent::understand::{corpus, eval};
     let started = Instant::now();
-    let tokenizer_path = match &a.tokenizer {
-        Some(p) => p.clone(),
-        None => default_syscall_tokenizer()?,
+    let registry = match &a.state {
+        Some(state) => etch_agent::Syscalls::open(state)?.registry().clone(),
+        None => etch_agent::Registry::default(),
     };
-    let tok_bytes = std::fs::read(&tokenizer_path).map_err(|source| CliError::Io {
-        action: "read",
-        path: tokenizer_path.clone(),
-        source,
-    })?;
+    let examples = corpus::generate(&registry, a.examples, a.seed);
+    // The tokenizer: the one given, or one learned from the corpus itself.
+    let tok_bytes = match &a.tokenizer {
+        Some(p) => std::fs::read(p).map_err(|source| CliError::Io {
+            action: "read",
+            path: p.clone(),
+            source,
+        })?,
+        None => {
+            let texts: Vec<String> = examples
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}\n",
+                        etch_agent::understand::prompt_text(&e.request),
+                        e.call
+                    )
+                })
+                .collect();
+            etch_train::bpe::learn(&texts, a.vocab)?
+        }
+    };
+    let tokenizer_path = a
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| a.out.join("tokenizer.bin"));
     let tokenizer = Tokenizer::parse_any(&tok_bytes, &tokenizer_path)?;
     let config = Config {
         dim: a.shape.dim,
@@ -404,10 +408,6 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
             config.parameter_count()
         );
     }
-    let registry = match &a.state {
-        Some(state) => etch_agent::Syscalls::open(state)?.registry().clone(),
-        None => etch_agent::Registry::default(),
-    };
     let heldout_text = match &a.eval {
         Some(p) => std::fs::read_to_string(p).map_err(|source| CliError::Io {
             action: "read",
@@ -417,7 +417,6 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
         None => eval::HELDOUT.to_string(),
     };
     let cases = eval::read_cases(&heldout_text, &registry)?;
-    let examples = corpus::generate(&registry, a.examples, a.seed);
     let mut too_long = 0;
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = examples
         .iter()

@@ -317,6 +317,25 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             assert_eq!(t, etch_compiler::argmax_i16(logits), "{name}: token {k}");
         }
 
+        // PREFILL with LAST_LOGITS: the last step's logits alone, the classifier run for
+        // that token only; a plain PREFILL runs it for none.
+        let head = &prompt[..prompt.len() - 1];
+        chip.create_context(1).unwrap();
+        let c0 = chip.cycles().unwrap();
+        let last = chip.prefill_last(1, head).unwrap();
+        let with_last = chip.cycles().unwrap() - c0;
+        chip.destroy_context(1).unwrap();
+        assert_eq!(Some(&last), pre.last(), "{name}: LAST_LOGITS");
+        chip.create_context(1).unwrap();
+        let c0 = chip.cycles().unwrap();
+        chip.prefill(1, head, false).unwrap();
+        let plain = chip.cycles().unwrap() - c0;
+        chip.destroy_context(1).unwrap();
+        assert!(
+            plain < with_last,
+            "{name}: a plain PREFILL ({plain} cycles) skips the classifier ({with_last} with it)"
+        );
+
         // Sampled: the chip's sampler and RNG against the golden sampler.
         for (t, p, s) in [(1.0, 0.9, 42u64), (0.7, 0.0, 5), (1.3, 0.5, 99)] {
             let params = SamplingParams::from_cli(t, p, s);

@@ -458,12 +458,12 @@ fn train_syscall_trains_on_the_registrys_corpus_and_measures_the_held_out_reques
         "the call lines' loss falls: {before} → {after}"
     );
     assert_eq!(
-        v["heldout_cases"], 116,
+        v["heldout_cases"], 164,
         "measured on the hand-written requests"
     );
     let heldout: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("heldout.json")).unwrap()).unwrap();
-    assert_eq!(heldout["outcomes"].as_array().unwrap().len(), 116);
+    assert_eq!(heldout["outcomes"].as_array().unwrap().len(), 164);
     let corpus = std::fs::read_to_string(out.join("corpus.jsonl")).unwrap();
     assert_eq!(corpus.lines().count(), 400);
     // The same seed writes the same corpus and trains the same model.
@@ -496,6 +496,29 @@ fn train_syscall_trains_on_the_registrys_corpus_and_measures_the_held_out_reques
     assert!(
         line == "none" || line.starts_with("fs.") || line.contains('.'),
         "{line}"
+    );
+    // Without -z it learns its tokenizer from the corpus: --vocab pieces, beside the
+    // model, and a call line costs few tokens.
+    let learned = dir.path().join("learned");
+    let mut args3: Vec<&str> = args2
+        .iter()
+        .copied()
+        .filter(|&a| a != "-z" && a != tok)
+        .collect();
+    args3[3] = learned.to_str().unwrap();
+    args3.extend(["--vocab", "400"]);
+    let v = json(&etch(&args3));
+    assert_eq!(v["config"]["vocab_size"], 400);
+    let learned_tok = etch_compiler::Tokenizer::open(learned.join("tokenizer.bin"), 400).unwrap();
+    let story_tok = etch_compiler::Tokenizer::open(&tok, 512).unwrap();
+    let line = "fs.read path=\"notes.txt\"\n";
+    let (learned_ids, story_ids) = (
+        learned_tok.encode_with(line, false, false),
+        story_tok.encode_with(line, false, false),
+    );
+    assert!(
+        learned_ids.len() < story_ids.len(),
+        "{learned_ids:?} against tok512's {story_ids:?}"
     );
     let bad = etch(&["train", "syscall", "-o", o, "-z", "/nonexistent/tok.bin"]);
     assert_bad_input(&bad, "/nonexistent/tok.bin");

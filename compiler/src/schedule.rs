@@ -341,6 +341,7 @@ fn constants(w: &mut String, model: &QuantizedModel, l: &Layout) {
         ("RS_ABORT", reason::ABORTED as i64),
         ("REASON", spad::REASON as i64),
         ("F_DEBUG", flags::DEBUG_LOGITS as i64),
+        ("F_LAST", flags::LAST_LOGITS as i64),
         ("SAVE_MAGIC", SAVE_MAGIC as i64),
         ("SAVE_VERSION", SAVE_VERSION as i64),
     ];
@@ -702,7 +703,13 @@ forward:
     }
     let _ = writeln!(
         w,
-        "    vop rmsnorm, {}\n    vop matvec, {}\n    jr r15",
+        "    jr r15
+
+; ---- the logits of the forward pass just run: the final norm and the classifier
+classify:
+    vop rmsnorm, {}
+    vop matvec, {}
+    jr r15",
         rows.final_norm, rows.classifier
     );
 }
@@ -719,6 +726,8 @@ debug_dump:
     ldd r4, C_ADDR_B(r0)
     muli r5, r14, LOGIT_BYTES
     add r4, r4, r5
+; the logits to r4
+dump_at:
     vop dmaout, {dump}, r4
     csrr r5, VRES_LO
     beq r5, r0, debug_done
@@ -768,7 +777,23 @@ prefill_loop:
     add r6, r14, r0
     call load_token
     call forward
+; the logits only where they are asked for: every step in debug mode, the last one
+; with F_LAST (to B); otherwise no final norm and no classifier
+    andi r5, r13, F_DEBUG
+    bne r5, r0, prefill_debug
+    andi r5, r13, F_LAST
+    beq r5, r0, prefill_next
+    addi r5, r14, 1
+    ld r6, C_COUNT(r0)
+    bne r5, r6, prefill_next
+    call classify
+    ldd r4, C_ADDR_B(r0)
+    call dump_at
+    jmp prefill_next
+prefill_debug:
+    call classify
     call debug_dump
+prefill_next:
     addi r2, r2, 1
     shli r4, r3, 1
     st r2, CTX_POS(r4)
@@ -808,6 +833,7 @@ generate_loop:
     jmp complete
 generate_room:
     call forward
+    call classify
     call debug_dump
     addi r2, r2, 1
     shli r4, r3, 1
@@ -882,6 +908,7 @@ score_fits:
     call load_token
 score_loop:
     call forward
+    call classify
     addi r2, r2, 1
     shli r4, r3, 1
     st r2, CTX_POS(r4)

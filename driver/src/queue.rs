@@ -591,15 +591,40 @@ impl<D: Device> Chip<D> {
         if tokens.is_empty() {
             return Ok(Vec::new());
         }
-        let tb = self.token_buffer(tokens)?;
-        let lb = self.alloc(if logits {
-            self.logit_bytes() * tokens.len()
+        if logits {
+            self.prefill_flagged(context, tokens, flags::DEBUG_LOGITS, tokens.len())
         } else {
-            8
-        })?;
+            self.prefill_flagged(context, tokens, 0, 0)
+        }
+    }
+
+    /// PREFILL with LAST_LOGITS: feeds `tokens` at the context's next positions and
+    /// returns the logits after the last one; the chip runs its classifier for that
+    /// token only.
+    pub fn prefill_last(&self, context: u8, tokens: &[u32]) -> Result<Vec<i16>> {
+        if tokens.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "a PREFILL for logits needs at least one token".into(),
+            ));
+        }
+        self.prefill_flagged(context, tokens, flags::LAST_LOGITS, 1)?
+            .pop()
+            .ok_or_else(|| DriverError::Dma("the chip wrote no logits for the PREFILL".into()))
+    }
+
+    /// One PREFILL of `tokens` with `flags`, reading back `steps` rows of logits.
+    fn prefill_flagged(
+        &self,
+        context: u8,
+        tokens: &[u32],
+        flags: u8,
+        steps: usize,
+    ) -> Result<Vec<Vec<i16>>> {
+        let tb = self.token_buffer(tokens)?;
+        let lb = self.alloc((self.logit_bytes() * steps).max(8))?;
         let cmd = Command {
             opcode: Opcode::Prefill as u8,
-            flags: if logits { flags::DEBUG_LOGITS } else { 0 },
+            flags,
             context,
             addr_a: tb.iova,
             count: tokens.len() as u32,
@@ -607,8 +632,8 @@ impl<D: Device> Chip<D> {
             ..Command::default()
         };
         let r = self.submit(cmd);
-        let out = if logits && r.is_ok() {
-            self.read_logits(&lb, tokens.len())
+        let out = if steps > 0 && r.is_ok() {
+            self.read_logits(&lb, steps)
         } else {
             Ok(Vec::new())
         };

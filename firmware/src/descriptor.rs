@@ -72,6 +72,10 @@ pub mod flags {
     /// Write the int16 logits of every forward pass to `addr_b` (PREFILL, GENERATE):
     /// `vocab_size` values per step, each step padded to a multiple of 4 values.
     pub const DEBUG_LOGITS: u8 = 1 << 0;
+    /// PREFILL: write the int16 logits of the last token only, to `addr_b` (one step of
+    /// the same layout). Without this flag or DEBUG_LOGITS a PREFILL skips the final
+    /// norm and the classifier: it only fills the context.
+    pub const LAST_LOGITS: u8 = 1 << 1;
 }
 
 /// Completion status codes.

@@ -11,6 +11,7 @@
 //! Everything is deterministic for a seed: initial weights, the windows drawn, and the
 //! order of the CPU's arithmetic.
 
+pub mod bpe;
 mod error;
 pub mod model;
 

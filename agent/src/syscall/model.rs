@@ -93,7 +93,8 @@ impl<'e, D: etch_driver::Device> SyscallModel<'e, D> {
     }
 }
 
-/// Next-token logits from the chip: PREFILL with the logits flag on a scratch slot.
+/// Next-token logits from the chip: PREFILL with LAST_LOGITS (the classifier runs for
+/// the last token only) on a scratch slot.
 struct ChipLogits<'c, D: etch_driver::Device> {
     chip: &'c etch_driver::Chip<D>,
     slot: u8,
@@ -102,13 +103,10 @@ struct ChipLogits<'c, D: etch_driver::Device> {
 
 impl<D: etch_driver::Device> ChipLogits<'_, D> {
     fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let rows = self
+        let last = self
             .chip
-            .prefill(self.slot, tokens, true)
+            .prefill_last(self.slot, tokens)
             .map_err(etch_runtime::RuntimeError::from)?;
-        let last = rows.last().ok_or_else(|| {
-            AgentError::Invalid("the chip returned no logits for the prefill".into())
-        })?;
         Ok(last.iter().map(|&l| l as f32).collect())
     }
 }

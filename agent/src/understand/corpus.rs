@@ -10,7 +10,8 @@
 //!
 //! Everything is deterministic for a seed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use crate::registry::{ArgType, Call, Registry, Tool};
 use crate::understand::{decode, line};
@@ -1019,6 +1020,40 @@ fn file(rng: &mut Rng) -> String {
     }
 }
 
+/// The words the paraphrase grammar writes around values — its verbs, descriptors,
+/// polite and terse forms (`view`, `folder`, `called`, `please`), lowercase. Constrained
+/// decoding never reads one of them, unquoted, as a path or a recipient.
+pub fn request_words() -> &'static BTreeSet<String> {
+    static WORDS: OnceLock<BTreeSet<String>> = OnceLock::new();
+    WORDS.get_or_init(|| {
+        let tools = [
+            "fs.read",
+            "fs.list",
+            "fs.list-here",
+            "fs.write",
+            "fs.move",
+            "fs.delete",
+            "proc.exec",
+            "msg.send",
+        ];
+        tools
+            .iter()
+            .flat_map(|t| frames(t).iter())
+            .chain(FILES)
+            .chain(FOLDERS)
+            .chain(PREFIXES)
+            .chain(SUFFIXES)
+            .flat_map(|text| text.split_whitespace())
+            .filter(|w| !w.contains('{'))
+            .map(|w| {
+                w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .to_ascii_lowercase()
+            })
+            .filter(|w| w.chars().any(|c| c.is_ascii_alphabetic()))
+            .collect()
+    })
+}
+
 /// A value as the request writes it: bare or in one of several quoting styles.
 fn quoted(rng: &mut Rng, v: &str, bare_ok: bool) -> String {
     let r = rng.below(100);
@@ -1349,7 +1384,7 @@ fn request_for(rng: &mut Rng, registry: &Registry, tool: &Tool) -> Option<Exampl
         } else {
             value(rng, a.ty, &a.name)
         };
-        if !line::writable_value(&v) || (bare_ok(a.ty) && decode::is_function_word(v.as_bytes())) {
+        if !line::writable_value(&v) || (bare_ok(a.ty) && decode::is_request_word(v.as_bytes())) {
             return None;
         }
         let mut written = quoted(rng, &v, bare_ok(a.ty));
@@ -1363,7 +1398,7 @@ fn request_for(rng: &mut Rng, registry: &Registry, tool: &Tool) -> Option<Exampl
         values.insert(a.name.clone(), v);
     }
     // Two arguments with the same value make the copy ambiguous: draw again.
-    let distinct: std::collections::BTreeSet<&String> = values.values().collect();
+    let distinct: BTreeSet<&String> = values.values().collect();
     if distinct.len() != values.len() {
         return None;
     }
@@ -1449,6 +1484,141 @@ fn refusal(rng: &mut Rng) -> Example {
     }
 }
 
+/// A made-up verb ("florp", "snandle up"): no word the grammar or English knows for a
+/// file operation.
+fn made_up_verb(rng: &mut Rng) -> String {
+    const ONSETS: &[&str] = &[
+        "bl", "fl", "gr", "sn", "tr", "z", "k", "v", "pl", "dr", "sk", "m", "n", "br", "sw", "gl",
+        "st", "cr", "p", "j", "h", "qu", "w", "th", "sh", "f", "g", "l",
+    ];
+    const NUCLEI: &[&str] = &[
+        "a", "e", "i", "o", "u", "oo", "ee", "ai", "ou", "y", "ar", "or",
+    ];
+    const CODAS: &[&str] = &[
+        "rf", "nk", "ng", "mp", "sh", "x", "zz", "rb", "ll", "nd", "ck", "t", "b", "p", "m", "rk",
+        "ft", "dge", "nch", "g",
+    ];
+    loop {
+        let mut v = String::new();
+        for _ in 0..1 + rng.below(2) {
+            v.push_str(rng.pick(ONSETS));
+            v.push_str(rng.pick(NUCLEI));
+        }
+        v.push_str(rng.pick(CODAS));
+        match rng.below(10) {
+            0 => v.push_str("le"),
+            1 => v.push_str("er"),
+            _ => {}
+        }
+        if rng.chance(0.2) {
+            v.push(' ');
+            v.push_str(rng.pick(&["up", "out", "down", "over", "off", "through"]));
+        }
+        if !decode::is_request_word(v.split(' ').next().unwrap_or("").as_bytes()) {
+            return v;
+        }
+    }
+}
+
+/// A request whose verb is made up (`florp data/users.json`): what it asks is read from
+/// its shape alone, and never destructively. A file is read and a folder listed; a
+/// path to another is a move; a quotation into a file is a write, to a person a
+/// message; a quotation alone is a command; a plain word is no tool call. A model that
+/// meets a verb it has never seen ("dump", "peruse") falls back on the same reading.
+fn unknown_verb(rng: &mut Rng, registry: &Registry) -> Option<Example> {
+    let verb = made_up_verb(rng);
+    let q = |rng: &mut Rng, v: &str| quoted(rng, v, false);
+    let mut args = BTreeMap::new();
+    let (tool, core) = match rng.below(8) {
+        0 | 1 => {
+            let f = file(rng);
+            let d = if rng.chance(0.3) { rng.pick(FILES) } else { "" };
+            args.insert("path".to_string(), f.clone());
+            ("fs.read", format!("{verb} {d}{f}"))
+        }
+        2 => {
+            let mut d = dir(rng);
+            let desc = rng.pick(FOLDERS);
+            if desc == "the " && !d.contains('/') {
+                d.push('/');
+            }
+            args.insert("path".to_string(), d.clone());
+            ("fs.list", format!("{verb} {desc}{d}"))
+        }
+        3 => {
+            let (a, b) = (
+                file(rng),
+                if rng.chance(0.3) { dir(rng) } else { file(rng) },
+            );
+            let to = rng.pick(&["to", "into", "as", "over to"]);
+            args.insert("src".to_string(), a.clone());
+            args.insert("dst".to_string(), b.clone());
+            ("fs.move", format!("{verb} {a} {to} {b}"))
+        }
+        4 => {
+            let (f, c) = (file(rng), value(rng, ArgType::Text, "content"));
+            args.insert("path".to_string(), f.clone());
+            args.insert("content".to_string(), c.clone());
+            let c = q(rng, &c);
+            let to = rng.pick(&["in", "into", "to", "onto"]);
+            if rng.chance(0.7) {
+                ("fs.write", format!("{verb} {c} {to} {f}"))
+            } else {
+                ("fs.write", format!("{verb} {f} with {c}"))
+            }
+        }
+        5 => {
+            let c = value(rng, ArgType::Command, "command");
+            args.insert("command".to_string(), c.clone());
+            ("proc.exec", format!("{verb} {}", q(rng, &c)))
+        }
+        6 => {
+            let (to, body) = (recipient(rng), value(rng, ArgType::Text, "body"));
+            args.insert("to".to_string(), to.clone());
+            args.insert("body".to_string(), body.clone());
+            let b = q(rng, &body);
+            if rng.chance(0.7) {
+                ("msg.send", format!("{verb} {to} {b}"))
+            } else {
+                ("msg.send", format!("{verb} {b} to {to}"))
+            }
+        }
+        _ => {
+            let thing = phrase(rng, 1, 3)
+                .trim_end_matches(['?', '!', '.'])
+                .to_string();
+            let det = rng.pick(&["the", "a", "my", "me a", "some"]);
+            return Some(Example {
+                request: wrap(rng, &format!("{verb} {det} {thing}")),
+                call: line::NONE.into(),
+            });
+        }
+    };
+    if args
+        .values()
+        .any(|v| !line::writable_value(v) || decode::is_request_word(v.as_bytes()))
+    {
+        return None;
+    }
+    let distinct: BTreeSet<&String> = args.values().collect();
+    if distinct.len() != args.len() || registry.get(tool).is_none() {
+        return None;
+    }
+    let call = line::write(
+        registry,
+        Some(&Call {
+            tool: tool.to_string(),
+            args: args.clone(),
+        }),
+    )
+    .ok()?;
+    let request = wrap(rng, &core);
+    if !args.values().all(|v| request.contains(v.as_str())) {
+        return None;
+    }
+    Some(Example { request, call })
+}
+
 /// `count` examples from `registry`'s tools (those a model may propose), about one in
 /// eight a refusal, the rest spread evenly over the tools.
 pub fn generate(registry: &Registry, count: usize, seed: u64) -> Vec<Example> {
@@ -1464,6 +1634,12 @@ pub fn generate(registry: &Registry, count: usize, seed: u64) -> Vec<Example> {
         attempts += 1;
         if tools.is_empty() || rng.below(8) == 0 {
             out.push(refusal(&mut rng));
+            continue;
+        }
+        if rng.below(9) == 0 {
+            if let Some(e) = unknown_verb(&mut rng, registry) {
+                out.push(e);
+            }
             continue;
         }
         let tool = tools[rng.below(tools.len())];

@@ -20,7 +20,7 @@ use etch_contract::Tokenizer;
 
 use crate::error::{AgentError, Result};
 use crate::registry::{ArgType, Call, Registry};
-use crate::understand::line;
+use crate::understand::{corpus, line};
 
 /// A language model, one token at a time: the logits of the next token.
 pub trait Logits {
@@ -45,7 +45,13 @@ struct ToolShape {
     name: Vec<u8>,
     /// Argument names (with `="` appended), types, and whether each has a default.
     args: Vec<(Vec<u8>, ArgType, bool)>,
+    /// Whether the request holds a value for each argument without a default, each
+    /// from its own place (`fs.move` needs two paths).
+    feasible: bool,
 }
+
+/// Bytes `start..end` of the request that a value is copied from.
+type Span = (usize, usize);
 
 /// The call lines allowed for one request.
 pub struct Grammar {
@@ -69,7 +75,8 @@ const FUNCTION_WORDS: &[&str] = &[
     "or", "our", "out", "over", "please", "she", "should", "so", "some", "than", "that", "the",
     "their", "them", "then", "there", "these", "they", "this", "those", "to", "too", "under", "up",
     "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "whose", "why",
-    "will", "with", "would", "you", "your", // and their contractions
+    "will", "with", "would", "you", "your", // particles
+    "away", "back", "down", // and contractions
     "can't", "didn't", "doesn't", "don't", "here's", "i'd", "i'll", "i'm", "i've", "isn't", "it's",
     "let's", "that's", "there's", "what's", "won't", "you're",
 ];
@@ -80,10 +87,46 @@ fn is_recipient(v: &[u8]) -> bool {
         .all(|&c| c.is_ascii_alphanumeric() || b"._-+@".contains(&c))
 }
 
-pub(crate) fn is_function_word(word: &[u8]) -> bool {
+/// Whether `word` is a word of the request language itself rather than a name: an
+/// English function word, or a word the paraphrase grammar writes around values (its
+/// verbs and descriptors: `view`, `folder`, `called`, `trash`). Never an unquoted path
+/// or recipient; a file really named `view` is written quoted.
+pub(crate) fn is_request_word(word: &[u8]) -> bool {
     FUNCTION_WORDS
         .iter()
         .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+        || std::str::from_utf8(word)
+            .is_ok_and(|w| corpus::request_words().contains(&w.to_ascii_lowercase()))
+}
+
+/// Whether an unquoted word can name a file or a person: no word of the request
+/// language, at least one letter or digit (or only dots: `.`, `..`), and no sentence
+/// punctuation at its end (`folder?` names `folder`).
+fn is_name(word: &[u8]) -> bool {
+    if !word.is_empty() && word.iter().all(|&b| b == b'.') {
+        return true;
+    }
+    word.iter().any(u8::is_ascii_alphanumeric)
+        && !word.last().is_some_and(|b| b".,;:!?".contains(b))
+        && !is_request_word(word)
+}
+
+/// Whether a whole value `v` fits its type: a recipient is one name; a path of several
+/// words has a dot or a slash (`"my notes.txt"`; a quotation like `"npm install"` or
+/// `"call the plumber"` is text, not a file name).
+fn fits_type(v: &[u8], ty: ArgType) -> bool {
+    match ty {
+        ArgType::Recipient => is_recipient(v),
+        ArgType::Path => {
+            !v.iter().any(u8::is_ascii_whitespace) || v.iter().any(|b| b"./".contains(b))
+        }
+        ArgType::Text | ArgType::Command => true,
+    }
+}
+
+/// Whether two spans share no byte.
+fn disjoint(a: Span, b: Span) -> bool {
+    a.1 <= b.0 || b.1 <= a.0
 }
 
 /// Quotation marks and brackets that open a value.
@@ -98,29 +141,6 @@ fn closes(b: u8) -> bool {
 impl Grammar {
     /// The grammar of `registry`'s tools for `request`.
     pub fn new(registry: &Registry, request: &str) -> Self {
-        let tools = registry
-            .tools()
-            .iter()
-            .filter(|t| t.approval != crate::registry::Approval::Never)
-            .map(|t| ToolShape {
-                name: t.name.as_bytes().to_vec(),
-                args: t
-                    .args
-                    .iter()
-                    .map(|a| {
-                        (
-                            format!("{}=\"", a.name).into_bytes(),
-                            a.ty,
-                            a.default.is_some(),
-                        )
-                    })
-                    .collect(),
-            })
-            .chain(std::iter::once(ToolShape {
-                name: line::NONE.as_bytes().to_vec(),
-                args: Vec::new(),
-            }))
-            .collect();
         let r = request.as_bytes().to_vec();
         let n = r.len();
         // A word starts after whitespace, or after an opening mark that itself starts a
@@ -164,54 +184,165 @@ impl Grammar {
                     && rest.iter().all(|b| b".,;:!?".contains(b))
             })
             .collect();
-        Grammar {
-            tools,
+        let mut grammar = Grammar {
+            tools: Vec::new(),
             request: r,
             starts,
             ends,
-        }
+        };
+        let tools: Vec<ToolShape> = registry
+            .tools()
+            .iter()
+            .filter(|t| t.approval != crate::registry::Approval::Never)
+            .map(|t| {
+                let required: Vec<ArgType> = t
+                    .args
+                    .iter()
+                    .filter(|a| a.default.is_none())
+                    .map(|a| a.ty)
+                    .collect();
+                ToolShape {
+                    name: t.name.as_bytes().to_vec(),
+                    args: t
+                        .args
+                        .iter()
+                        .map(|a| {
+                            (
+                                format!("{}=\"", a.name).into_bytes(),
+                                a.ty,
+                                a.default.is_some(),
+                            )
+                        })
+                        .collect(),
+                    feasible: grammar.fillable(&required, &mut Vec::new()),
+                }
+            })
+            .chain(std::iter::once(ToolShape {
+                name: line::NONE.as_bytes().to_vec(),
+                args: Vec::new(),
+                feasible: true,
+            }))
+            .collect();
+        grammar.tools = tools;
+        grammar
     }
 
-    /// Whether `v` (a value's first bytes, or all of it when `whole`) can be copied
-    /// from the request: a quoted value is the whole quotation; an unquoted path or
-    /// recipient is one word.
-    fn copyable(&self, v: &[u8], whole: bool, ty: ArgType) -> bool {
-        if v.is_empty() || v.contains(&b'"') || v.contains(&b'\\') || v.contains(&b'\n') {
-            return false;
-        }
-        if ty == ArgType::Recipient && !is_recipient(v) {
-            return false;
-        }
-        let one_word = matches!(ty, ArgType::Path | ArgType::Recipient);
-        self.starts.iter().any(|&(s, close)| {
-            let end = s + v.len();
-            if !self.request[s..].starts_with(v) {
+    /// Whether values of the types `args` can all be copied from the request, each
+    /// from a place none of the others (`taken`) uses.
+    fn fillable(&self, args: &[ArgType], taken: &mut Vec<Span>) -> bool {
+        let Some((&ty, rest)) = args.split_first() else {
+            return true;
+        };
+        self.places(ty).into_iter().any(|span| {
+            if !taken.iter().all(|&t| disjoint(t, span)) {
                 return false;
             }
-            match close {
-                // The whole quotation must be a value of the type.
-                Some(c) => {
-                    end <= c
-                        && (!whole || end == c)
-                        && (ty != ArgType::Recipient || is_recipient(&self.request[s..c]))
-                }
-                None if one_word => {
-                    // One word, and not a function word ("the", "for", "by"): some end
-                    // of the word at or after `end` must give a name.
-                    let word_end = self.request[s..]
-                        .iter()
-                        .position(u8::is_ascii_whitespace)
-                        .map_or(self.request.len(), |i| s + i);
-                    end <= word_end
-                        && (end..=word_end).any(|e| {
-                            (e == end || !whole)
-                                && self.ends[e]
-                                && !is_function_word(&self.request[s..e])
-                        })
-                }
-                None => !whole || self.ends[end],
-            }
+            taken.push(span);
+            let ok = self.fillable(rest, taken);
+            taken.pop();
+            ok
         })
+    }
+
+    /// Whether the values written (each with the places it can have come from) can
+    /// sit in places of their own with values of the types `needed` beside them.
+    fn fillable_beside(
+        &self,
+        written: &[Vec<Span>],
+        needed: &[ArgType],
+        used: &mut Vec<Span>,
+    ) -> bool {
+        let Some((places, rest)) = written.split_first() else {
+            return self.fillable(needed, used);
+        };
+        places.iter().any(|&span| {
+            if !used.iter().all(|&t| disjoint(t, span)) {
+                return false;
+            }
+            used.push(span);
+            let ok = self.fillable_beside(rest, needed, used);
+            used.pop();
+            ok
+        })
+    }
+
+    /// Every place a whole value of type `ty` can be copied from: each quotation whose
+    /// text fits the type, and for a path or recipient each word that is no word of the
+    /// request language (contents, bodies and commands are always quoted).
+    fn places(&self, ty: ArgType) -> Vec<Span> {
+        let r = &self.request;
+        let mut out = Vec::new();
+        for &(s, close) in &self.starts {
+            if close.is_none() && opens(r[s]) {
+                continue;
+            }
+            let word_end = r[s..]
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .map_or(r.len(), |i| s + i);
+            match close {
+                Some(c) if c > s && fits_type(&r[s..c], ty) => out.push((s, c)),
+                Some(_) => {}
+                None if matches!(ty, ArgType::Path | ArgType::Recipient) => {
+                    if let Some(e) = (s + 1..=word_end).find(|&e| {
+                        self.ends[e]
+                            && is_name(&r[s..e])
+                            && fits_type(&r[s..e], ty)
+                            && !r[s..e].iter().any(|b| b"\"\\\n".contains(b))
+                    }) {
+                        out.push((s, e));
+                    }
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// The places `v` (a value's first bytes, or all of it when `whole`) can be copied
+    /// from: a quoted value is the whole quotation; an unquoted path or recipient is one
+    /// word. Contents, bodies and commands are always quoted (the corpus never writes
+    /// them bare), so "thanks, that's all" has no command in it.
+    fn copies(&self, v: &[u8], whole: bool, ty: ArgType) -> Vec<Span> {
+        if v.is_empty() || v.contains(&b'"') || v.contains(&b'\\') || v.contains(&b'\n') {
+            return Vec::new();
+        }
+        if ty == ArgType::Recipient && !is_recipient(v) {
+            return Vec::new();
+        }
+        let one_word = matches!(ty, ArgType::Path | ArgType::Recipient);
+        self.starts
+            .iter()
+            .filter_map(|&(s, close)| {
+                let end = s + v.len();
+                // A value starts inside a quotation, not at its mark.
+                if !self.request[s..].starts_with(v) || close.is_none() && opens(self.request[s]) {
+                    return None;
+                }
+                match close {
+                    // The whole quotation must be a value of the type.
+                    Some(c) => {
+                        (end <= c && (!whole || end == c) && fits_type(&self.request[s..c], ty))
+                            .then_some((s, c))
+                    }
+                    None if one_word => {
+                        // One word, and not a word of the request language ("the",
+                        // "for", "view"): some end of the word at or after `end` must
+                        // give a name.
+                        let word_end = self.request[s..]
+                            .iter()
+                            .position(u8::is_ascii_whitespace)
+                            .map_or(self.request.len(), |i| s + i);
+                        (end <= word_end
+                            && (end..=word_end).any(|e| {
+                                (e == end || !whole) && self.ends[e] && is_name(&self.request[s..e])
+                            }))
+                        .then_some((s, end))
+                    }
+                    None => None,
+                }
+            })
+            .collect()
     }
 
     /// Whether `call_line` (without its leading space and newline) is a whole call line
@@ -235,14 +366,33 @@ impl Grammar {
             .unwrap_or(rest.len());
         let name = &rest[..name_end];
         if name_end == rest.len() {
-            return if self.tools.iter().any(|t| t.name.starts_with(name)) {
+            return if self
+                .tools
+                .iter()
+                .any(|t| t.feasible && t.name.starts_with(name))
+            {
                 Fit::Prefix
             } else {
                 Fit::Invalid
             };
         }
-        let Some(tool) = self.tools.iter().find(|t| t.name == name) else {
+        let Some(tool) = self.tools.iter().find(|t| t.feasible && t.name == name) else {
             return Fit::Invalid;
+        };
+        // The places of the values written so far: each value comes from a place of
+        // its own (`fs.move src="a.txt" dst="a.txt"` copies one word twice).
+        let mut taken: Vec<Vec<Span>> = Vec::new();
+        // Whether the arguments from the `i`th on (the `i`th itself when `with_ith`,
+        // and those after it without a default) can still be filled beside the values
+        // written.
+        let open = |i: usize, with_ith: bool, taken: &[Vec<Span>]| -> bool {
+            let needed: Vec<ArgType> = tool.args[i..]
+                .iter()
+                .enumerate()
+                .filter(|(k, a)| *k == 0 && with_ith || !a.2)
+                .map(|(_, a)| a.1)
+                .collect();
+            self.fillable_beside(taken, &needed, &mut Vec::new())
         };
         let mut at = &rest[name_end..];
         for (i, (arg, ty, _)) in tool.args.iter().enumerate() {
@@ -262,6 +412,9 @@ impl Grammar {
                     Fit::Invalid
                 };
             };
+            if !open(i, true, &taken) {
+                return Fit::Invalid;
+            }
             if after_space.len() < arg.len() {
                 return if arg.starts_with(after_space) {
                     Fit::Prefix
@@ -273,15 +426,20 @@ impl Grammar {
                 return Fit::Invalid;
             };
             match value_on.iter().position(|&b| b == b'"') {
+                // A value being written, or closed: it must come from a place of its
+                // own, leaving places for what must follow it.
+                None if value_on.is_empty() => return Fit::Prefix,
                 None => {
-                    return if value_on.is_empty() || self.copyable(value_on, false, *ty) {
+                    taken.push(self.copies(value_on, false, *ty));
+                    return if open(i + 1, false, &taken) {
                         Fit::Prefix
                     } else {
                         Fit::Invalid
-                    }
+                    };
                 }
                 Some(q) => {
-                    if !self.copyable(&value_on[..q], true, *ty) {
+                    taken.push(self.copies(&value_on[..q], true, *ty));
+                    if !open(i + 1, false, &taken) {
                         return Fit::Invalid;
                     }
                     at = &value_on[q + 1..];
@@ -497,7 +655,11 @@ mod tests {
             Fit::Complete
         );
         let g = grammar("show me what's in notes.txt");
-        assert_eq!(g.fit(b" fs.read path=\"show"), Fit::Prefix);
+        assert_eq!(
+            g.fit(b" fs.read path=\"show"),
+            Fit::Invalid,
+            "a word of the request language"
+        );
         assert_eq!(
             g.fit(b" fs.read path=\"me"),
             Fit::Invalid,
@@ -552,6 +714,134 @@ mod tests {
             "one recipient"
         );
         assert_eq!(g.fit(b" msg.send to=\"bob\" body=\"hi\"\n"), Fit::Complete);
+    }
+
+    #[test]
+    fn values_come_from_places_of_their_own_and_fit_their_types() {
+        use Fit::{Complete, Invalid};
+        let cases: &[(&str, &str, Fit, &str)] = &[
+            // One quotation, no path: a command, not a move of it onto itself, and not
+            // a file called "npm install".
+            (
+                "invoke \"npm install\"",
+                " fs.m",
+                Invalid,
+                "no two paths to move",
+            ),
+            (
+                "invoke \"npm install\"",
+                " fs.delete path=\"npm",
+                Invalid,
+                "text, not a path",
+            ),
+            (
+                "invoke \"npm install\"",
+                " fs.delete path=\"invoke\"\n",
+                Complete,
+                "a word",
+            ),
+            (
+                "invoke \"npm install\"",
+                " proc.exec command=\"npm install\"\n",
+                Complete,
+                "",
+            ),
+            (
+                "copy a.txt over b.txt",
+                " fs.move src=\"a.txt\" dst=\"a.txt\"",
+                Invalid,
+                "copied twice",
+            ),
+            (
+                "copy a.txt over b.txt",
+                " fs.move src=\"a.txt\" dst=\"b.txt\"\n",
+                Complete,
+                "",
+            ),
+            (
+                "open \"my notes.txt\"",
+                " fs.read path=\"my notes.txt\"\n",
+                Complete,
+                "with a dot",
+            ),
+            (
+                "I'd like to view setup.py in the folder called src",
+                " fs.read path=\"view\"",
+                Invalid,
+                "a verb",
+            ),
+            (
+                "I'd like to view setup.py in the folder called src",
+                " fs.read path=\"folder\"",
+                Invalid,
+                "a descriptor",
+            ),
+            (
+                "I'd like to view setup.py in the folder called src",
+                " fs.read path=\"called\"",
+                Invalid,
+                "",
+            ),
+            (
+                "I'd like to view setup.py in the folder called src",
+                " fs.read path=\"setup.py\"\n",
+                Complete,
+                "",
+            ),
+            (
+                "type \"df -h\" in a shell",
+                " fs.list p",
+                Invalid,
+                "a default with nothing to fill it",
+            ),
+            ("type \"df -h\" in a shell", " fs.list\n", Complete, ""),
+            (
+                "what's in this folder? ls -- now",
+                " fs.list path=\"folder?\"",
+                Invalid,
+                "punctuation",
+            ),
+            (
+                "what's in this folder? ls -- now",
+                " fs.list path=\"--\"",
+                Invalid,
+                "no letter",
+            ),
+            (
+                "thanks, that's all",
+                " proc.exec command=\"that",
+                Invalid,
+                "a command is quoted",
+            ),
+            ("thanks, that's all", " p", Invalid, "no quotation to run"),
+            (
+                "please write \"42\" to answer.txt",
+                " fs.write path=\"answer.txt\" content=\"to",
+                Invalid,
+                "contents are quoted",
+            ),
+            (
+                "please write \"42\" to answer.txt",
+                " fs.write path=\"answer.txt\" content=\"42\"\n",
+                Complete,
+                "",
+            ),
+            (
+                "can you save \"42\" as answer.txt",
+                " fs.write path=\"42\"",
+                Invalid,
+                "no quotation left for the contents",
+            ),
+        ];
+        for &(request, text, want, why) in cases {
+            assert_eq!(
+                grammar(request).fit(text.as_bytes()),
+                want,
+                "{request} → {text}: {why}"
+            );
+        }
+        assert!(corpus::request_words().contains("view"));
+        assert!(!corpus::request_words().contains("setup"));
     }
 
     /// A model that prefers, at every step, the token spelling the next bytes of a

@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(report.correct, report.per_tool["none"].cases);
     }
 
-    /// With the defaults of `etch train syscall` (40,000 pairs, seed 1): the corpus the
+    /// With the defaults of `etch train syscall` (50,000 pairs, seed 1): the corpus the
     /// shipped model was trained on holds none of the held-out requests.
     #[test]
     fn the_generator_never_writes_a_held_out_request() {
@@ -146,7 +146,7 @@ mod tests {
             .into_iter()
             .map(|c| c.request.to_lowercase())
             .collect();
-        for e in crate::understand::corpus::generate(&r, 40_000, 1) {
+        for e in crate::understand::corpus::generate(&r, 50_000, 1) {
             assert!(!held.contains(&e.request.to_lowercase()), "{}", e.request);
         }
     }
