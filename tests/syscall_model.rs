@@ -48,10 +48,10 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// What the shipped model measures on the held-out requests: 96 of 116 (82.8 %), float
-/// and golden alike. The goal is 90 % (`docs/runtime.md` says what limits it); this
-/// guards what is reached.
-const MEASURED: f64 = 0.827;
+/// What the shipped model measures on the held-out requests: 151 of 164 (92.1 %), float,
+/// golden and chip alike. The bar is 90 % and the goal 98 % (`docs/runtime.md` says what
+/// limits it); this guards what is reached.
+const MEASURED: f64 = 0.92;
 
 #[test]
 fn the_shipped_model_understands_the_held_out_requests() {
@@ -123,6 +123,23 @@ fn the_syscall_chip_writes_the_calls_the_checks_decide_on() {
         assert_eq!(chip["line"], golden["line"], "{r}");
         assert!(chip["cycles"].as_u64().unwrap() > 0);
     }
+    // Every eighth held-out request (each tool, and refusals): the chip's lines are the
+    // golden model's, and as often exactly right.
+    let heldout = std::fs::read_to_string(root().join("agent/eval/syscall-heldout.jsonl")).unwrap();
+    let sample: Vec<&str> = heldout.lines().step_by(8).collect();
+    let sample_file = dir.path().join("sample.jsonl");
+    std::fs::write(&sample_file, sample.join("\n") + "\n").unwrap();
+    let s = sample_file.to_str().unwrap();
+    let chip = understand(&["--device", &device, "--eval", s]);
+    let golden = understand(&["--model", &m, "-z", &tok, "--golden", "--eval", s]);
+    assert_eq!(chip["report"]["cases"], sample.len());
+    assert_eq!(chip["report"]["correct"], golden["report"]["correct"]);
+    let lines = |v: &Value| -> Vec<Value> {
+        let outcomes = v["report"]["outcomes"].as_array().unwrap();
+        outcomes.iter().map(|o| o["got"].clone()).collect()
+    };
+    assert_eq!(lines(&chip), lines(&golden));
+    assert!(chip["mean_cycles_per_call"].as_f64().unwrap() > 0.0);
 
     // Through the system call: capability, execution or staging, the audit log.
     let (ws, state, cap) = agent::setup(dir.path(), &[]);
