@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{build_chip, build_chip_with, open_chip, quick_quant, random_model};
+use common::{build_chip, build_chip_with, open_chip, quick_quant, random_model, FPGA_DATAPATH};
 use etch_compiler::chip::{Datapath, Pipeline};
 use etch_compiler::{ChipSampling, Config, Golden, GoldenDecoder, QuantizedModel, SamplingParams};
 use etch_driver::Sampling;
@@ -135,12 +135,7 @@ fn shapes() -> Vec<Shape> {
             weight_bits: 4,
             group: 64,
             wide: &[],
-            datapath: Datapath {
-                requantizers: 8,
-                pipeline: Pipeline::FPGA,
-                columns: 1,
-                vop_queue: false,
-            },
+            datapath: FPGA_DATAPATH,
         },
         // dim 80 (ten heads of 8, GQA 2, hidden 88) on 16 lanes — the most `etch build`
         // picks by default for it — with two columns and the vector-operation queue.
@@ -195,10 +190,9 @@ fn shapes() -> Vec<Shape> {
             group: 0,
             wide: &[],
             datapath: Datapath {
-                requantizers: 8,
-                pipeline: Pipeline::FPGA,
                 columns: 8,
                 vop_queue: true,
+                ..FPGA_DATAPATH
             },
         },
     ]

@@ -9,8 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{build_chip_with, random_model};
-use etch_compiler::chip::{BuildOptions, Datapath, Pipeline};
+use common::{build_chip_with, random_model, FPGA_DATAPATH};
+use etch_compiler::chip::BuildOptions;
 use etch_compiler::{Config, QuantSettings};
 
 /// The design hash of the tiny chip's netlist, on which router2 was seen to converge:
@@ -19,7 +19,8 @@ use etch_compiler::{Config, QuantSettings};
 /// on which it did not converge within 50 minutes (docs/FPGA.md).
 const CI_DESIGN: &str = "0b21360c";
 
-/// The tiny chip, quantized with the default settings (its netlist is `CI_DESIGN`).
+/// The tiny chip, quantized with the default settings, on the FPGA datapath (its netlist
+/// is `CI_DESIGN`).
 fn small_chip(dir: &std::path::Path) -> PathBuf {
     let config = Config {
         dim: 32,
@@ -33,18 +34,13 @@ fn small_chip(dir: &std::path::Path) -> PathBuf {
     };
     let (ck, tok) = random_model(dir, &config, 3);
     let out = dir.join("chip");
-    // The FPGA datapath (every pipeline register), as `--fit` builds for a board.
+    // The FPGA datapath, as `--fit` builds for a board.
     let options = BuildOptions {
         lanes: 8,
         contexts: 1,
         max_seq: 32,
         quant: QuantSettings::default(),
-        datapath: Datapath {
-            requantizers: 8,
-            pipeline: Pipeline::FPGA,
-            columns: 1,
-            vop_queue: false,
-        },
+        datapath: FPGA_DATAPATH,
     };
     build_chip_with(&ck, &tok, &out, &options);
     // Checked here, before any test places it: a changed netlist fails in seconds

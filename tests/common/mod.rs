@@ -94,24 +94,26 @@ pub const SMALL: Config = Config {
     shared_classifier: true,
 };
 
+/// The datapath of an FPGA build: requantizers shared by blocks of 8 lanes, every
+/// pipeline register.
+pub const FPGA_DATAPATH: Datapath = Datapath {
+    requantizers: 8,
+    pipeline: etch_compiler::chip::Pipeline::FPGA,
+    columns: 1,
+    vop_queue: false,
+};
+
 /// The chip those tests share (16 lanes, two contexts; one design, so one Verilator
 /// build), with its in-process simulator built.
 pub fn small_chip(dir: &Path) -> (PathBuf, Manifest) {
     let (ck, tok) = random_model(dir, &SMALL, 11);
     let out = dir.join("chip");
-    // The datapath of an FPGA build: shared requantizers, every pipeline register.
-    let datapath = Datapath {
-        requantizers: 8,
-        pipeline: etch_compiler::chip::Pipeline::FPGA,
-        columns: 1,
-        vop_queue: false,
-    };
     let options = BuildOptions {
         lanes: 16,
         contexts: 2,
         max_seq: SMALL.seq_len,
         quant: quick_quant(),
-        datapath,
+        datapath: FPGA_DATAPATH,
     };
     let m = build_chip_with(&ck, &tok, &out, &options);
     etch_sim::build(&out, &m.design_hash).unwrap();
