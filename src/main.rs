@@ -429,6 +429,10 @@ pub struct SyscallTrainArgs {
     /// Pairs per step.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Shards of every batch, trained on threads of their own (the weights depend on
+    /// this number, not on the machine's cores)
+    #[arg(long, default_value_t = 2)]
+    pub shards: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,

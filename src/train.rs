@@ -95,6 +95,7 @@ fn plot_loss(curve: &[etch_train::StepLoss], path: &std::path::Path) -> Result<(
 /// `etch train`.
 pub fn train(a: &TrainArgs) -> CliResult {
     let started = Instant::now();
+    etch_train::keep_freed_memory();
     let (Some(out), Some(tokenizer_path)) = (&a.out, &a.tokenizer) else {
         return Err(CliError::Usage(
             "etch train needs -o DIR and -z TOK (or a job: etch train syscall)".into(),
@@ -360,6 +361,7 @@ pub fn heldout_report(
 pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
     use etch_agent::understand::{corpus, eval};
     let started = Instant::now();
+    etch_train::keep_freed_memory();
     let registry = match &a.state {
         Some(state) => etch_agent::Syscalls::open(state)?.registry().clone(),
         None => etch_agent::Registry::default(),
@@ -446,6 +448,7 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
         lr: a.lr,
         seed: a.seed,
         from_start: true,
+        shards: a.shards,
         ..Settings::default()
     };
     let mut model = Model::new(config, a.seed)?;

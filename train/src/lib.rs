@@ -22,6 +22,36 @@ use candle_core::Tensor;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use etch_compiler::{generate, Checkpoint, ReferenceDecoder, SamplingParams, Tokenizer};
 
+/// Tells the C allocator to keep the memory a training step frees for the next step
+/// instead of returning it to the kernel. Every step allocates and frees the same
+/// tensors, hundreds of kilobytes each; by default glibc maps the large ones afresh
+/// and unmaps them after, and the page faults of touching them again took a third of
+/// a training run's time. Changes no result. Process-wide: call it from a program that
+/// trains, not from a library.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // The largest threshold glibc accepts on 64-bit targets is 32 MiB; above it a
+        // block is mapped on its own. Trimming waits for 1 GiB free at the heap's top.
+        const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+        const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+        const TOP_PAD: libc::c_int = 64 << 20;
+        for (param, value) in [
+            (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (libc::M_TOP_PAD, TOP_PAD),
+        ] {
+            // SAFETY: mallopt only sets the allocator's tuning parameters; it takes no
+            // pointers, and glibc serializes it with allocation. A value it refuses
+            // leaves the parameter as it was (the return value, 0, is not an error
+            // worth stopping a training for).
+            unsafe {
+                libc::mallopt(param, value);
+            }
+        }
+    }
+}
+
 /// Training token streams: sequences of ids, each starting with BOS.
 #[derive(Clone, Debug, Default)]
 pub struct Corpus {
@@ -139,6 +169,11 @@ pub struct Settings {
     /// Temperature of the teacher's distribution when distilling: below 1 sharpens it
     /// towards the teacher's first choice.
     pub distill_temperature: f64,
+    /// Shards a step's batch is split into, each shard's forward and backward pass run
+    /// on a thread of its own and the gradients summed in shard order. The result
+    /// depends on this number, not on the cores the machine has: the same settings
+    /// train the same weights everywhere.
+    pub shards: usize,
 }
 
 impl Default for Settings {
@@ -153,6 +188,7 @@ impl Default for Settings {
             seed: 1,
             from_start: false,
             distill_temperature: 1.0,
+            shards: 1,
         }
     }
 }
@@ -183,6 +219,9 @@ fn learning_rate(s: &Settings, step: usize) -> f64 {
 struct Batch {
     /// Positions per window.
     window: usize,
+    /// Per window, the positions up to its last trained-on target (the rest is padding,
+    /// which no earlier position attends to).
+    used: Vec<usize>,
     inputs: Tensor,
     targets: Tensor,
     weights: Option<Tensor>,
@@ -221,6 +260,7 @@ fn draw(
         None => window,
     };
     let (mut inputs, mut targets, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    let mut used = Vec::with_capacity(batch);
     for i in 0..batch {
         let k = match &picks {
             Some(p) => p[i],
@@ -232,6 +272,11 @@ fn draw(
         let max_start = seq.len().saturating_sub(window + 1);
         let start = (rng.uniform() * (max_start + 1) as f64) as usize % (max_start + 1);
         let start = if from_start || masked { 0 } else { start };
+        used.push(if masked {
+            (seq.len() - 1).min(window)
+        } else {
+            window
+        });
         for j in 0..window {
             let at = (start + j).min(seq.len() - 2);
             inputs.push(seq[at]);
@@ -247,6 +292,7 @@ fn draw(
     let dev = model.device();
     Ok(Batch {
         window,
+        used,
         inputs: Tensor::from_vec(inputs, (batch, window), dev)?,
         targets: Tensor::from_vec(targets, batch * window, dev)?,
         weights: if masked {
@@ -258,11 +304,16 @@ fn draw(
 }
 
 /// Cross-entropy of `logits` (`[n][vocab]`) against `targets`, each position weighted
-/// by `weights` (mean over the weighted positions).
-fn weighted_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+/// by `weights`, divided by `n` (the weighted positions of the whole batch, of which
+/// these rows may be a shard).
+fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    n: f64,
+) -> Result<Tensor> {
     let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
     let picked = log_p.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let n = weights.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
     Ok((picked * weights)?.sum_all()?.affine(-1.0 / n, 0.0)?)
 }
 
@@ -339,6 +390,14 @@ pub fn train(
             settings.distill_temperature
         )));
     }
+    if settings.shards == 0 || settings.shards > settings.batch {
+        return Err(TrainError::Invalid(format!(
+            "{} shards of a batch of {} windows: use 1 to {}",
+            settings.shards,
+            settings.batch,
+            settings.batch.max(1)
+        )));
+    }
     if settings.steps == 0 || settings.batch == 0 {
         return Err(TrainError::Invalid(
             "train at least one step of one window".into(),
@@ -354,7 +413,6 @@ pub fn train(
     )?;
     let mut rng = Normal::new(settings.seed ^ 0x005e_ed0f_da7a);
     let mut curve = Vec::with_capacity(settings.steps);
-    let v = model.config.vocab_size;
     for step in 0..settings.steps {
         let lr = learning_rate(settings, step);
         opt.set_learning_rate(lr);
@@ -366,23 +424,11 @@ pub fn train(
             &mut rng,
             model,
         )?;
-        let logits = model
-            .forward(&b.inputs)?
-            .reshape((settings.batch * b.window, v))?;
-        let loss = match (teacher, &b.weights) {
-            (Some(t), _) => soft_cross_entropy(
-                &logits,
-                &t.forward(&b.inputs)?
-                    .reshape((settings.batch * b.window, v))?,
-                settings.distill_temperature,
-            )?,
-            (None, Some(w)) => weighted_cross_entropy(&logits, &b.targets, w)?,
-            (None, None) => candle_nn::loss::cross_entropy(&logits, &b.targets)?,
-        };
-        opt.backward_step(&loss)?;
+        let (loss, grads) = step_gradients(model, teacher, settings, &b)?;
+        opt.step(&grads)?;
         let record = StepLoss {
             step: step + 1,
-            loss: loss.to_scalar::<f32>()?,
+            loss,
             lr,
         };
         if !record.loss.is_finite() {
@@ -395,6 +441,107 @@ pub fn train(
         curve.push(record);
     }
     Ok(curve)
+}
+
+/// The rows of a batch of `batch` windows that shard `k` of `shards` takes: the
+/// batch split into contiguous runs, the first `batch % shards` one row longer.
+fn shard_rows(batch: usize, shards: usize, k: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (batch / shards, batch % shards);
+    let start = k * base + k.min(extra);
+    start..start + base + usize::from(k < extra)
+}
+
+/// One shard's part of a step's loss: the loss of `rows` of batch `b`, scaled so that
+/// the shards' parts add up to the whole batch's loss. A shard runs only the positions
+/// its windows use: padding after them changes nothing before them.
+fn shard_loss(
+    model: &Model,
+    teacher: Option<&Model>,
+    settings: &Settings,
+    b: &Batch,
+    rows: std::ops::Range<usize>,
+    weighted: f64,
+) -> Result<Tensor> {
+    let v = model.config.vocab_size;
+    let n = rows.len();
+    let t = b.used[rows.clone()].iter().copied().max().unwrap_or(1).max(1);
+    let part = |flat: &Tensor| -> Result<Tensor> {
+        Ok(flat
+            .reshape((settings.batch, b.window))?
+            .narrow(0, rows.start, n)?
+            .narrow(1, 0, t)?
+            .contiguous()?
+            .flatten_all()?)
+    };
+    let inputs = b.inputs.narrow(0, rows.start, n)?.narrow(1, 0, t)?.contiguous()?;
+    let logits = model.forward(&inputs)?.reshape((n * t, v))?;
+    // The share of the batch's positions (or windows) these rows are, for losses that
+    // are means over positions.
+    let share = (n * t) as f64 / (settings.batch * b.window) as f64;
+    Ok(match (teacher, &b.weights) {
+        (Some(teacher), _) => soft_cross_entropy(
+            &logits,
+            &teacher.forward(&inputs)?.reshape((n * t, v))?,
+            settings.distill_temperature,
+        )?
+        .affine(share, 0.0)?,
+        (None, Some(w)) => weighted_cross_entropy(&logits, &part(&b.targets)?, &part(w)?, weighted)?,
+        (None, None) => candle_nn::loss::cross_entropy(&logits, &part(&b.targets)?)?.affine(share, 0.0)?,
+    })
+}
+
+/// The loss of batch `b` and its gradient with respect to every parameter: the batch's
+/// shards run on threads of their own, their gradients summed in shard order.
+fn step_gradients(
+    model: &Model,
+    teacher: Option<&Model>,
+    settings: &Settings,
+    b: &Batch,
+) -> Result<(f32, candle_core::backprop::GradStore)> {
+    let weighted = match &b.weights {
+        Some(w) => w.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64,
+        None => 1.0,
+    };
+    let shards = settings.shards;
+    let run = |k: usize| -> Result<(f32, candle_core::backprop::GradStore)> {
+        let loss = shard_loss(
+            model,
+            teacher,
+            settings,
+            b,
+            shard_rows(settings.batch, shards, k),
+            weighted,
+        )?;
+        let grads = loss.backward()?;
+        Ok((loss.to_scalar::<f32>()?, grads))
+    };
+    let mut parts: Vec<Result<(f32, candle_core::backprop::GradStore)>> =
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..shards).map(|k| scope.spawn(move || run(k))).collect();
+            let mut parts = vec![run(0)];
+            for h in others {
+                parts.push(h.join().unwrap_or_else(|_| {
+                    Err(TrainError::Invalid("a training thread panicked".into()))
+                }));
+            }
+            parts
+        });
+    let (mut loss, mut grads) = parts.remove(0)?;
+    for part in parts {
+        let (l, g) = part?;
+        loss += l;
+        for var in model.vars() {
+            let t = var.as_tensor();
+            if let Some(add) = g.get(t) {
+                let sum = match grads.get(t) {
+                    Some(have) => (have + add)?,
+                    None => add.clone(),
+                };
+                grads.insert(t, sum);
+            }
+        }
+    }
+    Ok((loss, grads))
 }
 
 /// What [`calibrate_logit_scale`] found.

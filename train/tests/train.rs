@@ -107,6 +107,7 @@ fn settings(steps: usize, lr: f64) -> Settings {
         seed: 5,
         from_start: false,
         distill_temperature: 1.0,
+        shards: 1,
     }
 }
 
