@@ -38,6 +38,7 @@ mod spad {
     pub const CPL: u32 = 16; // 4 words: the completion
     pub const REC: u32 = 20; // 2 words: a token or score record
     pub const REASON: u32 = 22; // why a GENERATE stopped
+    pub const KV_ONLY: u32 = 23; // 1: the forward pass stops at the last keys and values
     pub const CTX: u32 = 32; // 2 words per context: valid, position
     pub const TOK: u32 = 96; // 2 words: a beat of tokens
     pub const BLOCK: u32 = 128; // 32 words: identify block, save header
@@ -340,6 +341,7 @@ fn constants(w: &mut String, model: &QuantizedModel, l: &Layout) {
         ("RS_FULL", reason::CONTEXT_FULL as i64),
         ("RS_ABORT", reason::ABORTED as i64),
         ("REASON", spad::REASON as i64),
+        ("KV_ONLY", spad::KV_ONLY as i64),
         ("F_DEBUG", flags::DEBUG_LOGITS as i64),
         ("F_LAST", flags::LAST_LOGITS as i64),
         ("SAVE_MAGIC", SAVE_MAGIC as i64),
@@ -654,7 +656,15 @@ fn forward(w: &mut String, rows: &Rows, l: &Layout) {
         w,
         "
 ; ---- the forward pass: r1 token, r2 position, r3 context
+; forward_keys stops at the last layer's keys and values: for a token whose logits
+; nobody reads, the rest of the last layer feeds only the final norm and the classifier
+forward_keys:
+    li r5, 1
+    st r5, KV_ONLY(r0)
+    jmp forward_body
 forward:
+    st r0, KV_ONLY(r0)
+forward_body:
     shri r4, r1, LG
     muli r5, r4, EMB_STRIDE
     addi r5, r5, EMB_BASE
@@ -670,15 +680,24 @@ forward:
         .iter()
         .map(|r| format!("    vop rope, {r}\n"))
         .collect();
+    let last = rows.layers.len().saturating_sub(1);
     for (i, r) in rows.layers.iter().enumerate() {
+        let (load_kv_only, stop_at_keys) = if i == last {
+            (
+                "    ld r5, KV_ONLY(r0)\n",
+                "    bne r5, r0, forward_end\n",
+            )
+        } else {
+            ("", "")
+        };
         let _ = writeln!(
             w,
             "    ; layer {i}
-    addi r8, r7, {base}
+{load_kv_only}    addi r8, r7, {base}
     vop rmsnorm, {an}
     vop matvec, {wqkv}
 {rope}    vop kvstore, {kvs}, r2, r8
-    vop attn, {at}, r2, r8
+{stop_at_keys}    vop attn, {at}, r2, r8
     vop matvec, {wo}
     vop add, {add}
     vop rmsnorm, {fnorm}
@@ -703,7 +722,8 @@ forward:
     }
     let _ = writeln!(
         w,
-        "    jr r15
+        "forward_end:
+    jr r15
 
 ; ---- the logits of the forward pass just run: the final norm and the classifier
 classify:
@@ -776,21 +796,27 @@ prefill_loop:
     beq r14, r6, complete
     add r6, r14, r0
     call load_token
-    call forward
 ; the logits only where they are asked for: every step in debug mode, the last one
-; with F_LAST (to B); otherwise no final norm and no classifier
+; with F_LAST (to B); the other tokens only fill the context, so their forward pass
+; stops at the last layer's keys and values (no final norm, no classifier)
     andi r5, r13, F_DEBUG
     bne r5, r0, prefill_debug
     andi r5, r13, F_LAST
-    beq r5, r0, prefill_next
+    beq r5, r0, prefill_keys
     addi r5, r14, 1
     ld r6, C_COUNT(r0)
-    bne r5, r6, prefill_next
+    beq r5, r6, prefill_last
+prefill_keys:
+    call forward_keys
+    jmp prefill_next
+prefill_last:
+    call forward
     call classify
     ldd r4, C_ADDR_B(r0)
     call dump_at
     jmp prefill_next
 prefill_debug:
+    call forward
     call classify
     call debug_dump
 prefill_next:

@@ -321,3 +321,73 @@ fn logit_calibration_keeps_the_ranking_and_restores_a_sharpened_students_confide
         .unwrap();
     assert_ne!(teacher_norm, student_norm);
 }
+
+/// The first step's loss and the weights after a few steps, for `shards` shards of a
+/// batch of 8 (with `teacher`, distilled; with a prompt/completion corpus, masked).
+fn sharded_run(
+    corpus: &Corpus,
+    teacher: Option<&Model>,
+    shards: usize,
+    from_start: bool,
+) -> (f32, Vec<f32>) {
+    let settings = Settings {
+        shards,
+        from_start,
+        ..settings(6, 3e-3)
+    };
+    let mut model = Model::new(tiny(), 11).unwrap();
+    let curve = train(&mut model, corpus, &settings, teacher, &mut |_| {}).unwrap();
+    (
+        curve[0].loss,
+        model.checkpoint("m").unwrap().floats().to_vec(),
+    )
+}
+
+#[test]
+fn a_batch_split_into_shards_trains_like_the_whole_batch() {
+    let windows = patterned();
+    let mut rng = Normal::new(3);
+    let pairs = Corpus::from_pairs((0..64).map(|_| {
+        let n = 2 + (rng.uniform() * 9.0) as usize;
+        let prompt: Vec<u32> = std::iter::once(1)
+            .chain((0..n).map(|_| 3 + (rng.uniform() * 29.0) as u32 % 29))
+            .collect();
+        (prompt, vec![4, 9, 2])
+    }));
+    let teacher = Model::new(tiny(), 12).unwrap();
+    for (what, corpus, teacher, from_start) in [
+        ("windows", &windows, None, false),
+        ("prompts and completions", &pairs, None, true),
+        ("distillation", &windows, Some(&teacher), false),
+    ] {
+        let (loss1, weights1) = sharded_run(corpus, teacher, 1, from_start);
+        // Three shards of 3, 3 and 2 windows; shorter shards run fewer positions.
+        let (loss3, weights3) = sharded_run(corpus, teacher, 3, from_start);
+        assert!(
+            (loss1 - loss3).abs() < 1e-5 * loss1.abs(),
+            "{what}: first-step loss {loss1} whole, {loss3} in shards"
+        );
+        let worst = weights1
+            .iter()
+            .zip(&weights3)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: weights differ by {worst} after 6 steps");
+        // Sharded training is deterministic too: its threads add in shard order.
+        assert_eq!(
+            sharded_run(corpus, teacher, 3, from_start).1,
+            weights3,
+            "{what}"
+        );
+    }
+    // More shards than windows, or none, is refused.
+    let mut model = Model::new(tiny(), 11).unwrap();
+    for shards in [0, 9] {
+        let s = Settings {
+            shards,
+            ..settings(1, 1e-3)
+        };
+        let err = train(&mut model, &windows, &s, None, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("shards"), "{err}");
+    }
+}
