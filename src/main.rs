@@ -379,6 +379,10 @@ pub struct TrainArgs {
     /// Windows per step.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Shards of every batch, trained on threads of their own (the weights depend on
+    /// this number, not on the machine's cores; 1 is the arithmetic of the whole batch)
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
     /// Positions per window [default: the context].
     #[arg(long)]
     pub window: Option<usize>,

@@ -205,6 +205,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         seed: a.seed,
         from_start: a.from_start,
         distill_temperature: a.distill_temperature,
+        shards: a.shards,
         ..Settings::default()
     };
     let mut model = match &init {

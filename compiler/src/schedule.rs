@@ -683,10 +683,7 @@ forward_body:
     let last = rows.layers.len().saturating_sub(1);
     for (i, r) in rows.layers.iter().enumerate() {
         let (load_kv_only, stop_at_keys) = if i == last {
-            (
-                "    ld r5, KV_ONLY(r0)\n",
-                "    bne r5, r0, forward_end\n",
-            )
+            ("    ld r5, KV_ONLY(r0)\n", "    bne r5, r0, forward_end\n")
         } else {
             ("", "")
         };

@@ -464,7 +464,12 @@ fn shard_loss(
 ) -> Result<Tensor> {
     let v = model.config.vocab_size;
     let n = rows.len();
-    let t = b.used[rows.clone()].iter().copied().max().unwrap_or(1).max(1);
+    let t = b.used[rows.clone()]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let part = |flat: &Tensor| -> Result<Tensor> {
         Ok(flat
             .reshape((settings.batch, b.window))?
@@ -473,7 +478,11 @@ fn shard_loss(
             .contiguous()?
             .flatten_all()?)
     };
-    let inputs = b.inputs.narrow(0, rows.start, n)?.narrow(1, 0, t)?.contiguous()?;
+    let inputs = b
+        .inputs
+        .narrow(0, rows.start, n)?
+        .narrow(1, 0, t)?
+        .contiguous()?;
     let logits = model.forward(&inputs)?.reshape((n * t, v))?;
     // The share of the batch's positions (or windows) these rows are, for losses that
     // are means over positions.
@@ -485,8 +494,12 @@ fn shard_loss(
             settings.distill_temperature,
         )?
         .affine(share, 0.0)?,
-        (None, Some(w)) => weighted_cross_entropy(&logits, &part(&b.targets)?, &part(w)?, weighted)?,
-        (None, None) => candle_nn::loss::cross_entropy(&logits, &part(&b.targets)?)?.affine(share, 0.0)?,
+        (None, Some(w)) => {
+            weighted_cross_entropy(&logits, &part(&b.targets)?, &part(w)?, weighted)?
+        }
+        (None, None) => {
+            candle_nn::loss::cross_entropy(&logits, &part(&b.targets)?)?.affine(share, 0.0)?
+        }
     })
 }
 

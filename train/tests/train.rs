@@ -372,7 +372,10 @@ fn a_batch_split_into_shards_trains_like_the_whole_batch() {
             .zip(&weights3)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(worst < 1e-4, "{what}: weights differ by {worst} after 6 steps");
+        assert!(
+            worst < 1e-4,
+            "{what}: weights differ by {worst} after 6 steps"
+        );
         // Sharded training is deterministic too: its threads add in shard order.
         assert_eq!(
             sharded_run(corpus, teacher, 3, from_start).1,
