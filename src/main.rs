@@ -52,7 +52,7 @@ enum Command {
     Build(BuildArgs),
     /// Train a small llama2.c-format model on the CPU: on a text, or on the stories a
     /// teacher model writes (a model of another shape to mint).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Simulate a built chip cycle-accurately (Verilator) and generate with it.
     Sim(SimArgs),
     /// Measure chips of several lane counts on the greedy story: cycles per token,
