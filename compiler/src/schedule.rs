@@ -9,7 +9,7 @@
 //!
 //! The source is written one routine at a time — [`boot_and_dispatch`],
 //! [`completion`], [`context_helpers`], [`cmd_identify`], [`cmd_contexts`],
-//! [`forward`], [`per_token_helpers`], [`cmd_prefill`], [`cmd_generate`],
+//! [`forward`], [`classify`], [`per_token_helpers`], [`cmd_prefill`], [`cmd_generate`],
 //! [`cmd_score`], [`cmd_save`], [`cmd_restore`] — after the constants and the
 //! parameter table ([`Rows`], typed by `etch_firmware::vparams`).
 //!
@@ -38,7 +38,6 @@ mod spad {
     pub const CPL: u32 = 16; // 4 words: the completion
     pub const REC: u32 = 20; // 2 words: a token or score record
     pub const REASON: u32 = 22; // why a GENERATE stopped
-    pub const KV_ONLY: u32 = 23; // 1: the forward pass stops at the last keys and values
     pub const CTX: u32 = 32; // 2 words per context: valid, position
     pub const TOK: u32 = 96; // 2 words: a beat of tokens
     pub const BLOCK: u32 = 128; // 32 words: identify block, save header
@@ -65,6 +64,7 @@ pub fn firmware(model: &QuantizedModel, layout: &Layout) -> Result<Firmware> {
     cmd_identify(&mut w);
     cmd_contexts(&mut w);
     forward(&mut w, &rows, layout);
+    classify(&mut w, &rows);
     per_token_helpers(&mut w, &rows);
     cmd_prefill(&mut w);
     cmd_generate(&mut w, &rows);
@@ -341,7 +341,6 @@ fn constants(w: &mut String, model: &QuantizedModel, l: &Layout) {
         ("RS_FULL", reason::CONTEXT_FULL as i64),
         ("RS_ABORT", reason::ABORTED as i64),
         ("REASON", spad::REASON as i64),
-        ("KV_ONLY", spad::KV_ONLY as i64),
         ("F_DEBUG", flags::DEBUG_LOGITS as i64),
         ("F_LAST", flags::LAST_LOGITS as i64),
         ("SAVE_MAGIC", SAVE_MAGIC as i64),
@@ -646,26 +645,34 @@ cmd_destroy:
     );
 }
 
-/// The forward pass, `run.c`'s `forward()`: embedding, RoPE angles, every layer, the
-/// final norm and the classifier.
+/// The forward pass, `run.c`'s `forward()` up to the logits: embedding, RoPE angles,
+/// every layer. Two routines: `forward`, the whole pass, and
+/// `forward_keys`, the same pass stopped at the last layer's keys and values, for a
+/// PREFILL token whose logits nobody reads (the rest of the last layer feeds only the
+/// final norm and the classifier). Two copies of the code rather than a flag, so that
+/// the whole pass spends no instruction on the choice.
 fn forward(w: &mut String, rows: &Rows, l: &Layout) {
+    emit(
+        w,
+        "\n; ---- the forward pass: r1 token, r2 position, r3 context\nforward:",
+    );
+    forward_pass(w, rows, l, false);
+    emit(
+        w,
+        "\n; ---- the same pass stopped at the last layer's keys and values\nforward_keys:",
+    );
+    forward_pass(w, rows, l, true);
+}
+
+/// One forward pass's instructions, ending in `jr r15`; with `keys_only`, stopped after
+/// the last layer's key/value store.
+fn forward_pass(w: &mut String, rows: &Rows, l: &Layout, keys_only: bool) {
     // With the queue, operations that read nothing the one before writes say so:
     // the angles after the embedding, w3 after w1 (both read the normed x).
     let indep = if l.vop_queue { ", indep" } else { "" };
     let _ = writeln!(
         w,
-        "
-; ---- the forward pass: r1 token, r2 position, r3 context
-; forward_keys stops at the last layer's keys and values: for a token whose logits
-; nobody reads, the rest of the last layer feeds only the final norm and the classifier
-forward_keys:
-    li r5, 1
-    st r5, KV_ONLY(r0)
-    jmp forward_body
-forward:
-    st r0, KV_ONLY(r0)
-forward_body:
-    shri r4, r1, LG
+        "    shri r4, r1, LG
     muli r5, r4, EMB_STRIDE
     addi r5, r5, EMB_BASE
     addi r6, r4, EMB_REQ
@@ -682,19 +689,24 @@ forward_body:
         .collect();
     let last = rows.layers.len().saturating_sub(1);
     for (i, r) in rows.layers.iter().enumerate() {
-        let (load_kv_only, stop_at_keys) = if i == last {
-            ("    ld r5, KV_ONLY(r0)\n", "    bne r5, r0, forward_end\n")
-        } else {
-            ("", "")
-        };
         let _ = writeln!(
             w,
             "    ; layer {i}
-{load_kv_only}    addi r8, r7, {base}
+    addi r8, r7, {base}
     vop rmsnorm, {an}
     vop matvec, {wqkv}
-{rope}    vop kvstore, {kvs}, r2, r8
-{stop_at_keys}    vop attn, {at}, r2, r8
+{rope}    vop kvstore, {kvs}, r2, r8",
+            base = i * l.rows_per_layer,
+            an = r.att_norm,
+            wqkv = r.wqkv,
+            kvs = rows.kvstore,
+        );
+        if keys_only && i == last {
+            break;
+        }
+        let _ = writeln!(
+            w,
+            "    vop attn, {at}, r2, r8
     vop matvec, {wo}
     vop add, {add}
     vop rmsnorm, {fnorm}
@@ -703,10 +715,6 @@ forward_body:
     vop swiglu, {sw}
     vop matvec, {w2}
     vop add, {add}",
-            base = i * l.rows_per_layer,
-            an = r.att_norm,
-            wqkv = r.wqkv,
-            kvs = rows.kvstore,
             at = r.attn,
             wo = r.wo,
             add = rows.add,
@@ -717,11 +725,14 @@ forward_body:
             w2 = r.w2,
         );
     }
+    emit(w, "    jr r15");
+}
+
+/// The final norm and the classifier, after a forward pass.
+fn classify(w: &mut String, rows: &Rows) {
     let _ = writeln!(
         w,
-        "forward_end:
-    jr r15
-
+        "
 ; ---- the logits of the forward pass just run: the final norm and the classifier
 classify:
     vop rmsnorm, {}
