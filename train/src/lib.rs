@@ -540,10 +540,11 @@ fn step_gradients(
             parts
         });
     let (mut loss, mut grads) = parts.remove(0)?;
+    let vars = model.vars();
     for part in parts {
         let (l, g) = part?;
         loss += l;
-        for var in model.vars() {
+        for var in &vars {
             let t = var.as_tensor();
             if let Some(add) = g.get(t) {
                 let sum = match grads.get(t) {
