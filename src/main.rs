@@ -383,10 +383,6 @@ pub struct TrainArgs {
     /// this number, not on the machine's cores; 1 is the arithmetic of the whole batch)
     #[arg(long, default_value_t = 1)]
     pub shards: usize,
-    /// End with an exponential moving average of the weights over the steps after
-    /// the warm-up, with this decay per step (0, the default: the last step's weights).
-    #[arg(long, value_name = "DECAY", default_value_t = 0.0)]
-    pub weight_average: f64,
     /// Positions per window [default: the context].
     #[arg(long)]
     pub window: Option<usize>,
@@ -441,11 +437,6 @@ pub struct SyscallTrainArgs {
     /// this number, not on the machine's cores)
     #[arg(long, default_value_t = 2)]
     pub shards: usize,
-    /// End with an exponential moving average of the weights over the steps after
-    /// the warm-up, with this decay per step (0: the last step's weights). The average
-    /// of the last few hundred steps depends less on the last batches and on rounding.
-    #[arg(long, value_name = "DECAY", default_value_t = 0.998)]
-    pub weight_average: f64,
     /// Peak learning rate.
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,

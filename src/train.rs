@@ -206,7 +206,6 @@ pub fn train(a: &TrainArgs) -> CliResult {
         from_start: a.from_start,
         distill_temperature: a.distill_temperature,
         shards: a.shards,
-        weight_average: (a.weight_average != 0.0).then_some(a.weight_average),
         ..Settings::default()
     };
     let mut model = match &init {
@@ -451,7 +450,6 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
         seed: a.seed,
         from_start: true,
         shards: a.shards,
-        weight_average: (a.weight_average != 0.0).then_some(a.weight_average),
         ..Settings::default()
     };
     let mut model = Model::new(config, a.seed)?;

@@ -174,12 +174,6 @@ pub struct Settings {
     /// depends on this number, not on the cores the machine has: the same settings
     /// train the same weights everywhere.
     pub shards: usize,
-    /// Keep an exponential moving average of the weights over the steps after the
-    /// warm-up, with this decay per step, and end with the average instead of the last
-    /// step's weights (`None`: the last step's). An average over the last few hundred
-    /// steps is less at the mercy of the last batches, and of rounding, than any one
-    /// step's weights.
-    pub weight_average: Option<f64>,
 }
 
 impl Default for Settings {
@@ -195,7 +189,6 @@ impl Default for Settings {
             from_start: false,
             distill_temperature: 1.0,
             shards: 1,
-            weight_average: None,
         }
     }
 }
@@ -410,14 +403,6 @@ pub fn train(
             "train at least one step of one window".into(),
         ));
     }
-    if let Some(d) = settings.weight_average {
-        if !(0.0..1.0).contains(&d) {
-            return Err(TrainError::Invalid(format!(
-                "a weight average's decay of {d} is not in [0, 1)"
-            )));
-        }
-    }
-    let mut average = WeightAverage::new(settings.weight_average, model.vars());
     let mut opt = AdamW::new(
         model.vars(),
         ParamsAdamW {
@@ -441,9 +426,6 @@ pub fn train(
         )?;
         let (loss, grads) = step_gradients(model, teacher, settings, &b)?;
         opt.step(&grads)?;
-        if step + 1 >= settings.warmup {
-            average.update()?;
-        }
         let record = StepLoss {
             step: step + 1,
             loss,
@@ -458,50 +440,7 @@ pub fn train(
         progress(&record);
         curve.push(record);
     }
-    average.install()?;
     Ok(curve)
-}
-
-/// An exponential moving average of a model's weights: `avg ← d·avg + (1 − d)·w`
-/// after every step it is updated, starting from the weights of its first update.
-struct WeightAverage {
-    decay: Option<f64>,
-    vars: Vec<candle_core::Var>,
-    average: Vec<Tensor>,
-}
-
-impl WeightAverage {
-    fn new(decay: Option<f64>, vars: Vec<candle_core::Var>) -> Self {
-        WeightAverage {
-            decay,
-            vars,
-            average: Vec::new(),
-        }
-    }
-
-    fn update(&mut self) -> Result<()> {
-        let Some(d) = self.decay else {
-            return Ok(());
-        };
-        if self.average.is_empty() {
-            for v in &self.vars {
-                self.average.push(v.as_tensor().copy()?);
-            }
-            return Ok(());
-        }
-        for (avg, v) in self.average.iter_mut().zip(&self.vars) {
-            *avg = ((avg.affine(d, 0.0)?) + v.as_tensor().affine(1.0 - d, 0.0)?)?;
-        }
-        Ok(())
-    }
-
-    /// The average becomes the model's weights (nothing happens without one).
-    fn install(self) -> Result<()> {
-        for (v, avg) in self.vars.iter().zip(&self.average) {
-            v.set(avg)?;
-        }
-        Ok(())
-    }
 }
 
 /// The rows of a batch of `batch` windows that shard `k` of `shards` takes: the
@@ -698,29 +637,4 @@ fn search_logit_scale(
         loss_before,
         loss_after,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_weight_average_is_an_exponential_moving_average() {
-        let dev = candle_core::Device::Cpu;
-        let var = candle_core::Var::from_vec(vec![1f32, -2.0], 2, &dev).unwrap();
-        let mut avg = WeightAverage::new(Some(0.75), vec![var.clone()]);
-        // The first update starts the average at the weights; later ones blend.
-        for w in [[1f32, -2.0], [5.0, 2.0], [9.0, 6.0]] {
-            var.set(&Tensor::from_vec(w.to_vec(), 2, &dev).unwrap())
-                .unwrap();
-            avg.update().unwrap();
-        }
-        avg.install().unwrap();
-        // (0.75 · 1 + 0.25 · 5) · 0.75 + 0.25 · 9 = 3.75; likewise 0.75 for the second.
-        assert_eq!(var.as_tensor().to_vec1::<f32>().unwrap(), vec![3.75, 0.75]);
-        // Without a decay the weights stay as trained.
-        let kept = WeightAverage::new(None, vec![var.clone()]);
-        kept.install().unwrap();
-        assert_eq!(var.as_tensor().to_vec1::<f32>().unwrap(), vec![3.75, 0.75]);
-    }
 }

@@ -108,7 +108,6 @@ fn settings(steps: usize, lr: f64) -> Settings {
         from_start: false,
         distill_temperature: 1.0,
         shards: 1,
-        weight_average: None,
     }
 }
 
@@ -393,47 +392,5 @@ fn a_batch_split_into_shards_trains_like_the_whole_batch() {
         };
         let err = train(&mut model, &windows, &s, None, &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("shards"), "{err}");
-    }
-}
-
-#[test]
-fn training_can_end_on_an_average_of_its_weights() {
-    let corpus = patterned();
-    let held_out = patterned();
-    let plain = settings(150, 3e-3);
-    let mut last = Model::new(tiny(), 2).unwrap();
-    let before = evaluate(&last, &held_out, 20).unwrap();
-    let last_loss = train_then_evaluate(&mut last, &corpus, &held_out, &plain, None);
-    // The average of the steps after the warm-up learns the corpus too, and is not
-    // the last step's weights.
-    let averaged = Settings {
-        weight_average: Some(0.9),
-        ..plain.clone()
-    };
-    let mut model = Model::new(tiny(), 2).unwrap();
-    let loss = train_then_evaluate(&mut model, &corpus, &held_out, &averaged, None);
-    assert!(loss < 0.3 * before, "held-out loss {before} → {loss}");
-    assert!(
-        (loss - last_loss).abs() < 0.2 * last_loss,
-        "{loss} vs {last_loss}"
-    );
-    let floats = |m: &Model| m.checkpoint("m").unwrap().floats().to_vec();
-    assert_ne!(floats(&model), floats(&last));
-    // A decay of 0 keeps only the last step: the plain training's weights exactly.
-    let mut zero = Model::new(tiny(), 2).unwrap();
-    let none_kept = Settings {
-        weight_average: Some(0.0),
-        ..plain.clone()
-    };
-    train(&mut zero, &corpus, &none_kept, None, &mut |_| {}).unwrap();
-    assert_eq!(floats(&zero), floats(&last));
-    // A decay outside [0, 1) is refused.
-    for decay in [1.0, -0.5, f64::NAN] {
-        let bad = Settings {
-            weight_average: Some(decay),
-            ..plain.clone()
-        };
-        let err = train(&mut zero, &corpus, &bad, None, &mut |_| {}).unwrap_err();
-        assert!(err.to_string().contains("decay"), "{err}");
     }
 }
