@@ -565,6 +565,14 @@ pub struct BenchArgs {
     /// (`fmax_source: "placement"`), in minutes where routing may take hours.
     #[arg(long, requires = "board")]
     pub place_only: bool,
+    /// With --board: nextpnr's router, router1 or router2 (`etch synth --router`).
+    #[arg(
+        long,
+        value_name = "ROUTER",
+        default_value = "router2",
+        requires = "board"
+    )]
+    pub router: String,
     /// Forward passes of the greedy story.
     #[arg(short = 'n', long = "steps", default_value_t = 256)]
     pub steps: usize,
@@ -668,6 +676,11 @@ pub struct SynthArgs {
     /// (minutes, where routing a nearly full part can take hours).
     #[arg(long, conflicts_with = "synth_only")]
     pub place_only: bool,
+    /// nextpnr's router: router2 (fast where the design routes easily) or router1
+    /// (slower, but finishes the stories260K chips whose block RAMs are nearly all in
+    /// use, where router2 stalls).
+    #[arg(long, value_name = "ROUTER", default_value = "router2")]
+    pub router: String,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -32,8 +32,48 @@ pub struct Request {
     /// Place but do not route: Fmax is the placer's estimate, no bitstream (a figure
     /// in minutes where routing a full part takes hours).
     pub place_only: bool,
+    /// nextpnr's router.
+    pub router: Router,
     /// Extra nextpnr arguments (e.g. `--seed 7`).
     pub nextpnr_args: Vec<String>,
+}
+
+/// nextpnr's two routers. `router2` (the default) routes the CI's small chip in
+/// minutes; on the stories260K chips, whose block RAMs are nearly all in use, it
+/// stalls at thousands of overused wires, where `router1`, which routes one arc at a
+/// time and rips up what is in its way, finishes (`docs/FPGA.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Router {
+    /// Arc by arc, ripping up what is in the way.
+    Router1,
+    /// Negotiated congestion over all nets at once.
+    #[default]
+    Router2,
+}
+
+impl Router {
+    /// The name nextpnr's `--router` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Router::Router1 => "router1",
+            Router::Router2 => "router2",
+        }
+    }
+}
+
+impl std::str::FromStr for Router {
+    type Err = FpgaError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "router1" => Ok(Router::Router1),
+            "router2" => Ok(Router::Router2),
+            other => Err(FpgaError::Request(format!(
+                "no router {other:?}: nextpnr's are router1 and router2"
+            ))),
+        }
+    }
 }
 
 /// The clock and link of a request, checked: the target, the clock the chip gets (from
@@ -358,7 +398,8 @@ impl<'a> Workspace<'a> {
             .all(|p| modified(&p).is_some_and(|m| m <= netlist))
     }
 
-    /// nextpnr with the static placer and router2, the report in `pnr.json`.
+    /// nextpnr with the static placer and the request's router, the report in
+    /// `pnr.json`.
     fn place_and_route(
         &self,
         req: &Request,
@@ -387,7 +428,7 @@ impl<'a> Workspace<'a> {
             "--placer".into(),
             "static".into(),
             "--router".into(),
-            "router2".into(),
+            req.router.name().into(),
         ];
         let family = self.target.family();
         let (ext, flag, allow) = match family {
@@ -505,8 +546,19 @@ mod tests {
             quick: false,
             synth_only: false,
             place_only: false,
+            router: Router::default(),
             nextpnr_args: vec![],
         }
+    }
+
+    #[test]
+    fn routers_are_named_as_nextpnr_names_them() {
+        for r in [Router::Router1, Router::Router2] {
+            assert_eq!(r.name().parse::<Router>().unwrap(), r);
+        }
+        assert_eq!(Router::default(), Router::Router2);
+        let err = "router3".parse::<Router>().unwrap_err().to_string();
+        assert!(err.contains("router1 and router2"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,6 @@ pub mod tools;
 
 pub use board::Board;
 pub use error::{FpgaError, Result};
-pub use flow::{synthesize, Plan, Request};
+pub use flow::{synthesize, Plan, Request, Router};
 pub use report::Report;
 pub use target::{Family, Resources, Target};

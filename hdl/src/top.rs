@@ -819,7 +819,7 @@ fn embed_column(s: &Shape) -> String {
 /// The 8-bit weight operand of lane `lane` for column `col` of the word (constants or
 /// signals): its field of the weight word, or its sign-extended 4-bit code, times its
 /// 4-bit group scale when the weights have group scales (`|code · scale| ≤ 8 · 15`,
-/// within int8), or its byte of the wide ROM's word when the address selected that.
+/// within int8; in logic, not a multiplier), or its byte of the wide ROM's word when the address selected that.
 fn lane_weight(p: &ChipParams, lane: &str, col: &str) -> String {
     let c = p.datapath.columns;
     // The field index: lane-major, `columns` fields per lane.
@@ -835,7 +835,13 @@ fn lane_weight(p: &ChipParams, lane: &str, col: &str) -> String {
     }
     let code = format!("{{{{4{{wrom_data[4 * {f} + 3]}}}}, wrom_data[4 * {f} +: 4]}}");
     let narrow = if p.weight_group != 0 {
-        format!("8'({code} * {{4'd0, srom_data[4 * {lane} +: 4]}})")
+        // Shifts and adds, not `*`: a product yosys would give a DSP of its own
+        // (a lane's worth of them over the part's 156 on a grouped 32-lane chip).
+        // Modulo 256 the partial products add up to the product, which fits int8.
+        let terms: Vec<String> = (0..4)
+            .map(|b| format!("(srom_data[4 * {lane} + {b}] ? {code} << {b} : 8'd0)"))
+            .collect();
+        format!("8'({})", terms.join(" + "))
     } else {
         code
     };
