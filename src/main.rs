@@ -565,11 +565,11 @@ pub struct BenchArgs {
     /// (`fmax_source: "placement"`), in minutes where routing may take hours.
     #[arg(long, requires = "board")]
     pub place_only: bool,
-    /// With --board: nextpnr's router, router1 or router2 (`etch synth --router`).
+    /// With --board: nextpnr's router, auto, router1 or router2 (`etch synth --router`).
     #[arg(
         long,
         value_name = "ROUTER",
-        default_value = "router2",
+        default_value = "auto",
         requires = "board"
     )]
     pub router: String,
@@ -676,10 +676,11 @@ pub struct SynthArgs {
     /// (minutes, where routing a nearly full part can take hours).
     #[arg(long, conflicts_with = "synth_only")]
     pub place_only: bool,
-    /// nextpnr's router: router2 (fast where the design routes easily) or router1
+    /// nextpnr's router: router2 (fast where the design routes easily), router1
     /// (slower, but finishes the stories260K chips whose block RAMs are nearly all in
-    /// use, where router2 stalls).
-    #[arg(long, value_name = "ROUTER", default_value = "router2")]
+    /// use, where router2 stalls), or auto: router1 when more than half the block RAMs
+    /// are in use.
+    #[arg(long, value_name = "ROUTER", default_value = "auto")]
     pub router: String,
     /// Print the report as JSON.
     #[arg(long)]

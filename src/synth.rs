@@ -78,8 +78,11 @@ fn print_report(a: &SynthArgs, report: &Report) {
         "  link         {} baud (divisor {}): etch run --device serial:PORT,{}",
         report.baud, report.uart_divisor, report.baud
     );
+    let router = report
+        .router
+        .map_or(String::new(), |r| format!(" ({})", r.name()));
     println!(
-        "  time         synth {:.0} s, place and route {:.0} s, pack {:.0} s",
+        "  time         synth {:.0} s, place and route {:.0} s{router}, pack {:.0} s",
         report.seconds.synth, report.seconds.pnr, report.seconds.pack
     );
 }

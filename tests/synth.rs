@@ -118,6 +118,8 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert_eq!(report["package"], "CABGA381");
     assert_eq!(report["freq_mhz"], 25.0);
     assert_eq!(report["uart_divisor"], 25);
+    // A third of the block RAMs: `--router auto` keeps router2, which converges here.
+    assert_eq!(report["router"], "router2");
     assert_eq!(report["synth_only"], false);
     assert_eq!(report["quick"], false);
     assert_eq!(report["bitstream"], "fpga/ecp5-85k/etch.bit");
@@ -152,6 +154,7 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["synth_only"], true);
     assert!(again["bitstream"].is_null() && again["fmax_mhz"].is_null());
+    assert!(again["router"].is_null(), "no router ran: {again}");
     assert!(again["seconds"]["synth"].as_f64().unwrap() < 5.0, "{again}");
     check_utilization(&again["utilization"]);
 

@@ -40,11 +40,16 @@ pub struct DesignShape {
 /// positions, int4, `fpga` pipeline) with 64 lanes and 8 requantizers (76,536 LUTs,
 /// 45,871 flip-flops) and 32 lanes and 16 requantizers (58,728 and 30,751); the head
 /// and requantizer figures from a hierarchical synthesis of the 64-lane chip.
+/// (Both with one scale per weight row.)
 const LUT_BASE: f64 = 14_040.0;
 const LUT_PER_LANE: f64 = 649.0;
 const LUT_PER_REQUANTIZER: f64 = 990.0;
 const LUT_PER_HEAD: f64 = 1_230.0;
 const LUT_PER_SIGMOID: f64 = 400.0;
+/// With group scales, each lane's (and column's) 4-bit code times its scale, in shifts
+/// and adds, and the scale ROM's select: calibrated on the 32-lane, 16-requantizer
+/// chip with a scale per 16 weights (60,892 LUTs).
+const LUT_PER_GROUP_SCALED_LANE: f64 = 66.0;
 /// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
 const FF_BASE: f64 = 10_050.0;
 const FF_PER_LANE: f64 = 476.0;
@@ -93,11 +98,17 @@ pub fn estimate(d: &DesignShape) -> Resources {
         d.head_units as f64,
         d.sigmoid_units as f64,
     );
+    let grouped = d.memories.iter().any(|&(name, _, _)| name == "scales");
     let luts = LUT_BASE
         + LUT_PER_LANE * l
         + LUT_PER_REQUANTIZER * r
         + LUT_PER_HEAD * h
-        + LUT_PER_SIGMOID * s;
+        + LUT_PER_SIGMOID * s
+        + if grouped {
+            LUT_PER_GROUP_SCALED_LANE * l * d.columns.max(1) as f64
+        } else {
+            0.0
+        };
     let mut ffs =
         FF_BASE + FF_PER_LANE * l + FF_PER_REQUANTIZER * r + FF_PER_HEAD * h + FF_PER_SIGMOID * s;
     if d.pipeline == Pipeline::ASIC {
@@ -196,5 +207,15 @@ mod tests {
             close(e32.luts, 58_728.0) && close(e32.ffs, 30_751.0),
             "{e32:?}"
         );
+        // The same chip with a scale per 16 weights (`--fit ulx3s`'s choice): each lane's
+        // code times its scale in logic, 131 multipliers as the model says.
+        let mut scaled = d32.memories.clone();
+        scaled.push(("scales", 4 * 32, 8_504 / 16));
+        let g32 = estimate(&DesignShape {
+            memories: scaled,
+            ..d32
+        });
+        assert!(close(g32.luts, 60_892.0), "{g32:?}");
+        assert_eq!(g32.dsps, 131);
     }
 }

@@ -38,26 +38,38 @@ pub struct Request {
     pub nextpnr_args: Vec<String>,
 }
 
-/// nextpnr's two routers. `router2` (the default) routes the CI's small chip in
-/// minutes; on the stories260K chips, whose block RAMs are nearly all in use, it
-/// stalls at thousands of overused wires, where `router1`, which routes one arc at a
-/// time and rips up what is in its way, finishes (`docs/FPGA.md`).
+/// nextpnr's router. `router2` routes the CI's small chip in minutes; on the
+/// stories260K chips, whose block RAMs are nearly all in use, it stalls at thousands of
+/// overused wires, where `router1`, which routes one arc at a time and rips up what is
+/// in its way, finishes (`docs/FPGA.md`). `auto` chooses by that measurement.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Router {
+    /// router1 when synthesis puts more than half the block RAMs in use, else router2.
+    #[default]
+    Auto,
     /// Arc by arc, ripping up what is in the way.
     Router1,
     /// Negotiated congestion over all nets at once.
-    #[default]
     Router2,
 }
 
 impl Router {
-    /// The name nextpnr's `--router` takes.
+    /// The name `--router` takes.
     pub fn name(self) -> &'static str {
         match self {
+            Router::Auto => "auto",
             Router::Router1 => "router1",
             Router::Router2 => "router2",
+        }
+    }
+
+    /// The router for a design that uses `brams_used` of `brams_available` block RAMs.
+    pub fn resolve(self, brams_used: u64, brams_available: u64) -> Router {
+        match self {
+            Router::Auto if 2 * brams_used > brams_available => Router::Router1,
+            Router::Auto => Router::Router2,
+            chosen => chosen,
         }
     }
 }
@@ -67,10 +79,11 @@ impl std::str::FromStr for Router {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "auto" => Ok(Router::Auto),
             "router1" => Ok(Router::Router1),
             "router2" => Ok(Router::Router2),
             other => Err(FpgaError::Request(format!(
-                "no router {other:?}: nextpnr's are router1 and router2"
+                "no router {other:?}: auto, router1 or router2"
             ))),
         }
     }
@@ -167,6 +180,10 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         .board
         .map_or(plan.target.package(), |b| b.package())
         .to_string();
+    let router = synthesized
+        .iter()
+        .find(|n| n.key == "brams")
+        .map_or(Router::Router2, |n| req.router.resolve(n.used, n.available));
     let mut report = Report {
         target: plan.target,
         board: plan.board,
@@ -189,12 +206,13 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         design_hash: manifest.design_hash.clone(),
         lanes: manifest.lanes,
         quick: req.quick,
+        router: (!req.synth_only).then_some(router),
         seconds: seconds.clone(),
     };
     if !req.synth_only {
         progress(&format!("nextpnr: placing and routing on {}", plan.target));
         let t0 = Instant::now();
-        work.place_and_route(req, &plan, &report.package, constraints, progress)?;
+        work.place_and_route(req, &plan, router, &report.package, constraints, progress)?;
         report.seconds.pnr = t0.elapsed().as_secs_f64();
         if !req.place_only {
             progress("writing the bitstream");
@@ -398,12 +416,12 @@ impl<'a> Workspace<'a> {
             .all(|p| modified(&p).is_some_and(|m| m <= netlist))
     }
 
-    /// nextpnr with the static placer and the request's router, the report in
-    /// `pnr.json`.
+    /// nextpnr with the static placer and `router`, the report in `pnr.json`.
     fn place_and_route(
         &self,
         req: &Request,
         plan: &Plan,
+        router: Router,
         package: &str,
         constraints: Option<&str>,
         progress: &mut dyn FnMut(&str),
@@ -428,7 +446,7 @@ impl<'a> Workspace<'a> {
             "--placer".into(),
             "static".into(),
             "--router".into(),
-            req.router.name().into(),
+            router.name().into(),
         ];
         let family = self.target.family();
         let (ext, flag, allow) = match family {
@@ -552,13 +570,19 @@ mod tests {
     }
 
     #[test]
-    fn routers_are_named_as_nextpnr_names_them() {
-        for r in [Router::Router1, Router::Router2] {
+    fn routers_are_named_as_nextpnr_names_them_and_auto_goes_by_block_rams() {
+        for r in [Router::Auto, Router::Router1, Router::Router2] {
             assert_eq!(r.name().parse::<Router>().unwrap(), r);
         }
-        assert_eq!(Router::default(), Router::Router2);
+        assert_eq!(Router::default(), Router::Auto);
         let err = "router3".parse::<Router>().unwrap_err().to_string();
-        assert!(err.contains("router1 and router2"), "{err}");
+        assert!(err.contains("auto, router1 or router2"), "{err}");
+        // The CI chip (63 of 208 block RAMs) and the stories260K chips (175 and more).
+        assert_eq!(Router::Auto.resolve(63, 208), Router::Router2);
+        assert_eq!(Router::Auto.resolve(104, 208), Router::Router2);
+        assert_eq!(Router::Auto.resolve(175, 208), Router::Router1);
+        assert_eq!(Router::Router2.resolve(175, 208), Router::Router2);
+        assert_eq!(Router::Router1.resolve(0, 208), Router::Router1);
     }
 
     #[test]
