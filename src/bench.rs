@@ -604,7 +604,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         quick: false,
         synth_only: false,
         place_only: a.place_only,
-        router: a.router.parse()?,
+        router: a.router,
         nextpnr_args: Vec::new(),
     };
     let report = etch_fpga::synthesize(&req, &mut |m| say(m))?;

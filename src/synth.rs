@@ -21,7 +21,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         quick: a.quick,
         synth_only: a.synth_only,
         place_only: a.place_only,
-        router: a.router.parse()?,
+        router: a.router,
         // Extra nextpnr options from the environment (e.g. "--seed 7").
         nextpnr_args: std::env::var("ETCH_NEXTPNR_ARGS")
             .map(|s| s.split_whitespace().map(String::from).collect())

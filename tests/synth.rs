@@ -294,4 +294,9 @@ fn synth_refuses_bad_requests_with_one_clear_line() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
+    // An unknown router is a usage error naming the three.
+    let run = etch(&["synth", d, "--board", "ulx3s", "--router", "router3"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("auto, router1 or router2"), "{err}");
 }

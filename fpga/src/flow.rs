@@ -180,10 +180,11 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         .board
         .map_or(plan.target.package(), |b| b.package())
         .to_string();
-    let router = synthesized
+    let (brams, of) = synthesized
         .iter()
         .find(|n| n.key == "brams")
-        .map_or(Router::Router2, |n| req.router.resolve(n.used, n.available));
+        .map_or((0, 1), |n| (n.used, n.available));
+    let router = req.router.resolve(brams, of);
     let mut report = Report {
         target: plan.target,
         board: plan.board,

@@ -819,7 +819,8 @@ fn embed_column(s: &Shape) -> String {
 /// The 8-bit weight operand of lane `lane` for column `col` of the word (constants or
 /// signals): its field of the weight word, or its sign-extended 4-bit code, times its
 /// 4-bit group scale when the weights have group scales (`|code · scale| ≤ 8 · 15`,
-/// within int8; in logic, not a multiplier), or its byte of the wide ROM's word when the address selected that.
+/// within int8; in logic, not a multiplier), or its byte of the wide ROM's word when the
+/// address selected that.
 fn lane_weight(p: &ChipParams, lane: &str, col: &str) -> String {
     let c = p.datapath.columns;
     // The field index: lane-major, `columns` fields per lane.
