@@ -187,11 +187,6 @@ pub struct QuantArgs {
 }
 
 /// A number of bits, with an optional k, M or G (decimal) suffix.
-/// nextpnr's router: auto, router1 or router2.
-fn parse_router(s: &str) -> Result<etch_fpga::Router, String> {
-    s.parse().map_err(|e: etch_fpga::FpgaError| e.to_string())
-}
-
 fn parse_bits(s: &str) -> Result<u64, String> {
     let (digits, mult) = match s.trim().chars().last() {
         Some('k' | 'K') => (&s[..s.len() - 1], 1e3),
@@ -575,7 +570,6 @@ pub struct BenchArgs {
         long,
         value_name = "ROUTER",
         default_value = "auto",
-        value_parser = parse_router,
         requires = "board"
     )]
     pub router: etch_fpga::Router,
@@ -686,7 +680,7 @@ pub struct SynthArgs {
     /// (slower, but finishes the stories260K chips whose block RAMs are nearly all in
     /// use, where router2 stalls), or auto: router1 when more than half the block RAMs
     /// are in use.
-    #[arg(long, value_name = "ROUTER", default_value = "auto", value_parser = parse_router)]
+    #[arg(long, value_name = "ROUTER", default_value = "auto")]
     pub router: etch_fpga::Router,
     /// Print the report as JSON.
     #[arg(long)]
