@@ -23,6 +23,9 @@ struct BuildJson<'a> {
     rom_signature: &'a str,
     design_hash: &'a str,
     requantizers: usize,
+    columns: usize,
+    lut_columns: usize,
+    vop_queue: bool,
     pipeline: &'static str,
     weights: WeightsJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +149,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
                         pipeline: a.pipeline,
                         columns: a.columns,
                         vop_queue: a.vop_queue,
+                        lut_columns: a.lut_columns,
                     },
                 },
             };
@@ -178,6 +182,9 @@ pub fn build(a: &BuildArgs) -> CliResult {
         rom_signature: &manifest.rom_signature,
         design_hash: &manifest.design_hash,
         requantizers: options.datapath.requantizers,
+        columns: options.datapath.columns,
+        lut_columns: options.datapath.lut_columns,
+        vop_queue: options.datapath.vop_queue,
         pipeline: options.datapath.pipeline.name(),
         weights: WeightsJson::new(&options.quant, weight_rom),
         fit: fitted.as_ref().map(|c| c.json()),
@@ -192,8 +199,14 @@ pub fn build(a: &BuildArgs) -> CliResult {
         a.out.display()
     );
     println!("  identity     {}", manifest.model_identity);
+    let d = &options.datapath;
+    let columns = match (d.columns, d.lut_columns) {
+        (1, _) => String::new(),
+        (c, 0) => format!(" × {c} columns"),
+        (c, k) => format!(" × {c} columns ({k} in LUTs)"),
+    };
     println!(
-        "  chip         {} lanes, {} contexts × {} positions, {} attention position(s)/cycle",
+        "  chip         {} lanes{columns}, {} contexts × {} positions, {} attention position(s)/cycle",
         manifest.lanes, manifest.contexts, manifest.max_seq, manifest.attention_positions_per_cycle
     );
     println!(
@@ -210,11 +223,17 @@ pub fn build(a: &BuildArgs) -> CliResult {
             m.trials.len()
         );
     }
+    let in_luts = d.lane_multipliers(options.lanes) - d.lane_hard_multipliers(options.lanes);
     println!(
-        "  storage      {:.2} Mbit ROM, {:.2} Mbit SRAM, {} multipliers",
+        "  storage      {:.2} Mbit ROM, {:.2} Mbit SRAM, {} multipliers{}",
         manifest.rom_bits as f64 / 1e6,
         manifest.sram_bits as f64 / 1e6,
-        manifest.macs
+        manifest.macs,
+        if in_luts > 0 {
+            format!(" ({in_luts} of them in LUTs)")
+        } else {
+            String::new()
+        }
     );
     println!(
         "  firmware     {} instructions (sha256 {}…)",

@@ -1,18 +1,21 @@
 //! `etch build --fit`: the fastest configuration of a model that fits an FPGA.
 //!
-//! Speed comes from lanes first (the matrices take `rows · cols / lanes` cycles),
-//! then from requantizers (fewer lanes per requantizer, fewer cycles requantizing
-//! every lane); what is left of the part then buys positions (up to the model's
+//! Speed comes from the datapath: lanes and input columns (the matrices take about
+//! `rows · cols / (lanes · columns)` cycles, everything else fewer with more lanes),
+//! requantizers (fewer lanes per requantizer, fewer cycles requantizing every lane),
+//! and where the DSP blocks run out, columns that multiply in LUTs. Datapath shapes
+//! are ranked by an estimate of their cycles per token; for the fastest whose leanest
+//! form fits, what is left of the part then buys positions (up to the model's
 //! context, at least 64) and 8-bit weights over 4-bit ones. Every candidate is placed
-//! and its resources estimated with `etch_fpga::fit` — no synthesis — and the first
-//! that fits in that order wins; the answer says which bigger ones did not and why.
+//! and its resources estimated with `etch_fpga::fit` — no synthesis — and the answer
+//! says which bigger ones did not fit and why.
 //! With 4-bit weights, what the part has left then keeps matrices at 8 bits, those
 //! that measure the most gain per bit first (`etch_compiler::mix`); the chosen
 //! weights' accuracy on the model's own stories is part of the answer.
 
 use etch_compiler::chip::{design, BuildOptions, Datapath, Pipeline};
 use etch_compiler::mix::{Trial, Trials};
-use etch_compiler::{Calibration, Checkpoint, QuantSettings, QuantizedModel, Tokenizer};
+use etch_compiler::{Calibration, Checkpoint, Config, QuantSettings, QuantizedModel, Tokenizer};
 use etch_fpga::fit::{estimate, within, DesignShape};
 use etch_fpga::{Board, FpgaError, Resources, Target};
 use serde::Serialize;
@@ -46,6 +49,9 @@ pub struct Choice {
     pub target: Target,
     /// Its estimated resources.
     pub estimate: Resources,
+    /// The cycles per token the search ranked it by (an estimate; `etch sim`
+    /// measures).
+    pub estimated_cycles_per_token: f64,
     /// Why nothing bigger: one line per direction that did not fit.
     pub reasons: Vec<String>,
     /// The chosen weights measured on the float model's own selection stories.
@@ -57,7 +63,10 @@ pub struct Choice {
 pub struct ChoiceJson {
     target: String,
     lanes: usize,
+    columns: usize,
+    lut_columns: usize,
     requantizers: usize,
+    vop_queue: bool,
     pipeline: &'static str,
     contexts: usize,
     max_seq: usize,
@@ -68,6 +77,7 @@ pub struct ChoiceJson {
     /// 3001–3004).
     accuracy: AccuracyJson,
     estimate: EstimateJson,
+    estimated_cycles_per_token: f64,
     reasons: Vec<String>,
 }
 
@@ -93,7 +103,10 @@ impl Choice {
         ChoiceJson {
             target: self.target.to_string(),
             lanes: o.lanes,
+            columns: o.datapath.columns,
+            lut_columns: o.datapath.lut_columns,
             requantizers: o.datapath.requantizers,
+            vop_queue: o.datapath.vop_queue,
             pipeline: o.datapath.pipeline.name(),
             contexts: o.contexts,
             max_seq: o.max_seq,
@@ -111,6 +124,7 @@ impl Choice {
                 brams: self.estimate.brams,
                 dsps: self.estimate.dsps,
             },
+            estimated_cycles_per_token: self.estimated_cycles_per_token.round(),
             reasons: self.reasons.clone(),
         }
     }
@@ -120,11 +134,17 @@ impl Choice {
         let o = &self.options;
         let have = self.target.resources();
         let mut s = format!(
-            "fit for the {}: {} lanes, {} requantizers, {} pipeline, {} context × {} positions\n  weights      {}: perplexity {:+.2} % of float, top-1 {:.3} on the model's own stories\n  estimate     {} of {} LUTs, {} of {} flip-flops, {} of {} block RAMs, {} of {} multipliers",
+            "fit for the {}: {}, {} pipeline{}, {} context × {} positions\n  weights      {}: perplexity {:+.2} % of float, top-1 {:.3} on the model's own stories\n  estimate     {} of {} LUTs, {} of {} flip-flops, {} of {} block RAMs, {} of {} multipliers; about {:.0} cycles per token",
             self.target,
-            o.lanes,
-            o.datapath.requantizers,
+            Shape {
+                lanes: o.lanes,
+                columns: o.datapath.columns,
+                lut_columns: o.datapath.lut_columns,
+                requantizers: o.datapath.requantizers,
+            }
+            .describe(),
             o.datapath.pipeline.name(),
+            if o.datapath.vop_queue { " with the vector-operation queue" } else { "" },
             o.contexts,
             o.max_seq,
             crate::chip::describe_weights(&o.quant),
@@ -138,6 +158,7 @@ impl Choice {
             have.brams,
             self.estimate.dsps,
             have.dsps,
+            self.estimated_cycles_per_token,
         );
         for r in &self.reasons {
             s.push_str(&format!("\n  not          {r}"));
@@ -146,14 +167,121 @@ impl Choice {
     }
 }
 
-/// One candidate: lanes, requantizers, positions, and the index of its weight format
-/// in [`FORMATS`].
-type Candidate = (usize, usize, usize, usize);
+/// A datapath shape the search considers: lanes, input columns per lane, how many of
+/// those multiply in LUTs, requantizers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Shape {
+    lanes: usize,
+    columns: usize,
+    lut_columns: usize,
+    requantizers: usize,
+}
+
+impl Shape {
+    fn datapath(&self) -> Datapath {
+        Datapath {
+            requantizers: self.requantizers,
+            pipeline: Pipeline::FPGA,
+            columns: self.columns,
+            // A few LUTs for about 90 cycles per token fewer on stories260K.
+            vop_queue: true,
+            lut_columns: self.lut_columns,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("{} lanes", self.lanes);
+        if self.columns > 1 {
+            s += &format!(" × {} columns", self.columns);
+            if self.lut_columns > 0 {
+                s += &format!(" ({} in LUTs)", self.lut_columns);
+            }
+        }
+        s + &format!(", {} requantizers", self.requantizers)
+    }
+}
+
+/// One candidate: a datapath shape (an index into the ranked shapes), positions, and
+/// the index of its weight format in [`FORMATS`].
+type Candidate = (usize, usize, usize);
 
 /// Weight formats, best first: (bits, weights per group scale).
 const FORMATS: [(u32, u32); 6] = [(8, 0), (4, 8), (4, 16), (4, 32), (4, 64), (4, 0)];
 
-/// The fastest configuration of `ck` that the resource model fits on `target`.
+/// Cycles per token outside the matrices (attention, softmax, norms, element-wise
+/// operations, control) on an `fpga`-pipeline chip of one context × 128 positions:
+/// `OTHER_BASE + OTHER_LANE_CYCLES / lanes`, fitted to stories260K's 128-token greedy
+/// story measured with `etch sim --profile` on 8 lanes (7,523 outside the matrices)
+/// and 32 lanes × 2 columns (2,924; `docs/FPGA.md`).
+const OTHER_BASE: f64 = 1_392.0;
+const OTHER_LANE_CYCLES: f64 = 49_056.0;
+
+/// Estimated cycles per token of a model of shape `c` on a datapath shape: the
+/// matrices from the ISA (`docs/isa.md`: `ceil(rows / L)` row groups of
+/// `ceil(cols / C)` cycles, each but the last followed by `L/R − 1` repeats to
+/// requantize the other blocks of lanes, the last only up to its last row's block),
+/// the rest from a fit on measured chips. For ranking candidates only: `etch sim`
+/// measures the chip that is built.
+fn estimated_cycles_per_token(c: &Config, s: &Shape) -> f64 {
+    let kv_dim = c.dim * c.n_kv_heads / c.n_heads.max(1);
+    let per_layer = [
+        (c.dim, c.dim),
+        (kv_dim, c.dim),
+        (kv_dim, c.dim),
+        (c.dim, c.dim),
+        (c.hidden_dim, c.dim),
+        (c.hidden_dim, c.dim),
+        (c.dim, c.hidden_dim),
+    ];
+    let matrix = |(rows, cols): (usize, usize)| -> usize {
+        let words = cols.div_ceil(s.columns);
+        let groups = rows.div_ceil(s.lanes);
+        (groups - 1) * (words + s.lanes / s.requantizers - 1)
+            + words
+            + (rows.max(1) - 1) % s.lanes / s.requantizers
+    };
+    let matrices = c.n_layers * per_layer.into_iter().map(matrix).sum::<usize>()
+        + matrix((c.vocab_size, c.dim));
+    matrices as f64 + OTHER_BASE + OTHER_LANE_CYCLES / s.lanes as f64
+}
+
+/// Every datapath shape `--fit` considers, fastest first by
+/// [`estimated_cycles_per_token`] (of two equally fast, the one with fewer
+/// multipliers first, and of the same multipliers, the one with fewer in LUTs).
+fn ranked_shapes(c: &Config) -> Vec<Shape> {
+    let mut shapes = Vec::new();
+    for lanes in [8usize, 16, 32, 64, 128, 256] {
+        for columns in [1usize, 2, 4, 8] {
+            for lut_columns in 0..columns {
+                let mut requantizers = lanes.min(8);
+                while requantizers <= lanes {
+                    shapes.push(Shape {
+                        lanes,
+                        columns,
+                        lut_columns,
+                        requantizers,
+                    });
+                    requantizers *= 2;
+                }
+            }
+        }
+    }
+    let key = |s: &Shape| {
+        (
+            estimated_cycles_per_token(c, s).round() as u64,
+            s.lanes * s.columns + 3 * s.requantizers,
+            // DSP blocks before LUTs: the LUTs are what a full part runs out of
+            s.lut_columns,
+        )
+    };
+    shapes.sort_by_key(key);
+    shapes
+}
+
+/// The fastest configuration of `ck` that the resource model fits on `target`:
+/// datapath shapes in the order of [`ranked_shapes`]; for the first whose leanest
+/// form (the fewest positions, the narrowest weights) fits, the most positions, then
+/// the best weight format, that fit.
 pub fn fit(
     ck: &Checkpoint,
     tok: &Tokenizer,
@@ -178,56 +306,65 @@ pub fn fit(
     let positions: Vec<usize> = std::iter::successors(Some(c.seq_len), |&p| Some(p / 2))
         .take_while(|&p| p >= 64.min(c.seq_len))
         .collect();
+    let leanest = (*positions.last().unwrap_or(&c.seq_len), FORMATS.len() - 1);
+    let shapes = ranked_shapes(&c);
     let evaluate = |cand: Candidate| -> Option<(BuildOptions, Resources)> {
-        let (lanes, requantizers, max_seq, format) = cand;
+        let (shape, max_seq, format) = cand;
         let (model, quant) = models.get(format)?;
         let options = BuildOptions {
-            lanes,
+            lanes: shapes.get(shape)?.lanes,
             contexts: 1,
             max_seq,
             quant: quant.clone(),
-            datapath: Datapath {
-                requantizers,
-                pipeline: Pipeline::FPGA,
-                columns: 1,
-                vop_queue: false,
-            },
+            datapath: shapes.get(shape)?.datapath(),
         };
         let est = resources(model, &options)?;
         Some((options, est))
     };
     progress("estimating resources");
-    for lanes in [256usize, 128, 64, 32, 16, 8] {
-        let mut rq = lanes;
-        while rq >= lanes.min(8) {
-            for &max_seq in &positions {
-                for format in 0..FORMATS.len() {
-                    let cand = (lanes, rq, max_seq, format);
-                    let Some((options, est)) = evaluate(cand) else {
-                        continue;
-                    };
-                    if within(target, &est).is_ok() {
-                        let reasons = why_not_bigger(cand, &positions, &evaluate, target);
-                        let (options, est, accuracy) =
-                            widen(ck, tok, calibration.clone(), target, options, est, progress)?;
-                        return Ok(Choice {
-                            options,
-                            target,
-                            estimate: est,
-                            reasons,
-                            accuracy,
-                        });
-                    }
+    for shape in 0..shapes.len() {
+        let fits = |cand| evaluate(cand).is_some_and(|(_, e)| within(target, &e).is_ok());
+        if !fits((shape, leanest.0, leanest.1)) {
+            continue;
+        }
+        for &max_seq in &positions {
+            for format in 0..FORMATS.len() {
+                let cand = (shape, max_seq, format);
+                let Some((options, est)) = evaluate(cand) else {
+                    continue;
+                };
+                if within(target, &est).is_ok() {
+                    let reasons = why_not_bigger(cand, &shapes, &positions, &evaluate, target);
+                    let (options, est, accuracy) =
+                        widen(ck, tok, calibration.clone(), target, options, est, progress)?;
+                    return Ok(Choice {
+                        options,
+                        target,
+                        estimate: est,
+                        estimated_cycles_per_token: estimated_cycles_per_token(&c, &shapes[shape]),
+                        reasons,
+                        accuracy,
+                    });
                 }
             }
-            rq /= 2;
         }
     }
+    let smallest = shapes
+        .iter()
+        .position(|s| {
+            *s == Shape {
+                lanes: 8,
+                columns: 1,
+                lut_columns: 0,
+                requantizers: 8,
+            }
+        })
+        .unwrap_or(0);
     Err(CliError::Fpga(FpgaError::DoesNotFit(format!(
         "no configuration of {} fits the {target}: even 8 lanes with 4-bit weights and {} positions would need {}",
         ck.path().display(),
-        positions.last().copied().unwrap_or(64),
-        evaluate((8, 8, positions.last().copied().unwrap_or(64), FORMATS.len() - 1))
+        leanest.0,
+        evaluate((smallest, leanest.0, leanest.1))
             .map(|(_, e)| within(target, &e).err().unwrap_or_default())
             .unwrap_or_else(|| "a shape that suits 8 lanes".into())
     ))))
@@ -240,6 +377,8 @@ fn resources(model: &QuantizedModel, options: &BuildOptions) -> Option<Resources
     Some(estimate(&DesignShape {
         lanes: options.lanes,
         columns: options.datapath.columns,
+        lut_columns: options.datapath.lut_columns,
+        lut_weight_bits: params.matvec_weight_bits(),
         requantizers: options.datapath.requantizers,
         head_units: params.head_units(),
         sigmoid_units: params.sigmoid_units(),
@@ -280,14 +419,16 @@ fn widen(
     Ok((options, est, accuracy))
 }
 
-/// For each direction the chosen candidate could grow in, what growing would need.
+/// For each direction the chosen candidate could grow in — the next faster datapath
+/// shape, more positions, a better weight format — what growing would need.
 fn why_not_bigger(
     chosen: Candidate,
+    shapes: &[Shape],
     positions: &[usize],
     evaluate: &dyn Fn(Candidate) -> Option<(BuildOptions, Resources)>,
     target: Target,
 ) -> Vec<String> {
-    let (lanes, rq, max_seq, format) = chosen;
+    let (shape, max_seq, format) = chosen;
     let mut out = Vec::new();
     let mut explain = |what: String, cand: Candidate| {
         if let Some((_, e)) = evaluate(cand) {
@@ -296,20 +437,14 @@ fn why_not_bigger(
             }
         }
     };
-    if lanes < 256 {
+    if let Some(faster) = shape.checked_sub(1) {
         explain(
-            format!("{} lanes", 2 * lanes),
-            (2 * lanes, (2 * lanes).min(8), max_seq, format),
-        );
-    }
-    if rq < lanes {
-        explain(
-            format!("{} requantizers", 2 * rq),
-            (lanes, 2 * rq, max_seq, format),
+            format!("{} (faster)", shapes[faster].describe()),
+            (faster, max_seq, format),
         );
     }
     if let Some(&more) = positions.iter().rev().find(|&&p| p > max_seq) {
-        explain(format!("{more} positions"), (lanes, rq, more, format));
+        explain(format!("{more} positions"), (shape, more, format));
     }
     if format > 0 {
         let (bits, group) = FORMATS[format - 1];
@@ -317,7 +452,79 @@ fn why_not_bigger(
             0 => format!("{bits}-bit weights"),
             g => format!("{bits}-bit weights with a scale per {g}"),
         };
-        explain(what, (lanes, rq, max_seq, format - 1));
+        explain(what, (shape, max_seq, format - 1));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stories260k() -> Config {
+        Config {
+            dim: 64,
+            hidden_dim: 172,
+            n_layers: 5,
+            n_heads: 8,
+            n_kv_heads: 4,
+            vocab_size: 512,
+            seq_len: 512,
+            shared_classifier: true,
+        }
+    }
+
+    fn shape(lanes: usize, columns: usize, requantizers: usize) -> Shape {
+        Shape {
+            lanes,
+            columns,
+            lut_columns: 0,
+            requantizers,
+        }
+    }
+
+    #[test]
+    fn the_cycle_estimate_is_near_the_measured_chips() {
+        // `etch sim OUT -i "Once upon a time" -n 256 -t 0 --profile` on stories260K
+        // chips of the `fpga` pipeline, one context of 128 positions (docs/FPGA.md).
+        let c = stories260k();
+        for (s, measured) in [
+            (shape(8, 1, 8), 40_259.0),
+            (shape(32, 2, 8), 7_532.0),
+            (shape(32, 1, 16), 11_395.0),
+            (shape(64, 1, 8), 6_804.0),
+            // with the vector-operation queue (about 90 fewer)
+            (shape(32, 4, 8), 5_285.0),
+        ] {
+            let e = estimated_cycles_per_token(&c, &s);
+            assert!(
+                (e - measured).abs() < 0.07 * measured,
+                "{s:?}: {e} vs {measured}"
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_rank_by_speed_then_by_fewer_multipliers() {
+        let ranked = ranked_shapes(&stories260k());
+        let at = |s: Shape| ranked.iter().position(|&r| r == s).unwrap();
+        // More products per cycle first; of the same shape, DSP columns before LUT
+        // ones, which are as fast but cost LUTs.
+        assert!(at(shape(32, 4, 8)) < at(shape(32, 2, 8)));
+        assert!(at(shape(32, 2, 8)) < at(shape(32, 1, 8)));
+        assert!(at(shape(64, 1, 8)) < at(shape(32, 1, 8)));
+        let lut = Shape {
+            lut_columns: 2,
+            ..shape(32, 4, 8)
+        };
+        assert!(at(shape(32, 4, 8)) < at(lut));
+        assert_eq!(
+            estimated_cycles_per_token(&stories260k(), &lut),
+            estimated_cycles_per_token(&stories260k(), &shape(32, 4, 8))
+        );
+        assert_eq!(
+            ranked.len(),
+            ranked.iter().filter(|s| s.lut_columns < s.columns).count()
+        );
+    }
 }

@@ -475,12 +475,12 @@ pub struct BuildArgs {
     pub lanes: Option<usize>,
     /// A named configuration: `fast` is the fastest stories260K chip with at most 1,100
     /// multipliers (128 lanes of 8 columns, 32 requantizers, the vector-operation queue).
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "vop_queue", "requantizers", "pipeline", "fit"])]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "lut_columns", "vop_queue", "requantizers", "pipeline", "fit"])]
     pub preset: Option<Preset>,
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
     /// one context, the fpga pipeline; says what it chose and why.
-    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "vop_queue", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
+    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "lut_columns", "vop_queue", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
     pub fit: Option<String>,
     /// Choose the weight format under this many weight ROM bits (k/M/G suffixes): 8-bit
     /// weights if they fit, otherwise 4-bit with the group size and the matrices kept
@@ -497,6 +497,12 @@ pub struct BuildArgs {
     /// wide); the matrices then take that many times fewer cycles.
     #[arg(long, value_name = "C", default_value_t = 1)]
     pub columns: usize,
+    /// Of each lane's columns 1.., how many (at most C − 1) multiply in LUTs — shifts
+    /// and adds — instead of a DSP block: for an FPGA whose DSPs run out. Cheapest with
+    /// 4-bit weights and one scale per row (`--weight-bits 4 --group 0`), where a
+    /// weight is a 4-bit code.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub lut_columns: usize,
     /// Queue vector operations: the sequencer issues the next one while the vector unit
     /// runs the current one (a few cycles fewer between operations).
     #[arg(long)]

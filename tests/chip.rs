@@ -55,6 +55,7 @@ fn shapes() -> Vec<Shape> {
         },
         columns: 1,
         vop_queue: false,
+        lut_columns: 0,
     };
     vec![
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
@@ -68,20 +69,26 @@ fn shapes() -> Vec<Shape> {
             datapath: Datapath::per_lane(8),
         },
         // 4-bit weights, packed two to a byte in the ROM, one scale per row, two lanes
-        // per requantizer, some pipeline registers.
+        // per requantizer, some pipeline registers; four input columns, three of them
+        // multiplying their 4-bit codes in logic.
         Shape {
-            name: "gqa2-l16-int4-r8",
+            name: "gqa2-l16-int4-r8-c4-lut3",
             config: base,
             lanes: 16,
             weight_bits: 4,
             group: 0,
             wide: &[],
-            datapath: int4_pipeline,
+            datapath: Datapath {
+                columns: 4,
+                lut_columns: 3,
+                ..int4_pipeline
+            },
         },
         // Group scales of 8 (the default with 4 bits): hidden 44 leaves w2's rows a
         // partial last group, padded in the ROM; an unshared classifier; the
         // embedding, wo and w2 kept at 8 bits in the wide ROM (a precision mix); two
-        // input columns per lane and cycle (four weight words per group scale).
+        // input columns per lane and cycle (four weight words per group scale), the
+        // second in logic.
         Shape {
             name: "gqa2-l8-int4-g8-unshared-mix-c2",
             config: Config {
@@ -94,6 +101,9 @@ fn shapes() -> Vec<Shape> {
             wide: &["token_embedding", "wo", "w2"],
             datapath: Datapath {
                 columns: 2,
+                // column 1 multiplies in logic, by 8 bits (a code times its scale, or
+                // a wide ROM's weight), without a product register
+                lut_columns: 1,
                 ..Datapath::per_lane(8)
             },
         },
@@ -251,6 +261,15 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             )),
             "{name}: the weight ROM word is not {weight_bits} bits × lanes × columns"
         );
+        // The columns in logic have no `*` (synthesis would give it a DSP block).
+        let lane = std::fs::read_to_string(out.join("rtl/etch_lane.v")).unwrap();
+        for k in 1..datapath.columns {
+            assert_eq!(
+                lane.contains(&format!("xa{k} * xb{k}")),
+                k < datapath.columns - datapath.lut_columns,
+                "{name}: column {k}"
+            );
+        }
         assert!(
             m.macs >= lanes * datapath.columns,
             "{name}: macs {}",

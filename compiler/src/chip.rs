@@ -59,6 +59,7 @@ pub fn fast_preset() -> (usize, Datapath) {
             pipeline: Pipeline::ASIC,
             columns: 8,
             vop_queue: true,
+            lut_columns: 0,
         },
     )
 }
@@ -105,6 +106,7 @@ pub fn check_options(c: &etch_contract::Config, options: &BuildOptions) -> Resul
     etch_hdl::top::check_lanes(options.lanes)?;
     etch_hdl::top::check_requantizers(options.lanes, options.datapath.requantizers)?;
     etch_hdl::top::check_columns(options.datapath.columns)?;
+    etch_hdl::top::check_lut_columns(options.datapath.columns, options.datapath.lut_columns)?;
     if options.contexts == 0 || options.contexts > 255 {
         return Err(Error::InvalidArgument(format!(
             "--contexts must be between 1 and 255, not {}",

@@ -103,6 +103,17 @@ pub struct Datapath {
     /// row already read. Absent in manifests of chips without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub vop_queue: bool,
+    /// Of each lane's columns 1.., how many (the last ones) multiply in logic —
+    /// shifts and adds — instead of in a hard multiplier (an FPGA's DSP block): the
+    /// product is the same, it costs LUTs instead of a DSP. Column 0, the lane's
+    /// general-purpose multiplier, always has its own. Absent in manifests of chips
+    /// without any.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lut_columns: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn one_column() -> usize {
@@ -122,12 +133,18 @@ impl Datapath {
             pipeline: Pipeline::ASIC,
             columns: 1,
             vop_queue: false,
+            lut_columns: 0,
         }
     }
 
-    /// Multipliers of the lanes' matrix-vector products.
+    /// Multipliers of the lanes' matrix-vector products (products per cycle).
     pub fn lane_multipliers(&self, lanes: usize) -> usize {
         lanes * self.columns
+    }
+
+    /// Of [`Datapath::lane_multipliers`], those with a hard multiplier of their own.
+    pub fn lane_hard_multipliers(&self, lanes: usize) -> usize {
+        lanes * (self.columns - self.lut_columns.min(self.columns - 1))
     }
 }
 

@@ -18,9 +18,13 @@ use crate::target::{Resources, Target};
 pub struct DesignShape {
     /// MAC lanes.
     pub lanes: usize,
-    /// Input columns per lane and cycle: multipliers per lane. (The LUT and flip-flop
-    /// terms are calibrated on one column; `--fit` builds one.)
+    /// Input columns per lane and cycle: multipliers per lane.
     pub columns: usize,
+    /// Of columns 1.., how many multiply in LUTs instead of a DSP block.
+    pub lut_columns: usize,
+    /// The bits of the weight a LUT column multiplies by (4 for 4-bit codes with one
+    /// scale per row, else 8): one partial product each.
+    pub lut_weight_bits: usize,
     /// Shared requantizers.
     pub requantizers: usize,
     /// Attention head units.
@@ -50,12 +54,22 @@ const LUT_PER_SIGMOID: f64 = 400.0;
 /// and adds, and the scale ROM's select: calibrated on the 32-lane, 16-requantizer
 /// chip with a scale per 16 weights (60,892 LUTs).
 const LUT_PER_GROUP_SCALED_LANE: f64 = 66.0;
+/// Each column beyond the first, per lane: its input element's select from the
+/// activation RAM's lanes, its operand registers and its share of the accumulator's
+/// adder (calibrated on 32 lanes × 2 columns against 32 × 1: PLACEHOLDER).
+const LUT_PER_COLUMN: f64 = 60.0;
+/// A column that multiplies in LUTs, per bit of its weight: a shifted copy of the
+/// input element and its adder (calibrated on 32 lanes × 4 columns, two in LUTs, of
+/// 4-bit codes: PLACEHOLDER).
+const LUT_PER_LUT_MULTIPLIER_BIT: f64 = 20.0;
 /// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
 const FF_BASE: f64 = 10_050.0;
 const FF_PER_LANE: f64 = 476.0;
 const FF_PER_REQUANTIZER: f64 = 190.0;
 const FF_PER_HEAD: f64 = 350.0;
 const FF_PER_SIGMOID: f64 = 130.0;
+/// A column beyond the first, per lane: its operand and product registers.
+const FF_PER_COLUMN: f64 = 72.0;
 const FF_ASIC_SAVING_PER_LANE: f64 = 90.0;
 /// Multipliers outside the lanes, requantizers, heads and sigmoid units: the
 /// controller's (the sampler's products, the RoPE angle, its own requantizer) and
@@ -99,6 +113,8 @@ pub fn estimate(d: &DesignShape) -> Resources {
         d.sigmoid_units as f64,
     );
     let grouped = d.memories.iter().any(|&(name, _, _)| name == "scales");
+    let extra_columns = d.columns.max(1) - 1;
+    let lut_columns = d.lut_columns.min(extra_columns);
     let luts = LUT_BASE
         + LUT_PER_LANE * l
         + LUT_PER_REQUANTIZER * r
@@ -108,9 +124,15 @@ pub fn estimate(d: &DesignShape) -> Resources {
             LUT_PER_GROUP_SCALED_LANE * l * d.columns.max(1) as f64
         } else {
             0.0
-        };
-    let mut ffs =
-        FF_BASE + FF_PER_LANE * l + FF_PER_REQUANTIZER * r + FF_PER_HEAD * h + FF_PER_SIGMOID * s;
+        }
+        + LUT_PER_COLUMN * l * extra_columns as f64
+        + LUT_PER_LUT_MULTIPLIER_BIT * l * (lut_columns * d.lut_weight_bits) as f64;
+    let mut ffs = FF_BASE
+        + FF_PER_LANE * l
+        + FF_PER_REQUANTIZER * r
+        + FF_PER_HEAD * h
+        + FF_PER_SIGMOID * s
+        + FF_PER_COLUMN * l * extra_columns as f64;
     if d.pipeline == Pipeline::ASIC {
         ffs -= FF_ASIC_SAVING_PER_LANE * l;
     }
@@ -126,7 +148,7 @@ pub fn estimate(d: &DesignShape) -> Resources {
             }
         })
         .sum();
-    let dsps = (d.lanes * d.columns.max(1)) as u64
+    let dsps = (d.lanes * (d.columns.max(1) - lut_columns)) as u64
         + DSP_PER_REQUANT * (d.requantizers + d.head_units + d.sigmoid_units) as u64
         + DSP_BASE;
     Resources {
@@ -183,6 +205,8 @@ mod tests {
         let d = DesignShape {
             lanes: 64,
             columns: 1,
+            lut_columns: 0,
+            lut_weight_bits: 8,
             requantizers: 8,
             head_units: 8,
             sigmoid_units: 8,

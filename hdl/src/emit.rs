@@ -40,7 +40,12 @@ pub fn design_files(
     let tag_bits = (lanes_per_requantizer.trailing_zeros() as usize).max(1);
     let lane = format!(
         "{}\n{}",
-        crate::lane::verilog(pipe, p.datapath.columns),
+        crate::lane::verilog(
+            pipe,
+            p.datapath.columns,
+            p.datapath.lut_columns,
+            p.matvec_weight_bits()
+        ),
         crate::lane::requantizer_verilog(pipe, tag_bits)
     );
     let mut head = crate::head::HeadUnit::new(t, p.rows_per_layer());

@@ -137,6 +137,21 @@ pub fn check_columns(columns: usize) -> Result<(), HdlError> {
     }
 }
 
+/// How many of a lane's `columns` may multiply in logic: any of columns 1.. (column
+/// 0 is the lane's general-purpose multiplier, 18 × 18, and keeps its own).
+pub fn check_lut_columns(columns: usize, lut_columns: usize) -> Result<(), HdlError> {
+    if lut_columns < columns.max(1) {
+        Ok(())
+    } else {
+        Err(HdlError::Params(format!(
+            "at most {} of {columns} column{} can multiply in logic (column 0 keeps its \
+             multiplier), not {lut_columns}",
+            columns - 1,
+            if columns == 1 { "" } else { "s" }
+        )))
+    }
+}
+
 /// The requantizer counts the wiring supports for `lanes` lanes: a power of two from
 /// the sigmoid units (`min(lanes, 8)`: SwiGLU requantizes one group of them per cycle)
 /// to the lanes.
@@ -192,6 +207,18 @@ impl ChipParams {
         o.sort_unstable();
         o.dedup();
         o
+    }
+    /// Significant bits of a matrix-vector weight as the lanes receive it: a 4-bit
+    /// code when every matrix has 4-bit weights and one scale per row (the scale
+    /// applies in the requantizer), else 8 (8-bit weights, or a code times its group
+    /// scale, or a matrix kept at 8 bits in the wide ROM). A column that multiplies
+    /// in logic needs one partial product per bit.
+    pub fn matvec_weight_bits(&self) -> usize {
+        if self.weight_bits == 4 && self.weight_group == 0 && self.wide_depth == 0 {
+            4
+        } else {
+            8
+        }
     }
     /// Sigmoid units: SwiGLU elements per cycle.
     pub fn sigmoid_units(&self) -> usize {
@@ -273,6 +300,7 @@ impl ChipParams {
             )));
         }
         check_columns(self.datapath.columns)?;
+        check_lut_columns(self.datapath.columns, self.datapath.lut_columns)?;
         match (self.weight_bits, self.weight_group * self.datapath.columns) {
             (_, 0) | (4, 8 | 16 | 32 | 64) => {}
             (bits, group) => {

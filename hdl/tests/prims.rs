@@ -115,13 +115,16 @@ fn emits_lintable_verilog() {
 fn lane_verilog_lints_with_every_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     for (name, pipe) in [("asic", Pipeline::ASIC), ("fpga", Pipeline::FPGA)] {
-        for kw in [1, 3] {
+        // (tag bits, columns, columns in logic, their weight bits)
+        for (kw, columns, lut, bits) in [(1, 1, 0, 8), (3, 1, 0, 8), (1, 4, 2, 4), (1, 2, 1, 8)] {
             let v = format!(
                 "{}\n{}",
-                etch_hdl::lane::verilog(&pipe, 1),
+                etch_hdl::lane::verilog(&pipe, columns, lut, bits),
                 etch_hdl::lane::requantizer_verilog(&pipe, kw)
             );
-            let f = dir.path().join(format!("etch_lane_{name}_{kw}.v"));
+            let f = dir
+                .path()
+                .join(format!("etch_lane_{name}_{kw}_c{columns}_l{lut}.v"));
             std::fs::write(&f, &v).unwrap();
             for top in ["etch_lane", "etch_requant_bank"] {
                 let out = common::verilator_lint(&[&f], Some(top));

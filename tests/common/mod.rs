@@ -101,6 +101,7 @@ pub const FPGA_DATAPATH: Datapath = Datapath {
     pipeline: etch_compiler::chip::Pipeline::FPGA,
     columns: 1,
     vop_queue: false,
+    lut_columns: 0,
 };
 
 /// The chip those tests share (16 lanes, two contexts; one design, so one Verilator
