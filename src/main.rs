@@ -478,8 +478,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "lut_columns", "vop_queue", "requantizers", "pipeline", "fit"])]
     pub preset: Option<Preset>,
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
-    /// orangecrab, ecp5-85k, ecp5-25k): lanes, requantizers, positions and weight bits,
-    /// one context, the fpga pipeline; says what it chose and why.
+    /// orangecrab, ecp5-85k, ecp5-25k): lanes, input columns (some in LUTs),
+    /// requantizers, the vector-operation queue, positions and weight bits, one
+    /// context, the fpga pipeline; says what it chose and why.
     #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "lut_columns", "vop_queue", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
     pub fit: Option<String>,
     /// Choose the weight format under this many weight ROM bits (k/M/G suffixes): 8-bit

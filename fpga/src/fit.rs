@@ -33,6 +33,8 @@ pub struct DesignShape {
     pub sigmoid_units: usize,
     /// Pipeline registers.
     pub pipeline: Pipeline,
+    /// The vector-operation queue.
+    pub vop_queue: bool,
     /// Memories block RAM may hold: `(name, bits per word, words)`.
     pub memories: Vec<(&'static str, usize, usize)>,
 }
@@ -44,39 +46,53 @@ pub struct DesignShape {
 /// positions, int4, `fpga` pipeline) with 64 lanes and 8 requantizers (76,536 LUTs,
 /// 45,871 flip-flops) and 32 lanes and 16 requantizers (58,728 and 30,751); the head
 /// and requantizer figures from a hierarchical synthesis of the 64-lane chip.
-/// (Both with one scale per weight row.)
+/// (Both with one scale per weight row, and with the sigmoid units' requantizer
+/// before it was narrowed to their 16-bit input: then 400 LUTs and 130 flip-flops a
+/// unit.)
 const LUT_BASE: f64 = 14_040.0;
 const LUT_PER_LANE: f64 = 649.0;
 const LUT_PER_REQUANTIZER: f64 = 990.0;
 const LUT_PER_HEAD: f64 = 1_230.0;
-const LUT_PER_SIGMOID: f64 = 400.0;
+/// A sigmoid unit with its 16 × 17 requantizer: 145 LUTs fewer than with the 48 × 17
+/// one, from 32 lanes × 4 columns (one in LUTs), R 8 — 59,114 LUTs, 32,150
+/// flip-flops — against the same chip with two columns in LUTs before the change
+/// (64,016), less the column (the unit alone: 396 against 779 LUTs before flattening).
+const LUT_PER_SIGMOID: f64 = 255.0;
 /// With group scales, each lane's (and column's) 4-bit code times its scale, in shifts
 /// and adds, and the scale ROM's select: calibrated on the 32-lane, 16-requantizer
 /// chip with a scale per 16 weights (60,892 LUTs).
 const LUT_PER_GROUP_SCALED_LANE: f64 = 66.0;
 /// Each column beyond the first, per lane: its input element's select from the
-/// activation RAM's lanes, its operand registers and its share of the accumulator's
-/// adder (calibrated on 32 lanes × 2 columns against 32 × 1: PLACEHOLDER).
-const LUT_PER_COLUMN: f64 = 60.0;
-/// A column that multiplies in LUTs, per bit of its weight: a shifted copy of the
-/// input element and its adder (calibrated on 32 lanes × 4 columns, two in LUTs, of
-/// 4-bit codes: PLACEHOLDER).
-const LUT_PER_LUT_MULTIPLIER_BIT: f64 = 20.0;
+/// activation RAM's lanes, its operand registers and its share of the column sum; and
+/// a column that multiplies in LUTs, per bit of its weight (a selected copy of the
+/// element and its share of the adders: 117 LUTs for a 4-bit code). Both from the two
+/// 32 × 4 syntheses above (one and two columns in LUTs).
+const LUT_PER_COLUMN: f64 = 59.0;
+const LUT_PER_LUT_MULTIPLIER_BIT: f64 = 29.0;
+/// The vector-operation queue: its entry, the parameter row it holds and the
+/// controller's second way into its states (32 lanes × 2 columns, R 8: 57,635 LUTs and
+/// 29,957 flip-flops with it, 54,733 and 29,606 without).
+const LUT_VOP_QUEUE: f64 = 2_900.0;
+const FF_VOP_QUEUE: f64 = 350.0;
 /// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
 const FF_BASE: f64 = 10_050.0;
 const FF_PER_LANE: f64 = 476.0;
 const FF_PER_REQUANTIZER: f64 = 190.0;
 const FF_PER_HEAD: f64 = 350.0;
-const FF_PER_SIGMOID: f64 = 130.0;
-/// A column beyond the first, per lane: its operand and product registers.
-const FF_PER_COLUMN: f64 = 72.0;
+const FF_PER_SIGMOID: f64 = 98.0;
+/// A column beyond the first, per lane (its registers mostly go into the DSP block's
+/// own), and one in LUTs (its operand and product registers: 66).
+const FF_PER_COLUMN: f64 = 11.0;
+const FF_PER_LUT_COLUMN: f64 = 66.0;
 const FF_ASIC_SAVING_PER_LANE: f64 = 90.0;
 /// Multipliers outside the lanes, requantizers, heads and sigmoid units: the
 /// controller's (the sampler's products, the RoPE angle, its own requantizer) and
 /// the sequencer's.
 const DSP_BASE: u64 = 15;
-/// A 48 × 17 requantization product takes three 18 × 18 multipliers.
+/// A 48 × 17 requantization product takes three 18 × 18 multipliers (the lanes',
+/// the head units'); a sigmoid unit's 16 × 17 one, one.
 const DSP_PER_REQUANT: u64 = 3;
+const DSP_PER_SIGMOID: u64 = 1;
 
 /// Memories smaller than this many bits stay in logic.
 const BRAM_MIN_BITS: usize = 4096;
@@ -126,13 +142,16 @@ pub fn estimate(d: &DesignShape) -> Resources {
             0.0
         }
         + LUT_PER_COLUMN * l * extra_columns as f64
-        + LUT_PER_LUT_MULTIPLIER_BIT * l * (lut_columns * d.lut_weight_bits) as f64;
+        + LUT_PER_LUT_MULTIPLIER_BIT * l * (lut_columns * d.lut_weight_bits) as f64
+        + if d.vop_queue { LUT_VOP_QUEUE } else { 0.0 };
     let mut ffs = FF_BASE
         + FF_PER_LANE * l
         + FF_PER_REQUANTIZER * r
         + FF_PER_HEAD * h
         + FF_PER_SIGMOID * s
-        + FF_PER_COLUMN * l * extra_columns as f64;
+        + FF_PER_COLUMN * l * extra_columns as f64
+        + FF_PER_LUT_COLUMN * l * lut_columns as f64
+        + if d.vop_queue { FF_VOP_QUEUE } else { 0.0 };
     if d.pipeline == Pipeline::ASIC {
         ffs -= FF_ASIC_SAVING_PER_LANE * l;
     }
@@ -149,7 +168,8 @@ pub fn estimate(d: &DesignShape) -> Resources {
         })
         .sum();
     let dsps = (d.lanes * (d.columns.max(1) - lut_columns)) as u64
-        + DSP_PER_REQUANT * (d.requantizers + d.head_units + d.sigmoid_units) as u64
+        + DSP_PER_REQUANT * (d.requantizers + d.head_units) as u64
+        + DSP_PER_SIGMOID * d.sigmoid_units as u64
         + DSP_BASE;
     Resources {
         luts: luts.round() as u64,
@@ -159,8 +179,15 @@ pub fn estimate(d: &DesignShape) -> Resources {
     }
 }
 
-/// How full a part may be and still place and route: logic to 90 %, every block
-/// RAM and multiplier.
+/// The share of a part's LUTs a chosen design may use. The static placer fails above
+/// about 90 % (the 64-lane stories260K chip, 91.4 %: "Unable to find legal placement"),
+/// and nextpnr's routers need hours above about 70 % on this machine (router1 on a
+/// 69 % chip: 281,664 arcs, a quarter routed after 18 minutes); the 8-lane chip, at
+/// 35 %, routes in about 30. `docs/FPGA.md`, "Fullness".
+pub const ROUTABLE_LUTS: f64 = 0.72;
+
+/// How full a part may be and still place and route in hours, not days: LUTs to
+/// [`ROUTABLE_LUTS`], flip-flops to 90 %, every block RAM and multiplier.
 pub fn within(t: Target, need: &Resources) -> Result<(), String> {
     let have = t.resources();
     let mut over = Vec::new();
@@ -172,7 +199,7 @@ pub fn within(t: Target, need: &Resources) -> Result<(), String> {
             ));
         }
     };
-    check("LUTs", need.luts, have.luts, 0.9);
+    check("LUTs", need.luts, have.luts, ROUTABLE_LUTS);
     check("flip-flops", need.ffs, have.ffs, 0.9);
     check("block RAMs", need.brams, have.brams, 1.0);
     check("multipliers", need.dsps, have.dsps, 1.0);
@@ -200,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn the_model_reproduces_its_calibration_chip() {
+    fn the_model_reproduces_its_calibration_chips() {
         // stories260K, 64 lanes, 8 requantizers, fpga pipeline, one context of 128.
         let d = DesignShape {
             lanes: 64,
@@ -211,15 +238,22 @@ mod tests {
             head_units: 8,
             sigmoid_units: 8,
             pipeline: Pipeline::FPGA,
+            vop_queue: false,
             memories: vec![("kv", 512, 640), ("kv", 512, 640)],
         };
         let e = estimate(&d);
-        assert_eq!(e.dsps, 64 + 3 * 24 + 15);
+        assert_eq!(e.dsps, 64 + 3 * 16 + 8 + 15);
         assert_eq!(e.brams, 58);
         assert!(within(Target::Ecp5_25k, &e).unwrap_err().contains("LUTs"));
-        // The two calibration syntheses, LUTs and flip-flops within 1 %.
+        // The two calibration syntheses, LUTs and flip-flops within 1 % — measured
+        // with the sigmoid units' wide requantizer, 145 LUTs and 32 flip-flops more
+        // a unit than today's.
         let close = |got: u64, measured: f64| (got as f64 - measured).abs() < measured / 100.0;
-        assert!(close(e.luts, 76_536.0) && close(e.ffs, 45_871.0), "{e:?}");
+        let (sig_luts, sig_ffs) = (8.0 * 145.0, 8.0 * 32.0);
+        assert!(
+            close(e.luts, 76_536.0 - sig_luts) && close(e.ffs, 45_871.0 - sig_ffs),
+            "{e:?}"
+        );
         let d32 = DesignShape {
             lanes: 32,
             requantizers: 16,
@@ -228,18 +262,33 @@ mod tests {
         };
         let e32 = estimate(&d32);
         assert!(
-            close(e32.luts, 58_728.0) && close(e32.ffs, 30_751.0),
+            close(e32.luts, 58_728.0 - sig_luts) && close(e32.ffs, 30_751.0 - sig_ffs),
             "{e32:?}"
         );
-        // The same chip with a scale per 16 weights (`--fit ulx3s`'s choice): each lane's
-        // code times its scale in logic, 131 multipliers as the model says.
+        // The same chip with a scale per 16 weights: each lane's code times its scale
+        // in logic, 131 multipliers then (115 with today's sigmoid units).
         let mut scaled = d32.memories.clone();
         scaled.push(("scales", 4 * 32, 8_504 / 16));
         let g32 = estimate(&DesignShape {
             memories: scaled,
+            ..d32.clone()
+        });
+        assert!(close(g32.luts, 60_892.0 - sig_luts), "{g32:?}");
+        assert_eq!(g32.dsps, 131 - 16);
+        // Today's RTL: 32 lanes × 4 columns, one multiplying its 4-bit codes in LUTs,
+        // 8 requantizers (`etch synth --synth-only`: 59,114 LUTs, 32,150 flip-flops,
+        // 155 multipliers).
+        let c4 = estimate(&DesignShape {
+            columns: 4,
+            lut_columns: 1,
+            lut_weight_bits: 4,
+            requantizers: 8,
             ..d32
         });
-        assert!(close(g32.luts, 60_892.0), "{g32:?}");
-        assert_eq!(g32.dsps, 131);
+        assert!(
+            close(c4.luts, 59_114.0) && close(c4.ffs, 32_150.0),
+            "{c4:?}"
+        );
+        assert_eq!(c4.dsps, 155);
     }
 }

@@ -78,7 +78,7 @@ pub struct HeadUnit {
     r_ok: Signal<Local, Bit>,
     better: Signal<Local, Bit>,
     ram: Ram<SCORE_AW, 48>,
-    rq: Requant,
+    rq: Requant<48>,
     exp: Exp2Unit,
     recip: RecipUnit,
     max_q: DFF<Bits<48>>,

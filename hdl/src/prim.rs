@@ -117,23 +117,26 @@ impl<const A: usize, const B: usize, const P: usize> Logic for Mul<A, B, P> {
 }
 
 /// The requantizer, pipelined over two cycles:
-/// `y = sat16(round_shift(x · m, s))` with `x` a signed 48-bit value, `m` a signed
-/// 17-bit multiplier and `s` a shift of 0..=63 (rounding half up), computed exactly:
-/// the golden model's `i64` arithmetic never overflows on the values the quantizer
-/// produces, and on those the two agree bit for bit.
+/// `y = sat16(round_shift(x · m, s))` with `x` a signed `X`-bit value (48 for an
+/// accumulator or a score, 16 for an activation), `m` a signed 17-bit multiplier and
+/// `s` a shift of 0..=63 (rounding half up), computed exactly: the golden model's
+/// `i64` arithmetic never overflows on the values the quantizer produces, and on
+/// those the two agree bit for bit.
 ///
-/// The first stage registers the exact 65-bit product `v`. The second uses
+/// The first stage registers the exact `X + 17`-bit product `v`. The second uses
 /// `round_shift(v, s) = ((2v >>> s) + 1) >>> 1` (for every `s`, also 0), so only the
 /// low 17 bits of `w = 2v >>> s` are shifted out, and whether `w` fits in 17 bits —
-/// `v[64:15+s]` all equal to its sign — decides saturation. No 64-bit adder, rounding
+/// `v[X+16:15+s]` all equal to its sign — decides saturation. No wide adder, rounding
 /// constant or full-width shifter: about a third of the logic of the direct form,
 /// which mattered because there is one requantizer per lane and per sigmoid unit.
+/// A 16-bit `x` takes one 18 × 18 multiplier where 48 bits take three, and a third
+/// of the shifter.
 #[derive(LogicBlock, Default)]
-pub struct Requant {
+pub struct Requant<const X: usize> {
     /// Clock.
     pub clock: Signal<In, Clock>,
     /// Value (signed).
-    pub x: Signal<In, Bits<48>>,
+    pub x: Signal<In, Bits<X>>,
     /// Multiplier (signed; the unsigned 16-bit multipliers are zero-extended).
     pub m: Signal<In, Bits<17>>,
     /// Right shift.
@@ -155,11 +158,11 @@ pub fn round_shift_sat16(v: i128, s: u32) -> i16 {
     r.clamp(i16::MIN as i128, i16::MAX as i128) as i16
 }
 
-impl Logic for Requant {
+impl<const X: usize> Logic for Requant<X> {
     fn update(&mut self) {
         if self.clock.pos_edge() {
             self.y.next = (round_shift_sat16(self._prod, self._shift) as u16 as u64).into();
-            let x = extend(to_u128(self.x.val()), 48, true);
+            let x = extend(to_u128(self.x.val()), X, true);
             let m = extend(to_u128(self.m.val()), 17, true);
             self._prod = x * m;
             self._shift = self.s.val().to_u64() as u32;
@@ -169,23 +172,25 @@ impl Logic for Requant {
         self.y.connect();
     }
     fn hdl(&self) -> Verilog {
-        Verilog::Custom(
-            "reg signed [64:0] prod_q;\nreg [5:0] s_q;\n\
-             wire signed [65:0] two = {prod_q, 1'b0};\n\
+        // v: X + 17 bits; 2v: one more.
+        let v = X + 17;
+        Verilog::Custom(format!(
+            "reg signed [{v1}:0] prod_q;\nreg [5:0] s_q;\n\
+             wire signed [{v}:0] two = {{prod_q, 1'b0}};\n\
              /* verilator lint_off UNUSEDSIGNAL */\n\
-             wire signed [65:0] w = two >>> s_q;\n\
-             wire [17:0] w1 = {w[16], w[16:0]} + 18'd1;\n\
+             wire signed [{v}:0] w = two >>> s_q;\n\
+             wire [17:0] w1 = {{w[16], w[16:0]}} + 18'd1;\n\
              /* verilator lint_on UNUSEDSIGNAL */\n\
-             wire [64:0] differs = prod_q ^ {65{prod_q[64]}};\n\
-             wire [64:0] above = {65{1'b1}} << (7'd15 + {1'b0, s_q});\n\
+             wire [{v1}:0] differs = prod_q ^ {{{v}{{prod_q[{v1}]}}}};\n\
+             wire [{v1}:0] above = {{{v}{{1'b1}}}} << (7'd15 + {{1'b0, s_q}});\n\
              wire fits = ~|(differs & above);\n\
              wire signed [16:0] r = w1[17:1];\n\
              always @(posedge clock) begin\n    prod_q <= $signed(x) * $signed(m);\n    s_q <= s;\n\
-             \x20   if (!fits) y <= prod_q[64] ? 16'h8000 : 16'h7fff;\n\
+             \x20   if (!fits) y <= prod_q[{v1}] ? 16'h8000 : 16'h7fff;\n\
              \x20   else if (r > 17'sd32767) y <= 16'h7fff;\n\
-             \x20   else y <= r[15:0];\nend"
-                .into(),
-        )
+             \x20   else y <= r[15:0];\nend",
+            v1 = v - 1,
+        ))
     }
 }
 

@@ -270,7 +270,7 @@ pub struct SigmoidUnit {
     pub sigma: Signal<Out, Bits<16>>,
     /// `h`, three cycles later.
     pub h_out: Signal<Out, Bits<16>>,
-    rq: Requant,
+    rq: Requant<16>,
     index: Signal<Local, Bits<16>>,
     rom: Rom<11, 16>,
     h1: DFF<Bits<16>>,
@@ -304,10 +304,7 @@ impl Logic for SigmoidUnit {
         dff_setup!(self, clock, h1, h2, h3);
         self.rq.clock.next = self.clock.val();
         self.rom.clock.next = self.clock.val();
-        self.rq.x.next = bit_cast::<48, 16>(self.h.val());
-        if self.h.val().get_bit(15) {
-            self.rq.x.next = bit_cast::<48, 16>(self.h.val()) | 0xFFFF_FFFF_0000_u64;
-        }
+        self.rq.x.next = self.h.val();
         self.rq.m.next = self.m.val();
         self.rq.s.next = self.s.val();
         // index = clamp(t + 1024, 0, 2047), t signed.

@@ -64,7 +64,7 @@ fn multiplier_model_matches_integer_multiplication() {
 #[test]
 fn requant_model_matches_golden_requant_after_two_cycles() {
     let mut sim = Simulation::new();
-    sim.add_clock(5, |x: &mut Box<Requant>| x.clock.next = !x.clock.val());
+    sim.add_clock(5, |x: &mut Box<Requant<48>>| x.clock.next = !x.clock.val());
     let cases: Vec<(i64, i64, u32)> = vec![
         (1000, 3, 4),
         (-5, 1, 1),
@@ -75,7 +75,7 @@ fn requant_model_matches_golden_requant_after_two_cycles() {
         (-32769, 1, 0),
     ];
     let expect: Vec<i16> = cases.iter().map(|&(x, m, s)| requant(x, m, s)).collect();
-    sim.add_testbench(move |mut sim: Sim<Requant>| {
+    sim.add_testbench(move |mut sim: Sim<Requant<48>>| {
         let mut x = sim.init()?;
         for (k, &(v, m, s)) in cases.iter().enumerate() {
             wait_clock_true!(sim, clock, x);
@@ -89,14 +89,14 @@ fn requant_model_matches_golden_requant_after_two_cycles() {
         }
         sim.done(x)
     });
-    let mut uut = Requant::default();
+    let mut uut = Requant::<48>::default();
     uut.connect_all();
     sim.run(Box::new(uut), 10_000).unwrap();
 }
 
 #[test]
 fn emits_lintable_verilog() {
-    let mut r: Requant = Requant::default();
+    let mut r: Requant<48> = Requant::<48>::default();
     r.connect_all();
     let v = etch_hdl::emit::block_verilog(&r, "etch_requant");
     let dir = std::env::temp_dir().join("etch_prim_lint");
@@ -206,10 +206,27 @@ fn requant_verilog_matches_golden_requant_on_edges_and_random_values() {
         let got = etch_hdl::prim::round_shift_sat16(x as i128 * m as i128, s);
         assert_eq!(got, want, "model: x {x} m {m} s {s}");
     }
-    let mut r: Requant = Requant::default();
+    let mut r: Requant<48> = Requant::<48>::default();
     r.connect_all();
     let v = etch_hdl::emit::block_verilog(&r, "etch_requant");
     let dut = "etch_requant dut (.clock(clock), .x(x), .m(m), .s(s), .y(y));";
+    run_requant_tb(&v, dut, 2, &vectors);
+}
+
+/// The 16-bit requantizer of the sigmoid units: the vectors whose value is an int16,
+/// the same results as the golden model's.
+#[test]
+fn narrow_requant_verilog_matches_golden_requant() {
+    let vectors: Vec<_> = requant_vectors()
+        .into_iter()
+        .filter(|&(x, _, _, _)| i16::try_from(x).is_ok())
+        .collect();
+    assert!(vectors.len() > 1_000, "{}", vectors.len());
+    let mut r: Requant<16> = Requant::<16>::default();
+    r.connect_all();
+    let v = etch_hdl::emit::block_verilog(&r, "etch_requant");
+    let dut = "etch_requant dut (.clock(clock), .x(x[15:0]), .m(m), .s(s), .y(y));
+  wire unused_x = ^x[47:16];";
     run_requant_tb(&v, dut, 2, &vectors);
 }
 

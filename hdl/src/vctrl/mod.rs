@@ -585,7 +585,7 @@ fn sfu_modules(t: &TableData) -> String {
     exp2.connect_all();
     let mut log2 = RecipUnit::log2(t);
     log2.connect_all();
-    let mut requant = Requant::default();
+    let mut requant = Requant::<48>::default();
     requant.connect_all();
     [
         block_verilog(&rsqrt, "etch_vctrl_rsqrt"),
