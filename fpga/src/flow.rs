@@ -38,14 +38,17 @@ pub struct Request {
     pub nextpnr_args: Vec<String>,
 }
 
-/// nextpnr's router. `router2` routes the CI's small chip in minutes; on the
-/// stories260K chips, whose block RAMs are nearly all in use, it stalls at thousands of
-/// overused wires, where `router1`, which routes one arc at a time and rips up what is
-/// in its way, finishes (`docs/FPGA.md`). `auto` chooses by that measurement.
+/// nextpnr's router. `router2` negotiates all nets' congestion at once and is fast
+/// when it converges, but whether it does depends on the netlist: it stalls at
+/// thousands of overused wires on the stories260K chips, and on the CI's small chip it
+/// converged on one netlist and diverged on the next (1,445 overused wires at its 26th
+/// iteration, 4,045 at its 47th). `router1`, which routes one arc at a time and rips
+/// up what is in its way, routed every one of them (that CI chip in 260 s). `auto` is
+/// router1 (`docs/FPGA.md`, "What limits Fmax").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Router {
-    /// router1 when synthesis puts more than half the block RAMs in use, else router2.
+    /// The router that has routed every etch chip: router1.
     #[default]
     Auto,
     /// Arc by arc, ripping up what is in the way.
@@ -64,11 +67,10 @@ impl Router {
         }
     }
 
-    /// The router for a design that uses `brams_used` of `brams_available` block RAMs.
-    pub fn resolve(self, brams_used: u64, brams_available: u64) -> Router {
+    /// The router nextpnr runs.
+    pub fn resolve(self) -> Router {
         match self {
-            Router::Auto if 2 * brams_used > brams_available => Router::Router1,
-            Router::Auto => Router::Router2,
+            Router::Auto => Router::Router1,
             chosen => chosen,
         }
     }
@@ -180,11 +182,7 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         .board
         .map_or(plan.target.package(), |b| b.package())
         .to_string();
-    let (brams, of) = synthesized
-        .iter()
-        .find(|n| n.key == "brams")
-        .map_or((0, 1), |n| (n.used, n.available));
-    let router = req.router.resolve(brams, of);
+    let router = req.router.resolve();
     let mut report = Report {
         target: plan.target,
         board: plan.board,
@@ -441,9 +439,9 @@ impl<'a> Workspace<'a> {
             "--timing-allow-fail".into(),
             "--seed".into(),
             "1".into(),
-            // The analytical "static" placer spreads the design so that router2
-            // converges: the tiny CI chip routed in minutes where heap placement left
-            // router2 with thousands of overused wires after three quarters of an hour.
+            // The analytical "static" placer spreads the design: on the tiny CI chip
+            // heap placement left router2 with thousands of overused wires after three
+            // quarters of an hour where the static placement routed in minutes.
             "--placer".into(),
             "static".into(),
             "--router".into(),
@@ -571,19 +569,16 @@ mod tests {
     }
 
     #[test]
-    fn routers_are_named_as_nextpnr_names_them_and_auto_goes_by_block_rams() {
+    fn routers_are_named_as_nextpnr_names_them_and_auto_is_router1() {
         for r in [Router::Auto, Router::Router1, Router::Router2] {
             assert_eq!(r.name().parse::<Router>().unwrap(), r);
         }
         assert_eq!(Router::default(), Router::Auto);
         let err = "router3".parse::<Router>().unwrap_err().to_string();
         assert!(err.contains("auto, router1 or router2"), "{err}");
-        // The CI chip (63 of 208 block RAMs) and the stories260K chips (175 and more).
-        assert_eq!(Router::Auto.resolve(63, 208), Router::Router2);
-        assert_eq!(Router::Auto.resolve(104, 208), Router::Router2);
-        assert_eq!(Router::Auto.resolve(175, 208), Router::Router1);
-        assert_eq!(Router::Router2.resolve(175, 208), Router::Router2);
-        assert_eq!(Router::Router1.resolve(0, 208), Router::Router1);
+        assert_eq!(Router::Auto.resolve(), Router::Router1);
+        assert_eq!(Router::Router2.resolve(), Router::Router2);
+        assert_eq!(Router::Router1.resolve(), Router::Router1);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!                               ▼
 //!   yosys synth_ecp5 / synth_ice40 ──► netlist.json, stat.txt ──► fit check
 //!                               ▼
-//!   nextpnr (static placer, router2) ──► etch.config / etch.asc, pnr.json (Fmax)
+//!   nextpnr (static placer, router1) ──► etch.config / etch.asc, pnr.json (Fmax)
 //!                               ▼
 //!   ecppack / icepack ──► etch.bit / etch.bin, report.json
 //! ```

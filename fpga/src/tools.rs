@@ -133,7 +133,8 @@ impl LogTail {
 }
 
 /// nextpnr's phase from one log line: the analytical placer's and the annealer's
-/// iterations, router2's iterations with the wires still overused.
+/// iterations, router1's arcs still queued, router2's iterations with the wires still
+/// overused.
 pub fn nextpnr_phase(line: &str) -> Option<String> {
     let line = line.trim_start_matches("Info:").trim();
     let field = |key: &str| {
@@ -159,6 +160,13 @@ pub fn nextpnr_phase(line: &str) -> Option<String> {
         Some("routing".into())
     } else if let (Some(iter), Some(over)) = (field("iter="), field("overused=")) {
         Some(format!("routing, iteration {iter}: {over} wires overused"))
+    } else if let Some(arcs) = line
+        .strip_prefix("Routing ")
+        .and_then(|r| r.strip_suffix(" arcs."))
+    {
+        Some(format!("routing {arcs} arcs"))
+    } else if let Some(queued) = router1_queued(line) {
+        Some(format!("routing: {queued} arcs still queued"))
     } else if line.starts_with("Running router1 to check") {
         Some("routing: checking the route".into())
     } else if line.starts_with("Routing complete") {
@@ -166,6 +174,16 @@ pub fn nextpnr_phase(line: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// router1's progress line, `iterations | routed ripped | … | queued | time`: the arcs
+/// still queued.
+fn router1_queued(line: &str) -> Option<u64> {
+    let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+    if fields.len() < 5 || fields[0].parse::<u64>().is_err() {
+        return None;
+    }
+    fields[3].parse().ok()
 }
 
 #[cfg(test)]
@@ -183,6 +201,8 @@ mod tests {
             "Info: Running router2...",
             "Info:     iter=34 wires=597883 overused=859 overuse=880 archfail=NA",
             "Info: Running router1 to check that route is legal...",
+            "Info: Routing 116329 arcs.",
+            "Info:      56000 |     9890      46109 |  189   811 |     78966|       0.92      40.05|",
             "Info: Routing complete.",
             "Info: ⌁ initialising bels...",
         ]
@@ -198,6 +218,8 @@ mod tests {
             Some("routing"),
             Some("routing, iteration 34: 859 wires overused"),
             Some("routing: checking the route"),
+            Some("routing 116329 arcs"),
+            Some("routing: 78966 arcs still queued"),
             Some("timing analysis"),
             None,
         ];
