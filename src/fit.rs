@@ -242,7 +242,7 @@ fn estimated_cycles_per_token(c: &Config, s: &Shape) -> f64 {
     let matrix = |(rows, cols): (usize, usize)| -> usize {
         let words = cols.div_ceil(s.columns);
         let groups = rows.div_ceil(s.lanes);
-        (groups - 1) * (words + s.lanes / s.requantizers - 1)
+        groups.saturating_sub(1) * (words + s.lanes / s.requantizers - 1)
             + words
             + (rows.max(1) - 1) % s.lanes / s.requantizers
     };
@@ -513,6 +513,13 @@ mod tests {
                     ..shape(32, 4, 8)
                 },
                 5_285.0,
+            ),
+            (
+                Shape {
+                    vop_queue: true,
+                    ..shape(8, 8, 8)
+                },
+                11_729.0,
             ),
         ] {
             let e = estimated_cycles_per_token(&c, &s);
