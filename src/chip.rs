@@ -66,11 +66,18 @@ pub fn choose_weights(
     quant: &etch_compiler::QuantSettings,
     budget: u64,
     lanes: usize,
+    datapath: Datapath,
 ) -> CliResult<MixChoice> {
     let bar = progress(100, "choosing weights");
-    let choice = choose_mix(checkpoint, tokenizer, quant, budget, lanes, &mut |m| {
-        bar.set_message(m.to_string())
-    });
+    let choice = choose_mix(
+        checkpoint,
+        tokenizer,
+        quant,
+        budget,
+        lanes,
+        datapath,
+        &mut |m| bar.set_message(m.to_string()),
+    );
     bar.finish_and_clear();
     Ok(choice?)
 }
@@ -132,9 +139,21 @@ pub fn build(a: &BuildArgs) -> CliResult {
                     l
                 }
             };
+            let datapath = match preset {
+                Some((_, datapath)) => datapath,
+                None => Datapath {
+                    requantizers: a.requantizers.unwrap_or(lanes),
+                    pipeline: a.pipeline,
+                    columns: a.columns,
+                    vop_queue: a.vop_queue,
+                    lut_columns: a.lut_columns,
+                },
+            };
             let mix = a
                 .rom_budget
-                .map(|budget| choose_weights(&checkpoint, &tokenizer, &quant, budget, lanes))
+                .map(|budget| {
+                    choose_weights(&checkpoint, &tokenizer, &quant, budget, lanes, datapath)
+                })
                 .transpose()?;
             let quant = mix.as_ref().map_or(quant.clone(), |m| m.settings.clone());
             let options = BuildOptions {
@@ -142,16 +161,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
                 contexts: a.contexts,
                 max_seq: a.max_seq.unwrap_or(c.seq_len),
                 quant: quant.clone(),
-                datapath: match preset {
-                    Some((_, datapath)) => datapath,
-                    None => Datapath {
-                        requantizers: a.requantizers.unwrap_or(lanes),
-                        pipeline: a.pipeline,
-                        columns: a.columns,
-                        vop_queue: a.vop_queue,
-                        lut_columns: a.lut_columns,
-                    },
-                },
+                datapath,
             };
             (options, mix)
         }

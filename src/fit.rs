@@ -411,7 +411,14 @@ fn widen(
     progress: &mut dyn FnMut(&str),
 ) -> CliResult<(BuildOptions, Resources, Trial)> {
     progress("measuring the weights");
-    let mut trials = Trials::with_calibration(ck, tok, &options.quant, calibration, options.lanes)?;
+    let mut trials = Trials::with_calibration(
+        ck,
+        tok,
+        &options.quant,
+        calibration,
+        options.lanes,
+        options.datapath,
+    )?;
     if options.quant.weight_bits == 4 {
         progress("choosing matrices to keep at 8 bits");
         let ranked = trials.rank_units(options.quant.group)?;

@@ -214,7 +214,14 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     let mix = a
         .rom_budget
         .map(|budget| {
-            crate::chip::choose_weights(&checkpoint, &tokenizer, &settings, budget, lanes)
+            crate::chip::choose_weights(
+                &checkpoint,
+                &tokenizer,
+                &settings,
+                budget,
+                lanes,
+                etch_compiler::chip::Datapath::per_lane(lanes),
+            )
         })
         .transpose()?;
     let settings = mix.as_ref().map_or(settings, |m| m.settings.clone());
@@ -245,7 +252,11 @@ pub fn accuracy(a: &AccuracyArgs) -> CliResult {
     } else {
         None
     };
-    let rom_bits = etch_compiler::mix::weight_rom_bits(&model, lanes);
+    let rom_bits = etch_compiler::mix::weight_rom_bits(
+        &model,
+        lanes,
+        &etch_compiler::chip::Datapath::per_lane(lanes),
+    );
     if a.json {
         return print_json(&AccuracyJson {
             report: &report,

@@ -68,15 +68,14 @@ pub fn selection_stories(checkpoint: &Checkpoint, tokenizer: &Tokenizer) -> Resu
     Ok(out)
 }
 
-/// Weight ROM bits of `model` laid out on `lanes` lanes.
-pub fn weight_rom_bits(model: &QuantizedModel, lanes: usize) -> u64 {
-    let p = Placement::new(
-        model,
-        lanes,
-        &etch_contract::Datapath::per_lane(lanes),
-        1,
-        model.config.seq_len,
-    );
+/// Weight ROM bits of `model` laid out on `lanes` lanes of `datapath` (its columns
+/// widen the ROM's words and pad its rows).
+pub fn weight_rom_bits(
+    model: &QuantizedModel,
+    lanes: usize,
+    datapath: &etch_contract::Datapath,
+) -> u64 {
+    let p = Placement::new(model, lanes, datapath, 1, model.config.seq_len);
     let bits = |r: &crate::layout::RomImage| (r.words.len() * r.width) as u64;
     bits(&p.weights) + bits(&p.scales) + bits(&p.wide)
 }
@@ -98,6 +97,7 @@ pub struct Trials<'a> {
     calibration: Calibration,
     selection: Vec<Vec<u32>>,
     lanes: usize,
+    datapath: etch_contract::Datapath,
     base: QuantSettings,
     /// Everything measured so far.
     pub done: Vec<Trial>,
@@ -105,15 +105,17 @@ pub struct Trials<'a> {
 
 impl<'a> Trials<'a> {
     /// Calibrates with `base` (its rounding and calibration settings apply to every
-    /// trial) and writes the selection stories.
+    /// trial) and writes the selection stories; ROM bits are counted on `lanes` lanes
+    /// of `datapath`.
     pub fn new(
         checkpoint: &'a Checkpoint,
         tokenizer: &Tokenizer,
         base: &QuantSettings,
         lanes: usize,
+        datapath: etch_contract::Datapath,
     ) -> Result<Self> {
         let calibration = calibrate(checkpoint, tokenizer, base)?;
-        Self::with_calibration(checkpoint, tokenizer, base, calibration, lanes)
+        Self::with_calibration(checkpoint, tokenizer, base, calibration, lanes, datapath)
     }
 
     /// With a calibration already made (with `base`'s calibration settings).
@@ -123,12 +125,14 @@ impl<'a> Trials<'a> {
         base: &QuantSettings,
         calibration: Calibration,
         lanes: usize,
+        datapath: etch_contract::Datapath,
     ) -> Result<Self> {
         Ok(Trials {
             checkpoint,
             calibration,
             selection: selection_stories(checkpoint, tokenizer)?,
             lanes,
+            datapath,
             base: base.clone(),
             done: Vec::new(),
         })
@@ -147,7 +151,7 @@ impl<'a> Trials<'a> {
     /// The model of a format and its weight ROM bits, without measuring it.
     pub fn model(&self, settings: &QuantSettings) -> Result<(QuantizedModel, u64)> {
         let model = QuantizedModel::from_calibration(self.checkpoint, settings, &self.calibration)?;
-        let bits = weight_rom_bits(&model, self.lanes);
+        let bits = weight_rom_bits(&model, self.lanes, &self.datapath);
         Ok((model, bits))
     }
 
@@ -188,17 +192,19 @@ impl<'a> Trials<'a> {
 /// Group sizes of 4-bit formats, finest first.
 const GROUPS: [u32; 5] = [8, 16, 32, 64, 0];
 
-/// The best measured format whose weight ROM fits `budget_bits` on `lanes` lanes.
+/// The best measured format whose weight ROM fits `budget_bits` on `lanes` lanes of
+/// `datapath`.
 pub fn choose_mix(
     checkpoint: &Checkpoint,
     tokenizer: &Tokenizer,
     base: &QuantSettings,
     budget_bits: u64,
     lanes: usize,
+    datapath: etch_contract::Datapath,
     progress: &mut dyn FnMut(&str),
 ) -> Result<MixChoice> {
     progress("calibrating");
-    let mut trials = Trials::new(checkpoint, tokenizer, base, lanes)?;
+    let mut trials = Trials::new(checkpoint, tokenizer, base, lanes, datapath)?;
     let wide8 = trials.settings(8, 0, &[]);
     let (_, bits8) = trials.model(&wide8)?;
     if bits8 <= budget_bits {
