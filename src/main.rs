@@ -683,9 +683,9 @@ pub struct SynthArgs {
     /// (minutes, where routing a nearly full part can take hours).
     #[arg(long, conflicts_with = "synth_only")]
     pub place_only: bool,
-    /// nextpnr's router: router1 (arc by arc; it has routed every etch chip), router2
-    /// (fast when it converges, which depends on the netlist: it stalls on the
-    /// stories260K chips), or auto: router1.
+    /// nextpnr's router: router1 (arc by arc; it routed the chips router2 stalled or
+    /// diverged on), router2 (fast when it converges, which depends on the netlist),
+    /// or auto: router1.
     #[arg(long, value_name = "ROUTER", default_value = "auto")]
     pub router: etch_fpga::Router,
     /// Print the report as JSON.

@@ -144,7 +144,8 @@ impl Datapath {
 
     /// Of [`Datapath::lane_multipliers`], those with a hard multiplier of their own.
     pub fn lane_hard_multipliers(&self, lanes: usize) -> usize {
-        lanes * (self.columns - self.lut_columns.min(self.columns - 1))
+        let in_luts = self.lut_columns.min(self.columns.saturating_sub(1));
+        lanes * (self.columns - in_luts)
     }
 }
 
@@ -179,6 +180,16 @@ mod tests {
             (0, 1, 1, "custom")
         );
         assert_eq!("fpga".parse::<Pipeline>(), Ok(Pipeline::FPGA));
+        // Products per cycle, and those with a hard multiplier of their own.
+        let d = Datapath {
+            columns: 4,
+            lut_columns: 1,
+            ..Datapath::per_lane(32)
+        };
+        assert_eq!(
+            (d.lane_multipliers(32), d.lane_hard_multipliers(32)),
+            (128, 96)
+        );
         assert!("fast"
             .parse::<Pipeline>()
             .unwrap_err()

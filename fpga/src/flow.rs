@@ -43,12 +43,12 @@ pub struct Request {
 /// thousands of overused wires on the stories260K chips, and on the CI's small chip it
 /// converged on one netlist and diverged on the next (1,445 overused wires at its 26th
 /// iteration, 4,045 at its 47th). `router1`, which routes one arc at a time and rips
-/// up what is in its way, routed every one of them (that CI chip in 260 s). `auto` is
-/// router1 (`docs/FPGA.md`, "What limits Fmax").
+/// up what is in its way, routed those (that CI chip in 260 s). `auto` is router1
+/// (`docs/FPGA.md`, "What limits Fmax").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Router {
-    /// The router that has routed every etch chip: router1.
+    /// router1, which routed the chips router2 stalled or diverged on.
     #[default]
     Auto,
     /// Arc by arc, ripping up what is in the way.
