@@ -20,14 +20,9 @@ struct Built {
 fn built() -> Built {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = Config {
-        dim: 64,
-        hidden_dim: 172,
         n_layers: 2,
-        n_heads: 8,
-        n_kv_heads: 4,
-        vocab_size: 512,
         seq_len: 64,
-        shared_classifier: true,
+        ..etch_compiler::synthetic::STORIES260K
     };
     let (m, t) =
         etch_compiler::synthetic::write_random_model(dir.path(), &config, 1).expect("model");

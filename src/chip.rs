@@ -82,6 +82,15 @@ pub fn choose_weights(
     Ok(choice?)
 }
 
+/// ` × C columns (K in LUTs)` after a lane count, or nothing for one column.
+pub fn describe_columns(columns: usize, lut_columns: usize) -> String {
+    match (columns, lut_columns) {
+        (0 | 1, _) => String::new(),
+        (c, 0) => format!(" × {c} columns"),
+        (c, k) => format!(" × {c} columns ({k} in LUTs)"),
+    }
+}
+
 /// One line naming a weight format: bits, group scales, matrices kept at 8 bits.
 pub fn describe_weights(q: &etch_compiler::QuantSettings) -> String {
     let mut s = format!("{}-bit weights", q.weight_bits);
@@ -210,11 +219,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
     );
     println!("  identity     {}", manifest.model_identity);
     let d = &options.datapath;
-    let columns = match (d.columns, d.lut_columns) {
-        (1, _) => String::new(),
-        (c, 0) => format!(" × {c} columns"),
-        (c, k) => format!(" × {c} columns ({k} in LUTs)"),
-    };
+    let columns = describe_columns(d.columns, d.lut_columns);
     println!(
         "  chip         {} lanes{columns}, {} contexts × {} positions, {} attention position(s)/cycle",
         manifest.lanes, manifest.contexts, manifest.max_seq, manifest.attention_positions_per_cycle

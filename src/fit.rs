@@ -190,14 +190,12 @@ impl Shape {
     }
 
     fn describe(&self) -> String {
-        let mut s = format!("{} lanes", self.lanes);
-        if self.columns > 1 {
-            s += &format!(" × {} columns", self.columns);
-            if self.lut_columns > 0 {
-                s += &format!(" ({} in LUTs)", self.lut_columns);
-            }
-        }
-        s += &format!(", {} requantizers", self.requantizers);
+        let mut s = format!(
+            "{} lanes{}, {} requantizers",
+            self.lanes,
+            crate::chip::describe_columns(self.columns, self.lut_columns),
+            self.requantizers
+        );
         if self.vop_queue {
             s += ", the vector-operation queue";
         }
@@ -229,7 +227,7 @@ const VOP_QUEUE_SAVING: f64 = 90.0;
 /// the rest from a fit on measured chips. For ranking candidates only: `etch sim`
 /// measures the chip that is built.
 fn estimated_cycles_per_token(c: &Config, s: &Shape) -> f64 {
-    let kv_dim = c.dim * c.n_kv_heads / c.n_heads.max(1);
+    let kv_dim = c.kv_dim();
     let per_layer = [
         (c.dim, c.dim),
         (kv_dim, c.dim),
@@ -481,16 +479,7 @@ mod tests {
     use super::*;
 
     fn stories260k() -> Config {
-        Config {
-            dim: 64,
-            hidden_dim: 172,
-            n_layers: 5,
-            n_heads: 8,
-            n_kv_heads: 4,
-            vocab_size: 512,
-            seq_len: 512,
-            shared_classifier: true,
-        }
+        etch_compiler::synthetic::STORIES260K
     }
 
     fn shape(lanes: usize, columns: usize, requantizers: usize) -> Shape {

@@ -76,16 +76,7 @@ mod tests {
     use super::*;
 
     fn stories260k() -> Config {
-        Config {
-            dim: 64,
-            hidden_dim: 172,
-            n_layers: 5,
-            n_heads: 8,
-            n_kv_heads: 4,
-            vocab_size: 512,
-            seq_len: 512,
-            shared_classifier: true,
-        }
+        crate::synthetic::STORIES260K
     }
 
     #[test]

@@ -7,6 +7,19 @@
 use crate::checkpoint::{Config, HEADER_BYTES};
 use etch_contract::Tokenizer;
 
+/// The shape of the bundled stories260K, for tests and benchmarks that need it without
+/// the file (a benchmark's smaller variants start from it).
+pub const STORIES260K: Config = Config {
+    dim: 64,
+    hidden_dim: 172,
+    n_layers: 5,
+    n_heads: 8,
+    n_kv_heads: 4,
+    vocab_size: 512,
+    seq_len: 512,
+    shared_classifier: true,
+};
+
 /// splitmix64: a small deterministic generator for weights.
 #[derive(Clone, Debug)]
 pub struct SplitMix(pub u64);
