@@ -425,7 +425,7 @@ pub struct SyscallTrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 4500)]
     pub steps: usize,
     /// (request, call) pairs the grammar writes.
     #[arg(long, default_value_t = 50_000)]
@@ -437,6 +437,10 @@ pub struct SyscallTrainArgs {
     /// this number, not on the machine's cores)
     #[arg(long, default_value_t = 2)]
     pub shards: usize,
+    /// The model is the mean of the weights after each of the last N steps (0: the
+    /// last step's own); train.json also measures the last step's.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub average_last: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,

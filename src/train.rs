@@ -324,7 +324,18 @@ struct SyscallTrainReport {
     /// Held-out requests understood exactly (float model, constrained decoding).
     heldout_accuracy: f64,
     heldout_cases: usize,
+    /// With `--average-last`: the last step's own weights, measured the same way, to
+    /// show what the average changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_step: Option<LastStepReport>,
     seconds: f64,
+}
+
+/// The syscall model's last training step's own weights, beside the average it ships.
+#[derive(serde::Serialize)]
+struct LastStepReport {
+    validation_loss: f64,
+    heldout_accuracy: f64,
 }
 
 /// Measures a syscall checkpoint on `cases` with constrained decoding on the float
@@ -356,6 +367,40 @@ pub fn heldout_report(
     })?;
     bar.finish_and_clear();
     Ok(report)
+}
+
+/// Validation loss and held-out accuracy of `model` with the `last` step's weights in
+/// place of the average it holds; the average is put back after.
+fn measure_last_step(
+    model: &Model,
+    last: &etch_train::Weights,
+    validation: &etch_train::Corpus,
+    window: usize,
+    (registry, tokenizer, cases): (
+        &etch_agent::Registry,
+        &Tokenizer,
+        &[etch_agent::understand::eval::Case],
+    ),
+    quiet: bool,
+) -> CliResult<LastStepReport> {
+    let vars = model.vars();
+    let mut average = Vec::with_capacity(vars.len());
+    for (var, weights) in vars.iter().zip(last) {
+        average.push(
+            var.as_tensor()
+                .copy()
+                .map_err(etch_train::TrainError::from)?,
+        );
+        var.set(weights).map_err(etch_train::TrainError::from)?;
+    }
+    let validation_loss = evaluate(model, validation, window)?;
+    let checkpoint = model.checkpoint("model.bin")?;
+    let heldout = heldout_report(registry, &checkpoint, tokenizer, cases, quiet)?;
+    model.set_weights(&average)?;
+    Ok(LastStepReport {
+        validation_loss,
+        heldout_accuracy: heldout.accuracy,
+    })
 }
 
 /// `etch train syscall`.
@@ -450,18 +495,31 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
         seed: a.seed,
         from_start: true,
         shards: a.shards,
+        average_last: a.average_last,
         ..Settings::default()
     };
     let mut model = Model::new(config, a.seed)?;
     let before = evaluate(&model, &validation, settings.window)?;
     let bar = progress(settings.steps as u64, "training the syscall model");
-    let curve = etch_train::train(&mut model, &corpus, &settings, None, &mut |s| {
-        bar.set_position(s.step as u64);
-        bar.set_message(format!("loss {:.3}", s.loss));
-    });
+    let trained =
+        etch_train::train_keeping_last_step(&mut model, &corpus, &settings, None, &mut |s| {
+            bar.set_position(s.step as u64);
+            bar.set_message(format!("loss {:.3}", s.loss));
+        });
     bar.finish_and_clear();
-    let curve = curve?;
+    let (curve, last_weights) = trained?;
     let after = evaluate(&model, &validation, settings.window)?;
+    let last_step = match last_weights {
+        Some(weights) => Some(measure_last_step(
+            &model,
+            &weights,
+            &validation,
+            settings.window,
+            (&registry, &tokenizer, &cases),
+            a.json,
+        )?),
+        None => None,
+    };
     std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
         action: "write",
         path: a.out.clone(),
@@ -510,6 +568,7 @@ pub fn train_syscall(a: &crate::SyscallTrainArgs) -> CliResult {
         final_train_loss: tail.iter().map(|s| s.loss as f64).sum::<f64>() / tail.len() as f64,
         heldout_accuracy: heldout.accuracy,
         heldout_cases: heldout.cases,
+        last_step,
         seconds: started.elapsed().as_secs_f64(),
     };
     let text =

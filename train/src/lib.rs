@@ -16,7 +16,7 @@ mod error;
 pub mod model;
 
 pub use error::{Result, TrainError};
-pub use model::{FakeQuant, Model, Normal};
+pub use model::{FakeQuant, Model, Normal, Weights};
 
 use candle_core::Tensor;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -174,6 +174,12 @@ pub struct Settings {
     /// depends on this number, not on the cores the machine has: the same settings
     /// train the same weights everywhere.
     pub shards: usize,
+    /// The weights the training ends with are the mean of the weights after each of
+    /// the last this many steps (0: the last step's own). An average over the steps of
+    /// a decayed learning rate sits nearer the middle of the valley the steps wander
+    /// in than any one step does, so it depends less on the order of the arithmetic
+    /// and of the windows drawn.
+    pub average_last: usize,
 }
 
 impl Default for Settings {
@@ -189,6 +195,7 @@ impl Default for Settings {
             from_start: false,
             distill_temperature: 1.0,
             shards: 1,
+            average_last: 0,
         }
     }
 }
@@ -371,6 +378,19 @@ pub fn train(
     teacher: Option<&Model>,
     progress: &mut dyn FnMut(&StepLoss),
 ) -> Result<Vec<StepLoss>> {
+    Ok(train_keeping_last_step(model, corpus, settings, teacher, progress)?.0)
+}
+
+/// [`train`], also returning the last step's own weights (in [`Model::vars`]'
+/// order) when the model ends with an average of several steps'
+/// ([`Settings::average_last`]), to measure what the average changed.
+pub fn train_keeping_last_step(
+    model: &mut Model,
+    corpus: &Corpus,
+    settings: &Settings,
+    teacher: Option<&Model>,
+    progress: &mut dyn FnMut(&StepLoss),
+) -> Result<(Vec<StepLoss>, Option<Weights>)> {
     if let Some(t) = teacher {
         if t.config.vocab_size != model.config.vocab_size || t.config.seq_len < settings.window {
             return Err(TrainError::Invalid(
@@ -403,6 +423,15 @@ pub fn train(
             "train at least one step of one window".into(),
         ));
     }
+    if settings.average_last > settings.steps {
+        return Err(TrainError::Invalid(format!(
+            "an average over the last {} steps of {}",
+            settings.average_last, settings.steps
+        )));
+    }
+    let vars = model.vars();
+    let averaged_from = settings.steps - settings.average_last;
+    let mut sums: Vec<Tensor> = Vec::new();
     let mut opt = AdamW::new(
         model.vars(),
         ParamsAdamW {
@@ -437,10 +466,29 @@ pub fn train(
                 record.step
             )));
         }
+        if settings.average_last > 0 && step >= averaged_from {
+            if sums.is_empty() {
+                sums = vars
+                    .iter()
+                    .map(|v| v.as_tensor().copy())
+                    .collect::<candle_core::Result<_>>()?;
+            } else {
+                for (sum, var) in sums.iter_mut().zip(&vars) {
+                    *sum = (&*sum + var.as_tensor())?;
+                }
+            }
+        }
         progress(&record);
         curve.push(record);
     }
-    Ok(curve)
+    if settings.average_last == 0 {
+        return Ok((curve, None));
+    }
+    let last = model.weights()?;
+    for (sum, var) in sums.iter().zip(&vars) {
+        var.set(&sum.affine(1.0 / settings.average_last as f64, 0.0)?)?;
+    }
+    Ok((curve, Some(last)))
 }
 
 /// The rows of a batch of `batch` windows that shard `k` of `shards` takes: the

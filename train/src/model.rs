@@ -66,6 +66,9 @@ impl FakeQuant {
     }
 }
 
+/// Every parameter's values, in [`Model::vars`]' order: a snapshot of a model.
+pub type Weights = Vec<Tensor>;
+
 /// The model: shapes, parameters and the RoPE tables of its context.
 pub struct Model {
     /// Shapes (shared classifier).
@@ -288,6 +291,32 @@ impl Model {
             }
         }
         v
+    }
+
+    /// A copy of every parameter's values, in [`Model::vars`]' order.
+    pub fn weights(&self) -> Result<Weights> {
+        Ok(self
+            .vars()
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?)
+    }
+
+    /// Puts back values [`Model::weights`] copied (from this model or one of its
+    /// shape).
+    pub fn set_weights(&self, weights: &Weights) -> Result<()> {
+        let vars = self.vars();
+        if vars.len() != weights.len() {
+            return Err(TrainError::Invalid(format!(
+                "{} tensors of weights for a model of {}",
+                weights.len(),
+                vars.len()
+            )));
+        }
+        for (var, w) in vars.iter().zip(weights) {
+            var.set(w)?;
+        }
+        Ok(())
     }
 
     /// The device tensors live on.

@@ -4,7 +4,9 @@
 
 use candle_core::{Device, Tensor, Var};
 use etch_compiler::{Config, QMatrix, Reference};
-use etch_train::{evaluate, train, Corpus, FakeQuant, Model, Normal, Settings};
+use etch_train::{
+    evaluate, train, train_keeping_last_step, Corpus, FakeQuant, Model, Normal, Settings,
+};
 
 fn tiny() -> Config {
     Config {
@@ -108,6 +110,7 @@ fn settings(steps: usize, lr: f64) -> Settings {
         from_start: false,
         distill_temperature: 1.0,
         shards: 1,
+        average_last: 0,
     }
 }
 
@@ -393,4 +396,62 @@ fn a_batch_split_into_shards_trains_like_the_whole_batch() {
         let err = train(&mut model, &windows, &s, None, &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("shards"), "{err}");
     }
+}
+
+#[test]
+fn the_model_ends_as_the_mean_of_its_last_steps() {
+    let mut corpus = patterned();
+    let held_out = corpus.split_validation(8);
+    let plain = settings(60, 3e-3);
+    let flat = |m: &Model| m.checkpoint("m").unwrap().floats().to_vec();
+    let mut last_only = Model::new(tiny(), plain.seed).unwrap();
+    let (_, none) =
+        train_keeping_last_step(&mut last_only, &corpus, &plain, None, &mut |_| {}).unwrap();
+    assert!(none.is_none());
+
+    // Averaging watches the steps and changes none of them: the last step's own
+    // weights are those of the run without it.
+    let averaged = Settings {
+        average_last: 20,
+        ..plain.clone()
+    };
+    let mut model = Model::new(tiny(), plain.seed).unwrap();
+    let (curve, last) =
+        train_keeping_last_step(&mut model, &corpus, &averaged, None, &mut |_| {}).unwrap();
+    assert_eq!(curve.len(), 60);
+    let last = last.expect("the last step's weights");
+    let average = model.weights().unwrap();
+    model.set_weights(&last).unwrap();
+    assert_eq!(flat(&model), flat(&last_only));
+
+    // The average is not the last step, and is a model as good on held-out windows
+    // (within a tenth).
+    model.set_weights(&average).unwrap();
+    assert_ne!(flat(&model), flat(&last_only));
+    let (avg_loss, last_loss) = (
+        evaluate(&model, &held_out, 20).unwrap(),
+        evaluate(&last_only, &held_out, 20).unwrap(),
+    );
+    assert!(
+        avg_loss.is_finite() && avg_loss < 1.1 * last_loss,
+        "{avg_loss} vs {last_loss}"
+    );
+
+    // Over one step the average is that step.
+    let one = Settings {
+        average_last: 1,
+        ..plain.clone()
+    };
+    let mut model = Model::new(tiny(), plain.seed).unwrap();
+    train(&mut model, &corpus, &one, None, &mut |_| {}).unwrap();
+    assert_eq!(flat(&model), flat(&last_only));
+
+    // More steps averaged than trained is refused; so are weights of another shape.
+    let too_many = Settings {
+        average_last: 61,
+        ..plain
+    };
+    let err = train(&mut model, &corpus, &too_many, None, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("average"), "{err}");
+    assert!(model.set_weights(&Vec::new()).is_err());
 }

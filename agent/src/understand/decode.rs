@@ -62,6 +62,9 @@ pub struct Grammar {
     starts: Vec<(usize, Option<usize>)>,
     /// Whether an unquoted value may end at each offset.
     ends: Vec<bool>,
+    /// Every byte a call line for this request can hold: the request's, the tools'
+    /// and arguments' names', and the line's own marks.
+    alphabet: Vec<u8>,
 }
 
 /// English function words (articles, pronouns, prepositions, conjunctions, auxiliaries,
@@ -189,6 +192,7 @@ impl Grammar {
             request: r,
             starts,
             ends,
+            alphabet: Vec::new(),
         };
         let tools: Vec<ToolShape> = registry
             .tools()
@@ -223,8 +227,47 @@ impl Grammar {
                 feasible: true,
             }))
             .collect();
+        let mut alphabet: Vec<u8> = grammar.request.clone();
+        for t in &tools {
+            alphabet.extend_from_slice(&t.name);
+            alphabet.extend(t.args.iter().flat_map(|a| a.0.iter().copied()));
+        }
+        alphabet.extend_from_slice(b" =\"\n");
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        grammar.alphabet = alphabet;
         grammar.tools = tools;
         grammar
+    }
+
+    /// The rest of the line when `text` can end in one way only: the bytes that make
+    /// it a whole call line, or `None` while the grammar still allows a choice (of a
+    /// tool, a place to copy from, or where an optional argument begins). After the
+    /// last value's first bytes have pinned its place, every call the model could
+    /// still write is this one.
+    fn only_completion(&self, text: &[u8]) -> Option<Vec<u8>> {
+        let mut line = text.to_vec();
+        let limit = text.len() + self.request.len() + 256;
+        while line.len() < limit {
+            let mut next = None;
+            for &b in &self.alphabet {
+                line.push(b);
+                let fit = self.fit(&line);
+                line.pop();
+                if fit != Fit::Invalid {
+                    if next.is_some() {
+                        return None;
+                    }
+                    next = Some((b, fit));
+                }
+            }
+            let (b, fit) = next?;
+            line.push(b);
+            if fit == Fit::Complete {
+                return Some(line.split_off(text.len()));
+            }
+        }
+        None
     }
 
     /// Whether values of the types `args` can all be copied from the request, each
@@ -463,7 +506,8 @@ pub struct Understood {
     pub call: Option<Call>,
     /// Tokens of the request's prompt.
     pub prompt_tokens: usize,
-    /// Tokens of the call line.
+    /// Tokens of the call line the model wrote (chose or was fed); once the line could
+    /// end one way only, the grammar wrote the rest without running the model.
     pub call_tokens: usize,
     /// Times the model ran to choose (each after feeding one or more tokens).
     pub choices: usize,
@@ -579,6 +623,12 @@ pub fn understand(
         text.extend_from_slice(&vocabulary.pieces[token as usize]);
         call_tokens += 1;
         if fit == Fit::Complete {
+            break;
+        }
+        // Once the line can end one way only, no choice is left for the model: the
+        // grammar writes the rest, and the tokens it would have taken are not run.
+        if let Some(rest) = grammar.only_completion(&text) {
+            text.extend_from_slice(&rest);
             break;
         }
         pending.push(token);
@@ -912,8 +962,37 @@ mod tests {
         let u = understand(&r, &vocabulary, &mut m, "show me notes.txt", &[1]).unwrap();
         assert_eq!(u.line, r#"fs.read path="notes.txt""#);
         assert_eq!(u.call.unwrap().args["path"], "notes.txt");
-        assert!(u.choices < u.call_tokens, "forced tokens are fed in runs");
+        assert!(u.choices <= u.call_tokens, "forced tokens are fed in runs");
         assert_eq!(u.choices, m.runs);
+        // The request holds one file name: once the tool is chosen, the grammar writes
+        // the rest without running the model.
+        assert_eq!((u.call_tokens, u.choices), (2, 2), "{:?}", u.line);
+        assert_eq!(m.written, b" fs.");
+    }
+
+    #[test]
+    fn the_grammar_finishes_a_line_that_can_end_one_way_only() {
+        let g = grammar("please move \"a.txt\" to old/b.txt?");
+        let rest = |t: &str| {
+            g.only_completion(t.as_bytes())
+                .map(|r| String::from_utf8(r).unwrap())
+        };
+        // Choices left: the tool, and which file is moved where.
+        assert_eq!(rest(""), None);
+        assert_eq!(rest(" fs.move src=\""), None);
+        // Once src is a.txt, dst can only be old/b.txt.
+        assert_eq!(
+            rest(" fs.move src=\"a").as_deref(),
+            Some(".txt\" dst=\"old/b.txt\"\n")
+        );
+        assert_eq!(
+            rest(" fs.move src=\"old/b.txt\" dst=\"a").as_deref(),
+            Some(".txt\"\n")
+        );
+        assert_eq!(rest(" no").as_deref(), Some("ne\n"));
+        // fs.list's path has a default: ending the line is a choice of the model's.
+        assert_eq!(rest(" fs.list"), None);
+        assert_eq!(rest(" fs.mv"), None, "nothing continues an invalid line");
     }
 
     #[test]
