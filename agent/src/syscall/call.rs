@@ -125,12 +125,12 @@ impl Syscalls {
             agent,
             "proposal",
             &format!(
-                "the syscall model read \"{}\" as `{}` ({} prompt and {} call tokens, {} chip passes)",
+                "the syscall model read \"{}\" as `{}` ({} prompt and {}, {})",
                 text,
                 u.line,
                 u.prompt_tokens,
-                u.call_tokens,
-                u.choices
+                counted(u.call_tokens, "call token", "call tokens"),
+                counted(u.choices, "chip pass", "chip passes")
             ),
             json!({ "line": u.line, "prompt_tokens": u.prompt_tokens, "call_tokens": u.call_tokens, "choices": u.choices }),
         )?;
@@ -592,4 +592,9 @@ pub fn unambiguous(registry: &Registry, call: &Call) -> bool {
             (ArgType::Path | ArgType::Recipient, Some(v)) => !v.contains(char::is_whitespace),
             _ => true,
         })
+}
+
+/// `n` and the noun in the number it takes: "1 chip pass", "11 chip passes".
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
