@@ -383,16 +383,8 @@ fn measure_last_step(
     ),
     quiet: bool,
 ) -> CliResult<LastStepReport> {
-    let vars = model.vars();
-    let mut average = Vec::with_capacity(vars.len());
-    for (var, weights) in vars.iter().zip(last) {
-        average.push(
-            var.as_tensor()
-                .copy()
-                .map_err(etch_train::TrainError::from)?,
-        );
-        var.set(weights).map_err(etch_train::TrainError::from)?;
-    }
+    let average = model.weights()?;
+    model.set_weights(last)?;
     let validation_loss = evaluate(model, validation, window)?;
     let checkpoint = model.checkpoint("model.bin")?;
     let heldout = heldout_report(registry, &checkpoint, tokenizer, cases, quiet)?;
