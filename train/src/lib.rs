@@ -431,7 +431,7 @@ pub fn train_keeping_last_step(
     }
     let vars = model.vars();
     let averaged_from = settings.steps - settings.average_last;
-    let mut sums: Vec<Tensor> = Vec::new();
+    let mut sums: Weights = Vec::new();
     let mut opt = AdamW::new(
         model.vars(),
         ParamsAdamW {
@@ -482,9 +482,11 @@ pub fn train_keeping_last_step(
         return Ok((curve, None));
     }
     let last = model.weights()?;
-    for (sum, var) in sums.iter().zip(&vars) {
-        var.set(&sum.affine(1.0 / settings.average_last as f64, 0.0)?)?;
-    }
+    let mean = sums
+        .iter()
+        .map(|sum| sum.affine(1.0 / settings.average_last as f64, 0.0))
+        .collect::<candle_core::Result<Weights>>()?;
+    model.set_weights(&mean)?;
     Ok((curve, Some(last)))
 }
 
