@@ -412,7 +412,7 @@ pub fn sim(a: &crate::SimArgs) -> CliResult {
     let waveform = a
         .trace
         .as_deref()
-        .map_or(etch_sim::Waveform::Vcd, etch_sim::Waveform::for_path);
+        .map_or(etch_sim::Waveform::Off, etch_sim::Waveform::for_path);
     let (manifest, tokenizer, chip) = open_sim_with(&a.out, waveform)?;
     if let Some(path) = &a.trace {
         chip.with_device(|d| d.simulator().trace(path))

@@ -26,8 +26,9 @@ fn one_cargo_build() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// `libetch_runtime.so` or `libetch_agent.so`: `cargo test` builds only the rlib of a
-/// dependency, so the cdylibs are built here, both in one build (so that their shared
-/// dependencies are built once, with one set of features), once per test process.
+/// dependency, so the cdylibs are built here, once per test process, by the build
+/// scripts/setup runs (the same packages, so the same features: what setup built is
+/// fresh and reused, and their shared dependencies are built once).
 fn cdylib(package: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *BUILT.get_or_init(|| {
@@ -38,11 +39,13 @@ fn cdylib(package: &str) -> PathBuf {
                 "--release",
                 "-j",
                 "2",
+                "--quiet",
+                "-p",
+                "etch",
                 "-p",
                 "etch-runtime",
                 "-p",
                 "etch-agent",
-                "--lib",
             ])
             .current_dir(root())
             .status()

@@ -172,6 +172,17 @@ fn sim_refuses_altered_roms_and_prompts_that_do_not_fit() {
         fst_bytes.len(),
         vcd_text.len()
     );
+    // The plain simulator (the runs above without --trace built it) has no trace code:
+    // it refuses to write a waveform, and says so.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let plain = etch_sim::build(&out, manifest["design_hash"].as_str().unwrap()).unwrap();
+    let mut sim = etch_sim::Simulator::new(&plain, &out).unwrap();
+    let refused = sim.trace(&dir.path().join("plain.vcd")).unwrap_err();
+    assert!(
+        refused.to_string().contains("built without waveforms"),
+        "{refused}"
+    );
     let gains = out.join("rom/gains.hex");
     let mut text = std::fs::read(&gains).unwrap();
     text[0] = if text[0] == b'1' { b'2' } else { b'1' };

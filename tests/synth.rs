@@ -94,7 +94,8 @@ fn etch(args: &[&str]) -> std::process::Output {
 /// The whole flow — yosys, the fit check, nextpnr, ecppack — on the tiny chip behind
 /// its UART bridge with the ULX3S's pins: a bitstream, and a report that counts what
 /// was placed against the ECP5-85F's resources, with the routed Fmax. A second run
-/// on the unchanged design reuses the netlist.
+/// on the unchanged design reuses the netlist. (`--place-only` is checked on a stub
+/// board below: placing this chip again would take CI minutes.)
 #[test]
 fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,24 +158,6 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert!(again["router"].is_null(), "no router ran: {again}");
     assert!(again["seconds"]["synth"].as_f64().unwrap() < 5.0, "{again}");
     check_utilization(&again["utilization"]);
-
-    // Placed only: the placer's Fmax, no bitstream, and the routed result is not
-    // taken for it (its nextpnr arguments differ).
-    let placed = etch(&["synth", o, "--board", "ulx3s", "--place-only", "--json"]);
-    assert!(
-        placed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&placed.stderr)
-    );
-    let placed: serde_json::Value = serde_json::from_slice(&placed.stdout).unwrap();
-    assert_eq!(placed["place_only"], true);
-    assert!(placed["bitstream"].is_null(), "{placed}");
-    let est = placed["fmax_mhz"].as_f64().unwrap();
-    assert!(est > 1.0 && est < 1000.0, "{placed}");
-    assert!(placed["seconds"]["pnr"].as_f64().unwrap() > 1.0, "{placed}");
-    let log = std::fs::read_to_string(out.join("fpga/ecp5-85k/nextpnr.log")).unwrap();
-    assert!(!log.contains("Routing complete"), "placement only");
-    check_utilization(&placed["utilization"]);
 }
 
 fn check_utilization(u: &serde_json::Value) {
@@ -197,27 +180,19 @@ fn check_utilization(u: &serde_json::Value) {
 
 /// `--freq` other than the ULX3S's 25 MHz puts an ECP5 PLL into the top: the report
 /// carries its setting, the UART divisor follows the PLL's clock, and nextpnr derives
-/// the chip clock's constraint from the PLL. The board is a stub (a counter) so that
-/// the whole flow takes seconds; the chip itself is placed by the test above.
+/// the chip clock's constraint from the PLL. Then `--place-only`: the placer's Fmax
+/// and no bitstream, the routed result not taken for it (its nextpnr arguments
+/// differ). The board is a stub (a counter) so that the whole flow takes seconds; the
+/// chip itself is placed by the test above.
 #[test]
 fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
     let dir = tempfile::tempdir().unwrap();
-    // A real chip's manifest, its RTL replaced by the stub.
-    let out = &small_chip(dir.path());
-    std::fs::remove_dir_all(out.join("rtl")).unwrap();
-    std::fs::create_dir_all(out.join("rtl")).unwrap();
-    std::fs::write(
-        out.join("rtl/etch_board.v"),
-        "module etch_board #(parameter [15:0] DIVISOR = 16'd25, parameter LED_ACTIVE_LOW = 0) (
-    input wire clk, input wire uart_rx, output wire uart_tx, output wire [1:0] led);
-    reg [23:0] count = 24'd0;
+    let out = &stub_board(
+        dir.path(),
+        "reg [23:0] count = 24'd0;
     always @(posedge clk) count <= count + {8'd0, DIVISOR};
-    assign uart_tx = uart_rx ^ count[23];
-    assign led = LED_ACTIVE_LOW ? ~count[23:22] : count[23:22];
-endmodule
-",
-    )
-    .unwrap();
+    assign uart_tx = uart_rx ^ count[23];",
+    );
     let o = out.to_str().unwrap();
     let run = etch(&["synth", o, "--board", "ulx3s", "--freq", "20", "--json"]);
     assert!(
@@ -243,14 +218,67 @@ endmodule
         "{log}"
     );
     assert!(out.join("fpga/ecp5-85k/etch.bit").exists());
+
+    let placed = etch(&[
+        "synth",
+        o,
+        "--board",
+        "ulx3s",
+        "--freq",
+        "20",
+        "--place-only",
+        "--json",
+    ]);
+    assert!(
+        placed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&placed.stderr)
+    );
+    let placed: serde_json::Value = serde_json::from_slice(&placed.stdout).unwrap();
+    assert_eq!(placed["place_only"], true);
+    assert!(placed["bitstream"].is_null(), "{placed}");
+    let est = placed["fmax_mhz"].as_f64().unwrap();
+    assert!(est > 1.0 && est < 1000.0, "{placed}");
+    assert!(placed["seconds"]["pnr"].as_f64().unwrap() > 0.0, "{placed}");
+    let log = std::fs::read_to_string(out.join("fpga/ecp5-85k/nextpnr.log")).unwrap();
+    assert!(!log.contains("Routing complete"), "placement only");
 }
 
-/// The chip's control logic alone outgrows an iCE40UP5K: the flow stops after
+/// A chip directory for the flow's own checks: the tiny chip's manifest, its RTL
+/// replaced by a stub board top whose body is `body` (ports `clk`, `uart_rx`,
+/// `uart_tx`, `led`; `count` drives the LEDs and must be declared by `body`).
+fn stub_board(dir: &std::path::Path, body: &str) -> PathBuf {
+    let out = small_chip(dir);
+    std::fs::remove_dir_all(out.join("rtl")).unwrap();
+    std::fs::create_dir_all(out.join("rtl")).unwrap();
+    std::fs::write(
+        out.join("rtl/etch_board.v"),
+        format!(
+            "module etch_board #(parameter [15:0] DIVISOR = 16'd25, parameter LED_ACTIVE_LOW = 0) (
+    input wire clk, input wire uart_rx, output wire uart_tx, output wire [1:0] led);
+    {body}
+    assign led = LED_ACTIVE_LOW ? ~count[23:22] : count[23:22];
+endmodule
+"
+        ),
+    )
+    .unwrap();
+    out
+}
+
+/// A design larger than an iCE40UP5K (a stub of 8,000 flip-flops, each fed by a
+/// three-input XOR: 8,000 LUTs, so that synthesis takes seconds): the flow stops after
 /// synthesis with exit code 3 and says which resource, by how much.
 #[test]
 fn a_design_too_large_for_its_fpga_fails_naming_the_resource() {
     let dir = tempfile::tempdir().unwrap();
-    let out = small_chip(dir.path());
+    let out = stub_board(
+        dir.path(),
+        "reg [7999:0] r = 8000'd0;
+    always @(posedge clk) r <= {r[7998:0], uart_rx} ^ {r[0], r[7999:1]} ^ {r[1:0], r[7999:2]};
+    wire [23:0] count = r[23:0];
+    assign uart_tx = ^r;",
+    );
     let run = etch(&["synth", out.to_str().unwrap(), "--board", "icebreaker"]);
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(3), "{err}");

@@ -20,9 +20,10 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// Builds (or finds cached) and starts the simulator of build directory `out`.
+    /// Builds (or finds cached) and starts the simulator of build directory `out`,
+    /// without waveforms.
     pub fn open(out: &Path, design_hash: &str) -> Result<Self> {
-        Self::open_with(out, design_hash, etch_sim::Waveform::Vcd)
+        Self::open_with(out, design_hash, etch_sim::Waveform::Off)
     }
 
     /// [`InProcess::open`] with a simulator that writes `waveform` when traced.

@@ -6,7 +6,10 @@ fn main() {
         .map(|s| s.parse().unwrap())
         .unwrap_or(20000);
     let trace = std::env::args().nth(4);
-    let lib = etch_sim::build(&out, &hash).unwrap();
+    let waveform = trace.as_deref().map_or(etch_sim::Waveform::Off, |t| {
+        etch_sim::Waveform::for_path(std::path::Path::new(t))
+    });
+    let lib = etch_sim::build_with(&out, &hash, waveform).unwrap();
     let mut sim = etch_sim::Simulator::new(&lib, &out).unwrap();
     if let Some(t) = &trace {
         sim.trace(std::path::Path::new(t)).unwrap();
