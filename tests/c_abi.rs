@@ -28,7 +28,8 @@ fn one_cargo_build() -> std::sync::MutexGuard<'static, ()> {
 /// `libetch_runtime.so` or `libetch_agent.so`: `cargo test` builds only the rlib of a
 /// dependency, so the cdylibs are built here, once per test process, by the build
 /// scripts/setup runs (the same packages, so the same features: what setup built is
-/// fresh and reused, and their shared dependencies are built once).
+/// fresh and reused), libraries only: building the `etch` binary too would put setup's
+/// in place of the one the tests run, which has the test hooks.
 fn cdylib(package: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *BUILT.get_or_init(|| {
@@ -46,6 +47,7 @@ fn cdylib(package: &str) -> PathBuf {
                 "etch-runtime",
                 "-p",
                 "etch-agent",
+                "--lib",
             ])
             .current_dir(root())
             .status()
