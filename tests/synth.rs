@@ -91,6 +91,17 @@ fn etch(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `etch ARGS` (with `--json` among them), which must succeed: its report.
+fn etch_json(args: &[&str]) -> serde_json::Value {
+    let run = etch(args);
+    assert!(
+        run.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
 /// The whole flow — yosys, the fit check, nextpnr, ecppack — on the tiny chip behind
 /// its UART bridge with the ULX3S's pins: a bitstream, and a report that counts what
 /// was placed against the ECP5-85F's resources, with the routed Fmax. A second run
@@ -101,13 +112,7 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = small_chip(dir.path());
     let o = out.to_str().unwrap();
-    let run = etch(&["synth", o, "--board", "ulx3s", "--json"]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let report = etch_json(&["synth", o, "--board", "ulx3s", "--json"]);
     eprintln!("{report:#}");
     let on_disk: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("fpga/ecp5-85k/report.json")).unwrap(),
@@ -150,9 +155,7 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert!(log.contains("Routing complete"), "{log}");
 
     // Again, synthesis only: the netlist of the unchanged design is reused.
-    let again = etch(&["synth", o, "--board", "ulx3s", "--synth-only", "--json"]);
-    assert!(again.status.success());
-    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let again = etch_json(&["synth", o, "--board", "ulx3s", "--synth-only", "--json"]);
     assert_eq!(again["synth_only"], true);
     assert!(again["bitstream"].is_null() && again["fmax_mhz"].is_null());
     assert!(again["router"].is_null(), "no router ran: {again}");
@@ -160,7 +163,9 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     check_utilization(&again["utilization"]);
 }
 
-fn check_utilization(u: &serde_json::Value) {
+/// A report's resources counted against the ECP5-85F's: what is available, what is
+/// used (at most that), and the percentage between them.
+fn check_accounting(u: &serde_json::Value) {
     for (key, available) in [
         ("luts", 83_640),
         ("ffs", 83_640),
@@ -169,9 +174,17 @@ fn check_utilization(u: &serde_json::Value) {
     ] {
         assert_eq!(u[key]["available"], available, "{key}: {u}");
         let used = u[key]["used"].as_u64().unwrap();
-        assert!(used > 0 && used <= available, "{key}: {u}");
+        assert!(used <= available, "{key}: {u}");
         let pct = u[key]["percent"].as_f64().unwrap();
         assert!((pct - 100.0 * used as f64 / available as f64).abs() < 0.1);
+    }
+}
+
+/// The tiny chip's utilization: every resource in use, ROMs and RAMs in block RAM.
+fn check_utilization(u: &serde_json::Value) {
+    check_accounting(u);
+    for key in ["luts", "ffs", "brams", "dsps"] {
+        assert!(u[key]["used"].as_u64().unwrap() > 0, "{key}: {u}");
     }
     // ROMs and RAMs went to block RAM, the multipliers to DSPs.
     assert!(u["brams"]["used"].as_u64().unwrap() >= 10, "{u}");
@@ -194,13 +207,7 @@ fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
     assign uart_tx = uart_rx ^ count[23];",
     );
     let o = out.to_str().unwrap();
-    let run = etch(&["synth", o, "--board", "ulx3s", "--freq", "20", "--json"]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let report = etch_json(&["synth", o, "--board", "ulx3s", "--freq", "20", "--json"]);
     assert_eq!(report["freq_mhz"], 20.0, "{report}");
     assert_eq!(report["uart_divisor"], 20, "{report}");
     let pll = &report["pll"];
@@ -219,7 +226,7 @@ fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
     );
     assert!(out.join("fpga/ecp5-85k/etch.bit").exists());
 
-    let placed = etch(&[
+    let placed = etch_json(&[
         "synth",
         o,
         "--board",
@@ -229,12 +236,6 @@ fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
         "--place-only",
         "--json",
     ]);
-    assert!(
-        placed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&placed.stderr)
-    );
-    let placed: serde_json::Value = serde_json::from_slice(&placed.stdout).unwrap();
     assert_eq!(placed["place_only"], true);
     assert!(placed["bitstream"].is_null(), "{placed}");
     let est = placed["fmax_mhz"].as_f64().unwrap();
@@ -242,6 +243,8 @@ fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
     assert!(placed["seconds"]["pnr"].as_f64().unwrap() > 0.0, "{placed}");
     let log = std::fs::read_to_string(out.join("fpga/ecp5-85k/nextpnr.log")).unwrap();
     assert!(!log.contains("Routing complete"), "placement only");
+    check_accounting(&placed["utilization"]);
+    assert!(placed["utilization"]["luts"]["used"].as_u64().unwrap() > 0);
 }
 
 /// A chip directory for the flow's own checks: the tiny chip's manifest, its RTL

@@ -5,14 +5,14 @@ fn main() {
         .nth(3)
         .map(|s| s.parse().unwrap())
         .unwrap_or(20000);
-    let trace = std::env::args().nth(4);
-    let waveform = trace.as_deref().map_or(etch_sim::Waveform::Off, |t| {
-        etch_sim::Waveform::for_path(std::path::Path::new(t))
-    });
+    let trace = std::env::args().nth(4).map(std::path::PathBuf::from);
+    let waveform = trace
+        .as_deref()
+        .map_or(etch_sim::Waveform::Off, etch_sim::Waveform::for_path);
     let lib = etch_sim::build_with(&out, &hash, waveform).unwrap();
     let mut sim = etch_sim::Simulator::new(&lib, &out).unwrap();
     if let Some(t) = &trace {
-        sim.trace(std::path::Path::new(t)).unwrap();
+        sim.trace(t).unwrap();
     }
     let (stop, ran) = sim.run(cycles, 0xF, true);
     eprintln!("boot: {stop:?} after {ran} cycles");

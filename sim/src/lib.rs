@@ -174,10 +174,16 @@ fn build_variant(out: &Path, design_hash: &str, v: &Variant) -> Result<PathBuf> 
     // directory and the atomic rename at the end.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let format = match v.waveform {
-        Waveform::Off => "",
-        Waveform::Vcd => "-vcd",
-        Waveform::Fst => "-fst",
+    // The format's cache-key suffix, Verilator flag, and C++ compile and link flags.
+    let (format, trace, cflags, ldflags) = match v.waveform {
+        Waveform::Off => ("", None, "-fPIC -O2", "-shared"),
+        Waveform::Vcd => ("-vcd", Some("--trace"), "-fPIC -O2 -DETCH_VCD", "-shared"),
+        Waveform::Fst => (
+            "-fst",
+            Some("--trace-fst"),
+            "-fPIC -O2 -DETCH_FST",
+            "-shared -lz",
+        ),
     };
     let key = format!(
         "{design_hash}-{:016x}{}{format}",
@@ -203,11 +209,6 @@ fn build_variant(out: &Path, design_hash: &str, v: &Variant) -> Result<PathBuf> 
         .filter(|p| p.extension().is_some_and(|x| x == "v"))
         .collect();
     sources.sort();
-    let (trace, cflags, ldflags) = match v.waveform {
-        Waveform::Off => (None, "-fPIC -O2", "-shared"),
-        Waveform::Vcd => (Some("--trace"), "-fPIC -O2 -DETCH_VCD", "-shared"),
-        Waveform::Fst => (Some("--trace-fst"), "-fPIC -O2 -DETCH_FST", "-shared -lz"),
-    };
     let status = Command::new("verilator")
         .args([
             "--cc",
