@@ -58,6 +58,21 @@ fn shapes() -> Vec<Shape> {
         lut_columns: 0,
     };
     vec![
+        // A weight ROM of 4,128 words, 32 past 4,096, built as banks of 4,096 and 32
+        // words (`etch_hdl::prim::rom_banks`).
+        Shape {
+            name: "gqa2-l8-rom-banks",
+            config: Config {
+                hidden_dim: 88,
+                vocab_size: 308,
+                ..base
+            },
+            lanes: 8,
+            weight_bits: 8,
+            group: 0,
+            wide: &[],
+            datapath: Datapath::per_lane(8),
+        },
         // GQA 2, hidden not a multiple of 8, four head groups of one head on 8 lanes.
         Shape {
             name: "gqa2-l8",
@@ -261,6 +276,17 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
             )),
             "{name}: the weight ROM word is not {weight_bits} bits × lanes × columns"
         );
+        // A weight ROM just past a power of two comes in two banks, each its own image.
+        let bank_words: Vec<usize> = ["rom/weights.hex", "rom/weights.1.hex"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(out.join(f)).ok())
+            .map(|text| text.lines().count())
+            .collect();
+        let depth = bank_words.iter().sum();
+        assert_eq!(bank_words, etch_hdl::prim::rom_banks(depth), "{name}");
+        if name == "gqa2-l8-rom-banks" {
+            assert_eq!(bank_words, [4096, 32], "{name}");
+        }
         // The columns in logic have no `*` (synthesis would give it a DSP block).
         let lane = std::fs::read_to_string(out.join("rtl/etch_lane.v")).unwrap();
         for k in 1..datapath.columns {

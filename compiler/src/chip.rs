@@ -259,17 +259,24 @@ pub fn build(
         write(rtl.join(name), text)?;
     }
     // Every ROM image, named as written (the FuseSoC core lists them).
-    let mut roms: Vec<&'static str> = Vec::new();
-    let mut rom_file = |name: &'static str, text: String| {
-        roms.push(name);
+    let mut roms: Vec<String> = Vec::new();
+    let mut rom_file = |name: &str, text: String| {
+        roms.push(name.to_string());
         write(rom.join(name), text)
     };
-    rom_file("weights.hex", placement.weights.to_hex())?;
+    // The weight, scale and wide ROMs in the banks the RTL builds them from.
+    let mut banked = |stem: &str, image: &crate::layout::RomImage| -> Result<()> {
+        for (b, text) in image.banks_hex().into_iter().enumerate() {
+            rom_file(&etch_hdl::prim::rom_bank_file(stem, b), text)?;
+        }
+        Ok(())
+    };
+    banked("weights", &placement.weights)?;
     if placement.group != 0 {
-        rom_file("scales.hex", placement.scales.to_hex())?;
+        banked("scales", &placement.scales)?;
     }
     if !placement.wide.words.is_empty() {
-        rom_file("wide.hex", placement.wide.to_hex())?;
+        banked("wide", &placement.wide)?;
     }
     rom_file("requant.hex", placement.requant.to_hex())?;
     rom_file("gains.hex", placement.gains.to_hex())?;

@@ -16,7 +16,7 @@ pub fn core_name(design_hash: &str) -> String {
 
 /// The text of `etch.core` for a design of `rtl` files and `rom` images (names
 /// relative to `OUT/rtl` and `OUT/rom`).
-pub fn fusesoc_core(design_hash: &str, rtl: &[&str], rom: &[&str]) -> String {
+pub fn fusesoc_core(design_hash: &str, rtl: &[&str], rom: &[impl AsRef<str>]) -> String {
     let mut s = String::from("CAPI=2:\n\n");
     s.push_str(&format!("name: {}\n", core_name(design_hash)));
     s.push_str(&format!(
@@ -28,6 +28,7 @@ pub fn fusesoc_core(design_hash: &str, rtl: &[&str], rom: &[&str]) -> String {
     }
     s.push_str("  rom:\n    file_type: user\n    files:\n");
     for f in rom {
+        let f = f.as_ref();
         s.push_str(&format!("      - rom/{f}: {{copyto: rom/{f}}}\n"));
     }
     s.push_str(

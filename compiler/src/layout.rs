@@ -82,9 +82,28 @@ impl RomImage {
 
     /// `$readmemh` text: one word per line, most significant digit first.
     pub fn to_hex(&self) -> String {
+        self.words_hex(&self.words)
+    }
+
+    /// `$readmemh` text of each of the banks the chip builds this ROM from
+    /// (`etch_hdl::prim::rom_banks`), in address order.
+    pub fn banks_hex(&self) -> Vec<String> {
+        let mut at = 0;
+        etch_hdl::prim::rom_banks(self.depth())
+            .into_iter()
+            .map(|d| {
+                let end = (at + d).min(self.words.len());
+                let text = self.words_hex(&self.words[at.min(end)..end]);
+                at += d;
+                text
+            })
+            .collect()
+    }
+
+    fn words_hex(&self, words: &[Vec<u64>]) -> String {
         let digits = self.width.div_ceil(4);
-        let mut out = String::with_capacity(self.words.len() * (digits + 1));
-        for word in &self.words {
+        let mut out = String::with_capacity(words.len() * (digits + 1));
+        for word in words {
             for d in (0..digits).rev() {
                 let bit = 4 * d;
                 let nib = (word[bit / 64] >> (bit % 64)) & 0xF;
@@ -92,7 +111,7 @@ impl RomImage {
             }
             out.push('\n');
         }
-        if self.words.is_empty() {
+        if words.is_empty() {
             out.push_str(&"0".repeat(digits));
             out.push('\n');
         }

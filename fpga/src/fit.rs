@@ -94,14 +94,15 @@ const DSP_BASE: u64 = 15;
 const DSP_PER_REQUANT: u64 = 3;
 const DSP_PER_SIGMOID: u64 = 1;
 
-/// Memories smaller than this many bits stay in logic.
-const BRAM_MIN_BITS: usize = 4096;
+/// Memories of at most this many bits stay in logic (yosys built the 16 × 256-bit
+/// second bank of stories260K's weight ROM from LUTs).
+const BRAM_MAX_LOGIC_BITS: usize = 4096;
 
 /// Block RAMs (DP16KD) for a `width` × `depth` memory: the cheapest of the
-/// primitive's shapes (16K × 1 … 512 × 36); a weight ROM a little deeper than 4K words
-/// keeps its first 4K in 4-bit-wide blocks and the rest in the cheapest shape.
+/// primitive's shapes (16K × 1 … 512 × 36). A ROM a little deeper than a power of two
+/// comes as two memories (`etch_hdl::prim::rom_banks`).
 pub fn ecp5_brams(width: usize, depth: usize) -> u64 {
-    if width * depth < BRAM_MIN_BITS {
+    if width * depth <= BRAM_MAX_LOGIC_BITS {
         return 0;
     }
     const SHAPES: [(usize, usize); 6] = [
@@ -158,14 +159,7 @@ pub fn estimate(d: &DesignShape) -> Resources {
     let brams = d
         .memories
         .iter()
-        .map(|&(_, w, depth)| {
-            // The weight ROM: whole 4K-word blocks of 4 bits, then the rest.
-            if w * depth >= BRAM_MIN_BITS && depth > 4096 && depth < 4096 + 512 {
-                w.div_ceil(4) as u64
-            } else {
-                ecp5_brams(w, depth)
-            }
-        })
+        .map(|&(_, w, depth)| ecp5_brams(w, depth))
         .sum();
     let dsps = (d.lanes * (d.columns.max(1) - lut_columns)) as u64
         + DSP_PER_REQUANT * (d.requantizers + d.head_units) as u64

@@ -243,6 +243,75 @@ impl<const AW: usize, const W: usize> Logic for Rom<AW, W> {
     }
 }
 
+/// The banks a ROM of `depth` words is built from, as word counts in address order.
+///
+/// A ROM a few words deeper than a power of two of at least 4,096 (at most an eighth
+/// more) is split there. Left whole, yosys keeps the power of two in block RAMs of
+/// that depth (4K × 4 on the ECP5) and builds every bit of the last few words from
+/// LUTs and wide multiplexers: stories260K's 4,112 × 256-bit weight ROM took 64 DP16KD, 2,304 LUT4s
+/// and 1,024 multiplexer cells; as banks of 4,096 and 16 words, 57 DP16KD, 721 LUT4s
+/// and 255 multiplexer cells (`docs/FPGA.md`).
+pub fn rom_banks(depth: usize) -> Vec<usize> {
+    if depth > 4096 && !depth.is_power_of_two() {
+        let low = 1usize << (usize::BITS - 1 - depth.leading_zeros());
+        if depth - low <= low / 8 {
+            return vec![low, depth - low];
+        }
+    }
+    vec![depth.max(1)]
+}
+
+/// The image file of bank `bank` of the ROM whose first bank is `rom/{stem}.hex`.
+pub fn rom_bank_file(stem: &str, bank: usize) -> String {
+    match bank {
+        0 => format!("{stem}.hex"),
+        b => format!("{stem}.{b}.hex"),
+    }
+}
+
+/// Verilog for instance `inst` of a ROM of `depth` words of `width` bits (address port
+/// `addr_width` bits), read at `addr` into the declared wire `data` one cycle later,
+/// from [`rom_bank_file`]s named after `stem`. With two [`rom_banks`], the address
+/// bit between them is registered beside the banks' reads and selects the word.
+pub fn rom_verilog(
+    inst: &str,
+    width: usize,
+    addr_width: usize,
+    depth: usize,
+    stem: &str,
+    addr: &str,
+    data: &str,
+) -> String {
+    let banks = rom_banks(depth);
+    let bank = |b: usize, d: usize, a: &str, q: &str| {
+        format!(
+            "    etch_rom #(.W({width}), .A({addr_width}), .D({d}), .INIT(\"rom/{f}\")) {inst}{sfx} (.clk(clk), .addr({a}), .data({q}));\n",
+            f = rom_bank_file(stem, b),
+            sfx = if banks.len() == 1 { String::new() } else { format!("_{b}") },
+        )
+    };
+    if let [d] = banks[..] {
+        return bank(0, d, addr, data);
+    }
+    let low = banks[0];
+    let mut v = format!(
+        "    // {depth} words as banks of {low} and {tail}: the last words apart from the block RAMs.
+    wire [{aw}:0] {inst}_a = {addr};
+    wire [{wb}:0] {inst}_q0, {inst}_q1;
+    reg {inst}_hi;
+    always @(posedge clk) {inst}_hi <= {inst}_a[{k}];
+",
+        tail = banks[1],
+        aw = addr_width - 1,
+        wb = width - 1,
+        k = low.trailing_zeros(),
+    );
+    v += &bank(0, low, &format!("{inst}_a"), &format!("{inst}_q0"));
+    v += &bank(1, banks[1], &format!("{inst}_a"), &format!("{inst}_q1"));
+    v += &format!("    assign {data} = {inst}_hi ? {inst}_q1 : {inst}_q0;\n");
+    v
+}
+
 /// The Verilog of the memory primitives every generated design includes.
 pub const PRIMITIVES_V: &str = r#"// etch memory primitives: synchronous-read ROM and RAMs.
 //
@@ -412,5 +481,53 @@ impl<const AW: usize, const W: usize> Logic for Ram<AW, W> {
             ),
             cores: String::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roms_just_past_a_power_of_two_split_there() {
+        // stories260K on 8 lanes × 8 columns: 4,096 words and 16.
+        assert_eq!(rom_banks(4112), [4096, 16]);
+        assert_eq!(rom_banks(4096 + 512), [4096, 512]);
+        // Further past, or small, or a power of two: one bank.
+        assert_eq!(rom_banks(4096 + 513), [4609]);
+        assert_eq!(rom_banks(1000), [1000]);
+        assert_eq!(rom_banks(2160), [2160]);
+        assert_eq!(rom_banks(8192), [8192]);
+        assert_eq!(rom_banks(0), [1]);
+        assert_eq!(rom_bank_file("weights", 0), "weights.hex");
+        assert_eq!(rom_bank_file("weights", 1), "weights.1.hex");
+    }
+
+    #[test]
+    fn a_split_rom_registers_the_bank_select() {
+        let v = rom_verilog(
+            "u_wrom",
+            256,
+            24,
+            4112,
+            "weights",
+            "vc_wrom_addr",
+            "wrom_data",
+        );
+        assert!(v.contains("u_wrom_hi <= u_wrom_a[12];"), "{v}");
+        assert!(v.contains(".D(4096), .INIT(\"rom/weights.hex\")"), "{v}");
+        assert!(v.contains(".D(16), .INIT(\"rom/weights.1.hex\")"), "{v}");
+        assert!(v.contains("assign wrom_data = u_wrom_hi ? u_wrom_q1 : u_wrom_q0;"));
+        let one = rom_verilog(
+            "u_wrom",
+            256,
+            24,
+            4000,
+            "weights",
+            "vc_wrom_addr",
+            "wrom_data",
+        );
+        assert_eq!(one.matches("etch_rom").count(), 1, "{one}");
+        assert!(one.contains("u_wrom (.clk(clk), .addr(vc_wrom_addr), .data(wrom_data));"));
     }
 }

@@ -13,6 +13,7 @@ use std::fmt::Write;
 use etch_contract::{Datapath, Pipeline};
 
 use crate::error::HdlError;
+use crate::prim::{rom_banks, rom_verilog};
 use crate::sfu::TableData;
 
 /// Everything that shapes one chip.
@@ -245,16 +246,22 @@ impl ChipParams {
         self.wrom_depth.checked_div(self.weight_group).unwrap_or(0)
     }
     /// The chip's memories that block RAM can hold: `(name, bits per word, words)`,
-    /// one entry per instance (the activation RAMs, a few dozen words, are LUT RAM).
+    /// one entry per instance and per bank of a ROM ([`rom_banks`]); the activation
+    /// RAMs, a few dozen words, are left out.
     pub fn memories(&self) -> Vec<(&'static str, usize, usize)> {
         let t = &self.tables;
         let rq = self.datapath.requantizers;
-        let mut m = vec![
-            (
-                "weights",
-                self.weight_bits * self.lanes * self.datapath.columns,
-                self.wrom_depth.max(1),
-            ),
+        let mut m: Vec<(&'static str, usize, usize)> = rom_banks(self.wrom_depth.max(1))
+            .into_iter()
+            .map(|d| {
+                (
+                    "weights",
+                    self.weight_bits * self.lanes * self.datapath.columns,
+                    d,
+                )
+            })
+            .collect();
+        m.extend([
             ("requant", 22 * rq, self.qrom_depth.max(1)),
             ("gains", 16 * rq, self.grom_depth.max(1)),
             ("imem", 64, self.imem_depth.max(1)),
@@ -266,16 +273,16 @@ impl ChipParams {
             ("sine", 16, t.sine.len()),
             ("exp2", 16, t.exp2.len()),
             ("log2", 16, t.log2.len()),
-        ];
+        ]);
         if self.weight_group != 0 {
-            m.push(("scales", 4 * self.lanes, self.srom_depth()));
+            for d in rom_banks(self.srom_depth()) {
+                m.push(("scales", 4 * self.lanes, d));
+            }
         }
         if self.wide_depth != 0 {
-            m.push((
-                "weights",
-                8 * self.lanes * self.datapath.columns,
-                self.wide_depth,
-            ));
+            for d in rom_banks(self.wide_depth) {
+                m.push(("weights", 8 * self.lanes * self.datapath.columns, d));
+            }
         }
         for _ in 0..2 * self.positions() {
             m.push(("kv", self.kv_dim() * 16, self.kv_depth().max(1)));
@@ -749,8 +756,7 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     wire [{wb}:0] wrom_data;
     wire [{qb}:0] qrom_data;
     wire [{gb}:0] grom_data;
-    etch_rom #(.W({ww}), .A(24), .D({wd}), .INIT(\"rom/weights.hex\")) u_wrom (.clk(clk), .addr(vc_wrom_addr), .data(wrom_data));
-    etch_rom #(.W({qw}), .A(16), .D({qd}), .INIT(\"rom/requant.hex\")) u_qrom (.clk(clk), .addr(vc_qrom_addr), .data(qrom_data));
+{wrom}    etch_rom #(.W({qw}), .A(16), .D({qd}), .INIT(\"rom/requant.hex\")) u_qrom (.clk(clk), .addr(vc_qrom_addr), .data(qrom_data));
     etch_rom #(.W({gw}), .A(16), .D({gd}), .INIT(\"rom/gains.hex\")) u_grom (.clk(clk), .addr(vc_grom_addr), .data(grom_data));
     etch_rom #(.W(32), .A(8), .D({pairs}), .INIT(\"rom/rope_steps.hex\")) u_steps (.clk(clk), .addr(vc_step_addr), .data(step_data));
     assign wsel = {wsel_expr};
@@ -761,10 +767,17 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
         wb = wbits * l * s.c - 1,
         qb = 22 * s.r - 1,
         gb = 16 * s.r - 1,
-        ww = wbits * l * s.c,
+        wrom = rom_verilog(
+            "u_wrom",
+            wbits * l * s.c,
+            24,
+            p.wrom_depth.max(1),
+            "weights",
+            "vc_wrom_addr",
+            "wrom_data"
+        ),
         qw = 22 * s.r,
         gw = 16 * s.r,
-        wd = p.wrom_depth.max(1),
         qd = p.qrom_depth.max(1),
         gd = p.grom_depth.max(1),
     );
@@ -774,25 +787,36 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
             "    // The wide ROM: 8-bit weights of the matrices kept at 8 bits, at addresses with bit 23 set.
     wire [{wb}:0] wide_data;
     reg wide_e;
-    always @(posedge clk) wide_e <= vc_wrom_addr[23];
-    etch_rom #(.W({ww}), .A(24), .D({wd}), .INIT(\"rom/wide.hex\")) u_wide (.clk(clk), .addr(vc_wrom_addr), .data(wide_data));",
+    always @(posedge clk) wide_e <= vc_wrom_addr[23];",
             wb = 8 * l * s.c - 1,
-            ww = 8 * l * s.c,
-            wd = p.wide_depth,
         );
+        w.push_str(&rom_verilog(
+            "u_wide",
+            8 * l * s.c,
+            24,
+            p.wide_depth,
+            "wide",
+            "vc_wrom_addr",
+            "wide_data",
+        ));
     }
     if grouped {
         let _ = writeln!(
             w,
             "    // Group scales: word a / {g} holds the 4-bit scale of every lane for weight word a.
-    wire [{sb}:0] srom_data;
-    etch_rom #(.W({sw}), .A(24), .D({sd}), .INIT(\"rom/scales.hex\")) u_srom (.clk(clk), .addr(vc_wrom_addr >> {glg}), .data(srom_data));",
+    wire [{sb}:0] srom_data;",
             g = p.weight_group,
             sb = 4 * l - 1,
-            sw = 4 * l,
-            sd = p.srom_depth(),
-            glg = clog2(p.weight_group),
         );
+        w.push_str(&rom_verilog(
+            "u_srom",
+            4 * l,
+            24,
+            p.srom_depth(),
+            "scales",
+            &format!("vc_wrom_addr >> {}", clog2(p.weight_group)),
+            "srom_data",
+        ));
     }
     // Folds of ROM words for the self-test signature (a weight word's fold takes in its
     // group's scale word).
