@@ -345,6 +345,18 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
                 "{name}: logits differ at step {pos} of {steps}"
             );
         }
+        // SCORE: the sampler's log-probability path (Q10 log2) against the golden
+        // model's, token for token, over the story just generated.
+        chip.create_context(1).unwrap();
+        let scored = chip.score(1, &feed).unwrap();
+        chip.destroy_context(1).unwrap();
+        let mut golden = Golden::new(&model);
+        assert_eq!(scored.len(), feed.len() - 1, "{name}: SCORE");
+        for (k, w) in feed.windows(2).enumerate() {
+            let logits = golden.forward(w[0], k).to_vec();
+            let want = etch_compiler::logprob(&logits, &model, w[1]);
+            assert_eq!(scored[k], want, "{name}: SCORE of token {}", k + 1);
+        }
         // Greedy tokens: the argmax of each step's logits.
         for (k, &t) in g.tokens.iter().enumerate() {
             let step = prompt.len() - 1 + k;

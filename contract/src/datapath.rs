@@ -59,6 +59,13 @@ impl Pipeline {
         self.a_shift() + self.requant_input as usize + self.requant_shift as usize
     }
 
+    /// Cycles from a sigmoid unit's input (an element of `h1` read from a lane's
+    /// activation RAM) to its `σ`: 3, and one more with the operand register, which
+    /// also stands between the lane's read and the unit's pre-shift multiplier.
+    pub fn sigmoid_latency(&self) -> usize {
+        3 + self.operands as usize
+    }
+
     /// The name of a preset (`asic`, `fpga`), or `custom`.
     pub fn name(&self) -> &'static str {
         match *self {

@@ -248,9 +248,10 @@ impl<const AW: usize, const W: usize> Logic for Rom<AW, W> {
 /// A ROM a few words deeper than a power of two of at least 4,096 (at most an eighth
 /// more) is split there. Left whole, yosys keeps the power of two in block RAMs of
 /// that depth (4K × 4 on the ECP5) and builds every bit of the last few words from
-/// LUTs and wide multiplexers: stories260K's 4,112 × 256-bit weight ROM took 64 DP16KD, 2,304 LUT4s
-/// and 1,024 multiplexer cells; as banks of 4,096 and 16 words, 57 DP16KD, 721 LUT4s
-/// and 255 multiplexer cells (`docs/FPGA.md`).
+/// LUTs and wide multiplexers: stories260K's 4,112 × 256-bit weight ROM took
+/// 64 DP16KD, 2,304 LUT4s and 1,024 multiplexer cells; as banks of 4,096 and 16
+/// words, 57 DP16KD, 721 LUT4s and 255 multiplexer cells (`docs/FPGA.md`). The
+/// second bank reads the low address bits of its own depth (`etch_rom` truncates).
 pub fn rom_banks(depth: usize) -> Vec<usize> {
     if depth > 4096 && !depth.is_power_of_two() {
         let low = 1usize << (usize::BITS - 1 - depth.leading_zeros());

@@ -614,6 +614,9 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_elat" => format!("4'd{}", s.pipe.e_shift()),
             "cfg_alat" => format!("4'd{}", s.pipe.a_shift()),
             "cfg_wlat" => format!("4'd{}", s.pipe.w_shift()),
+            "cfg_siglat" => format!("3'd{}", s.pipe.sigmoid_latency()),
+            // the sampler's `logit − max` registered with the operand register
+            "cfg_sxlat" => format!("1'd{}", s.pipe.operands as u8),
             _ => return None,
         })
     };
@@ -968,7 +971,22 @@ fn sigmoid_units(w: &mut String, p: &ChipParams, s: &Shape) {
                 grp * su + k
             );
         }
-        let _ = writeln!(w, "            default: sig_in_{k} = lane_rd0_{k};\n        endcase\n    end\n    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h(sig_in_{k}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
+        let _ = writeln!(
+            w,
+            "            default: sig_in_{k} = lane_rd0_{k};\n        endcase\n    end"
+        );
+        // With the operand register, the selected element is registered before the
+        // unit's pre-shift multiply (the controller follows one cycle further behind).
+        let h = if s.pipe.operands {
+            let _ = writeln!(
+                w,
+                "    reg [15:0] sig_in_q_{k} = 0;\n    always @(posedge clk) sig_in_q_{k} <= sig_in_{k};"
+            );
+            format!("sig_in_q_{k}")
+        } else {
+            format!("sig_in_{k}")
+        };
+        let _ = writeln!(w, "    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h({h}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
     }
     let _ = writeln!(w);
 }

@@ -226,9 +226,12 @@ pub fn pipelines() -> String {
         xv4_d = xv3_q;
         xv5_d = xv4_q;
         xv6_d = xv5_q;
+        xv7_d = xv6_q;
         xe2_d = xe1_q;
         xe3_d = xe2_q;
         xe4_d = xe3_q;
+        xe5_d = xe4_q;
+        dx_d = dsx;
         scan_v_d = 1'b0;
         scan_v2_d = scan_v_q;
         scan_i2_d = scan_i_q;
@@ -252,10 +255,10 @@ pub fn pipelines() -> String {
             endcase
         end
         // sampler exp stream: accumulate weights, remember the target's z
-        if (xv6_q) begin
+        if (xv_tot) begin
             tot_d = tot_q + 32'(sexp_p);
         end
-        if (xv4_q & is_lp_q & (xe4_q == rb_q[15:0])) begin
+        if (xv_z & is_lp_q & (xe_z == rb_q[15:0])) begin
             zt_d = srq_y;
         end
 "
@@ -770,13 +773,14 @@ fn add() -> String {
         + &next_chunk(None)
 }
 
-/// SwiGLU: groups of S elements of `h1` stream through the S sigmoid units; three
-/// cycles later each lane of the group multiplies `h1·σ(h1)·h3`.
+/// SwiGLU: groups of S elements of `h1` stream through the S sigmoid units; their
+/// latency (`cfg_siglat`, 3 or 4 cycles) later each lane of the group multiplies
+/// `h1·σ(h1)·h3`.
 fn swiglu() -> String {
     "            S_SWI: begin
                 ar_ra0 = 12'(swi_h1 + (e_lead >> cfg_lg));
                 bc_src_e_d = BC_SIGMOID;
-                if (ci_q >= 3) begin
+                if (ci_q >= 16'(cfg_siglat)) begin
                     ar_ra1 = 12'(swi_h3 + (e_follow >> cfg_lg));
                     u_a = OPA_BC;
                     u_b = OPB_BC2;
@@ -788,7 +792,7 @@ fn swiglu() -> String {
                     ar_wa = 12'(swi_out + (e_follow >> cfg_lg));
                 end
                 ci_d = ci_q + 1;
-                if (ci_q == ((swi_n + smask) >> cfg_slg) + 2) begin
+                if (ci_q == ((swi_n + smask) >> cfg_slg) + 16'(cfg_siglat) - 1) begin
                     state_d = S_FIN;
                 end
             end
@@ -834,14 +838,14 @@ fn sampler_argmax_and_weights() -> String {
                 ar_ra0 = 12'(sa_logits + (e_lead >> cfg_lg));
                 xv1_d = ci_q < sa_vocab;
                 xe1_d = ci_q;
-                if ((ci_q >= 5) & ~is_lp_q & (ci_q - 5 < sa_vocab)) begin
+                if ((ci_q >= 5 + sx_lat) & ~is_lp_q & (ci_q - 5 - sx_lat < sa_vocab)) begin
                     u_raw = RAW_BC2;
                     act_mode = ACT_ONE;
-                    act_idx = 8'((ci_q - 16'd5) & lmask);
-                    ar_wa = 12'(sa_weights + ((ci_q - 16'd5) >> cfg_lg));
+                    act_idx = 8'((ci_q - 16'd5 - sx_lat) & lmask);
+                    ar_wa = 12'(sa_weights + ((ci_q - 16'd5 - sx_lat) >> cfg_lg));
                 end
                 ci_d = ci_q + 1;
-                if (ci_q == sa_vocab + 6 + 16'(cfg_wlat)) begin
+                if (ci_q == sa_vocab + 6 + sx_lat + 16'(cfg_wlat)) begin
                     ck_d = 0;
                     mass_d = tot_q;
                     tau_d = 0;

@@ -74,6 +74,10 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_elat", In, 4),
         ("cfg_alat", In, 4),
         ("cfg_wlat", In, 4),
+        // Cycles from a sigmoid unit's input to its output; 1 when the sampler
+        // registers `logit − max` before its temperature multiply.
+        ("cfg_siglat", In, 3),
+        ("cfg_sxlat", In, 1),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
         ("wsel", In, 8),
@@ -256,10 +260,14 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("xv4", 1),
     ("xv5", 1),
     ("xv6", 1),
+    ("xv7", 1),
     ("xe1", 16),
     ("xe2", 16),
     ("xe3", 16),
     ("xe4", 16),
+    ("xe5", 16),
+    // `logit − max`, registered before the temperature multiply when cfg_sxlat is 1.
+    ("dx", 17),
     ("x", 48),
     // DMA words, KV layer base, attention position groups, the scan, host offset.
     ("wd", 64),
@@ -522,9 +530,10 @@ fn datapath() -> String {
     // log2 of the requantizers: the requantization and gain ROMs hold one word per
     // block of that many lanes
     wire [3:0] rlg = cfg_lg - cfg_sublg;
-    // SwiGLU streams groups of sigmoid units; its lanes follow three cycles behind
+    // SwiGLU streams groups of sigmoid units; its lanes follow the units' latency
+    // (cfg_siglat cycles) behind
     wire [15:0] e_lead = state_q == S_SWI ? ci_q << cfg_slg : ci_q;
-    wire [15:0] e_follow = state_q == S_SWI ? (ci_q - 3) << cfg_slg : ci_q - 3;
+    wire [15:0] e_follow = (ci_q - 16'(cfg_siglat)) << cfg_slg;
 
     // ---- scalar units' inputs
     wire [47:0] rsqrt_s = tree_top + rn_eps;
@@ -534,7 +543,13 @@ fn datapath() -> String {
 
     // ---- sampler: x = (logit - max) * inv_temp, z = requant(x, temp_mult, temp_shift)
     wire [16:0] dsx = {arsel[15], arsel} - {mx_q[15], mx_q};
-    wire signed [34:0] mul_temp_full = $signed({dsx[16], dsx}) * $signed({1'b0, itemp_q});
+    wire [16:0] dsx_m = cfg_sxlat ? dx_q : dsx;
+    wire signed [34:0] mul_temp_full = $signed({dsx_m[16], dsx_m}) * $signed({1'b0, itemp_q});
+    // the exp stream's stages, one later when `logit − max` is registered
+    wire xv_tot = cfg_sxlat ? xv7_q : xv6_q;
+    wire xv_z = cfg_sxlat ? xv5_q : xv4_q;
+    wire [15:0] xe_z = cfg_sxlat ? xe5_q : xe4_q;
+    wire [15:0] sx_lat = 16'(cfg_sxlat);
     wire [47:0] mul_temp_p = {{13{mul_temp_full[34]}}, mul_temp_full};
     wire [47:0] mul_topp_p = 48'({1'b0, tot_q} * {1'b0, rb_q[15:0]});
     // xorshift64 (13, 7, 17), and a coin in [0, mass) from its top 24 bits
