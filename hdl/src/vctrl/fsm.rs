@@ -232,6 +232,7 @@ pub fn pipelines() -> String {
         xe4_d = xe3_q;
         xe5_d = xe4_q;
         dx_d = dsx;
+        rs_d = rsqrt_s;
         scan_v_d = 1'b0;
         scan_v2_d = scan_v_q;
         scan_i2_d = scan_i_q;
@@ -595,7 +596,7 @@ fn rmsnorm() -> String {
             end
             S_RN_RSQ: begin
                 ck_d = ck_q + 1;
-                if (ck_q == 1) begin
+                if (ck_q == 1 + su_lat) begin
                     bmult_d = 17'(rsqrt_r);
                     bshift_d = rsqrt_shift + rn_shift_adj;
                     ci_d = 0;
@@ -838,14 +839,14 @@ fn sampler_argmax_and_weights() -> String {
                 ar_ra0 = 12'(sa_logits + (e_lead >> cfg_lg));
                 xv1_d = ci_q < sa_vocab;
                 xe1_d = ci_q;
-                if ((ci_q >= 5 + sx_lat) & ~is_lp_q & (ci_q - 5 - sx_lat < sa_vocab)) begin
+                if ((ci_q >= 5 + su_lat) & ~is_lp_q & (ci_q - 5 - su_lat < sa_vocab)) begin
                     u_raw = RAW_BC2;
                     act_mode = ACT_ONE;
-                    act_idx = 8'((ci_q - 16'd5 - sx_lat) & lmask);
-                    ar_wa = 12'(sa_weights + ((ci_q - 16'd5 - sx_lat) >> cfg_lg));
+                    act_idx = 8'((ci_q - 16'd5 - su_lat) & lmask);
+                    ar_wa = 12'(sa_weights + ((ci_q - 16'd5 - su_lat) >> cfg_lg));
                 end
                 ci_d = ci_q + 1;
-                if (ci_q == sa_vocab + 6 + sx_lat + 16'(cfg_wlat)) begin
+                if (ci_q == sa_vocab + 6 + su_lat + 16'(cfg_wlat)) begin
                     ck_d = 0;
                     mass_d = tot_q;
                     tau_d = 0;

@@ -74,10 +74,11 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_elat", In, 4),
         ("cfg_alat", In, 4),
         ("cfg_wlat", In, 4),
-        // Cycles from a sigmoid unit's input to its output; 1 when the sampler
-        // registers `logit − max` before its temperature multiply.
+        // Cycles from a sigmoid unit's input to its output; 1 when the scalar units
+        // take registered inputs (the sampler's `logit − max` before its temperature
+        // multiply, RMSNorm's sum of squares and epsilon before the rsqrt table).
         ("cfg_siglat", In, 3),
-        ("cfg_sxlat", In, 1),
+        ("cfg_sureg", In, 1),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
         ("wsel", In, 8),
@@ -266,8 +267,10 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("xe3", 16),
     ("xe4", 16),
     ("xe5", 16),
-    // `logit − max`, registered before the temperature multiply when cfg_sxlat is 1.
+    // `logit − max` and RMSNorm's `sum + eps`, registered before the temperature
+    // multiply and the rsqrt table when cfg_sureg is 1.
     ("dx", 17),
+    ("rs", 48),
     ("x", 48),
     // DMA words, KV layer base, attention position groups, the scan, host offset.
     ("wd", 64),
@@ -543,13 +546,13 @@ fn datapath() -> String {
 
     // ---- sampler: x = (logit - max) * inv_temp, z = requant(x, temp_mult, temp_shift)
     wire [16:0] dsx = {arsel[15], arsel} - {mx_q[15], mx_q};
-    wire [16:0] dsx_m = cfg_sxlat ? dx_q : dsx;
+    wire [16:0] dsx_m = cfg_sureg ? dx_q : dsx;
     wire signed [34:0] mul_temp_full = $signed({dsx_m[16], dsx_m}) * $signed({1'b0, itemp_q});
     // the exp stream's stages, one later when `logit − max` is registered
-    wire xv_tot = cfg_sxlat ? xv7_q : xv6_q;
-    wire xv_z = cfg_sxlat ? xv5_q : xv4_q;
-    wire [15:0] xe_z = cfg_sxlat ? xe5_q : xe4_q;
-    wire [15:0] sx_lat = 16'(cfg_sxlat);
+    wire xv_tot = cfg_sureg ? xv7_q : xv6_q;
+    wire xv_z = cfg_sureg ? xv5_q : xv4_q;
+    wire [15:0] xe_z = cfg_sureg ? xe5_q : xe4_q;
+    wire [15:0] su_lat = 16'(cfg_sureg);
     wire [47:0] mul_temp_p = {{13{mul_temp_full[34]}}, mul_temp_full};
     wire [47:0] mul_topp_p = 48'({1'b0, tot_q} * {1'b0, rb_q[15:0]});
     // xorshift64 (13, 7, 17), and a coin in [0, mass) from its top 24 bits
@@ -577,7 +580,8 @@ fn datapath() -> String {
 fn units() -> String {
     "
     // ---- special-function units
-    etch_vctrl_rsqrt rsqrt (.clock(clock), .s(rsqrt_s), .r(rsqrt_r), .shift(rsqrt_shift));
+    etch_vctrl_rsqrt rsqrt (.clock(clock), .s(cfg_sureg ? rs_q : rsqrt_s), .r(rsqrt_r),
+        .shift(rsqrt_shift));
     etch_vctrl_sincos sincos (.clock(clock), .phase(mul_step_p), .sin(sincos_sin),
         .cos(sincos_cos));
     etch_vctrl_requant srq (.clock(clock), .x(x_q), .m(17'(sa_temp_mult)),
