@@ -187,8 +187,8 @@ pub fn defaults() -> String {
         rb_seg = si1_q[3:0];
         rb_beat_we = 1'b0;
         rb_beat = rem_q[9:0];
-        sc_we = sv3_q;
-        sc_idx = si3_q;
+        sc_we = cfg_sureg ? sv4_q : sv3_q;
+        sc_idx = cfg_sureg ? si4_q : si3_q;
         sc_sin = sincos_sin;
         sc_cos = sincos_cos;
         dma_req = 1'b0;
@@ -218,8 +218,10 @@ pub fn pipelines() -> String {
         sv1_d = 1'b0;
         sv2_d = sv1_q;
         sv3_d = sv2_q;
+        sv4_d = sv3_q;
         si2_d = si1_q;
         si3_d = si2_q;
+        si4_d = si3_q;
         xv1_d = 1'b0;
         xv2_d = xv1_q;
         xv3_d = xv2_q;
@@ -233,6 +235,7 @@ pub fn pipelines() -> String {
         xe5_d = xe4_q;
         dx_d = dsx;
         rs_d = rsqrt_s;
+        ph_d = mul_step_p;
         scan_v_d = 1'b0;
         scan_v2_d = scan_v_q;
         scan_i2_d = scan_i_q;
@@ -626,7 +629,7 @@ fn rope() -> String {
                 sv1_d = ci_q < sc_pairs;
                 si1_d = ci_q[5:0];
                 ci_d = ci_q + 1;
-                if (ci_q == sc_pairs + 3) state_d = S_FIN;
+                if (ci_q == sc_pairs + 3 + su_lat) state_d = S_FIN;
             end
             S_ROPE_A: begin
                 ar_ra0 = 12'(rope_slot + ci_q);

@@ -76,7 +76,8 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_wlat", In, 4),
         // Cycles from a sigmoid unit's input to its output; 1 when the scalar units
         // take registered inputs (the sampler's `logit − max` before its temperature
-        // multiply, RMSNorm's sum of squares and epsilon before the rsqrt table).
+        // multiply, RMSNorm's sum of squares and epsilon before the rsqrt table, RoPE's
+        // phase before the sine table).
         ("cfg_siglat", In, 3),
         ("cfg_sureg", In, 1),
         // E-stage data selected from the lanes and the ROMs.
@@ -236,9 +237,11 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("sv1", 1),
     ("sv2", 1),
     ("sv3", 1),
+    ("sv4", 1),
     ("si1", 6),
     ("si2", 6),
     ("si3", 6),
+    ("si4", 6),
     // Sampler: maximum, total weight, threshold, mass, target, draw, running sum.
     ("mx", 16),
     ("tot", 32),
@@ -267,10 +270,12 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("xe3", 16),
     ("xe4", 16),
     ("xe5", 16),
-    // `logit − max` and RMSNorm's `sum + eps`, registered before the temperature
-    // multiply and the rsqrt table when cfg_sureg is 1.
+    // `logit − max`, RMSNorm's `sum + eps` and RoPE's phase `step · pos`, registered
+    // before the temperature multiply, the rsqrt table and the sine table when
+    // cfg_sureg is 1.
     ("dx", 17),
     ("rs", 48),
+    ("ph", 32),
     ("x", 48),
     // DMA words, KV layer base, attention position groups, the scan, host offset.
     ("wd", 64),
@@ -582,8 +587,8 @@ fn units() -> String {
     // ---- special-function units
     etch_vctrl_rsqrt rsqrt (.clock(clock), .s(cfg_sureg ? rs_q : rsqrt_s), .r(rsqrt_r),
         .shift(rsqrt_shift));
-    etch_vctrl_sincos sincos (.clock(clock), .phase(mul_step_p), .sin(sincos_sin),
-        .cos(sincos_cos));
+    etch_vctrl_sincos sincos (.clock(clock), .phase(cfg_sureg ? ph_q : mul_step_p),
+        .sin(sincos_sin), .cos(sincos_cos));
     etch_vctrl_requant srq (.clock(clock), .x(x_q), .m(17'(sa_temp_mult)),
         .s(sa_temp_shift), .y(srq_y));
     etch_vctrl_exp2 sexp (.clock(clock), .z(srq_y), .p(sexp_p));
