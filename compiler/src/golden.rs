@@ -307,11 +307,13 @@ impl ChipSampler {
 
 /// The chip's log-probability of `target` under the logits at temperature 1, in Q10
 /// log2 units (`ln p = lp / 1024 · ln 2`): `z_target − (log2(Σ exp2(z)) − 15)` with
-/// `z = (logit − max) · 256 · temp_mult >> temp_shift` as in sampling.
+/// `z = (logit − max) · 256 · temp_mult >> temp_shift` as in sampling, saturated to
+/// 16 bits as the chip's requantizer gives it: a token less likely than about 2⁻³²
+/// gets `z = −32768` (its weight in the sum is 0 either way).
 pub fn logprob(logits: &[i16], model: &QuantizedModel, target: u32) -> i32 {
     let max = logits.iter().copied().max().unwrap_or(0) as i64;
     let k = 256 * model.temp_mult as i64;
-    let z = |l: i16| round_shift((l as i64 - max) * k, model.temp_shift);
+    let z = |l: i16| sat16(round_shift((l as i64 - max) * k, model.temp_shift)) as i64;
     let total: u64 = logits.iter().map(|&l| model.tables.exp2(z(l)) as u64).sum();
     let zt = logits.get(target as usize).map_or(i64::MIN / 4, |&l| z(l));
     (zt - (model.tables.log2(total) - (15 << 10))) as i32
