@@ -66,6 +66,13 @@ impl Pipeline {
         3 + self.operands as usize
     }
 
+    /// Whether the vector controller's scalar units (the sampler's temperature
+    /// multiply, the rsqrt and sine tables) take registered inputs, one cycle later:
+    /// with the operand register.
+    pub fn scalar_inputs_registered(&self) -> bool {
+        self.operands
+    }
+
     /// The name of a preset (`asic`, `fpga`), or `custom`.
     pub fn name(&self) -> &'static str {
         match *self {

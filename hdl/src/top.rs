@@ -615,8 +615,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_alat" => format!("4'd{}", s.pipe.a_shift()),
             "cfg_wlat" => format!("4'd{}", s.pipe.w_shift()),
             "cfg_siglat" => format!("3'd{}", s.pipe.sigmoid_latency()),
-            // the scalar units' inputs registered with the operand register
-            "cfg_sureg" => format!("1'd{}", s.pipe.operands as u8),
+            "cfg_sureg" => format!("1'd{}", s.pipe.scalar_inputs_registered() as u8),
             _ => return None,
         })
     };

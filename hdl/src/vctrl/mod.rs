@@ -74,11 +74,11 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_elat", In, 4),
         ("cfg_alat", In, 4),
         ("cfg_wlat", In, 4),
-        // Cycles from a sigmoid unit's input to its output; 1 when the scalar units
-        // take registered inputs (the sampler's `logit − max` before its temperature
-        // multiply, RMSNorm's sum of squares and epsilon before the rsqrt table, RoPE's
-        // phase before the sine table).
+        // Cycles from a sigmoid unit's input to its output (3 or 4).
         ("cfg_siglat", In, 3),
+        // 1 when the scalar units take registered inputs: the sampler's `logit − max`
+        // before its temperature multiply, RMSNorm's `sum + eps` before the rsqrt
+        // table, RoPE's phase before the sine table (one cycle more for each).
         ("cfg_sureg", In, 1),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
