@@ -975,17 +975,15 @@ fn sigmoid_units(w: &mut String, p: &ChipParams, s: &Shape) {
             "            default: sig_in_{k} = lane_rd0_{k};\n        endcase\n    end"
         );
         // With the operand register, the selected element is registered before the
-        // unit's pre-shift multiply (the controller follows one cycle further behind).
-        let h = if s.pipe.operands {
-            let _ = writeln!(
-                w,
-                "    reg [15:0] sig_in_q_{k} = 0;\n    always @(posedge clk) sig_in_q_{k} <= sig_in_{k};"
-            );
-            format!("sig_in_q_{k}")
-        } else {
-            format!("sig_in_{k}")
-        };
-        let _ = writeln!(w, "    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h({h}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
+        // unit's pre-shift multiply (`Pipeline::sigmoid_latency`).
+        stage(
+            w,
+            s.pipe.operands,
+            16,
+            &format!("sig_in_q_{k}"),
+            &format!("sig_in_{k}"),
+        );
+        let _ = writeln!(w, "    etch_sigmoid u_sigmoid_{k} (.clock(clk), .h(sig_in_q_{k}), .m(vc_sig_m), .s(vc_sig_s), .sigma(sig_sigma_{k}), .h_out(sig_h_{k}));");
     }
     let _ = writeln!(w);
 }
