@@ -287,6 +287,14 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
         if name == "gqa2-l8-rom-banks" {
             assert_eq!(bank_words, [4096, 32], "{name}");
         }
+        // Eight lanes read one key/value head per position: its KV banks hold a row as
+        // two planes of 128 bits (2 contexts × 2 layers × 48 positions each).
+        if name == "gqa2-l8" {
+            assert!(
+                rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
+                "{name}: KV planes"
+            );
+        }
         // The columns in logic have no `*` (synthesis would give it a DSP block).
         let lane = std::fs::read_to_string(out.join("rtl/etch_lane.v")).unwrap();
         for k in 1..datapath.columns {
@@ -332,6 +340,7 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
                 &mut |_| {},
             )
             .unwrap();
+        let image = chip.save_context(0, 1 << 22).unwrap();
         chip.destroy_context(0).unwrap();
 
         let mut golden = Golden::new(&model);
@@ -346,6 +355,39 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
                 "{name}: logits differ at step {pos} of {steps}"
             );
             golden_logits.push(want);
+        }
+        // SAVE_CONTEXT holds the golden model's key and value rows, whatever the KV
+        // cache's planes: after the 64-byte header, per layer and position, the key
+        // row then the value row, each padded to whole 8-byte beats.
+        let kv_dim = config.n_kv_heads * (config.dim / config.n_heads);
+        let row_bytes = kv_dim.div_ceil(4) * 8;
+        let positions = steps;
+        assert_eq!(
+            image.len(),
+            64 + config.n_layers * positions * 2 * row_bytes,
+            "{name}: saved image size"
+        );
+        let int16 = |at: usize| -> Vec<i16> {
+            image[at..at + 2 * kv_dim]
+                .chunks(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect()
+        };
+        for layer in 0..config.n_layers {
+            for pos in 0..positions {
+                let at = 64 + ((layer * positions + pos) * 2) * row_bytes;
+                let (k, v) = golden.kv_rows(layer, pos);
+                assert_eq!(
+                    int16(at),
+                    k,
+                    "{name}: saved key row, layer {layer}, position {pos}"
+                );
+                assert_eq!(
+                    int16(at + row_bytes),
+                    v,
+                    "{name}: saved value row, layer {layer}, position {pos}"
+                );
+            }
         }
         // SCORE: the sampler's log-probability path (Q10 log2) against the golden
         // model's, token for token, over the story just generated.

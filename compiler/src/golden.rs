@@ -100,6 +100,18 @@ impl<'m> Golden<'m> {
         self.model
     }
 
+    /// The key row and the value row stored at `(layer, pos)` (int16, `kv_dim` each),
+    /// as a saved context image holds them. The caller keeps `layer < n_layers`,
+    /// `pos < seq_len`.
+    pub fn kv_rows(&self, layer: usize, pos: usize) -> (&[i16], &[i16]) {
+        let c = self.model.config;
+        let at = (layer * c.seq_len + pos) * c.kv_dim();
+        (
+            &self.key_cache[at..at + c.kv_dim()],
+            &self.value_cache[at..at + c.kv_dim()],
+        )
+    }
+
     /// One forward pass: the int16 logits (format `formats.logits`) for the token
     /// after `token` at `pos`. The caller keeps `token < vocab_size`, `pos < seq_len`.
     pub fn forward(&mut self, token: u32, pos: usize) -> &[i16] {

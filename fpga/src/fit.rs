@@ -94,15 +94,41 @@ const DSP_BASE: u64 = 15;
 const DSP_PER_REQUANT: u64 = 3;
 const DSP_PER_SIGMOID: u64 = 1;
 
-/// Memories of at most this many bits stay in logic (yosys built the 16 × 256-bit
+/// ROMs of at most this many bits stay in logic (yosys built the 16 × 256-bit
 /// second bank of stories260K's weight ROM from LUTs).
 const BRAM_MAX_LOGIC_BITS: usize = 4096;
+/// ROMs of at most this many words stay in logic however wide (the parameter ROM,
+/// 59 × 256 bits for stories260K).
+const BRAM_MAX_LOGIC_WORDS: usize = 64;
+
+/// The chip's RAMs, by their name in `ChipParams::memories`; the others are ROMs.
+const RAMS: [&str; 4] = ["kv", "scores", "scratchpad", "activations"];
+/// RAMs of at most this many bits are LUT RAM: yosys built the CI chip's score RAM
+/// (32 × 48 bits) from TRELLIS_DPR16X4 but its activation RAMs (118 × 16 bits, two read
+/// ports) from block RAM, two each, and those of stories260K's 8-lane chips (242 × 16)
+/// likewise.
+const RAM_MAX_LOGIC_BITS: usize = 1536;
+
+/// Block RAMs for memory `name` of `width` × `depth`: [`ecp5_brams`], but a memory
+/// small enough for logic takes none.
+pub fn ecp5_memory_brams(name: &str, width: usize, depth: usize) -> u64 {
+    let in_logic = if RAMS.contains(&name) {
+        width * depth <= RAM_MAX_LOGIC_BITS
+    } else {
+        width * depth <= BRAM_MAX_LOGIC_BITS || depth <= BRAM_MAX_LOGIC_WORDS
+    };
+    if in_logic {
+        0
+    } else {
+        ecp5_brams(width, depth)
+    }
+}
 
 /// Block RAMs (DP16KD) for a `width` × `depth` memory: the cheapest of the
 /// primitive's shapes (16K × 1 … 512 × 36). A ROM a little deeper than a power of two
 /// comes as two memories (`etch_hdl::prim::rom_banks`).
 pub fn ecp5_brams(width: usize, depth: usize) -> u64 {
-    if width * depth <= BRAM_MAX_LOGIC_BITS {
+    if width * depth == 0 {
         return 0;
     }
     const SHAPES: [(usize, usize); 6] = [
@@ -159,7 +185,7 @@ pub fn estimate(d: &DesignShape) -> Resources {
     let brams = d
         .memories
         .iter()
-        .map(|&(_, w, depth)| ecp5_brams(w, depth))
+        .map(|&(name, w, depth)| ecp5_memory_brams(name, w, depth))
         .sum();
     let dsps = (d.lanes * (d.columns.max(1) - lut_columns)) as u64
         + DSP_PER_REQUANT * (d.requantizers + d.head_units) as u64
@@ -223,8 +249,15 @@ mod tests {
         assert_eq!(ecp5_brams(16, 1024), 1);
         // The sine table, one entry over 2K: 1K × 18 three times.
         assert_eq!(ecp5_brams(16, 2049), 3);
-        // Tiny memories stay in logic.
-        assert_eq!(ecp5_brams(32, 4), 0);
+        // Tiny ROMs stay in logic, and so do shallow ones however wide; RAMs do not.
+        assert_eq!(ecp5_memory_brams("sine", 32, 4), 0);
+        assert_eq!(ecp5_memory_brams("params", 256, 59), 0);
+        assert_eq!(ecp5_memory_brams("weights", 256, 16), 0);
+        assert_eq!(ecp5_memory_brams("activations", 16, 242), 1);
+        assert_eq!(ecp5_memory_brams("activations", 16, 118), 1);
+        assert_eq!(ecp5_memory_brams("scores", 48, 32), 0);
+        // A KV bank of 2,560 planes' words of 128 bits: 512 × 36, four wide, five deep.
+        assert_eq!(ecp5_memory_brams("kv", 128, 2560), 20);
     }
 
     #[test]

@@ -237,6 +237,44 @@ impl ChipParams {
     pub fn kv_depth(&self) -> usize {
         self.contexts * self.n_layers * self.rows_per_layer()
     }
+    /// Key/value heads in one word of a KV bank: those one head group reads. A chip
+    /// whose head group is every head keeps the whole row in a word; one with fewer
+    /// lanes than the model's width reads one or a few key/value heads per position,
+    /// so a row is stored as [`kv_planes`](Self::kv_planes) words of one plane each,
+    /// and a lane takes its element from a fixed place in the word. A shape whose
+    /// head groups straddle key/value heads, or whose word would not be a whole number
+    /// of 64-bit beats, keeps whole rows.
+    pub fn kv_heads_per_word(&self) -> usize {
+        let (g, m, kvh) = (
+            self.heads_per_group(),
+            self.n_heads / self.n_kv_heads,
+            self.n_kv_heads,
+        );
+        let k = if g % m == 0 {
+            g / m
+        } else if m % g == 0 {
+            1
+        } else {
+            kvh
+        };
+        if kvh % k == 0 && (k * self.head_size()) % 4 == 0 {
+            k
+        } else {
+            kvh
+        }
+    }
+    /// Words of one KV row, each in its own plane of the bank (`kv_depth` words apart).
+    pub fn kv_planes(&self) -> usize {
+        self.n_kv_heads / self.kv_heads_per_word()
+    }
+    /// Bits of a KV bank's word.
+    pub fn kv_word_bits(&self) -> usize {
+        self.kv_heads_per_word() * self.head_size() * 16
+    }
+    /// Words per KV bank: every plane of every row.
+    pub fn kv_words(&self) -> usize {
+        self.kv_planes() * self.kv_depth()
+    }
     /// Attention head units (`P · G`).
     pub fn head_units(&self) -> usize {
         self.positions() * self.heads_per_group()
@@ -246,8 +284,8 @@ impl ChipParams {
         self.wrom_depth.checked_div(self.weight_group).unwrap_or(0)
     }
     /// The chip's memories that block RAM can hold: `(name, bits per word, words)`,
-    /// one entry per instance and per bank of a ROM ([`rom_banks`]); the activation
-    /// RAMs, a few dozen words, are left out.
+    /// one entry per instance and per bank of a ROM ([`rom_banks`]), and the lanes'
+    /// activation RAMs, two copies each (two read ports).
     pub fn memories(&self) -> Vec<(&'static str, usize, usize)> {
         let t = &self.tables;
         let rq = self.datapath.requantizers;
@@ -285,7 +323,7 @@ impl ChipParams {
             }
         }
         for _ in 0..2 * self.positions() {
-            m.push(("kv", self.kv_dim() * 16, self.kv_depth().max(1)));
+            m.push(("kv", self.kv_word_bits(), self.kv_words().max(1)));
         }
         for _ in 0..self.head_units() {
             m.push(("scores", 48, self.rows_per_layer()));
@@ -294,6 +332,9 @@ impl ChipParams {
         }
         for _ in 0..self.sigmoid_units() {
             m.push(("sigmoid", 16, t.sigmoid.len()));
+        }
+        for _ in 0..2 * self.lanes {
+            m.push(("activations", 16, self.ar_depth.max(1)));
         }
         m
     }
@@ -334,7 +375,11 @@ impl ChipParams {
                 "the activation RAM or the context is too large for the address widths".into(),
             ));
         }
-        if self.kv_depth() > 1 << 20 || self.wrom_depth > 1 << 23 || self.qrom_depth > 1 << 16 {
+        if self.kv_words() > 1 << 20
+            || self.kv_planes() > 255
+            || self.wrom_depth > 1 << 23
+            || self.qrom_depth > 1 << 16
+        {
             return Err(HdlError::Params(
                 "the ROMs or the KV cache exceed the address widths".into(),
             ));
@@ -380,8 +425,6 @@ struct Shape {
     ngroups: usize,
     /// Bits of a KV row.
     kvw: usize,
-    /// Bits of a KV row in whole 64-bit beats.
-    kvwp: usize,
     /// Bits of the row buffer.
     rbw: usize,
     /// RoPE pairs of a head.
@@ -404,7 +447,6 @@ impl Shape {
         let l = p.lanes;
         let hs = p.head_size();
         let kvw = p.kv_dim() * 16;
-        let kvwp = p.kv_beats() * 64;
         Shape {
             l,
             wbits: p.weight_bits,
@@ -417,8 +459,7 @@ impl Shape {
             g: p.heads_per_group(),
             ngroups: p.head_groups(),
             kvw,
-            kvwp,
-            rbw: (p.kv_segments() * l * 16).max(kvwp),
+            rbw: (p.kv_segments() * l * 16).max(p.kv_beats() * 64),
             pairs: hs / 2,
             kv_mul: p.n_heads / p.n_kv_heads,
             r: p.datapath.requantizers,
@@ -604,6 +645,10 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_ngroups" => format!("8'd{ngroups}"),
             "cfg_slg" => format!("3'd{}", clog2(p.sigmoid_units())),
             "cfg_kvbeats" => format!("10'd{}", p.kv_beats()),
+            "cfg_kvplanes" => format!("8'd{}", p.kv_planes()),
+            "cfg_kvdepth" => format!("20'd{}", p.kv_depth()),
+            "cfg_kvbpw" => format!("10'd{}", p.kv_word_bits().div_ceil(64)),
+            "cfg_kvgpp" => format!("8'd{}", ngroups / p.kv_planes()),
             "cfg_deff" => format!("9'd{deff}"),
             "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
             "cfg_gmask" => format!("6'd{}", p.weight_group.saturating_sub(1)),
@@ -1411,43 +1456,66 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
     let _ = writeln!(w);
 }
 
-/// The KV cache: banks of keys and values, the row buffer, the beats of a row, each lane's element.
+/// The KV cache: banks of keys and values (a word per plane of a row), the row
+/// buffer, the beats of a word, each lane's element.
 fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
     let Shape {
         l,
-        hs,
         np,
         deff,
-        g,
         ngroups,
         kvw,
-        kvwp,
         rbw,
-        kv_mul,
         ..
     } = *s;
     let _ =
         writeln!(
         w,
-        "    // KV cache: {np} bank(s) of keys and of values, one row ({kvw} bits) per position.
+        "    // KV cache: {np} bank(s) of keys and of values, one row ({kvw} bits) per position in {planes} plane(s).
     reg [{rb}:0] rowbuf;
     always @(posedge clk) begin
         if (vc_rb_seg_we) rowbuf[vc_rb_seg * {seg} +: {seg}] <= {{{lanes_rd0}}};
         if (vc_rb_beat_we) rowbuf[vc_rb_beat * 64 +: 64] <= vc_dmaw;
     end",
         rb = rbw - 1,
+        planes = p.kv_planes(),
         seg = l * 16,
         lanes_rd0 = (0..l).rev().map(|i| format!("lane_rd0_{i}")).collect::<Vec<_>>().join(", ")
     );
+    // One word per plane of a row: the key/value heads one head group reads
+    // (`ChipParams::kv_planes`); a row is written a plane at a time.
+    let (planes, word) = (p.kv_planes(), p.kv_word_bits());
     for b in 0..np {
         let _ = writeln!(
             w,
             "    wire [{kb}:0] kv_k_row{b}, kv_v_row{b};
-    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_row{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_row[{kb}:0]));
-    etch_ram_1r1w #(.W({kvw}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_row{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_row[{kb}:0]));
+    etch_ram_1r1w #(.W({word}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_row{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_word));
+    etch_ram_1r1w #(.W({word}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_row{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_word));
     wire [{kb}:0] kv_row{b} = kv_rsel_e ? kv_v_row{b} : kv_k_row{b};",
-            kb = kvw - 1,
-            kd = p.kv_depth().max(1)
+            kb = word - 1,
+            kd = p.kv_words().max(1)
+        );
+    }
+    if planes == 1 {
+        let _ = writeln!(w, "    wire [{}:0] rowbuf_word = rowbuf_row;", word - 1);
+    } else {
+        let _ = writeln!(
+            w,
+            "    reg [{}:0] rowbuf_word;\n    always @(*) begin\n        case (vc_kv_wplane)",
+            word - 1
+        );
+        for k in 0..planes {
+            let _ = writeln!(
+                w,
+                "            8'd{k}: rowbuf_word = rowbuf_row[{}:{}];",
+                word * (k + 1) - 1,
+                word * k
+            );
+        }
+        let _ = writeln!(
+            w,
+            "            default: rowbuf_word = rowbuf_row[{}:0];\n        endcase\n    end",
+            word - 1
         );
     }
     // The row starts at one of the few lane offsets the layout uses.
@@ -1486,25 +1554,26 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
     if !gaps.is_empty() {
         let _ = writeln!(w, "    wire unused_rowbuf = ^{{{}}};", gaps.join(", "));
     }
-    // Beats of a row for saving contexts.
+    // Beats of a word for saving contexts.
+    let wordp = word.div_ceil(64) * 64;
     let padded = |b: usize| {
-        if kvwp > kvw {
-            format!("{{{}'d0, kv_row{b}}}", kvwp - kvw)
+        if wordp > word {
+            format!("{{{}'d0, kv_row{b}}}", wordp - word)
         } else {
             format!("kv_row{b}")
         }
     };
-    let _ = writeln!(w, "    reg [{}:0] kv_sel_row;\n    always @(*) begin\n        kv_sel_row = {};\n        case (kv_rbank_e)", kvwp - 1, padded(0));
+    let _ = writeln!(w, "    reg [{}:0] kv_sel_row;\n    always @(*) begin\n        kv_sel_row = {};\n        case (kv_rbank_e)", wordp - 1, padded(0));
     for b in 0..np {
         let _ = writeln!(w, "            2'd{b}: kv_sel_row = {};", padded(b));
     }
     let _ = writeln!(w, "            default: kv_sel_row = {};\n        endcase\n    end\n    assign kv_beat_data = kv_sel_row[kv_beat_e * 64 +: 64];", padded(0));
-    // Each lane's key/value element: bank by position group, element by head group.
+    // Each lane's key/value element: bank by position group, element by head group
+    // (its place in the head group's plane).
     for i in 0..l {
         let bank = i / deff;
-        let c = i % deff;
-        let elem = |grp: usize| ((grp * g + c / hs) / kv_mul) * hs + c % hs;
-        if ngroups == 1 {
+        let elem = |grp: usize| kv_lane_element(p, s, i, grp);
+        if kv_elements_fixed(p, s) {
             let e = elem(0);
             let _ = writeln!(
                 w,
@@ -1531,6 +1600,30 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
         }
     }
     let _ = writeln!(w);
+}
+
+/// Where lane `i` finds its key/value element in the word head group `grp` reads: its
+/// key/value head's place in the plane, then its place in the head.
+fn kv_lane_element(p: &ChipParams, s: &Shape, i: usize, grp: usize) -> usize {
+    let Shape {
+        hs,
+        deff,
+        g,
+        kv_mul,
+        ..
+    } = *s;
+    let c = i % deff;
+    let kv_head = (grp * g + c / hs) / kv_mul;
+    let plane = (grp * g / kv_mul) / p.kv_heads_per_word();
+    (kv_head - plane * p.kv_heads_per_word()) * hs + c % hs
+}
+
+/// Every lane finds its key/value element at the same place whatever the head group
+/// (one head group, or planes of one key/value head): no select by the head group.
+fn kv_elements_fixed(p: &ChipParams, s: &Shape) -> bool {
+    (0..s.l).all(|i| {
+        (0..s.ngroups).all(|grp| kv_lane_element(p, s, i, grp) == kv_lane_element(p, s, i, 0))
+    })
 }
 
 /// The adder tree over the lanes, with its sideband.
@@ -1640,10 +1733,8 @@ fn argmax_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
 }
 
 /// The attention head units, and the outputs nobody reads.
-fn head_units(w: &mut String, _p: &ChipParams, s: &Shape) {
-    let Shape {
-        hl, np, g, ngroups, ..
-    } = *s;
+fn head_units(w: &mut String, p: &ChipParams, s: &Shape) {
+    let Shape { hl, np, g, .. } = *s;
     let _ = writeln!(
         w,
         "    // Attention head units: {np} position group(s) × {g} head(s)."
@@ -1689,8 +1780,11 @@ fn head_units(w: &mut String, _p: &ChipParams, s: &Shape) {
     }
     // Outputs nobody reads, gathered so that lint sees them used on purpose.
     let mut unused = vec!["vc_busy".to_string()];
-    if ngroups == 1 {
+    if kv_elements_fixed(p, s) {
         unused.push("g_e".to_string());
+    }
+    if p.kv_planes() == 1 {
+        unused.push("vc_kv_wplane".to_string());
     }
     for pp in 0..np {
         for h in 0..g {

@@ -105,3 +105,36 @@ fn small_designs_lint_clean() {
     };
     lint(&p, "l32_c4_g8_fpga_queue");
 }
+
+#[test]
+fn kv_planes_hold_what_a_head_group_reads() {
+    // (lanes, dim, heads, kv heads) → (kv heads per word, planes, word bits, words)
+    let cases = [
+        // stories260K's shape with 8 lanes: one head per group, one kv head per word
+        ((8, 64, 8, 4), (1, 4, 128, 4 * 2 * 2 * 32)),
+        // 16 lanes: two heads per group, the kv head they share
+        ((16, 32, 4, 2), (1, 2, 128, 2 * 2 * 2 * 32)),
+        // 16 lanes, multi-head attention: two kv heads per group
+        ((16, 64, 8, 8), (2, 4, 256, 4 * 2 * 2 * 32)),
+        // every head in one group: whole rows
+        ((64, 32, 4, 2), (2, 1, 256, 2 * 2 * 16)),
+        ((32, 32, 4, 1), (1, 1, 128, 2 * 2 * 32)),
+        // a kv head of 6 elements is not a whole number of 64-bit beats: whole rows
+        ((8, 48, 8, 4), (4, 1, 384, 2 * 2 * 32)),
+    ];
+    for ((lanes, dim, heads, kv), (per_word, planes, bits, words)) in cases {
+        let p = params(lanes, dim, heads, kv);
+        let got = (
+            p.kv_heads_per_word(),
+            p.kv_planes(),
+            p.kv_word_bits(),
+            p.kv_words(),
+        );
+        assert_eq!(
+            got,
+            (per_word, planes, bits, words),
+            "{lanes} lanes, dim {dim}, {heads}/{kv} heads"
+        );
+        assert_eq!(p.kv_planes() * p.kv_word_bits(), p.kv_dim() * 16);
+    }
+}

@@ -175,11 +175,12 @@ pub fn defaults() -> String {
         score_shift = at_score_shift;
         radj = at_norm_adj;
         g = cj_q[7:0];
-        kv_raddr = lbase_q + (20'(ci_q) >> cfg_plg);
+        kv_raddr = lbase_q + kvp_q + (20'(ci_q) >> cfg_plg);
         kv_rsel = ck_q[0];
         kv_rbank = 2'(ci_q & pmask);
-        kv_beat = rem_q[9:0];
-        kv_waddr = lbase_q + (20'(ci_q) >> cfg_plg);
+        kv_beat = kvc_q;
+        kv_waddr = lbase_q + kvp_q + (20'(ci_q) >> cfg_plg);
+        kv_wplane = kvc_q[7:0];
         kv_wbank = 2'(ci_q & pmask);
         kv_we_k = 1'b0;
         kv_we_v = 1'b0;
@@ -316,11 +317,14 @@ fn take_operation() -> String {
                     end
                     VK_KVSTORE: begin
                         lbase_d = rb_q[19:0];
+                        kvc_d = 0;
+                        kvp_d = 0;
                         state_d = S_KVS_RD;
                     end
                     VK_ATTN: begin
                         lbase_d = rb_q[19:0];
                         npg_d = (pos16 >> cfg_plg) + 1;
+                        kvc_d = 0;
                         state_d = S_AT_Q;
                     end
                     VK_ADD: begin
@@ -355,11 +359,15 @@ fn take_operation() -> String {
                     VK_KVSAVE: begin
                         lbase_d = rb_q[19:0];
                         rem_d = 0;
+                        kvc_d = 0;
+                        kvp_d = 0;
                         if (|rc_q) state_d = S_KS_RD;
                     end
                     VK_KVLOAD: begin
                         lbase_d = rb_q[19:0];
                         rem_d = 0;
+                        kvc_d = 0;
+                        kvp_d = 0;
                         if (|rc_q) state_d = S_KL_REQ;
                     end
                     default: begin
@@ -655,7 +663,7 @@ fn rope() -> String {
 }
 
 /// KV store: gather the key (then the value) row from its AR slots into the row
-/// buffer, then write it at position `ra`.
+/// buffer, then write it at position `ra`, a plane at a time.
 fn kv_store() -> String {
     "            S_KVS_RD: begin
                 ar_ra0 = |ck_q ? 12'(kvs_value_slot + ci_q) : 12'(kvs_key_slot + ci_q);
@@ -669,13 +677,19 @@ fn kv_store() -> String {
             S_KVS_WT: state_d = S_KVS_WR;
             S_KVS_WR: begin
                 kv_woff = |ck_q ? 8'(kvs_value_offset) : 8'(kvs_key_offset);
-                kv_waddr = lbase_q + (20'(pos16) >> cfg_plg);
+                kv_waddr = lbase_q + kvp_q + (20'(pos16) >> cfg_plg);
                 kv_wbank = 2'(pos16 & pmask);
                 kv_we_k = ~|ck_q;
                 kv_we_v = |ck_q;
-                ci_d = 0;
-                ck_d = 1;
-                state_d = |ck_q ? S_FIN : S_KVS_RD;
+                kvc_d = kvc_q + 1;
+                kvp_d = kvp_q + cfg_kvdepth;
+                if (kvc_q == 10'(cfg_kvplanes) - 1) begin
+                    kvc_d = 0;
+                    kvp_d = 0;
+                    ci_d = 0;
+                    ck_d = 1;
+                    state_d = |ck_q ? S_FIN : S_KVS_RD;
+                end
             end
 "
     .to_string()
@@ -749,6 +763,12 @@ fn attention() -> String {
                 if (sub_q == last_sub) begin
                     sub_d = 0;
                     cj_d = cj_q + 1;
+                    // the next plane of the KV rows after the plane's last head group
+                    kvc_d = kvc_q + 1;
+                    if (kvc_q == 10'(cfg_kvgpp) - 1) begin
+                        kvc_d = 0;
+                        lbase_d = lbase_q + cfg_kvdepth;
+                    end
                     state_d = S_AT_Q;
                     if (cj_q == 16'(cfg_ngroups) - 1) begin
                         state_d = S_FIN;
@@ -1005,7 +1025,8 @@ fn vector_dma() -> String {
 }
 
 /// KV rows of a context to host memory and back: per layer, per position, the key
-/// row then the value row, a beat at a time.
+/// row then the value row, a beat at a time (each plane's word in turn); a restored
+/// row is written a plane at a time.
 fn kv_transfer() -> String {
     "            S_KS_RD: state_d = S_KS_LT;
             S_KS_LT: begin
@@ -1018,6 +1039,11 @@ fn kv_transfer() -> String {
                 if (dma_ack) begin
                     hoff_d = hoff_q + 8;
                     rem_d = rem_q + 1;
+                    kvc_d = kvc_q + 1;
+                    if (kvc_q == cfg_kvbpw - 1) begin
+                        kvc_d = 0;
+                        kvp_d = kvp_q + cfg_kvdepth;
+                    end
                     // Through KS_RD: the beat select is registered beside the row's
                     // read, so it needs a cycle to follow rem to the next beat.
                     state_d = S_KS_RD;
@@ -1026,6 +1052,8 @@ fn kv_transfer() -> String {
                         state_d = S_FIN;
                     end else if (rem_q == 16'(cfg_kvbeats) - 1) begin
                         rem_d = 0;
+                        kvc_d = 0;
+                        kvp_d = 0;
                         state_d = S_KS_NEXT;
                     end
                 end
@@ -1068,16 +1096,22 @@ fn kv_transfer() -> String {
             S_KL_WR: begin
                 kv_we_k = ~|ck_q;
                 kv_we_v = |ck_q;
-                state_d = S_KL_REQ;
-                ck_d = 1;
-                if (|ck_q) begin
-                    ck_d = 0;
-                    ci_d = ci_q + 1;
-                    if (ci_q == rc_q[15:0] - 1) begin
-                        ci_d = 0;
-                        cj_d = cj_q + 1;
-                        lbase_d = lbase_q + 20'(kt_rows_per_layer);
-                        if (cj_q == kt_layers - 1) state_d = S_FIN;
+                kvc_d = kvc_q + 1;
+                kvp_d = kvp_q + cfg_kvdepth;
+                if (kvc_q == 10'(cfg_kvplanes) - 1) begin
+                    kvc_d = 0;
+                    kvp_d = 0;
+                    state_d = S_KL_REQ;
+                    ck_d = 1;
+                    if (|ck_q) begin
+                        ck_d = 0;
+                        ci_d = ci_q + 1;
+                        if (ci_q == rc_q[15:0] - 1) begin
+                            ci_d = 0;
+                            cj_d = cj_q + 1;
+                            lbase_d = lbase_q + 20'(kt_rows_per_layer);
+                            if (cj_q == kt_layers - 1) state_d = S_FIN;
+                        end
                     end
                 end
             end

@@ -63,6 +63,12 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_ngroups", In, 8),
         ("cfg_slg", In, 3),
         ("cfg_kvbeats", In, 10),
+        // A KV row's planes, the words between planes, the 64-bit beats of a word,
+        // head groups per plane (`ChipParams::kv_planes`).
+        ("cfg_kvplanes", In, 8),
+        ("cfg_kvdepth", In, 20),
+        ("cfg_kvbpw", In, 10),
+        ("cfg_kvgpp", In, 8),
         ("cfg_deff", In, 9),
         ("cfg_wdepth", In, 24),
         ("cfg_gmask", In, 6),
@@ -168,6 +174,7 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("kv_beat", Out, 10),
         ("kv_waddr", Out, 20),
         ("kv_woff", Out, 8),
+        ("kv_wplane", Out, 8),
         // SwiGLU's sigmoid units.
         ("sgrp", Out, 8),
         ("bcl", Out, 1),
@@ -281,6 +288,10 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("wd", 64),
     ("dmaw", 64),
     ("lbase", 20),
+    // KV planes: the plane (or beat of a word, or head group of a plane) and the
+    // plane's first word.
+    ("kvc", 10),
+    ("kvp", 20),
     ("npg", 16),
     ("scan_v", 1),
     ("scan_i", 16),
