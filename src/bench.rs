@@ -586,8 +586,8 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
             "--board {target}: name a board (ulx3s, orangecrab), not an FPGA"
         )));
     };
-    let bar = crate::output::spinner("fitting");
-    let mut say = |m: &str| bar.set_message(m.to_string());
+    let mut stages = crate::output::Stages::new("fitting");
+    let mut say = |m: &str| stages.say(m);
     let choice = crate::fit::fit(ck, tok, target, &mut say)?;
     let dir = a.out.join(format!("board-{}", board.name()));
     say("building");
@@ -607,7 +607,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         synth_only: false,
         place_only: a.place_only,
         router: a.router,
-        nextpnr_args: Vec::new(),
+        nextpnr_args: crate::synth::nextpnr_args_from_env(),
     };
     let report = etch_fpga::synthesize(&req, &mut |m| say(m))?;
     say("simulating the story");
@@ -620,7 +620,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
             .ids
             .len())
     })?;
-    bar.finish_and_clear();
+    stages.finish();
     let fmax = report.fmax_mhz.unwrap_or(0.0);
     let json = BoardJson {
         board: board.name().to_string(),

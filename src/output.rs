@@ -1,6 +1,7 @@
 //! Printing for people and for scripts: JSON on stdout, progress on stderr.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -41,4 +42,54 @@ pub fn spinner(what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     bar
+}
+
+/// Progress of a long run of stages — synthesis, placement, routing — on stderr: a
+/// spinner on a terminal; elsewhere (nohup, CI, a pipe) one line per stage with the
+/// seconds since the start, and at most one a minute while a stage only counts (the
+/// router's queued arcs), so that an hour-long route says where it is.
+pub struct Stages {
+    bar: Option<ProgressBar>,
+    start: Instant,
+    /// The last printed message without its numbers, and when it was printed.
+    stage: String,
+    printed: Instant,
+}
+
+impl Stages {
+    /// Starts with `what` (on the spinner only: a line waits for the first stage, so
+    /// that a request refused before any work is still one line of error).
+    pub fn new(what: &str) -> Self {
+        Stages {
+            bar: std::io::stderr().is_terminal().then(|| spinner(what)),
+            start: Instant::now(),
+            stage: String::new(),
+            printed: Instant::now(),
+        }
+    }
+
+    /// The current stage.
+    pub fn say(&mut self, msg: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(msg.to_string());
+            return;
+        }
+        let stage: String = msg
+            .chars()
+            .filter(|c| !c.is_ascii_digit() && *c != ',' && *c != '.')
+            .collect();
+        let due = self.printed.elapsed() >= Duration::from_secs(60);
+        if stage != self.stage || due {
+            eprintln!("etch: [{:>5} s] {msg}", self.start.elapsed().as_secs());
+            self.stage = stage;
+            self.printed = Instant::now();
+        }
+    }
+
+    /// Clears the spinner.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use etch_fpga::{Board, Report, Request, Target};
 
 use crate::error::CliResult;
-use crate::output::{print_json, spinner};
+use crate::output::{print_json, spinner, Stages};
 use crate::SynthArgs;
 
 /// `etch synth`.
@@ -22,21 +22,26 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         synth_only: a.synth_only,
         place_only: a.place_only,
         router: a.router,
-        // Extra nextpnr options from the environment (e.g. "--seed 7").
-        nextpnr_args: std::env::var("ETCH_NEXTPNR_ARGS")
-            .map(|s| s.split_whitespace().map(String::from).collect())
-            .unwrap_or_default(),
+        nextpnr_args: nextpnr_args_from_env(),
     };
     let plan = req.plan()?;
-    let bar = spinner(&format!("synthesizing for {}", plan.target));
-    let report = etch_fpga::synthesize(&req, &mut |msg| bar.set_message(msg.to_string()));
-    bar.finish_and_clear();
+    let mut stages = Stages::new(&format!("synthesizing for {}", plan.target));
+    let report = etch_fpga::synthesize(&req, &mut |msg| stages.say(msg));
+    stages.finish();
     let report = report?;
     if a.json {
         return print_json(&report);
     }
     print_report(a, &report);
     Ok(())
+}
+
+/// Extra nextpnr options from the environment (`ETCH_NEXTPNR_ARGS="--seed 7"`), for
+/// `etch synth` and `etch bench --board`.
+pub fn nextpnr_args_from_env() -> Vec<String> {
+    std::env::var("ETCH_NEXTPNR_ARGS")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 fn print_report(a: &SynthArgs, report: &Report) {
