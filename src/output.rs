@@ -74,10 +74,7 @@ impl Stages {
             bar.set_message(msg.to_string());
             return;
         }
-        let stage: String = msg
-            .chars()
-            .filter(|c| !c.is_ascii_digit() && *c != ',' && *c != '.')
-            .collect();
+        let stage = stage_of(msg);
         let due = self.printed.elapsed() >= Duration::from_secs(60);
         if stage != self.stage || due {
             eprintln!("etch: [{:>5} s] {msg}", self.start.elapsed().as_secs());
@@ -91,5 +88,39 @@ impl Stages {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A progress message without its numbers: what stays the same while a stage counts
+/// (`routing: 60,863 arcs still queued` and `routing: 59,120 arcs still queued` are
+/// one stage).
+fn stage_of(msg: &str) -> String {
+    msg.chars()
+        .filter(|c| !c.is_ascii_digit() && *c != ',' && *c != '.')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stage_of;
+
+    #[test]
+    fn a_stage_is_its_message_without_numbers() {
+        assert_eq!(
+            stage_of("nextpnr: routing: 60,863 arcs still queued"),
+            stage_of("nextpnr: routing: 59120 arcs still queued")
+        );
+        assert_eq!(
+            stage_of("nextpnr: placing (annealing), iteration 1, wirelength 396727"),
+            stage_of("nextpnr: placing (annealing), iteration 15, wirelength 370663")
+        );
+        assert_ne!(
+            stage_of("nextpnr: placing (analytical), iteration 81"),
+            stage_of("nextpnr: placing (annealing), iteration 1, wirelength 396727")
+        );
+        assert_ne!(
+            stage_of("yosys: synthesizing for ecp5-85k"),
+            stage_of("nextpnr: placing and routing on ecp5-85k")
+        );
     }
 }
