@@ -1570,10 +1570,11 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
     let _ = writeln!(w, "            default: kv_sel_row = {};\n        endcase\n    end\n    assign kv_beat_data = kv_sel_row[kv_beat_e * 64 +: 64];", padded(0));
     // Each lane's key/value element: bank by position group, element by head group
     // (its place in the head group's plane).
+    let fixed = kv_elements_fixed(p, s);
     for i in 0..l {
         let bank = i / deff;
         let elem = |grp: usize| kv_lane_element(p, s, i, grp);
-        if kv_elements_fixed(p, s) {
+        if fixed {
             let e = elem(0);
             let _ = writeln!(
                 w,

@@ -1060,18 +1060,10 @@ fn kv_transfer() -> String {
             end
             S_KS_NEXT: begin
                 state_d = S_KS_RD;
-                ck_d = 1;
-                if (|ck_q) begin
-                    ck_d = 0;
-                    ci_d = ci_q + 1;
-                    if (ci_q == rc_q[15:0] - 1) begin
-                        ci_d = 0;
-                        cj_d = cj_q + 1;
-                        lbase_d = lbase_q + 20'(kt_rows_per_layer);
-                        if (cj_q == kt_layers - 1) state_d = S_FIN;
-                    end
-                end
-            end
+"
+    .to_string()
+        + &next_row(16)
+        + "            end
             S_KL_REQ: begin
                 dma_req = 1'b1;
                 if (dma_ack) begin
@@ -1102,21 +1094,32 @@ fn kv_transfer() -> String {
                     kvc_d = 0;
                     kvp_d = 0;
                     state_d = S_KL_REQ;
-                    ck_d = 1;
-                    if (|ck_q) begin
-                        ck_d = 0;
-                        ci_d = ci_q + 1;
-                        if (ci_q == rc_q[15:0] - 1) begin
-                            ci_d = 0;
-                            cj_d = cj_q + 1;
-                            lbase_d = lbase_q + 20'(kt_rows_per_layer);
-                            if (cj_q == kt_layers - 1) state_d = S_FIN;
-                        end
-                    end
-                end
+" + &next_row(20)
+        + "                end
             end
 "
-    .to_string()
+}
+
+/// After a key row (`ck` 0) comes its value row; after both, the next position; after
+/// the context's last position, the next layer: the step of a KV transfer, indented by
+/// `indent` spaces.
+fn next_row(indent: usize) -> String {
+    let block = "ck_d = 1;
+if (|ck_q) begin
+    ck_d = 0;
+    ci_d = ci_q + 1;
+    if (ci_q == rc_q[15:0] - 1) begin
+        ci_d = 0;
+        cj_d = cj_q + 1;
+        lbase_d = lbase_q + 20'(kt_rows_per_layer);
+        if (cj_q == kt_layers - 1) state_d = S_FIN;
+    end
+end
+";
+    block
+        .lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(indent)))
+        .collect()
 }
 
 /// The end of every operation: done (the next one waits in dispatch for this one's
