@@ -606,6 +606,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         quick: false,
         synth_only: false,
         place_only: a.place_only,
+        placer: a.placer,
         router: a.router,
         nextpnr_args: crate::synth::nextpnr_args_from_env(),
     };

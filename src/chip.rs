@@ -26,6 +26,7 @@ struct BuildJson<'a> {
     columns: usize,
     lut_columns: usize,
     vop_queue: bool,
+    head_pairs: bool,
     pipeline: &'static str,
     weights: WeightsJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -156,6 +157,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
                     columns: a.columns,
                     vop_queue: a.vop_queue,
                     lut_columns: a.lut_columns,
+                    head_pairs: a.head_pairs,
                 },
             };
             let mix = a
@@ -204,6 +206,7 @@ pub fn build(a: &BuildArgs) -> CliResult {
         columns: options.datapath.columns,
         lut_columns: options.datapath.lut_columns,
         vop_queue: options.datapath.vop_queue,
+        head_pairs: options.datapath.head_pairs,
         pipeline: options.datapath.pipeline.name(),
         weights: WeightsJson::new(&options.quant, weight_rom),
         fit: fitted.as_ref().map(|c| c.json()),

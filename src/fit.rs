@@ -67,6 +67,7 @@ pub struct ChoiceJson {
     lut_columns: usize,
     requantizers: usize,
     vop_queue: bool,
+    head_pairs: bool,
     pipeline: &'static str,
     contexts: usize,
     max_seq: usize,
@@ -107,6 +108,7 @@ impl Choice {
             lut_columns: o.datapath.lut_columns,
             requantizers: o.datapath.requantizers,
             vop_queue: o.datapath.vop_queue,
+            head_pairs: o.datapath.head_pairs,
             pipeline: o.datapath.pipeline.name(),
             contexts: o.contexts,
             max_seq: o.max_seq,
@@ -142,6 +144,7 @@ impl Choice {
                 lut_columns: o.datapath.lut_columns,
                 requantizers: o.datapath.requantizers,
                 vop_queue: o.datapath.vop_queue,
+                head_pairs: o.datapath.head_pairs,
             }
             .describe(),
             o.datapath.pipeline.name(),
@@ -168,7 +171,7 @@ impl Choice {
 }
 
 /// A datapath shape the search considers: lanes, input columns per lane, how many of
-/// those multiply in LUTs, requantizers, the vector-operation queue.
+/// those multiply in LUTs, requantizers, the vector-operation queue, head pairs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Shape {
     lanes: usize,
@@ -176,6 +179,7 @@ struct Shape {
     lut_columns: usize,
     requantizers: usize,
     vop_queue: bool,
+    head_pairs: bool,
 }
 
 impl Shape {
@@ -186,6 +190,7 @@ impl Shape {
             columns: self.columns,
             vop_queue: self.vop_queue,
             lut_columns: self.lut_columns,
+            head_pairs: self.head_pairs,
         }
     }
 
@@ -198,6 +203,9 @@ impl Shape {
         );
         if self.vop_queue {
             s += ", the vector-operation queue";
+        }
+        if self.head_pairs {
+            s += ", head pairs";
         }
         s
     }
@@ -219,6 +227,10 @@ const OTHER_BASE: f64 = 1_392.0;
 const OTHER_LANE_CYCLES: f64 = 49_056.0;
 /// The vector-operation queue's saving on it (7,532 → 7,442 on 32 lanes × 2 columns).
 const VOP_QUEUE_SAVING: f64 = 90.0;
+/// Head pairs' saving, `HEAD_PAIRS_LANE_SAVING / lanes`: attention and softmax in half
+/// the cycles (8 lanes × 8 columns with the queue: 11,776 → 8,680, attention 3,345 →
+/// 1,718 and softmax 2,977 → 1,508 per token).
+const HEAD_PAIRS_LANE_SAVING: f64 = 24_768.0;
 
 /// Estimated cycles per token of a model of shape `c` on a datapath shape: the
 /// matrices from the ISA (`docs/isa.md`: `ceil(rows / L)` row groups of
@@ -247,7 +259,12 @@ fn estimated_cycles_per_token(c: &Config, s: &Shape) -> f64 {
     let matrices = c.n_layers * per_layer.into_iter().map(matrix).sum::<usize>()
         + matrix((c.vocab_size, c.dim));
     let queue = if s.vop_queue { VOP_QUEUE_SAVING } else { 0.0 };
-    matrices as f64 + OTHER_BASE + OTHER_LANE_CYCLES / s.lanes as f64 - queue
+    let pairs = if s.head_pairs {
+        HEAD_PAIRS_LANE_SAVING / s.lanes as f64
+    } else {
+        0.0
+    };
+    matrices as f64 + OTHER_BASE + OTHER_LANE_CYCLES / s.lanes as f64 - queue - pairs
 }
 
 /// Every datapath shape `--fit` considers, fastest first by
@@ -261,13 +278,17 @@ fn ranked_shapes(c: &Config) -> Vec<Shape> {
                 let mut requantizers = lanes.min(8);
                 while requantizers <= lanes {
                     for vop_queue in [false, true] {
-                        shapes.push(Shape {
-                            lanes,
-                            columns,
-                            lut_columns,
-                            requantizers,
-                            vop_queue,
-                        });
+                        // (head pairs suit only some shapes: the others do not build)
+                        for head_pairs in [false, true] {
+                            shapes.push(Shape {
+                                lanes,
+                                columns,
+                                lut_columns,
+                                requantizers,
+                                vop_queue,
+                                head_pairs,
+                            });
+                        }
                     }
                     requantizers *= 2;
                 }
@@ -277,7 +298,7 @@ fn ranked_shapes(c: &Config) -> Vec<Shape> {
     let key = |s: &Shape| {
         (
             estimated_cycles_per_token(c, s).round() as u64,
-            s.lanes * s.columns + 3 * s.requantizers,
+            s.lanes * (s.columns + usize::from(s.head_pairs)) + 3 * s.requantizers,
             // DSP blocks before LUTs: the LUTs are what a full part runs out of
             s.lut_columns,
         )
@@ -366,6 +387,7 @@ pub fn fit(
                 lut_columns: 0,
                 requantizers: 8,
                 vop_queue: false,
+                head_pairs: false,
             }
         })
         .unwrap_or(0);
@@ -393,6 +415,7 @@ fn resources(model: &QuantizedModel, options: &BuildOptions) -> Option<Resources
         sigmoid_units: params.sigmoid_units(),
         pipeline: options.datapath.pipeline,
         vop_queue: options.datapath.vop_queue,
+        head_pairs: options.datapath.head_pairs,
         memories: params.memories(),
     }))
 }
@@ -489,6 +512,7 @@ mod tests {
             lut_columns: 0,
             requantizers,
             vop_queue: false,
+            head_pairs: false,
         }
     }
 
@@ -516,6 +540,14 @@ mod tests {
                     ..shape(8, 8, 8)
                 },
                 11_729.0,
+            ),
+            (
+                Shape {
+                    vop_queue: true,
+                    head_pairs: true,
+                    ..shape(8, 8, 8)
+                },
+                8_680.0,
             ),
         ] {
             let e = estimated_cycles_per_token(&c, &s);

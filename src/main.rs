@@ -479,13 +479,13 @@ pub struct BuildArgs {
     pub lanes: Option<usize>,
     /// A named configuration: `fast` is the fastest stories260K chip with at most 1,100
     /// multipliers (128 lanes of 8 columns, 32 requantizers, the vector-operation queue).
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "lut_columns", "vop_queue", "requantizers", "pipeline", "fit"])]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["lanes", "columns", "lut_columns", "vop_queue", "head_pairs", "requantizers", "pipeline", "fit"])]
     pub preset: Option<Preset>,
     /// Choose the fastest configuration that fits this board or FPGA (ulx3s,
     /// orangecrab, ecp5-85k, ecp5-25k): lanes, input columns (some in LUTs),
     /// requantizers, the vector-operation queue, positions and weight bits, one
     /// context, the fpga pipeline; says what it chose and why.
-    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "lut_columns", "vop_queue", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
+    #[arg(long, value_name = "PART", conflicts_with_all = ["lanes", "requantizers", "columns", "lut_columns", "vop_queue", "head_pairs", "pipeline", "contexts", "max_seq", "weight_bits", "group", "wide", "rom_budget"])]
     pub fit: Option<String>,
     /// Choose the weight format under this many weight ROM bits (k/M/G suffixes): 8-bit
     /// weights if they fit, otherwise 4-bit with the group size and the matrices kept
@@ -512,6 +512,13 @@ pub struct BuildArgs {
     /// runs the current one (a few cycles fewer between operations).
     #[arg(long)]
     pub vop_queue: bool,
+    /// Attention on two heads at once (a second query register, multiplier and
+    /// accumulator per lane, a second adder tree and head units): half the attention
+    /// cycles, for a chip of at most the model's width whose key/value heads each serve
+    /// at least twice a head group's heads (stories260K on 8 lanes: 2 heads per
+    /// key/value head, 1 per head group).
+    #[arg(long)]
+    pub head_pairs: bool,
     /// Pipeline registers: `asic` (none, the fewest cycles) or `fpga` (registered
     /// lane inputs, multiplier and requantizer: a faster clock on an FPGA, a few more
     /// cycles per operation).
@@ -577,6 +584,14 @@ pub struct BenchArgs {
     /// (`fmax_source: "placement"`), in minutes where routing may take hours.
     #[arg(long, requires = "board")]
     pub place_only: bool,
+    /// With --board: nextpnr's placer, static or heap (`etch synth --placer`).
+    #[arg(
+        long,
+        value_name = "PLACER",
+        default_value = "static",
+        requires = "board"
+    )]
+    pub placer: etch_fpga::Placer,
     /// With --board: nextpnr's router, auto, router1 or router2 (`etch synth --router`).
     #[arg(
         long,
@@ -688,6 +703,11 @@ pub struct SynthArgs {
     /// (minutes, where routing a nearly full part can take hours).
     #[arg(long, conflicts_with = "synth_only")]
     pub place_only: bool,
+    /// nextpnr's placer: static (electrostatic spreading; the chips route best from
+    /// it) or heap (its density bounded by `--placer-heap-beta` in ETCH_NEXTPNR_ARGS,
+    /// 0.9 by default), to compare.
+    #[arg(long, value_name = "PLACER", default_value = "static")]
+    pub placer: etch_fpga::Placer,
     /// nextpnr's router: router1 (arc by arc; it routed the chips router2 stalled or
     /// diverged on), router2 (fast when it converges, which depends on the netlist),
     /// or auto: router1.

@@ -21,6 +21,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         quick: a.quick,
         synth_only: a.synth_only,
         place_only: a.place_only,
+        placer: a.placer,
         router: a.router,
         nextpnr_args: nextpnr_args_from_env(),
     };
@@ -83,9 +84,10 @@ fn print_report(a: &SynthArgs, report: &Report) {
         "  link         {} baud (divisor {}): etch run --device serial:PORT,{}",
         report.baud, report.uart_divisor, report.baud
     );
-    let router = report
-        .router
-        .map_or(String::new(), |r| format!(" ({})", r.name()));
+    let router = match (report.placer, report.router) {
+        (Some(p), Some(r)) => format!(" ({} placer, {})", p.name(), r.name()),
+        _ => String::new(),
+    };
     println!(
         "  time         synth {:.0} s, place and route {:.0} s{router}, pack {:.0} s",
         report.seconds.synth, report.seconds.pnr, report.seconds.pack

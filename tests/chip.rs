@@ -56,6 +56,7 @@ fn shapes() -> Vec<Shape> {
         columns: 1,
         vop_queue: false,
         lut_columns: 0,
+        head_pairs: false,
     };
     vec![
         // A weight ROM of 4,128 words, 32 past 4,096, built as banks of 4,096 and 32
@@ -184,6 +185,42 @@ fn shapes() -> Vec<Shape> {
                 ..Datapath::per_lane(16)
             },
         },
+        // Head pairs (two heads per key/value head, one per head group of 8 lanes):
+        // two head groups of two heads, the second head of each in the lanes' second
+        // multiplier; 4-bit codes, eight columns, every pipeline register, the queue —
+        // the shape of the ULX3S chip.
+        Shape {
+            name: "gqa2-l8-int4-c8-pairs",
+            config: base,
+            lanes: 8,
+            weight_bits: 4,
+            group: 0,
+            wide: &[],
+            datapath: Datapath {
+                columns: 8,
+                vop_queue: true,
+                head_pairs: true,
+                ..FPGA_DATAPATH
+            },
+        },
+        // Head pairs with four heads per key/value head: both head groups read the one
+        // key/value head; no pipeline registers.
+        Shape {
+            name: "mqa-l8-pairs",
+            config: Config {
+                n_kv_heads: 1,
+                n_layers: 1,
+                ..base
+            },
+            lanes: 8,
+            weight_bits: 8,
+            group: 0,
+            wide: &[],
+            datapath: Datapath {
+                head_pairs: true,
+                ..Datapath::per_lane(8)
+            },
+        },
         // dim 48 on 16 lanes, the most `etch build` picks by default for it.
         Shape {
             name: "dim48-l16",
@@ -290,6 +327,19 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
         // Eight lanes read one key/value head per position: its KV banks hold a row as
         // two planes of 128 bits (2 contexts × 2 layers × 48 positions each).
         if name == "gqa2-l8" {
+            assert!(
+                rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
+                "{name}: KV planes"
+            );
+        }
+        // Head pairs: the second adder tree and head units, the second multiplier; the
+        // two heads read one key/value head, so the KV words stay one head wide.
+        assert_eq!(
+            rtl.contains("tree1_l0_0") && rtl.contains("u_head_0_1"),
+            datapath.head_pairs,
+            "{name}: head pairs"
+        );
+        if name == "gqa2-l8-int4-c8-pairs" {
             assert!(
                 rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
                 "{name}: KV planes"

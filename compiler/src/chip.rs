@@ -60,6 +60,7 @@ pub fn fast_preset() -> (usize, Datapath) {
             columns: 8,
             vop_queue: true,
             lut_columns: 0,
+            head_pairs: false,
         },
     )
 }
@@ -316,7 +317,9 @@ pub fn build(
 
     let l = options.lanes as u64;
     let np = layout.positions as u64;
-    let g = (options.lanes.min(c.dim) / c.head_size()) as u64;
+    // head units per position group: the heads a head group computes
+    let pair_factor = if options.datapath.head_pairs { 2 } else { 1 };
+    let g = (options.lanes.min(c.dim) / c.head_size() * pair_factor) as u64;
     let kv_row = (c.kv_dim() * 16) as u64;
     let storage = Storage {
         weights: (placement.weights.depth() * placement.weights.width) as u64
@@ -349,6 +352,7 @@ pub fn build(
         attention_positions_per_cycle: layout.positions,
         datapath_built: Some(options.datapath),
         macs: options.datapath.lane_multipliers(options.lanes)
+            + options.lanes * (pair_factor - 1)
             + options.datapath.requantizers
             + (np * g) as usize
             + 4,

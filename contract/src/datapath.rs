@@ -124,6 +124,14 @@ pub struct Datapath {
     /// without any.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lut_columns: usize,
+    /// Attention on two heads at once: each lane has a second query register,
+    /// multiplier and accumulator, a second adder tree sums their products and a
+    /// second set of head units takes the sums, so a head group is twice the heads its
+    /// lanes span. The two heads read the same key/value head (grouped-query attention
+    /// with at least twice a head group's heads per key/value head), so the key/value
+    /// banks keep their width. Absent in manifests of chips without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub head_pairs: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -148,6 +156,7 @@ impl Datapath {
             columns: 1,
             vop_queue: false,
             lut_columns: 0,
+            head_pairs: false,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct DesignShape {
     pub pipeline: Pipeline,
     /// The vector-operation queue.
     pub vop_queue: bool,
+    /// Head pairs: a second query register, multiplier and accumulator per lane, and
+    /// a second adder tree (the second head units are among `head_units`).
+    pub head_pairs: bool,
     /// Memories block RAM may hold: `(name, bits per word, words)`.
     pub memories: Vec<(&'static str, usize, usize)>,
 }
@@ -74,6 +77,14 @@ const LUT_PER_LUT_MULTIPLIER_BIT: f64 = 29.0;
 /// 29,957 flip-flops with it, 54,733 and 29,606 without).
 const LUT_VOP_QUEUE: f64 = 2_900.0;
 const FF_VOP_QUEUE: f64 = 350.0;
+/// Head pairs, per lane: the second accumulator and its adder, operand select and
+/// registers, the lane's share of the second adder tree; and its multiplier. From
+/// stories260K on 8 lanes × 8 columns with and without them (3,503 LUTs, 2,340
+/// flip-flops and 11 multipliers more, of which a head unit's share is the second
+/// head unit's).
+const LUT_PER_PAIR_LANE: f64 = 284.0;
+const FF_PER_PAIR_LANE: f64 = 249.0;
+const DSP_PER_PAIR_LANE: u64 = 1;
 /// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
 const FF_BASE: f64 = 10_050.0;
 const FF_PER_LANE: f64 = 476.0;
@@ -170,7 +181,12 @@ pub fn estimate(d: &DesignShape) -> Resources {
         }
         + LUT_PER_COLUMN * l * extra_columns as f64
         + LUT_PER_LUT_MULTIPLIER_BIT * l * (lut_columns * d.lut_weight_bits) as f64
-        + if d.vop_queue { LUT_VOP_QUEUE } else { 0.0 };
+        + if d.vop_queue { LUT_VOP_QUEUE } else { 0.0 }
+        + if d.head_pairs {
+            LUT_PER_PAIR_LANE * l
+        } else {
+            0.0
+        };
     let mut ffs = FF_BASE
         + FF_PER_LANE * l
         + FF_PER_REQUANTIZER * r
@@ -178,7 +194,12 @@ pub fn estimate(d: &DesignShape) -> Resources {
         + FF_PER_SIGMOID * s
         + FF_PER_COLUMN * l * extra_columns as f64
         + FF_PER_LUT_COLUMN * l * lut_columns as f64
-        + if d.vop_queue { FF_VOP_QUEUE } else { 0.0 };
+        + if d.vop_queue { FF_VOP_QUEUE } else { 0.0 }
+        + if d.head_pairs {
+            FF_PER_PAIR_LANE * l
+        } else {
+            0.0
+        };
     if d.pipeline == Pipeline::ASIC {
         ffs -= FF_ASIC_SAVING_PER_LANE * l;
     }
@@ -190,6 +211,11 @@ pub fn estimate(d: &DesignShape) -> Resources {
     let dsps = (d.lanes * (d.columns.max(1) - lut_columns)) as u64
         + DSP_PER_REQUANT * (d.requantizers + d.head_units) as u64
         + DSP_PER_SIGMOID * d.sigmoid_units as u64
+        + if d.head_pairs {
+            DSP_PER_PAIR_LANE * d.lanes as u64
+        } else {
+            0
+        }
         + DSP_BASE;
     Resources {
         luts: luts.round() as u64,
@@ -273,6 +299,7 @@ mod tests {
             sigmoid_units: 8,
             pipeline: Pipeline::FPGA,
             vop_queue: false,
+            head_pairs: false,
             memories: vec![("kv", 512, 640), ("kv", 512, 640)],
         };
         let e = estimate(&d);
@@ -324,5 +351,33 @@ mod tests {
             "{c4:?}"
         );
         assert_eq!(c4.dsps, 155);
+        // Head pairs on 8 lanes × 8 columns (stories260K, R 8, the queue, the token
+        // embedding at 8 bits): 32,545 LUTs, 17,325 flip-flops and 114 multipliers
+        // without, 36,048, 19,665 and 125 with (a second head unit among them).
+        let l8 = DesignShape {
+            lanes: 8,
+            columns: 8,
+            lut_columns: 0,
+            lut_weight_bits: 8,
+            requantizers: 8,
+            head_units: 1,
+            sigmoid_units: 8,
+            pipeline: Pipeline::FPGA,
+            vop_queue: true,
+            head_pairs: false,
+            memories: vec![],
+        };
+        let pairs = DesignShape {
+            head_units: 2,
+            head_pairs: true,
+            ..l8.clone()
+        };
+        let (a, b) = (estimate(&l8), estimate(&pairs));
+        let delta = |x: u64, y: u64, measured: f64| ((y - x) as f64 - measured).abs() < 10.0;
+        assert!(
+            delta(a.luts, b.luts, 3_503.0) && delta(a.ffs, b.ffs, 2_340.0),
+            "{a:?} {b:?}"
+        );
+        assert_eq!(b.dsps - a.dsps, 125 - 114);
     }
 }

@@ -32,6 +32,8 @@ pub struct Request {
     /// Place but do not route: Fmax is the placer's estimate, no bitstream (a figure
     /// in minutes where routing a full part takes hours).
     pub place_only: bool,
+    /// nextpnr's placer.
+    pub placer: Placer,
     /// nextpnr's router.
     pub router: Router,
     /// Extra nextpnr arguments (e.g. `--seed 7`).
@@ -86,6 +88,47 @@ impl std::str::FromStr for Router {
             "router2" => Ok(Router::Router2),
             other => Err(FpgaError::Request(format!(
                 "no router {other:?}: auto, router1 or router2"
+            ))),
+        }
+    }
+}
+
+/// nextpnr's placer. The analytical `static` placer spreads the design evenly: on
+/// the tiny CI chip heap placement left router2 with thousands of overused wires after
+/// three quarters of an hour where the static placement routed in minutes, and on the
+/// 8 × 4 stories260K chip heap placement spread to at most half of each region
+/// (`--placer-heap-beta 0.5` in `ETCH_NEXTPNR_ARGS`) had 48 % more wire and left
+/// router1 118,454 arcs after 1,147 s where the static placement left about 76,000
+/// (`docs/FPGA.md`). `heap` is there to compare.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placer {
+    /// Electrostatic spreading.
+    #[default]
+    Static,
+    /// Analytical placement with bounded density (HeAP).
+    Heap,
+}
+
+impl Placer {
+    /// The name `--placer` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placer::Static => "static",
+            Placer::Heap => "heap",
+        }
+    }
+}
+
+impl std::str::FromStr for Placer {
+    type Err = FpgaError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "static" => Ok(Placer::Static),
+            "heap" => Ok(Placer::Heap),
+            other => Err(FpgaError::Request(format!(
+                "no placer {other:?}: static or heap"
             ))),
         }
     }
@@ -205,6 +248,7 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         design_hash: manifest.design_hash.clone(),
         lanes: manifest.lanes,
         quick: req.quick,
+        placer: (!req.synth_only).then_some(req.placer),
         router: (!req.synth_only).then_some(router),
         seconds: seconds.clone(),
     };
@@ -415,7 +459,7 @@ impl<'a> Workspace<'a> {
             .all(|p| modified(&p).is_some_and(|m| m <= netlist))
     }
 
-    /// nextpnr with the static placer and `router`, the report in `pnr.json`.
+    /// nextpnr with the request's placer and `router`, the report in `pnr.json`.
     fn place_and_route(
         &self,
         req: &Request,
@@ -439,11 +483,8 @@ impl<'a> Workspace<'a> {
             "--timing-allow-fail".into(),
             "--seed".into(),
             "1".into(),
-            // The analytical "static" placer spreads the design: on the tiny CI chip
-            // heap placement left router2 with thousands of overused wires after three
-            // quarters of an hour where the static placement routed in minutes.
             "--placer".into(),
-            "static".into(),
+            req.placer.name().into(),
             "--router".into(),
             router.name().into(),
         ];
@@ -563,6 +604,7 @@ mod tests {
             quick: false,
             synth_only: false,
             place_only: false,
+            placer: Placer::default(),
             router: Router::default(),
             nextpnr_args: vec![],
         }
@@ -579,6 +621,16 @@ mod tests {
         assert_eq!(Router::Auto.resolve(), Router::Router1);
         assert_eq!(Router::Router2.resolve(), Router::Router2);
         assert_eq!(Router::Router1.resolve(), Router::Router1);
+    }
+
+    #[test]
+    fn placers_are_named_as_nextpnr_names_them_and_static_is_the_default() {
+        for p in [Placer::Static, Placer::Heap] {
+            assert_eq!(p.name().parse::<Placer>().unwrap(), p);
+        }
+        assert_eq!(Placer::default(), Placer::Static);
+        let err = "sa".parse::<Placer>().unwrap_err().to_string();
+        assert!(err.contains("static or heap"), "{err}");
     }
 
     #[test]

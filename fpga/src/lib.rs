@@ -8,7 +8,7 @@
 //!                               ▼
 //!   yosys synth_ecp5 / synth_ice40 ──► netlist.json, stat.txt ──► fit check
 //!                               ▼
-//!   nextpnr (static placer, router1) ──► etch.config / etch.asc, pnr.json (Fmax)
+//!   nextpnr (static placer, router1 by default) ──► etch.config / etch.asc, pnr.json (Fmax)
 //!                               ▼
 //!   ecppack / icepack ──► etch.bit / etch.bin, report.json
 //! ```
@@ -44,6 +44,6 @@ pub mod tools;
 
 pub use board::Board;
 pub use error::{FpgaError, Result};
-pub use flow::{synthesize, Plan, Request, Router};
+pub use flow::{synthesize, Placer, Plan, Request, Router};
 pub use report::Report;
 pub use target::{Family, Resources, Target};

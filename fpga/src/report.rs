@@ -74,6 +74,8 @@ pub struct Report {
     pub lanes: usize,
     /// Placed without timing optimization (`--quick`).
     pub quick: bool,
+    /// nextpnr's placer (`--placer`), absent after `--synth-only`.
+    pub placer: Option<crate::Placer>,
     /// nextpnr's router (`--router`, `auto` resolved), absent after `--synth-only`.
     pub router: Option<crate::Router>,
     /// Seconds spent in each tool.

@@ -44,7 +44,8 @@ pub fn design_files(
             pipe,
             p.datapath.columns,
             p.datapath.lut_columns,
-            p.matvec_weight_bits()
+            p.matvec_weight_bits(),
+            p.datapath.head_pairs
         ),
         crate::lane::requantizer_verilog(pipe, tag_bits)
     );

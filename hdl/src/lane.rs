@@ -189,7 +189,13 @@ pub const SELECT_GROUPS: [SelectGroup; 5] = [
 /// logic ([`lut_product`]) on the low `weight_bits` bits of their weight (4 when the
 /// weights are 4-bit codes, else 8), the others with `*`, which synthesis gives a hard
 /// multiplier.
-pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits: usize) -> String {
+pub fn verilog(
+    pipe: &Pipeline,
+    columns: usize,
+    lut_columns: usize,
+    weight_bits: usize,
+    head_pairs: bool,
+) -> String {
     let mut v = if columns > 1 {
         LANE_PORTS.replace(
             "    input  wire [15:0] tau,\n",
@@ -203,13 +209,31 @@ pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits:
     } else {
         LANE_PORTS.to_string()
     };
+    if head_pairs {
+        v = v
+            .replace(
+                "    input  wire [15:0] pw,\n",
+                "    input  wire [15:0] pw,\n    // E: head pairs' second head: its weight, its query\n    input  wire [15:0] pw1,\n    input  wire [15:0] qsrc1,\n",
+            )
+            .replace(
+                "    input  wire        u_qload,\n",
+                "    input  wire        u_qload,\n    input  wire        u_c1,\n",
+            )
+            .replace(
+                "    output wire [47:0] acc,\n",
+                "    output wire [47:0] acc,\n    // A: head pairs' second accumulator's next value; the request is for it\n    output wire [47:0] sum1,\n    output wire        rq_c1,\n",
+            );
+    }
     v += "    /* verilator lint_off UNUSEDPARAM */\n";
     v += &select_localparams();
     v += "    /* verilator lint_on UNUSEDPARAM */\n";
     v += LANE_E_STAGE;
+    if head_pairs {
+        v += HEAD_PAIR_E_STAGE;
+    }
     // Fields of the micro-operation that the later stages use, carried through the
     // operand and product registers.
-    let carried = [
+    let mut carried = vec![
         ("rq", 1, "u_rq & u_active"),
         ("rqin", 1, "u_rqin"),
         ("acc", 2, "u_acc"),
@@ -218,6 +242,9 @@ pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits:
         // joins the product before A, not in A
         ("addend", 16, "(u_cadd & u_active) ? rd1 : 16'd0"),
     ];
+    if head_pairs {
+        carried.push(("c1", 1, "u_c1"));
+    }
     let stages = pipe.operands as usize + pipe.product as usize;
     v += "\n    // ---- E → A: the micro-operation's later fields";
     v += &format!(
@@ -225,7 +252,7 @@ pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits:
         stages + 1,
         if stages == 0 { "" } else { "s" }
     );
-    for (name, bits, expr) in carried {
+    for &(name, bits, expr) in &carried {
         let w = width(bits);
         let _ = writeln!(v, "    wire {w} {name}_s0 = {expr};");
         for k in 1..=stages {
@@ -236,7 +263,7 @@ pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits:
         }
     }
     v += "    always @(posedge clock) begin\n";
-    for (name, _, _) in carried {
+    for &(name, _, _) in &carried {
         for k in 1..=stages {
             let _ = writeln!(v, "        {name}_s{k} <= {name}_s{};", k - 1);
         }
@@ -264,6 +291,20 @@ pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits:
         v += "    reg signed [35:0] product = 0;\n    always @(posedge clock) product <= a_op * b_op;\n";
     } else {
         v += "    wire signed [35:0] product = a_op * b_op;\n";
+    }
+    if head_pairs {
+        // the second head's product, through the same registers, times the same B
+        if pipe.operands {
+            v += "    reg signed [17:0] a1_op = 0;\n    always @(posedge clock) a1_op <= a18_1;\n";
+        } else {
+            v += "    wire signed [17:0] a1_op = a18_1;\n";
+        }
+        if pipe.product {
+            v += "    reg signed [35:0] product1 = 0;\n    always @(posedge clock) product1 <= a1_op * b_op;\n";
+        } else {
+            v += "    wire signed [35:0] product1 = a1_op * b_op;\n";
+        }
+        v += "    reg [47:0] pre1_q = 0;\n    always @(posedge clock) pre1_q <= {{12{product1[35]}}, product1};\n";
     }
     // The other columns' products, through the same registers.
     let mut extra = Vec::new();
@@ -329,7 +370,15 @@ pub fn verilog(pipe: &Pipeline, columns: usize, lut_columns: usize, weight_bits:
     } else {
         v += &column_sum(&extra, &addend);
     }
-    v += LANE_A_STAGE;
+    if head_pairs {
+        v += &LANE_A_STAGE.replace(
+            "    assign rq_x = acc_next;\n",
+            "    assign rq_x = a_c1 ? acc1_next : acc_next;\n",
+        );
+        v = v.replace("endmodule\n", HEAD_PAIR_A_STAGE);
+    } else {
+        v += LANE_A_STAGE;
+    }
     v
 }
 
@@ -569,6 +618,40 @@ const LANE_E_STAGE: &str = "
     assign am_valid = am_v;
     assign am_val = am_x;
     assign am_slot = am_s;
+";
+
+/// Head pairs in E: the second head's query register, and its operand A — its query
+/// in attention's first pass, its weight in the second — beside column 0's, only in
+/// micro-operations on the key/value element (operand B, shared).
+const HEAD_PAIR_E_STAGE: &str = "
+    // ---- E: head pairs' second head (its query register; operand A)
+    reg [15:0] qreg1 = 0;
+    always @(posedge clock) if (u_qload) qreg1 <= qsrc1;
+    wire att1 = u_active & (u_b == OPB_KV);
+    wire signed [17:0] a18_1 = ~att1 ? 18'sd0
+        : (u_a == OPA_QREG) ? {{2{qreg1[15]}}, qreg1}
+        : (u_a == OPA_PW) ? {2'b00, pw1}
+        : 18'sd0;
+";
+
+/// Head pairs in A: the second head's accumulator (loads and adds as column 0's does;
+/// the other operations leave it), what the second adder tree sums, and which
+/// accumulator a request is for.
+const HEAD_PAIR_A_STAGE: &str = "
+    // ---- A: head pairs' second accumulator
+    reg [47:0] acc1_q = 0;
+    reg [47:0] acc1_next;
+    always @(*) begin
+        case (a_acc)
+            ACC_LOAD: acc1_next = pre1_q;
+            ACC_ADD: acc1_next = acc1_q + pre1_q;
+            default: acc1_next = acc1_q;
+        endcase
+    end
+    always @(posedge clock) acc1_q <= acc1_next;
+    assign sum1 = acc1_next;
+    assign rq_c1 = a_c1;
+endmodule
 ";
 
 const LANE_A_STAGE: &str = "

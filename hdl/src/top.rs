@@ -188,9 +188,23 @@ impl ChipParams {
     pub fn heads_per_group(&self) -> usize {
         self.deff() / self.head_size()
     }
+    /// Heads a lane computes at once (`H`): 2 with head pairs
+    /// ([`Datapath::head_pairs`](etch_contract::Datapath::head_pairs)), else 1.
+    pub fn head_columns(&self) -> usize {
+        if self.datapath.head_pairs {
+            2
+        } else {
+            1
+        }
+    }
+    /// Heads one head group computes: those its lanes span, times the heads a lane
+    /// computes at once (`G · H`).
+    pub fn group_heads(&self) -> usize {
+        self.heads_per_group() * self.head_columns()
+    }
     /// Head groups per layer.
     pub fn head_groups(&self) -> usize {
-        self.n_heads / self.heads_per_group()
+        self.n_heads / self.group_heads()
     }
     /// AR slots a KV row spans (it may start mid-slot in the fused projection).
     pub fn kv_segments(&self) -> usize {
@@ -246,7 +260,7 @@ impl ChipParams {
     /// of 64-bit beats, keeps whole rows.
     pub fn kv_heads_per_word(&self) -> usize {
         let (g, m, kvh) = (
-            self.heads_per_group(),
+            self.group_heads(),
             self.n_heads / self.n_kv_heads,
             self.n_kv_heads,
         );
@@ -275,9 +289,9 @@ impl ChipParams {
     pub fn kv_words(&self) -> usize {
         self.kv_planes() * self.kv_depth()
     }
-    /// Attention head units (`P · G`).
+    /// Attention head units (`P · G · H`).
     pub fn head_units(&self) -> usize {
-        self.positions() * self.heads_per_group()
+        self.positions() * self.group_heads()
     }
     /// Scale ROM words (0 without group scales).
     pub fn srom_depth(&self) -> usize {
@@ -385,6 +399,23 @@ impl ChipParams {
             ));
         }
         check_requantizers(l, self.datapath.requantizers)?;
+        if self.datapath.head_pairs {
+            let (m, g) = (self.n_heads / self.n_kv_heads, self.heads_per_group());
+            if self.positions() != 1 {
+                return Err(HdlError::Params(format!(
+                    "head pairs need a chip of at most the model's width ({} lanes), not {l}: \
+                     a wider chip computes several positions at once instead",
+                    self.dim
+                )));
+            }
+            if m % (2 * g) != 0 {
+                return Err(HdlError::Params(format!(
+                    "head pairs need each key/value head to serve twice the heads of a head \
+                     group: {m} head(s) per key/value head, {g} per head group of {l} lanes \
+                     (fewer lanes make smaller head groups)"
+                )));
+            }
+        }
         if self.imem_depth > 4096 || self.param_depth > 1 << 16 || self.kv_segments() > 15 {
             return Err(HdlError::Params(
                 "the firmware or the KV rows exceed the address widths".into(),
@@ -419,8 +450,10 @@ struct Shape {
     np: usize,
     /// Lanes of one position group.
     deff: usize,
-    /// Heads per head group.
+    /// Heads the lanes of a head group span.
     g: usize,
+    /// Heads a lane computes at once (2 with head pairs).
+    hc: usize,
     /// Head groups.
     ngroups: usize,
     /// Bits of a KV row.
@@ -457,6 +490,7 @@ impl Shape {
             np: p.positions(),
             deff: p.deff(),
             g: p.heads_per_group(),
+            hc: p.head_columns(),
             ngroups: p.head_groups(),
             kvw,
             rbw: (p.kv_segments() * l * 16).max(p.kv_beats() * 64),
@@ -504,7 +538,8 @@ fn ports(w: &mut String, p: &ChipParams, s: &Shape, header: &str) {
     let _ = writeln!(w, "{header}");
     let _ = writeln!(
         w,
-        "// etch_chip: {l} lanes, {np} attention position(s) per cycle, {ngroups} head group(s) of {g} head(s),"
+        "// etch_chip: {l} lanes, {np} attention position(s) per cycle, {ngroups} head group(s) of {} head(s),",
+        g * s.hc
     );
     let _ = writeln!(
         w,
@@ -649,6 +684,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_kvdepth" => format!("20'd{}", p.kv_depth()),
             "cfg_kvbpw" => format!("10'd{}", p.kv_word_bits().div_ceil(64)),
             "cfg_kvgpp" => format!("8'd{}", ngroups / p.kv_planes()),
+            "cfg_hpairs" => format!("1'd{}", u8::from(s.hc == 2)),
             "cfg_deff" => format!("9'd{deff}"),
             "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
             "cfg_gmask" => format!("6'd{}", p.weight_group.saturating_sub(1)),
@@ -789,6 +825,12 @@ fn e_stage(w: &mut String, p: &ChipParams, s: &Shape) {
         );
     }
     let _ = writeln!(w, "    end\n");
+    if s.hc == 2 {
+        let _ = writeln!(
+            w,
+            "    reg u_c1_e;\n    always @(posedge clk) u_c1_e <= vc_u_c1;"
+        );
+    }
 }
 
 /// Weight, requantization, gain and RoPE step ROMs, the E-stage selects from them, and the folds of their words for the self-test signature.
@@ -993,6 +1035,9 @@ fn rope_registers(w: &mut String, _p: &ChipParams, s: &Shape) {
     reg lane_we_{i};
     wire lane_amv_{i}, lane_rqv_{i};"
         );
+        if s.hc == 2 {
+            let _ = writeln!(w, "    wire [47:0] lane_sum1_{i};\n    wire lane_rqc1_{i};");
+        }
     }
     for i in deff..l {
         if np > 1 {
@@ -1102,6 +1147,9 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
     ] {
         stage(w, reg, bits, &format!("li_{name}"), name);
     }
+    if s.hc == 2 {
+        stage(w, reg, 1, "li_u_c1_e", "u_c1_e");
+    }
     if wide_embedding(s) {
         // the token's weights of every column, sign-extended, for the embedding
         stage(w, reg, 1, "li_vc_bcw", "vc_bcw");
@@ -1162,7 +1210,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         );
     }
     for pp in 0..np {
-        for h in 0..s.g {
+        for h in 0..s.g * s.hc {
             stage(
                 w,
                 reg,
@@ -1254,11 +1302,20 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         .u_a(li_u_a_e), .u_b(li_u_b_e), .u_cadd(li_u_cadd_e), .u_acc(li_u_acc_e), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e),
         .u_raw(li_u_raw_e), .u_am(li_u_am_e), .u_amfirst(li_u_amfirst_e), .u_qload(li_u_qload_e),
         .u_active(li_act_e[{i}]), .u_slot(li_u_slot_e),
-        .sum(lane_sum_{i}), {acc},
+        .sum(lane_sum_{i}), {acc},{pair}
         .rq_v(lane_rqv_{i}), .rq_x(lane_rqx_{i}), .rq_rd1(lane_rqrd1_{i}), .raw(lane_raw_{i}),
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
     );",
             sk = i % p.sigmoid_units(),
+            // head pairs: the second head's weight, query (read port 1) and sums
+            pair = if s.hc == 2 {
+                format!(
+                    "\n        .pw1(li_pw_0_{}), .qsrc1(li_rd1_{i}), .u_c1(li_u_c1_e), .sum1(lane_sum1_{i}), .rq_c1(lane_rqc1_{i}),",
+                    s.g + h
+                )
+            } else {
+                String::new()
+            },
             columns = if s.c > 1 {
                 format!(" .w8x(li_w8x_{i}), .bcx(li_bcx),")
             } else {
@@ -1348,7 +1405,7 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
     let qword = delay(w, 22 * r, "qrom_data", "qword_a", 1 + a_shift);
     let bmult = delay(w, 17, "vc_bmult", "bmult_a", a_shift);
     let bshift = delay(w, 6, "vc_bshift", "bshift_a", a_shift);
-    let hmult: Vec<String> = (0..s.g)
+    let hmult: Vec<String> = (0..s.g * s.hc)
         .map(|h| {
             delay(
                 w,
@@ -1359,7 +1416,7 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
             )
         })
         .collect();
-    let hshift: Vec<String> = (0..s.g)
+    let hshift: Vec<String> = (0..s.g * s.hc)
         .map(|h| {
             delay(
                 w,
@@ -1371,6 +1428,19 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
         })
         .collect();
     let head_of = |i: usize| (i % s.deff) / s.hs;
+    // the head whose reciprocal lane `i`'s request takes: its head, or with head pairs
+    // the pair's second head when it requantizes its second accumulator
+    let head_term = |i: usize, of: &[String]| {
+        if s.hc == 2 {
+            format!(
+                "(lane_rqc1_{i} ? {} : {})",
+                of[s.g + head_of(i)],
+                of[head_of(i)]
+            )
+        } else {
+            of[head_of(i)].clone()
+        }
+    };
     for q in 0..r {
         let members: Vec<usize> = (0..l / r).map(|k| q + k * r).collect();
         let or_of = |f: &dyn Fn(usize) -> String| {
@@ -1413,8 +1483,8 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
             or_of(&|i| format!("lane_rqv_{i}")),
             or_of(&|i| format!("({{48{{lane_rqv_{i}}}}} & lane_rqx_{i})")),
             or_of(&|i| format!("({{16{{lane_rqv_{i}}}}} & lane_rqrd1_{i})")),
-            or_of(&|i| format!("({{16{{lane_rqv_{i}}}}} & {})", hmult[head_of(i)])),
-            or_of(&|i| format!("({{6{{lane_rqv_{i}}}}} & {})", hshift[head_of(i)])),
+            or_of(&|i| format!("({{16{{lane_rqv_{i}}}}} & {})", head_term(i, &hmult))),
+            or_of(&|i| format!("({{6{{lane_rqv_{i}}}}} & {})", head_term(i, &hshift))),
             or_of(&|i| format!("(lane_rqv_{i} ? {kw}'d{} : {kw}'d0)", i >> rlg)),
             km = kw - 1,
             bcast = crate::lane::msel::BCAST,
@@ -1488,10 +1558,10 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
     for b in 0..np {
         let _ = writeln!(
             w,
-            "    wire [{kb}:0] kv_k_row{b}, kv_v_row{b};
-    etch_ram_1r1w #(.W({word}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_row{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_word));
-    etch_ram_1r1w #(.W({word}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_row{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_word));
-    wire [{kb}:0] kv_row{b} = kv_rsel_e ? kv_v_row{b} : kv_k_row{b};",
+            "    wire [{kb}:0] kv_k_word{b}, kv_v_word{b};
+    etch_ram_1r1w #(.W({word}), .A(20), .D({kd})) u_kv_k_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_k_word{b}), .we(vc_kv_we_k & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_word));
+    etch_ram_1r1w #(.W({word}), .A(20), .D({kd})) u_kv_v_bank{b} (.clk(clk), .raddr(vc_kv_raddr), .rdata(kv_v_word{b}), .we(vc_kv_we_v & (vc_kv_wbank == 2'd{b})), .waddr(vc_kv_waddr), .wdata(rowbuf_word));
+    wire [{kb}:0] kv_word{b} = kv_rsel_e ? kv_v_word{b} : kv_k_word{b};",
             kb = word - 1,
             kd = p.kv_words().max(1)
         );
@@ -1558,16 +1628,16 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
     let wordp = word.div_ceil(64) * 64;
     let padded = |b: usize| {
         if wordp > word {
-            format!("{{{}'d0, kv_row{b}}}", wordp - word)
+            format!("{{{}'d0, kv_word{b}}}", wordp - word)
         } else {
-            format!("kv_row{b}")
+            format!("kv_word{b}")
         }
     };
-    let _ = writeln!(w, "    reg [{}:0] kv_sel_row;\n    always @(*) begin\n        kv_sel_row = {};\n        case (kv_rbank_e)", wordp - 1, padded(0));
+    let _ = writeln!(w, "    reg [{}:0] kv_sel_word;\n    always @(*) begin\n        kv_sel_word = {};\n        case (kv_rbank_e)", wordp - 1, padded(0));
     for b in 0..np {
-        let _ = writeln!(w, "            2'd{b}: kv_sel_row = {};", padded(b));
+        let _ = writeln!(w, "            2'd{b}: kv_sel_word = {};", padded(b));
     }
-    let _ = writeln!(w, "            default: kv_sel_row = {};\n        endcase\n    end\n    assign kv_beat_data = kv_sel_row[kv_beat_e * 64 +: 64];", padded(0));
+    let _ = writeln!(w, "            default: kv_sel_word = {};\n        endcase\n    end\n    assign kv_beat_data = kv_sel_word[kv_beat_e * 64 +: 64];", padded(0));
     // Each lane's key/value element: bank by position group, element by head group
     // (its place in the head group's plane).
     let fixed = kv_elements_fixed(p, s);
@@ -1578,7 +1648,7 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
             let e = elem(0);
             let _ = writeln!(
                 w,
-                "    assign lane_kv_{i} = kv_row{bank}[{}:{}];",
+                "    assign lane_kv_{i} = kv_word{bank}[{}:{}];",
                 16 * e + 15,
                 16 * e
             );
@@ -1591,13 +1661,13 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
                 let e = elem(grp);
                 let _ = writeln!(
                     w,
-                    "            8'd{grp}: lane_kv_r{i} = kv_row{bank}[{}:{}];",
+                    "            8'd{grp}: lane_kv_r{i} = kv_word{bank}[{}:{}];",
                     16 * e + 15,
                     16 * e
                 );
             }
             let e = elem(0);
-            let _ = writeln!(w, "            default: lane_kv_r{i} = kv_row{bank}[{}:{}];\n        endcase\n    end\n    assign lane_kv_{i} = lane_kv_r{i};", 16 * e + 15, 16 * e);
+            let _ = writeln!(w, "            default: lane_kv_r{i} = kv_word{bank}[{}:{}];\n        endcase\n    end\n    assign lane_kv_{i} = lane_kv_r{i};", 16 * e + 15, 16 * e);
         }
     }
     let _ = writeln!(w);
@@ -1614,8 +1684,10 @@ fn kv_lane_element(p: &ChipParams, s: &Shape, i: usize, grp: usize) -> usize {
         ..
     } = *s;
     let c = i % deff;
-    let kv_head = (grp * g + c / hs) / kv_mul;
-    let plane = (grp * g / kv_mul) / p.kv_heads_per_word();
+    // the group's first head (column 0's; head pairs read the same key/value head)
+    let first = grp * g * s.hc;
+    let kv_head = (first + c / hs) / kv_mul;
+    let plane = (first / kv_mul) / p.kv_heads_per_word();
     (kv_head - plane * p.kv_heads_per_word()) * hs + c % hs
 }
 
@@ -1651,6 +1723,11 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
             let _ = writeln!(w, "    reg [47:0] tree_l{level}_{j};");
         }
         let _ = writeln!(w, "    reg [31:0] tree_sb{level};");
+        if s.hc == 2 && level <= hl {
+            for j in 0..n {
+                let _ = writeln!(w, "    reg [47:0] tree1_l{level}_{j};");
+            }
+        }
     }
     let _ = writeln!(
         w,
@@ -1670,6 +1747,24 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
                 level - 1,
                 2 * j + 1
             );
+        }
+    }
+    if s.hc == 2 {
+        // head pairs: the lanes' second products, summed over a head
+        for i in 0..l {
+            let _ = writeln!(w, "        tree1_l0_{i} <= lane_sum1_{i};");
+        }
+        for level in 1..=hl {
+            for j in 0..(l >> level) {
+                let _ = writeln!(
+                    w,
+                    "        tree1_l{level}_{j} <= tree1_l{}_{} + tree1_l{}_{};",
+                    level - 1,
+                    2 * j,
+                    level - 1,
+                    2 * j + 1
+                );
+            }
         }
     }
     let _ = writeln!(
@@ -1735,7 +1830,9 @@ fn argmax_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
 
 /// The attention head units, and the outputs nobody reads.
 fn head_units(w: &mut String, p: &ChipParams, s: &Shape) {
-    let Shape { hl, np, g, .. } = *s;
+    let Shape { hl, np, .. } = *s;
+    // with head pairs, units g.. take the second heads (the second adder tree)
+    let g = s.g * s.hc;
     let _ = writeln!(
         w,
         "    // Attention head units: {np} position group(s) × {g} head(s)."
@@ -1763,12 +1860,16 @@ fn head_units(w: &mut String, p: &ChipParams, s: &Shape) {
     }
     for pp in 0..np {
         for h in 0..g {
-            let tap = pp * g + h;
+            let score = if h < s.g {
+                format!("tree_l{hl}_{}", pp * s.g + h)
+            } else {
+                format!("tree1_l{hl}_{}", h - s.g)
+            };
             let _ = writeln!(
                 w,
                 "    etch_head u_head_{pp}_{h} (
         .clock(clk), .reset(rst), .my_p(3'd{pp}), .pos(vc_h_pos),
-        .score(tree_l{hl}_{tap}), .s_valid(tree_sb{hl}[31]), .s_addr(tree_sb{hl}[29:16]), .s_tbase(tree_sb{hl}[15:0]),
+        .score({score}), .s_valid(tree_sb{hl}[31]), .s_addr(tree_sb{hl}[29:16]), .s_tbase(tree_sb{hl}[15:0]),
         .max_clear(vc_h_max_clear), .combine(vc_h_combine), .max_all(head_maxall_{h}),
         .r_go(vc_h_r_go), .r_addr(vc_h_r_addr), .r_tbase(vc_h_r_tbase),
         .score_mult(vc_score_mult), .score_shift(vc_score_shift),
@@ -1786,6 +1887,9 @@ fn head_units(w: &mut String, p: &ChipParams, s: &Shape) {
     }
     if p.kv_planes() == 1 {
         unused.push("vc_kv_wplane".to_string());
+    }
+    if s.hc == 1 {
+        unused.push("vc_u_c1".to_string());
     }
     for pp in 0..np {
         for h in 0..g {

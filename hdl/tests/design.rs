@@ -104,6 +104,47 @@ fn small_designs_lint_clean() {
         ..fpga
     };
     lint(&p, "l32_c4_g8_fpga_queue");
+    // Head pairs on 8 lanes with every pipeline register (two heads per key/value
+    // head, one per head group).
+    let mut p = params(8, 32, 4, 2);
+    p.datapath = Datapath {
+        head_pairs: true,
+        columns: 2,
+        ..fpga
+    };
+    lint(&p, "l8_pairs_fpga");
+}
+
+#[test]
+fn head_pairs_need_two_heads_of_a_group_per_key_value_head() {
+    // stories260K on 8 lanes: 8 heads, 4 key/value heads, one head per group's lanes →
+    // four head groups of two heads, two head units, one KV plane per group.
+    let mut p = params(8, 64, 8, 4);
+    p.datapath.head_pairs = true;
+    p.validate().unwrap();
+    assert_eq!(
+        (
+            p.heads_per_group(),
+            p.group_heads(),
+            p.head_groups(),
+            p.head_units()
+        ),
+        (1, 2, 4, 2)
+    );
+    assert_eq!((p.kv_heads_per_word(), p.kv_planes()), (1, 4));
+    // Multi-head attention: the two heads of a pair read different key/value heads.
+    let mut p = params(8, 64, 8, 8);
+    p.datapath.head_pairs = true;
+    let e = p.validate().unwrap_err().to_string();
+    assert!(e.contains("head pairs need each key/value head"), "{e}");
+    // 16 lanes span two heads, and a key/value head serves only two.
+    let mut p = params(16, 64, 8, 4);
+    p.datapath.head_pairs = true;
+    assert!(p.validate().is_err());
+    // A chip as wide as two models computes two positions at once instead.
+    let mut p = params(64, 32, 4, 1);
+    p.datapath.head_pairs = true;
+    assert!(p.validate().is_err());
 }
 
 #[test]

@@ -115,16 +115,22 @@ fn emits_lintable_verilog() {
 fn lane_verilog_lints_with_every_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     for (name, pipe) in [("asic", Pipeline::ASIC), ("fpga", Pipeline::FPGA)] {
-        // (tag bits, columns, columns in logic, their weight bits)
-        for (kw, columns, lut, bits) in [(1, 1, 0, 8), (3, 1, 0, 8), (1, 4, 2, 4), (1, 2, 1, 8)] {
+        // (tag bits, columns, columns in logic, their weight bits, head pairs)
+        for (kw, columns, lut, bits, pairs) in [
+            (1, 1, 0, 8, false),
+            (3, 1, 0, 8, false),
+            (1, 4, 2, 4, false),
+            (1, 2, 1, 8, false),
+            (1, 8, 0, 4, true),
+        ] {
             let v = format!(
                 "{}\n{}",
-                etch_hdl::lane::verilog(&pipe, columns, lut, bits),
+                etch_hdl::lane::verilog(&pipe, columns, lut, bits, pairs),
                 etch_hdl::lane::requantizer_verilog(&pipe, kw)
             );
             let f = dir
                 .path()
-                .join(format!("etch_lane_{name}_{kw}_c{columns}_l{lut}.v"));
+                .join(format!("etch_lane_{name}_{kw}_c{columns}_l{lut}_{pairs}.v"));
             std::fs::write(&f, &v).unwrap();
             for top in ["etch_lane", "etch_requant_bank"] {
                 let out = common::verilator_lint(&[&f], Some(top));

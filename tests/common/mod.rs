@@ -102,6 +102,7 @@ pub const FPGA_DATAPATH: Datapath = Datapath {
     columns: 1,
     vop_queue: false,
     lut_columns: 0,
+    head_pairs: false,
 };
 
 /// The chip those tests share (16 lanes, two contexts; one design, so one Verilator

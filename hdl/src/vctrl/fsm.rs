@@ -147,6 +147,7 @@ pub fn defaults() -> String {
         u_am = 1'b0;
         u_amfirst = 1'b0;
         u_qload = 1'b0;
+        u_c1 = 1'b0;
         u_slot = ci_q[11:0];
         u_score = 1'b0;
         u_sum = 1'b0;
@@ -325,6 +326,7 @@ fn take_operation() -> String {
                         lbase_d = rb_q[19:0];
                         npg_d = (pos16 >> cfg_plg) + 1;
                         kvc_d = 0;
+                        oc_d = 1'b0;
                         state_d = S_AT_Q;
                     end
                     VK_ADD: begin
@@ -699,7 +701,9 @@ fn kv_store() -> String {
 /// and values (pass 2), reciprocals of the sums, the normalized output.
 fn attention() -> String {
     "            S_AT_Q: begin
-                ar_ra0 = 12'(at_query + cj_q);
+                // head pairs: the second head's query from the next slot, on port 1
+                ar_ra0 = 12'(at_query + (cj_q << cfg_hpairs));
+                ar_ra1 = 12'(at_query + (cj_q << cfg_hpairs) + 16'(cfg_hpairs));
                 u_qload = 1'b1;
                 act_n = 9'(lanes);
                 h_max_clear = 1'b1;
@@ -756,22 +760,29 @@ fn attention() -> String {
             S_AT_OUT: begin
                 u_rq = 1'b1;
                 u_msel = MSEL_HEAD;
+                u_c1 = oc_q;
                 act_n = cfg_deff;
-                ar_wa = 12'(at_out + cj_q);
+                ar_wa = 12'(at_out + (cj_q << cfg_hpairs) + 16'(oc_q));
                 sub_en = 1'b1;
                 sub_d = sub_q + 1;
                 if (sub_q == last_sub) begin
                     sub_d = 0;
-                    cj_d = cj_q + 1;
-                    // the next plane of the KV rows after the plane's last head group
-                    kvc_d = kvc_q + 1;
-                    if (kvc_q == 10'(cfg_kvgpp) - 1) begin
-                        kvc_d = 0;
-                        lbase_d = lbase_q + cfg_kvdepth;
-                    end
-                    state_d = S_AT_Q;
-                    if (cj_q == 16'(cfg_ngroups) - 1) begin
-                        state_d = S_FIN;
+                    if (cfg_hpairs & ~oc_q) begin
+                        // the pair's second head next
+                        oc_d = 1'b1;
+                    end else begin
+                        oc_d = 1'b0;
+                        cj_d = cj_q + 1;
+                        // the next plane of the KV rows after the plane's last head group
+                        kvc_d = kvc_q + 1;
+                        if (kvc_q == 10'(cfg_kvgpp) - 1) begin
+                            kvc_d = 0;
+                            lbase_d = lbase_q + cfg_kvdepth;
+                        end
+                        state_d = S_AT_Q;
+                        if (cj_q == 16'(cfg_ngroups) - 1) begin
+                            state_d = S_FIN;
+                        end
                     end
                 end
             end

@@ -69,6 +69,9 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_kvdepth", In, 20),
         ("cfg_kvbpw", In, 10),
         ("cfg_kvgpp", In, 8),
+        // Head pairs (`Datapath::head_pairs`): a head group's queries and outputs
+        // take two slots, the second head's in the lanes' second column.
+        ("cfg_hpairs", In, 1),
         ("cfg_deff", In, 9),
         ("cfg_wdepth", In, 24),
         ("cfg_gmask", In, 6),
@@ -134,6 +137,8 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("u_am", Out, 1),
         ("u_amfirst", Out, 1),
         ("u_qload", Out, 1),
+        // requantize the lanes' second accumulator (head pairs' second head)
+        ("u_c1", Out, 1),
         ("u_slot", Out, 12),
         ("u_score", Out, 1),
         ("u_sum", Out, 1),
@@ -292,6 +297,8 @@ pub const REGISTERS: &[(&str, u32)] = &[
     // plane's first word.
     ("kvc", 10),
     ("kvp", 20),
+    // attention's output: the second head of a pair
+    ("oc", 1),
     ("npg", 16),
     ("scan_v", 1),
     ("scan_i", 16),
