@@ -540,6 +540,9 @@ struct BoardJson {
     tokens: usize,
     utilization: std::collections::BTreeMap<String, etch_fpga::report::Use>,
     critical_path: std::collections::BTreeMap<String, etch_fpga::report::CriticalPath>,
+    /// nextpnr's placer and router.
+    placer: Option<etch_fpga::Placer>,
+    router: Option<etch_fpga::Router>,
     fit: crate::fit::ChoiceJson,
     design_hash: String,
     out: String,
@@ -640,6 +643,8 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         tokens: row.tokens,
         utilization: report.utilization.clone(),
         critical_path: report.critical_path.clone(),
+        placer: report.placer,
+        router: report.router,
         fit: choice.json(),
         design_hash: manifest.design_hash.clone(),
         out: dir.display().to_string(),
