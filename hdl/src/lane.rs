@@ -370,16 +370,73 @@ pub fn verilog(
     } else {
         v += &column_sum(&extra, &addend);
     }
-    if head_pairs {
-        v += &LANE_A_STAGE.replace(
-            "    assign rq_x = acc_next;\n",
-            "    assign rq_x = a_c1 ? acc1_next : acc_next;\n",
-        );
-        v = v.replace("endmodule\n", HEAD_PAIR_A_STAGE);
-    } else {
-        v += LANE_A_STAGE;
-    }
+    v += &a_stage(head_pairs);
     v
+}
+
+/// The lane's A stage and the module's end: the accumulator, what the adder tree
+/// sums, the requantizer's operands — with head pairs, the second accumulator too, and
+/// the one a request is for.
+fn a_stage(head_pairs: bool) -> String {
+    let (rq_x, pairs) = if head_pairs {
+        (
+            "a_c1 ? acc1_next : acc_next",
+            format!(
+                "
+    // ---- A: head pairs' second accumulator (loads and adds as the first does)
+{}    assign sum1 = acc1_next;
+    assign rq_c1 = a_c1;
+",
+                accumulator("acc1", "pre1_q", "a_acc", "", None)
+            ),
+        )
+    } else {
+        ("acc_next", String::new())
+    };
+    let acc = accumulator(
+        "acc",
+        "pre_q",
+        "a_rqin ? ACC_LOAD : a_acc",
+        "    // (a product to requantize passes through the accumulator: it is loaded)\n",
+        Some("acc_other"),
+    );
+    format!(
+        "
+    // ---- A: accumulate
+{acc}    assign sum = acc_next;
+    assign acc = acc_q;
+
+    // ---- A: the requantizer's operands: the accumulator (or the product it loads)
+    // and read port 1 (SwiGLU's multiplier h3); the requantizer picks the multiplier
+    assign rq_v = a_rq;
+    assign raw = a_raw;
+    assign rq_x = {rq_x};
+    assign rq_rd1 = a_rd1;
+{pairs}endmodule
+"
+    )
+}
+
+/// A 48-bit accumulator `{name}_q` and its next value `{name}_next`: loaded with
+/// `pre`, or `pre` added, or (`other`) another accumulator's value added, or held, as
+/// `select` (an `ACC_*` code) says; `note` comments the select.
+fn accumulator(name: &str, pre: &str, select: &str, note: &str, other: Option<&str>) -> String {
+    let add_other = other.map_or(String::new(), |o| {
+        format!("            ACC_ADD_OTHER: {name}_next = {name}_q + {o};\n")
+    });
+    format!(
+        "    reg [47:0] {name}_q = 0;
+    reg [47:0] {name}_next;
+{note}    always @(*) begin
+        case ({select})
+            ACC_LOAD: {name}_next = {pre};
+            ACC_ADD: {name}_next = {name}_q + {pre};
+{add_other}            default: {name}_next = {name}_q;
+        endcase
+    end
+    always @(posedge clock) {name}_q <= {name}_next;
+"
+    )
 }
 
 /// `pre_q` of a lane of several columns: column 0's product and the addend, plus
@@ -632,52 +689,6 @@ const HEAD_PAIR_E_STAGE: &str = "
         : (u_a == OPA_QREG) ? {{2{qreg1[15]}}, qreg1}
         : (u_a == OPA_PW) ? {2'b00, pw1}
         : 18'sd0;
-";
-
-/// Head pairs in A: the second head's accumulator (loads and adds as column 0's does;
-/// the other operations leave it), what the second adder tree sums, and which
-/// accumulator a request is for.
-const HEAD_PAIR_A_STAGE: &str = "
-    // ---- A: head pairs' second accumulator
-    reg [47:0] acc1_q = 0;
-    reg [47:0] acc1_next;
-    always @(*) begin
-        case (a_acc)
-            ACC_LOAD: acc1_next = pre1_q;
-            ACC_ADD: acc1_next = acc1_q + pre1_q;
-            default: acc1_next = acc1_q;
-        endcase
-    end
-    always @(posedge clock) acc1_q <= acc1_next;
-    assign sum1 = acc1_next;
-    assign rq_c1 = a_c1;
-endmodule
-";
-
-const LANE_A_STAGE: &str = "
-    // ---- A: accumulate
-    reg [47:0] acc_q = 0;
-    reg [47:0] acc_next;
-    // (a product to requantize passes through the accumulator: it is loaded)
-    always @(*) begin
-        case (a_rqin ? ACC_LOAD : a_acc)
-            ACC_LOAD: acc_next = pre_q;
-            ACC_ADD: acc_next = acc_q + pre_q;
-            ACC_ADD_OTHER: acc_next = acc_q + acc_other;
-            default: acc_next = acc_q;
-        endcase
-    end
-    always @(posedge clock) acc_q <= acc_next;
-    assign sum = acc_next;
-    assign acc = acc_q;
-
-    // ---- A: the requantizer's operands: the accumulator (or the product it loads)
-    // and read port 1 (SwiGLU's multiplier h3); the requantizer picks the multiplier
-    assign rq_v = a_rq;
-    assign raw = a_raw;
-    assign rq_x = acc_next;
-    assign rq_rd1 = a_rd1;
-endmodule
 ";
 
 /// A requantizer shared by `L / R` lanes (module `etch_requant_bank`): the exact
