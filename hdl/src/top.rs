@@ -1220,42 +1220,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             );
         }
     }
-    if s.c > 1 {
-        // The other columns' input elements: element `j·C + k` of a matrix-vector
-        // product's input lives in lane `(j·C + k) mod L`, beside column 0's lane
-        // (`arsel_lane`, a multiple of C): a select among the L/C lanes of column k.
-        let clg = clog2(s.c);
-        let _ = writeln!(
-            w,
-            "    // Matrix-vector inputs of columns 1..{}: lane arsel_lane + k.",
-            s.c - 1
-        );
-        for k in 1..s.c {
-            let _ = writeln!(
-                w,
-                "    reg [15:0] bcx_{k};\n    always @(*) begin\n        bcx_{k} = lane_rd0_{k};\n        case (arsel_lane_e >> {clg})"
-            );
-            for grp in 0..l / s.c {
-                let _ = writeln!(
-                    w,
-                    "            8'd{grp}: bcx_{k} = lane_rd0_{};",
-                    grp * s.c + k
-                );
-            }
-            let _ = writeln!(
-                w,
-                "            default: bcx_{k} = lane_rd0_{k};\n        endcase\n    end"
-            );
-            stage(w, reg, 16, &format!("li_bcx_{k}"), &format!("bcx_{k}"));
-        }
-        let all: Vec<String> = (1..s.c).rev().map(|k| format!("li_bcx_{k}")).collect();
-        let _ = writeln!(
-            w,
-            "    wire [{}:0] li_bcx = {{{}}};",
-            16 * (s.c - 1) - 1,
-            all.join(", ")
-        );
-    }
+    column_inputs(w, s);
     let _ = writeln!(w, "\n    // Lanes and their activation RAMs.");
     for i in 0..l {
         let k = (i % hs) / 2;
@@ -1347,6 +1312,56 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             let _ = writeln!(w, "    assign lane_other_{i} = 48'd0;");
         }
     }
+    lane_selects(w, s);
+}
+
+/// The inputs of columns 1.. of a matrix-vector product, each a select among the lanes
+/// of its column, registered as the lanes' inputs are.
+fn column_inputs(w: &mut String, s: &Shape) {
+    if s.c < 2 {
+        return;
+    }
+    let (l, reg) = (s.l, s.pipe.lane_inputs);
+    // The other columns' input elements: element `j·C + k` of a matrix-vector
+    // product's input lives in lane `(j·C + k) mod L`, beside column 0's lane
+    // (`arsel_lane`, a multiple of C): a select among the L/C lanes of column k.
+    let clg = clog2(s.c);
+    let _ = writeln!(
+        w,
+        "    // Matrix-vector inputs of columns 1..{}: lane arsel_lane + k.",
+        s.c - 1
+    );
+    for k in 1..s.c {
+        let _ = writeln!(
+                w,
+                "    reg [15:0] bcx_{k};\n    always @(*) begin\n        bcx_{k} = lane_rd0_{k};\n        case (arsel_lane_e >> {clg})"
+            );
+        for grp in 0..l / s.c {
+            let _ = writeln!(
+                w,
+                "            8'd{grp}: bcx_{k} = lane_rd0_{};",
+                grp * s.c + k
+            );
+        }
+        let _ = writeln!(
+            w,
+            "            default: bcx_{k} = lane_rd0_{k};\n        endcase\n    end"
+        );
+        stage(w, reg, 16, &format!("li_bcx_{k}"), &format!("bcx_{k}"));
+    }
+    let all: Vec<String> = (1..s.c).rev().map(|k| format!("li_bcx_{k}")).collect();
+    let _ = writeln!(
+        w,
+        "    wire [{}:0] li_bcx = {{{}}};",
+        16 * (s.c - 1) - 1,
+        all.join(", ")
+    );
+}
+
+/// The lanes the controller reads through a select: one lane's read port 0 (`arsel`),
+/// and four lanes' for a DMA beat (`dma4`).
+fn lane_selects(w: &mut String, s: &Shape) {
+    let l = s.l;
     // Selected lanes for the controller.
     let _ = writeln!(w, "    reg [15:0] arsel_r;\n    always @(*) begin\n        arsel_r = lane_rd0_0;\n        case (arsel_lane_e)");
     for i in 0..l {
@@ -1738,16 +1753,7 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
     }
     for level in 1..=lg {
         let _ = writeln!(w, "        tree_sb{level} <= tree_sb{};", level - 1);
-        for j in 0..(l >> level) {
-            let _ = writeln!(
-                w,
-                "        tree_l{level}_{j} <= tree_l{}_{} + tree_l{}_{};",
-                level - 1,
-                2 * j,
-                level - 1,
-                2 * j + 1
-            );
-        }
+        tree_level(w, "tree", level, l >> level);
     }
     if s.hc == 2 {
         // head pairs: the lanes' second products, summed over a head
@@ -1755,16 +1761,7 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
             let _ = writeln!(w, "        tree1_l0_{i} <= lane_sum1_{i};");
         }
         for level in 1..=hl {
-            for j in 0..(l >> level) {
-                let _ = writeln!(
-                    w,
-                    "        tree1_l{level}_{j} <= tree1_l{}_{} + tree1_l{}_{};",
-                    level - 1,
-                    2 * j,
-                    level - 1,
-                    2 * j + 1
-                );
-            }
+            tree_level(w, "tree1", level, l >> level);
         }
     }
     let _ = writeln!(
@@ -1776,6 +1773,20 @@ fn adder_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
     wire unused_tree_sb = ^{{tree_sb{lg}[31], tree_sb{lg}[15:0], tree_sb{hl}[30]}};
 "
     );
+}
+
+/// Level `level` of adder tree `tree`: its `n` sums of two of the level below.
+fn tree_level(w: &mut String, tree: &str, level: usize, n: usize) {
+    for j in 0..n {
+        let _ = writeln!(
+            w,
+            "        {tree}_l{level}_{j} <= {tree}_l{}_{} + {tree}_l{}_{};",
+            level - 1,
+            2 * j,
+            level - 1,
+            2 * j + 1
+        );
+    }
 }
 
 /// The argmax tree over the lanes.
