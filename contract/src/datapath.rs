@@ -67,7 +67,8 @@ impl Pipeline {
     }
 
     /// Whether the vector controller's scalar units (the sampler's temperature
-    /// multiply, the rsqrt and sine tables) take registered inputs, one cycle later:
+    /// multiply, the rsqrt and sine tables, the sampler scan's mask) take registered
+    /// inputs, one cycle later:
     /// with the operand register.
     pub fn scalar_inputs_registered(&self) -> bool {
         self.operands

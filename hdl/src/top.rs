@@ -1382,6 +1382,32 @@ fn lane_selects(w: &mut String, s: &Shape) {
     let _ = writeln!(w, "            default: dma4_r = {{lane_rd0_3, lane_rd0_2, lane_rd0_1, lane_rd0_0}};\n        endcase\n    end\n    assign dma4 = dma4_r;\n");
 }
 
+/// Writes still on their way that the operation about to start could read first.
+/// A write issued `k` cycles ago (`1 ≤ k ≤ pending`) lands `pending + 1 − k` cycles
+/// from now; until then the controller starts no operation — unless that operation
+/// reads its operands as streams (`vc_rd_stream`), which reach slot `base + j` no
+/// earlier than `j + 1` cycles from now and never read below their base: then only a
+/// write to a slot `base + j` with `j ≤ pending − k` holds it back. A matrix, say,
+/// starts while the one before it still writes its last row group, whose slot it
+/// reads last. (The write address's chain is `ar_wa_d*`, one stage longer.)
+fn write_hazard(w: &mut String, pending: usize) {
+    let _ = writeln!(w, "    wire wr_issue = vc_u_rq | (|vc_u_raw);");
+    delay(w, 1, "wr_issue", "wr_issue", pending);
+    let stages: Vec<String> = (1..=pending)
+        .map(|k| {
+            let lands = pending + 1 - k;
+            format!(
+                "wr_issue_d{k} & (~vc_rd_stream | (12'(ar_wa_d{k} - vc_rd_base0) < 12'd{lands}) | (12'(ar_wa_d{k} - vc_rd_base1) < 12'd{lands}))"
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        w,
+        "    assign wr_hazard =\n        {};",
+        stages.join("\n        | ")
+    );
+}
+
 /// The requantizers the lanes share, and the writes into the activation RAMs:
 /// requantizer `r` takes the request of whichever of lanes `r, r+R, …` made one (the
 /// controller lets at most one of them ask at a time) and returns its result, tagged
@@ -1401,14 +1427,7 @@ fn requantizers(w: &mut String, _p: &ChipParams, s: &Shape) {
     );
     let wa = delay(w, 12, "vc_ar_wa", "ar_wa", 4 + pipe.w_shift());
     let _ = writeln!(w, "    wire [11:0] ar_wa_w = {wa};");
-    // Writes issued in the last 3 + w_shift cycles have not landed: the controller
-    // starts no operation until they have.
-    let _ = writeln!(w, "    wire wr_issue = vc_u_rq | (|vc_u_raw);");
-    delay(w, 1, "wr_issue", "wr_issue", 3 + pipe.w_shift());
-    let pending: Vec<String> = (1..=3 + pipe.w_shift())
-        .map(|k| format!("wr_issue_d{k}"))
-        .collect();
-    let _ = writeln!(w, "    assign wr_busy = {};", pending.join(" | "));
+    write_hazard(w, 3 + pipe.w_shift());
     let e_to_w = 3 + pipe.w_shift() - pipe.e_shift();
     let a_to_w = 2 + pipe.w_shift() - pipe.a_shift();
     let bc2_w = delay(w, 16, "li_vc_bc2", "raw_bc2", e_to_w);

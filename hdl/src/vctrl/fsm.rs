@@ -17,8 +17,8 @@ pub fn arms(columns: usize, queue: bool, skip_blocks: bool) -> String {
     // without waiting for its writes.
     let take = if queue {
         take_operation().replace(
-            "if (wr_busy) state_d = S_DISPATCH;",
-            "if (wr_busy & ~indep_q) state_d = S_DISPATCH;",
+            "if (wr_hazard) state_d = S_DISPATCH;",
+            "if (wr_hazard & ~indep_q) state_d = S_DISPATCH;",
         )
     } else {
         take_operation()
@@ -241,6 +241,9 @@ pub fn pipelines() -> String {
         scan_v_d = 1'b0;
         scan_v2_d = scan_v_q;
         scan_i2_d = scan_i_q;
+        scan_w_d = arsel;
+        scan_v3_d = scan_v2_q;
+        scan_i3_d = scan_i2_q;
         masked_d = masked_now;
         bc_src_e_d = BC_RD0;
         sig_m = 17'(swi_sig_mult);
@@ -377,8 +380,9 @@ fn take_operation() -> String {
                         state_d = S_FIN;
                     end
                 endcase
-                // an operation starts once the previous one's writes have landed
-                if (wr_busy) state_d = S_DISPATCH;
+                // an operation starts once the previous one's writes that it could
+                // read before they land have landed
+                if (wr_hazard) state_d = S_DISPATCH;
             end
 "
     .to_string()
@@ -971,10 +975,10 @@ fn sampler_nucleus_and_draw() -> String {
                 scan_v_d = 1'b1;
                 scan_i_d = ci_q;
                 ci_d = ci_q + 1;
-                if (scan_v2_q) begin
+                if (scan_m_v) begin
                     cum_d = cum_q + masked_q;
-                    if ((rdraw_q < cum_q + masked_q) | (scan_i2_q == lmask)) begin
-                        result_d = (64'(fslot_q) << cfg_lg) + 64'(scan_i2_q);
+                    if ((rdraw_q < cum_q + masked_q) | (scan_m_i == lmask)) begin
+                        result_d = (64'(fslot_q) << cfg_lg) + 64'(scan_m_i);
                         state_d = S_FIN;
                     end
                 end
@@ -1166,6 +1170,7 @@ pub fn after_states() -> String {
             xv1_d = 1'b0;
             scan_v_d = 1'b0;
             scan_v2_d = 1'b0;
+            scan_v3_d = 1'b0;
         end
 "
     .to_string()

@@ -87,7 +87,8 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_siglat", In, 3),
         // 1 when the scalar units take registered inputs: the sampler's `logit − max`
         // before its temperature multiply, RMSNorm's `sum + eps` before the rsqrt
-        // table, RoPE's phase before the sine table (one cycle more for each).
+        // table, RoPE's phase before the sine table, the sampler scan's weight before
+        // its mask (one cycle more for each).
         ("cfg_sureg", In, 1),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
@@ -110,13 +111,21 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("dma_ack", In, 1),
         ("dma_err", In, 1),
         ("dma_rdata", In, 64),
-        // Writes into the activation RAMs still on their way.
-        ("wr_busy", In, 1),
+        // Writes into the activation RAMs still on their way that the operation
+        // about to start could read before they land (the top level compares them
+        // with its read streams, `rd_*`).
+        ("wr_hazard", In, 1),
         // To the sequencer.
         ("busy", Out, 1),
         ("done", Out, 1),
         ("result", Out, 64),
         ("prow", Out, 16),
+        // The operation about to start reads its operands as streams (`rd_stream`):
+        // from AR slot `rd_base0` (and `rd_base1`), slot `base + j` no earlier than
+        // `j` cycles into its first state, and no slot below the base.
+        ("rd_stream", Out, 1),
+        ("rd_base0", Out, 12),
+        ("rd_base1", Out, 12),
         // Memory addresses.
         ("ar_ra0", Out, 12),
         ("ar_ra1", Out, 12),
@@ -302,9 +311,13 @@ pub const REGISTERS: &[(&str, u32)] = &[
     ("npg", 16),
     ("scan_v", 1),
     ("scan_i", 16),
-    // the scan's second stage: the masked weight registered
+    // the scan's second stage: the lane's weight registered (with cfg_sureg), then
+    // its third: the masked weight registered
     ("scan_v2", 1),
     ("scan_i2", 16),
+    ("scan_w", 16),
+    ("scan_v3", 1),
+    ("scan_i3", 16),
     ("masked", 32),
     ("hoff", 32),
 ];
@@ -406,6 +419,7 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     }
     m += &param_fields(skip_blocks);
     m += &datapath();
+    m += &read_streams();
     if skip_blocks {
         m += "    // the last block of lanes holding an element of this slot, or of the first
     // position group
@@ -438,6 +452,36 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     m += &fsm::after_states();
     m += "    end\nendmodule\n";
     (m, sfu_modules(t))
+}
+
+/// The operations that read their operands as streams, and where each stream starts:
+/// the matrix's input (`C` elements per cycle, at most a slot), RMSNorm's input (a
+/// slot per cycle, read again for the scale), RoPE's vector (a slot per two or more
+/// cycles), the key and then the value slots of a KV store, both vectors of an add
+/// (a slot per cycle), SwiGLU's `h1` (`S` elements per cycle) and `h3` (behind it),
+/// the sampler's logits (a slot per cycle for the argmax; whatever it reads after
+/// that, it reads long after any write on its way has landed). Each begins in the operation's first state, the cycle after Dispatch, and never
+/// reads below its base. Any other kind waits for every write on its way.
+fn read_streams() -> String {
+    "
+    // ---- the operation about to start: where its read streams begin
+    always @(*) begin
+        rd_stream = 1'b1;
+        rd_base0 = 0;
+        rd_base1 = 0;
+        case (kind_q)
+            VK_MATVEC: begin rd_base0 = 12'(mv_input); rd_base1 = 12'(mv_input); end
+            VK_RMSNORM: begin rd_base0 = 12'(rn_input); rd_base1 = 12'(rn_input); end
+            VK_ROPE: begin rd_base0 = 12'(rope_slot); rd_base1 = 12'(rope_slot); end
+            VK_KVSTORE: begin rd_base0 = 12'(kvs_key_slot); rd_base1 = 12'(kvs_value_slot); end
+            VK_ADD: begin rd_base0 = 12'(add_x); rd_base1 = 12'(add_y); end
+            VK_SWIGLU: begin rd_base0 = 12'(swi_h1); rd_base1 = 12'(swi_h3); end
+            VK_SAMPLE, VK_LOGPROB: begin rd_base0 = 12'(sa_logits); rd_base1 = 12'(sa_logits); end
+            default: rd_stream = 1'b0;
+        endcase
+    end
+"
+    .to_string()
 }
 
 /// `[n-1:0]`, or nothing for one bit.
@@ -583,9 +627,14 @@ fn datapath() -> String {
     wire [63:0] rng_t2 = rng_t1 ^ (rng_t1 >> 7);
     wire [63:0] rng_next = rng_t2 ^ (rng_t2 << 17);
     wire [55:0] mul_coin_p = 56'({1'b0, rng_next[63:40]} * {1'b0, mass_q});
-    // the scan: the masked weight of the lane read last cycle
-    wire [31:0] masked_now = (arsel >= tau_q) & (((16'(fslot_q) << cfg_lg) + scan_i_q) < sa_vocab)
-        ? 32'(arsel) : 0;
+    // the scan: the masked weight of the lane read last cycle, or (cfg_sureg) of the
+    // lane registered a cycle before that, its index and validity one stage later
+    wire [15:0] scan_w = cfg_sureg ? scan_w_q : arsel;
+    wire [15:0] scan_wi = cfg_sureg ? scan_i2_q : scan_i_q;
+    wire [31:0] masked_now = (scan_w >= tau_q) & (((16'(fslot_q) << cfg_lg) + scan_wi) < sa_vocab)
+        ? 32'(scan_w) : 0;
+    wire scan_m_v = cfg_sureg ? scan_v3_q : scan_v2_q;
+    wire [15:0] scan_m_i = cfg_sureg ? scan_i3_q : scan_i2_q;
     wire [31:0] cum_next = cum_q + tree_top[31:0];
 
     // Inputs and bits the controller does not use: the argmax's valid bit (its value
