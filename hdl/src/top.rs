@@ -685,6 +685,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_kvbpw" => format!("10'd{}", p.kv_word_bits().div_ceil(64)),
             "cfg_kvgpp" => format!("8'd{}", ngroups / p.kv_planes()),
             "cfg_hpairs" => format!("1'd{}", u8::from(s.hc == 2)),
+            "cfg_hlg" => format!("3'd{}", s.hl),
             "cfg_deff" => format!("9'd{deff}"),
             "cfg_wdepth" => format!("24'd{}", p.wrom_depth.max(1)),
             "cfg_gmask" => format!("6'd{}", p.weight_group.saturating_sub(1)),

@@ -729,8 +729,12 @@ fn attention() -> String {
                 end
             end
             S_AT_MX: begin
+                // pass 1's last score is in its unit's maximum register 4 + alat + hlg
+                // cycles after its issue (A at 2 + alat, the tree's level 0 a cycle
+                // later, level hlg hlg cycles after that, then the register): the
+                // maxima of the position groups combine in that cycle
                 ck_d = ck_q + 1;
-                if (ck_q == 12 + 16'(cfg_alat)) begin
+                if (ck_q == 3 + 16'(cfg_alat) + 16'(cfg_hlg)) begin
                     h_combine = 1'b1;
                     h_sum_clear = 1'b1;
                     ci_d = 0;

@@ -72,6 +72,8 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         // Head pairs (`Datapath::head_pairs`): a head group's queries and outputs
         // take two slots, the second head's in the lanes' second column.
         ("cfg_hpairs", In, 1),
+        // log2 of the head size: the adder tree's level that feeds the head units.
+        ("cfg_hlg", In, 3),
         ("cfg_deff", In, 9),
         ("cfg_wdepth", In, 24),
         ("cfg_gmask", In, 6),
