@@ -221,16 +221,15 @@ const FORMATS: [(u32, u32); 6] = [(8, 0), (4, 8), (4, 16), (4, 32), (4, 64), (4,
 /// Cycles per token outside the matrices (attention, softmax, norms, element-wise
 /// operations, control) on an `fpga`-pipeline chip of one context × 128 positions:
 /// `OTHER_BASE + OTHER_LANE_CYCLES / lanes`, fitted to stories260K's 128-token greedy
-/// story measured with `etch sim --profile` on 8 lanes (7,523 outside the matrices)
-/// and 32 lanes × 2 columns (2,924; `docs/FPGA.md`).
-const OTHER_BASE: f64 = 1_392.0;
-const OTHER_LANE_CYCLES: f64 = 49_056.0;
-/// The vector-operation queue's saving on it (7,532 → 7,442 on 32 lanes × 2 columns).
+/// story measured with `etch sim --profile` on 8 lanes (7,106 outside the matrices)
+/// and 32 lanes × 2 columns (2,810; `docs/FPGA.md`).
+const OTHER_BASE: f64 = 1_378.0;
+const OTHER_LANE_CYCLES: f64 = 45_818.0;
+/// The vector-operation queue's saving on it (5,234 → 5,146 on 32 lanes × 4 columns).
 const VOP_QUEUE_SAVING: f64 = 90.0;
 /// Head pairs' saving, `HEAD_PAIRS_LANE_SAVING / lanes`: attention and softmax in half
-/// the cycles (8 lanes × 8 columns with the queue: 11,776 → 8,680, attention 3,345 →
-/// 1,718 and softmax 2,977 → 1,508 per token).
-const HEAD_PAIRS_LANE_SAVING: f64 = 24_768.0;
+/// the cycles (8 lanes × 8 columns with the queue: 11,161 → 8,184 per token).
+const HEAD_PAIRS_LANE_SAVING: f64 = 23_816.0;
 
 /// Estimated cycles per token of a model of shape `c` on a datapath shape: the
 /// matrices from the ISA (`docs/isa.md`: `ceil(rows / L)` row groups of
@@ -522,24 +521,24 @@ mod tests {
         // chips of the `fpga` pipeline, one context of 128 positions (docs/FPGA.md).
         let c = stories260k();
         for (s, measured) in [
-            (shape(8, 1, 8), 40_259.0),
-            (shape(32, 2, 8), 7_532.0),
-            (shape(32, 1, 16), 11_395.0),
-            (shape(64, 1, 8), 6_804.0),
-            (shape(32, 4, 8), 5_376.0),
+            (shape(8, 1, 8), 39_842.0),
+            (shape(32, 2, 8), 7_390.0),
+            (shape(32, 1, 16), 11_253.0),
+            (shape(64, 1, 8), 6_746.0),
+            (shape(32, 4, 8), 5_234.0),
             (
                 Shape {
                     vop_queue: true,
                     ..shape(32, 4, 8)
                 },
-                5_285.0,
+                5_146.0,
             ),
             (
                 Shape {
                     vop_queue: true,
                     ..shape(8, 8, 8)
                 },
-                11_729.0,
+                11_161.0,
             ),
             (
                 Shape {
@@ -547,7 +546,7 @@ mod tests {
                     head_pairs: true,
                     ..shape(8, 8, 8)
                 },
-                8_680.0,
+                8_184.0,
             ),
         ] {
             let e = estimated_cycles_per_token(&c, &s);
