@@ -543,7 +543,8 @@ struct BoardJson {
     /// nextpnr's placer and router.
     placer: Option<etch_fpga::Placer>,
     router: Option<etch_fpga::Router>,
-    fit: crate::fit::ChoiceJson,
+    /// What `--fit` chose and why; null for a chip given by `--chip`.
+    fit: Option<crate::fit::ChoiceJson>,
     design_hash: String,
     out: String,
 }
@@ -582,6 +583,40 @@ fn build_unless_current(
     }
 }
 
+/// A built chip's datapath and contexts, as `--fit` describes its choice.
+fn describe(m: &Manifest) -> String {
+    let d = m.datapath();
+    let mut s = format!(
+        "{} lanes{}, {} requantizers",
+        m.lanes,
+        crate::chip::describe_columns(d.columns, d.lut_columns),
+        d.requantizers
+    );
+    if d.vop_queue {
+        s += ", the vector-operation queue";
+    }
+    if d.head_pairs {
+        s += ", head pairs";
+    }
+    s + &format!(", {} context(s) × {} positions", m.contexts, m.max_seq)
+}
+
+/// The manifest of a chip given by `--chip`, which must have been built from `ck`
+/// (else the float reference beside it would time another model).
+fn given_chip(out: &Path, ck: &Checkpoint) -> CliResult<Manifest> {
+    let manifest = Manifest::load(out)?;
+    if etch_compiler::chip::model_identity(ck, &manifest.quant) != manifest.model_identity {
+        return Err(CliError::Usage(format!(
+            "--chip {}: built from {}, not from {} with its settings; pass that model \
+             with --model and -z",
+            out.display(),
+            manifest.model_file,
+            ck.path().display()
+        )));
+    }
+    Ok(manifest)
+}
+
 fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> CliResult {
     let (target, board) = crate::fit::part(board)?;
     let Some(board) = board else {
@@ -589,17 +624,31 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
             "--board {target}: name a board (ulx3s, orangecrab), not an FPGA"
         )));
     };
-    let mut stages = crate::output::Stages::new("fitting");
+    let mut stages = crate::output::Stages::new(if a.chip.is_some() {
+        "reading the chip"
+    } else {
+        "fitting"
+    });
     let mut say = |m: &str| stages.say(m);
-    let choice = crate::fit::fit(ck, tok, target, &mut say)?;
-    let dir = a.out.join(format!("board-{}", board.name()));
-    say("building");
-    std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
-        action: "write",
-        path: a.out.clone(),
-        source,
-    })?;
-    let manifest = build_unless_current(ck, tok, &choice.options, &dir)?;
+    let (dir, manifest, choice) = match &a.chip {
+        Some(out) => {
+            let manifest = given_chip(out, ck)?;
+            (out.clone(), manifest, None)
+        }
+        None => {
+            let choice = crate::fit::fit(ck, tok, target, &mut say)?;
+            let dir = a.out.join(format!("board-{}", board.name()));
+            say("building");
+            std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
+                action: "write",
+                path: a.out.clone(),
+                source,
+            })?;
+            let manifest = build_unless_current(ck, tok, &choice.options, &dir)?;
+            (dir, manifest, Some(choice))
+        }
+    };
+    let datapath = manifest.datapath();
     let req = etch_fpga::Request {
         out: dir.clone(),
         target: None,
@@ -636,16 +685,16 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         tokens_per_s: fmax * 1e6 / row.cycles_per_token,
         cpu_tokens_per_s: cpu,
         lanes: manifest.lanes,
-        columns: choice.options.datapath.columns,
-        lut_columns: choice.options.datapath.lut_columns,
-        requantizers: choice.options.datapath.requantizers,
+        columns: datapath.columns,
+        lut_columns: datapath.lut_columns,
+        requantizers: datapath.requantizers,
         macs: manifest.macs,
         tokens: row.tokens,
         utilization: report.utilization.clone(),
         critical_path: report.critical_path.clone(),
         placer: report.placer,
         router: report.router,
-        fit: choice.json(),
+        fit: choice.as_ref().map(|c| c.json()),
         design_hash: manifest.design_hash.clone(),
         out: dir.display().to_string(),
     };
@@ -655,7 +704,10 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
     if a.json {
         return print_json(&json);
     }
-    println!("{}", choice.describe());
+    match &choice {
+        Some(c) => println!("{}", c.describe()),
+        None => println!("{} on the {target}: {}", dir.display(), describe(&manifest)),
+    }
     let label = match a.place_only {
         true => "placed (est.)",
         false => "routed",

@@ -580,6 +580,11 @@ pub struct BenchArgs {
     /// SAVE_CONTEXT and RESTORE_CONTEXT (an agent's resume) by the chip's counter.
     #[arg(long, conflicts_with = "board")]
     pub swap: bool,
+    /// With --board: measure this chip, built by `etch build` from the model given by
+    /// --model and -z (stories260K by default), instead of the fastest chip that fits
+    /// the board. An unchanged design reuses its netlist and routing.
+    #[arg(long, value_name = "OUT", requires = "board")]
+    pub chip: Option<PathBuf>,
     /// With --board: place but do not route; tokens/s at the placer's Fmax estimate
     /// (`fmax_source: "placement"`), in minutes where routing may take hours.
     #[arg(long, requires = "board")]

@@ -360,6 +360,41 @@ fn build_fit_chooses_a_configuration_within_the_part() {
     assert!(acc["top1_agreement"].as_f64().unwrap() > 0.5, "{fit}");
     assert!(acc["ppl_rel_diff"].as_f64().unwrap().is_finite(), "{fit}");
     assert_eq!(acc["weight_rom_bits"], v["weights"]["rom_bits"], "{v}");
+    // `etch bench --board … --chip OUT` measures a chip already built, from its own
+    // model: another model is refused before anything is synthesized, and --chip
+    // needs a board.
+    let config = Config {
+        dim: 16,
+        hidden_dim: 24,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 1,
+        vocab_size: 300,
+        seq_len: 8,
+        shared_classifier: true,
+    };
+    let (other, other_tok) = write_random_model(dir.path(), &config, 5).unwrap();
+    let bench_out = dir.path().join("bench");
+    assert_bad_input(
+        &etch(&[
+            "bench",
+            "--board",
+            "ulx3s",
+            "--chip",
+            o,
+            "--model",
+            other.to_str().unwrap(),
+            "-z",
+            other_tok.to_str().unwrap(),
+            "--out",
+            bench_out.to_str().unwrap(),
+        ]),
+        "pass that model with --model and -z",
+    );
+    assert!(!out.join("fpga").exists(), "nothing synthesized");
+    let no_board = etch(&["bench", "--chip", o]);
+    assert_eq!(no_board.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_board.stderr).contains("--board"));
     // The smaller ECP5 gets a smaller chip, or none at all.
     let small = etch(&[
         "build", &model, "-z", &tok, "-o", o, "--fit", "ecp5-25k", "--json",
