@@ -583,24 +583,6 @@ fn build_unless_current(
     }
 }
 
-/// A built chip's datapath and contexts, as `--fit` describes its choice.
-fn describe(m: &Manifest) -> String {
-    let d = m.datapath();
-    let mut s = format!(
-        "{} lanes{}, {} requantizers",
-        m.lanes,
-        crate::chip::describe_columns(d.columns, d.lut_columns),
-        d.requantizers
-    );
-    if d.vop_queue {
-        s += ", the vector-operation queue";
-    }
-    if d.head_pairs {
-        s += ", head pairs";
-    }
-    s + &format!(", {} context(s) × {} positions", m.contexts, m.max_seq)
-}
-
 /// The manifest of a chip given by `--chip`, which must have been built from `ck`
 /// (else the float reference beside it would time another model).
 fn given_chip(out: &Path, ck: &Checkpoint) -> CliResult<Manifest> {
@@ -706,7 +688,14 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
     }
     match &choice {
         Some(c) => println!("{}", c.describe()),
-        None => println!("{} on the {target}: {}", dir.display(), describe(&manifest)),
+        None => println!(
+            "{} on the {target}: {}, {} pipeline, {} context(s) × {} positions",
+            dir.display(),
+            crate::chip::describe_datapath(manifest.lanes, &datapath),
+            datapath.pipeline.name(),
+            manifest.contexts,
+            manifest.max_seq
+        ),
     }
     let label = match a.place_only {
         true => "placed (est.)",

@@ -83,6 +83,23 @@ pub fn choose_weights(
     Ok(choice?)
 }
 
+/// A datapath in one line: `L lanes × C columns, R requantizers`, then the queue and
+/// head pairs when it has them (`--fit`'s choice, `etch bench --chip`).
+pub fn describe_datapath(lanes: usize, d: &Datapath) -> String {
+    let mut s = format!(
+        "{lanes} lanes{}, {} requantizers",
+        describe_columns(d.columns, d.lut_columns),
+        d.requantizers
+    );
+    if d.vop_queue {
+        s += ", the vector-operation queue";
+    }
+    if d.head_pairs {
+        s += ", head pairs";
+    }
+    s
+}
+
 /// ` × C columns (K in LUTs)` after a lane count, or nothing for one column.
 pub fn describe_columns(columns: usize, lut_columns: usize) -> String {
     match (columns, lut_columns) {

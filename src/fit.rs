@@ -195,19 +195,7 @@ impl Shape {
     }
 
     fn describe(&self) -> String {
-        let mut s = format!(
-            "{} lanes{}, {} requantizers",
-            self.lanes,
-            crate::chip::describe_columns(self.columns, self.lut_columns),
-            self.requantizers
-        );
-        if self.vop_queue {
-            s += ", the vector-operation queue";
-        }
-        if self.head_pairs {
-            s += ", head pairs";
-        }
-        s
+        crate::chip::describe_datapath(self.lanes, &self.datapath())
     }
 }
 
