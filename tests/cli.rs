@@ -30,6 +30,20 @@ fn stories() -> (String, String) {
     )
 }
 
+/// A random model's shape small enough to build in seconds.
+fn tiny_config() -> Config {
+    Config {
+        dim: 16,
+        hidden_dim: 24,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 1,
+        vocab_size: 300,
+        seq_len: 8,
+        shared_classifier: true,
+    }
+}
+
 fn json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -241,16 +255,7 @@ fn bad_input_exits_2_with_one_clear_line() {
         "not a finite number",
     );
     // A tokenizer of another model.
-    let config = Config {
-        dim: 16,
-        hidden_dim: 24,
-        n_layers: 1,
-        n_heads: 2,
-        n_kv_heads: 1,
-        vocab_size: 300,
-        seq_len: 8,
-        shared_classifier: true,
-    };
+    let config = tiny_config();
     let (small, small_tok) = write_random_model(dir.path(), &config, 1).unwrap();
     let out = etch(&["reference", &model, "-z", small_tok.to_str().unwrap()]);
     assert_bad_input(&out, "do not match");
@@ -280,14 +285,9 @@ fn bad_input_exits_2_with_one_clear_line() {
 fn tokenizer_beside_the_model_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
-        dim: 16,
-        hidden_dim: 24,
-        n_layers: 1,
-        n_heads: 2,
-        n_kv_heads: 1,
-        vocab_size: 300,
         seq_len: 16,
         shared_classifier: false,
+        ..tiny_config()
     };
     let (small, _) = write_random_model(dir.path(), &config, 2).unwrap();
     let v = json(&etch(&[
@@ -363,16 +363,7 @@ fn build_fit_chooses_a_configuration_within_the_part() {
     // `etch bench --board … --chip OUT` measures a chip already built, from its own
     // model: another model is refused before anything is synthesized, and --chip
     // needs a board.
-    let config = Config {
-        dim: 16,
-        hidden_dim: 24,
-        n_layers: 1,
-        n_heads: 2,
-        n_kv_heads: 1,
-        vocab_size: 300,
-        seq_len: 8,
-        shared_classifier: true,
-    };
+    let config = tiny_config();
     let (other, other_tok) = write_random_model(dir.path(), &config, 5).unwrap();
     let bench_out = dir.path().join("bench");
     assert_bad_input(

@@ -1334,9 +1334,9 @@ fn column_inputs(w: &mut String, s: &Shape) {
     );
     for k in 1..s.c {
         let _ = writeln!(
-                w,
-                "    reg [15:0] bcx_{k};\n    always @(*) begin\n        bcx_{k} = lane_rd0_{k};\n        case (arsel_lane_e >> {clg})"
-            );
+            w,
+            "    reg [15:0] bcx_{k};\n    always @(*) begin\n        bcx_{k} = lane_rd0_{k};\n        case (arsel_lane_e >> {clg})"
+        );
         for grp in 0..l / s.c {
             let _ = writeln!(
                 w,

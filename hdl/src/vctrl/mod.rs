@@ -462,8 +462,9 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
 /// cycles), the key and then the value slots of a KV store, both vectors of an add
 /// (a slot per cycle), SwiGLU's `h1` (`S` elements per cycle) and `h3` (behind it),
 /// the sampler's logits (a slot per cycle for the argmax; whatever it reads after
-/// that, it reads long after any write on its way has landed). Each begins in the operation's first state, the cycle after Dispatch, and never
-/// reads below its base. Any other kind waits for every write on its way.
+/// that, it reads long after any write on its way has landed). Each begins in the
+/// operation's first state, the cycle after Dispatch, and never reads below its base.
+/// Any other kind waits for every write on its way.
 fn read_streams() -> String {
     "
     // ---- the operation about to start: where its read streams begin
