@@ -74,6 +74,13 @@ impl Pipeline {
         self.operands
     }
 
+    /// Whether the attention head units register pass 2's difference `s − max`
+    /// before their requantizer's multiply, one cycle later: with the requantizer's
+    /// input register, whose job this is for the head units' requantizers.
+    pub fn score_difference_registered(&self) -> bool {
+        self.requant_input
+    }
+
     /// The name of a preset (`asic`, `fpga`), or `custom`.
     pub fn name(&self) -> &'static str {
         match *self {

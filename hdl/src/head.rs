@@ -7,8 +7,11 @@
 //! head multiply into the values, while the unit sums the weights. Finally the
 //! reciprocal of the sum becomes the head's requantization multiplier and shift.
 //!
-//! Latencies: a score read issued in cycle `X` gives its weight in `X + 5`; a
-//! reciprocal started in `Y` is ready in `Y + 3`.
+//! Latencies: a score read issued in cycle `X` gives its weight in `X + 5`, or
+//! `X + 6` with `dreg` (the difference `s − max` registered before the requantizer's
+//! multiply, for an FPGA: the score RAM's output otherwise runs through the 48-bit
+//! subtraction into the multiplier in one cycle); a reciprocal started in `Y` is
+//! ready in `Y + 3`.
 
 use rust_hdl::prelude::*;
 
@@ -53,6 +56,8 @@ pub struct HeadUnit {
     pub score_mult: Signal<In, Bits<16>>,
     /// Score scaling shift.
     pub score_shift: Signal<In, Bits<6>>,
+    /// Pass 2: register `s − max` before the requantizer (one cycle more).
+    pub dreg: Signal<In, Bit>,
     /// Clear the weight sum (before pass 2).
     pub sum_clear: Signal<In, Bit>,
     /// Start the reciprocal of `sum_all`.
@@ -83,7 +88,9 @@ pub struct HeadUnit {
     recip: RecipUnit,
     max_q: DFF<Bits<48>>,
     have_q: DFF<Bit>,
+    diff_q: DFF<Bits<48>>,
     ok1: DFF<Bit>,
+    okd: DFF<Bit>,
     ok2: DFF<Bit>,
     ok3: DFF<Bit>,
     ok4: DFF<Bit>,
@@ -115,6 +122,7 @@ impl HeadUnit {
             r_tbase: Default::default(),
             score_mult: Default::default(),
             score_shift: Default::default(),
+            dreg: Default::default(),
             sum_clear: Default::default(),
             recip_go: Default::default(),
             sum_all: Default::default(),
@@ -134,7 +142,9 @@ impl HeadUnit {
             recip: RecipUnit::recip(t),
             max_q: Default::default(),
             have_q: Default::default(),
+            diff_q: Default::default(),
             ok1: Default::default(),
+            okd: Default::default(),
             ok2: Default::default(),
             ok3: Default::default(),
             ok4: Default::default(),
@@ -152,8 +162,8 @@ impl Logic for HeadUnit {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, max_q, have_q, ok1, ok2, ok3, ok4, ok5, sum_q, rgo1, rgo2, rmult_q,
-            rshift_q
+            self, clock, max_q, have_q, diff_q, ok1, okd, ok2, ok3, ok4, ok5, sum_q, rgo1, rgo2,
+            rmult_q, rshift_q
         );
         self.ram.clock.next = self.clock.val();
         self.rq.clock.next = self.clock.val();
@@ -179,15 +189,21 @@ impl Logic for HeadUnit {
             self.max_q.d.next = self.max_all.val();
         }
 
-        // Pass 2: score → weight, five cycles.
+        // Pass 2: score → weight, five cycles (six with `dreg`).
         self.ram.raddr.next = self.r_addr.val();
         self.r_ok.next =
             (self.r_tbase.val() + bit_cast::<16, 3>(self.my_p.val())) <= self.pos.val();
         self.ok1.d.next = self.r_go.val() & self.r_ok.val();
+        self.diff_q.d.next = self.ram.rdata.val() - self.max_q.q.val();
+        self.okd.d.next = self.ok1.q.val();
         self.rq.x.next = self.ram.rdata.val() - self.max_q.q.val();
+        self.ok2.d.next = self.ok1.q.val();
+        if self.dreg.val() {
+            self.rq.x.next = self.diff_q.q.val();
+            self.ok2.d.next = self.okd.q.val();
+        }
         self.rq.m.next = bit_cast::<17, 16>(self.score_mult.val());
         self.rq.s.next = self.score_shift.val();
-        self.ok2.d.next = self.ok1.q.val();
         self.ok3.d.next = self.ok2.q.val();
         self.exp.z.next = self.rq.y.val();
         self.ok4.d.next = self.ok3.q.val();
@@ -219,6 +235,7 @@ impl Logic for HeadUnit {
         if self.reset.val() {
             self.have_q.d.next = false;
             self.ok1.d.next = false;
+            self.okd.d.next = false;
             self.ok2.d.next = false;
             self.ok3.d.next = false;
             self.ok4.d.next = false;

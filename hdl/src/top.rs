@@ -698,6 +698,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
             "cfg_wlat" => format!("4'd{}", s.pipe.w_shift()),
             "cfg_siglat" => format!("3'd{}", s.pipe.sigmoid_latency()),
             "cfg_sureg" => format!("1'd{}", s.pipe.scalar_inputs_registered() as u8),
+            "cfg_hdreg" => format!("1'd{}", s.pipe.score_difference_registered() as u8),
             _ => return None,
         })
     };
@@ -1862,6 +1863,7 @@ fn argmax_tree(w: &mut String, _p: &ChipParams, s: &Shape) {
 /// The attention head units, and the outputs nobody reads.
 fn head_units(w: &mut String, p: &ChipParams, s: &Shape) {
     let Shape { hl, np, .. } = *s;
+    let dreg = s.pipe.score_difference_registered() as u8;
     // with head pairs, units g.. take the second heads (the second adder tree)
     let g = s.g * s.hc;
     let _ = writeln!(

@@ -742,17 +742,19 @@ fn attention() -> String {
                 end
             end
             S_AT_P2: begin
+                // the weight of the score read in ci_q meets its value read in
+                // ci_q + 4 (+ 1 when the head units register s - max)
                 h_r_go = ci_q < npg_q;
                 kv_rsel = 1'b1;
-                kv_raddr = lbase_q + (20'(ci_q) - 4);
-                if (ci_q >= 4) begin
+                kv_raddr = lbase_q + (20'(ci_q) - 4 - 20'(cfg_hdreg));
+                if (ci_q >= 4 + 16'(cfg_hdreg)) begin
                     u_a = OPA_PW;
                     u_b = OPB_KV;
-                    u_acc = ci_q == 4 ? ACC_LOAD : ACC_ADD;
+                    u_acc = ci_q == 4 + 16'(cfg_hdreg) ? ACC_LOAD : ACC_ADD;
                     act_n = 9'(lanes);
                 end
                 ci_d = ci_q + 1;
-                if (ci_q == npg_q + 3) state_d = S_AT_FIN;
+                if (ci_q == npg_q + 3 + 16'(cfg_hdreg)) state_d = S_AT_FIN;
             end
             S_AT_FIN: begin
                 u_acc = ACC_ADD_OTHER;

@@ -92,6 +92,9 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         // table, RoPE's phase before the sine table, the sampler scan's weight before
         // its mask (one cycle more for each).
         ("cfg_sureg", In, 1),
+        // 1 when the head units register `s − max` in pass 2 (their weights one
+        // cycle later).
+        ("cfg_hdreg", In, 1),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
         ("wsel", In, 8),
