@@ -1905,7 +1905,7 @@ fn head_units(w: &mut String, p: &ChipParams, s: &Shape) {
         .score({score}), .s_valid(tree_sb{hl}[31]), .s_addr(tree_sb{hl}[29:16]), .s_tbase(tree_sb{hl}[15:0]),
         .max_clear(vc_h_max_clear), .combine(vc_h_combine), .max_all(head_maxall_{h}),
         .r_go(vc_h_r_go), .r_addr(vc_h_r_addr), .r_tbase(vc_h_r_tbase),
-        .score_mult(vc_score_mult), .score_shift(vc_score_shift),
+        .score_mult(vc_score_mult), .score_shift(vc_score_shift), .dreg(1'd{dreg}),
         .sum_clear(vc_h_sum_clear), .recip_go(vc_h_recip_go), .sum_all(head_sumall_{h}), .radj(vc_radj),
         .max(head_max_{pp}_{h}), .have(head_have_{pp}_{h}), .pw(head_pw_{pp}_{h}), .sum(head_sum_{pp}_{h}),
         .rmult(head_rmult_{pp}_{h}), .rshift(head_rshift_{pp}_{h})

@@ -127,7 +127,8 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("prow", Out, 16),
         // The operation about to start reads its operands as streams (`rd_stream`):
         // from AR slot `rd_base0` (and `rd_base1`), slot `base + j` no earlier than
-        // `j` cycles into its first state, and no slot below the base.
+        // `j` cycles into its first state, and no slot below the base. Registered:
+        // they follow `kind_q` and `p_q` (valid from Dispatch on).
         ("rd_stream", Out, 1),
         ("rd_base0", Out, 12),
         ("rd_base1", Out, 12),
@@ -459,35 +460,72 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
     (m, sfu_modules(t))
 }
 
-/// The operations that read their operands as streams, and where each stream starts:
-/// the matrix's input (`C` elements per cycle, at most a slot), RMSNorm's input (a
-/// slot per cycle, read again for the scale), RoPE's vector (a slot per two or more
-/// cycles), the key and then the value slots of a KV store, both vectors of an add
-/// (a slot per cycle), SwiGLU's `h1` (`S` elements per cycle) and `h3` (behind it),
-/// the sampler's logits (a slot per cycle for the argmax; whatever it reads after
-/// that, it reads long after any write on its way has landed). Each begins in the
-/// operation's first state, the cycle after Dispatch, and never reads below its base.
-/// Any other kind waits for every write on its way.
+/// The operations that read their operands as streams, and the parameter fields
+/// where each stream starts: the matrix's input (`C` elements per cycle, at most a
+/// slot), RMSNorm's input (a slot per cycle, read again for the scale), RoPE's vector
+/// (a slot per two or more cycles), the key and then the value slots of a KV store,
+/// both vectors of an add (a slot per cycle), SwiGLU's `h1` (`S` elements per cycle)
+/// and `h3` (behind it), the sampler's logits (a slot per cycle for the argmax;
+/// whatever it reads after that, it reads long after any write on its way has
+/// landed). Each begins in the operation's first state, the cycle after Dispatch, and
+/// never reads below its base. Any other kind waits for every write on its way.
+const READ_STREAMS: &[(&[VKind], &str, &str)] = &[
+    (&[VKind::Matvec], "input", "input"),
+    (&[VKind::Rmsnorm], "input", "input"),
+    (&[VKind::Rope], "slot", "slot"),
+    (&[VKind::Kvstore], "key_slot", "value_slot"),
+    (&[VKind::Add], "x", "y"),
+    (&[VKind::Swiglu], "h1", "h3"),
+    (&[VKind::Sample, VKind::Logprob], "logits", "logits"),
+];
+
+/// The read streams of the operation about to start (`rd_*`), registered: computed
+/// from the operation's next kind and parameter row (`kind_d`, `p_d`), so that in
+/// Dispatch they come from flip-flops and the write-hazard comparison does not sit
+/// behind the kind's decode and the field multiplexer.
 fn read_streams() -> String {
-    "
-    // ---- the operation about to start: where its read streams begin
+    let field = |kind: VKind, name: &str| {
+        let f = VParams::fields(kind)
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{kind:?} has no field {name}"));
+        format!("12'(p_d[{}:{}])", f.offset + f.width - 1, f.offset)
+    };
+    let mut s = String::from(
+        "
+    // ---- the operation about to start: where its read streams begin (registered)
+    reg rd_stream_d;
+    reg [11:0] rd_base0_d, rd_base1_d;
     always @(*) begin
-        rd_stream = 1'b1;
-        rd_base0 = 0;
-        rd_base1 = 0;
-        case (kind_q)
-            VK_MATVEC: begin rd_base0 = 12'(mv_input); rd_base1 = 12'(mv_input); end
-            VK_RMSNORM: begin rd_base0 = 12'(rn_input); rd_base1 = 12'(rn_input); end
-            VK_ROPE: begin rd_base0 = 12'(rope_slot); rd_base1 = 12'(rope_slot); end
-            VK_KVSTORE: begin rd_base0 = 12'(kvs_key_slot); rd_base1 = 12'(kvs_value_slot); end
-            VK_ADD: begin rd_base0 = 12'(add_x); rd_base1 = 12'(add_y); end
-            VK_SWIGLU: begin rd_base0 = 12'(swi_h1); rd_base1 = 12'(swi_h3); end
-            VK_SAMPLE, VK_LOGPROB: begin rd_base0 = 12'(sa_logits); rd_base1 = 12'(sa_logits); end
-            default: rd_stream = 1'b0;
+        rd_stream_d = 1'b1;
+        rd_base0_d = 0;
+        rd_base1_d = 0;
+        case (kind_d)
+",
+    );
+    for (kinds, f0, f1) in READ_STREAMS {
+        let labels: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("VK_{}", k.name().to_uppercase()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "            {}: begin rd_base0_d = {}; rd_base1_d = {}; end",
+            labels.join(", "),
+            field(kinds[0], f0),
+            field(kinds[0], f1)
+        );
+    }
+    s += "            default: rd_stream_d = 1'b0;
         endcase
     end
-"
-    .to_string()
+    always @(posedge clock) begin
+        rd_stream <= rd_stream_d;
+        rd_base0 <= rd_base0_d;
+        rd_base1 <= rd_base1_d;
+    end
+";
+    s
 }
 
 /// `[n-1:0]`, or nothing for one bit.
