@@ -1673,7 +1673,7 @@ fn kv_cache(w: &mut String, p: &ChipParams, s: &Shape) {
     for b in 0..np {
         let _ = writeln!(w, "            2'd{b}: kv_sel_word = {};", padded(b));
     }
-    let _ = writeln!(w, "            default: kv_sel_word = {};\n        endcase\n    end\n    assign kv_beat_data = kv_sel_word[kv_beat_e * 64 +: 64];", padded(0));
+    let _ = writeln!(w, "            default: kv_sel_word = {};\n        endcase\n    end\n    // registered: the bank's output crosses the die to the controller's DMA data\n    reg [63:0] kv_beat_q;\n    always @(posedge clk) kv_beat_q <= kv_sel_word[kv_beat_e * 64 +: 64];\n    assign kv_beat_data = kv_beat_q;", padded(0));
     // Each lane's key/value element: bank by position group, element by head group
     // (its place in the head group's plane).
     let fixed = kv_elements_fixed(p, s);

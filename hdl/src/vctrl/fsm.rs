@@ -205,7 +205,7 @@ pub fn defaults() -> String {
             S_SC, S_ROPE_A, S_ROPE_B, S_ADD_S, S_SWI: phase = PH_ELEMENTWISE;
             S_SA_ARG, S_SA_AW, S_SA_EX, S_SA_NP, S_SA_NR, S_SA_NW, S_SA_DRAW, S_SA_DP,
             S_SA_DW, S_SA_SC, S_LP_LOG: phase = PH_SAMPLING;
-            S_DO_RD, S_DO_LT, S_DO_REQ, S_DI_REQ, S_DI_WR, S_KS_RD, S_KS_LT, S_KS_REQ,
+            S_DO_RD, S_DO_LT, S_DO_REQ, S_DI_REQ, S_DI_WR, S_KS_RD, S_KS_RG, S_KS_LT, S_KS_REQ,
             S_KS_NEXT, S_KL_REQ, S_KL_BW, S_KL_WR: phase = PH_DMA;
             default: phase = PH_NONE;
         endcase
@@ -1049,7 +1049,9 @@ fn vector_dma() -> String {
 /// row then the value row, a beat at a time (each plane's word in turn); a restored
 /// row is written a plane at a time.
 fn kv_transfer() -> String {
-    "            S_KS_RD: state_d = S_KS_LT;
+    "            // the row's read, then its beat registered beside the bank (kv_beat_data)
+            S_KS_RD: state_d = S_KS_RG;
+            S_KS_RG: state_d = S_KS_LT;
             S_KS_LT: begin
                 wd_d = kv_beat_data;
                 state_d = S_KS_REQ;
