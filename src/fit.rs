@@ -138,15 +138,7 @@ impl Choice {
         let mut s = format!(
             "fit for the {}: {}, {} pipeline, {} context × {} positions\n  weights      {}: perplexity {:+.2} % of float, top-1 {:.3} on the model's own stories\n  estimate     {} of {} LUTs, {} of {} flip-flops, {} of {} block RAMs, {} of {} multipliers; about {:.0} cycles per token",
             self.target,
-            Shape {
-                lanes: o.lanes,
-                columns: o.datapath.columns,
-                lut_columns: o.datapath.lut_columns,
-                requantizers: o.datapath.requantizers,
-                vop_queue: o.datapath.vop_queue,
-                head_pairs: o.datapath.head_pairs,
-            }
-            .describe(),
+            crate::chip::describe_datapath(o.lanes, &o.datapath),
             o.datapath.pipeline.name(),
             o.contexts,
             o.max_seq,
