@@ -81,6 +81,13 @@ impl Pipeline {
         self.requant_input
     }
 
+    /// Whether the sequencer's `muli` registers its operands (the register file's
+    /// output and the immediate) before its 32 × 32 multiply, a cycle more per `muli`:
+    /// with the operand register, whose job this is for the lanes' multipliers.
+    pub fn scalar_product_registered(&self) -> bool {
+        self.operands
+    }
+
     /// The name of a preset (`asic`, `fpga`), or `custom`.
     pub fn name(&self) -> &'static str {
         match *self {

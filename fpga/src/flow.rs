@@ -408,12 +408,13 @@ impl<'a> Workspace<'a> {
     /// yosys, unless `netlist.json` is current.
     fn synthesize(&self, sources: &[String]) -> Result<()> {
         let rel = &self.rel;
-        let synth_cmd = match self.target.family() {
-            Family::Ecp5 => "synth_ecp5",
-            Family::Ice40 => "synth_ice40 -dsp",
+        // ETCH_ECP5: the board top's reset goes over a global buffer (`etch_board`)
+        let (defines, synth_cmd) = match self.target.family() {
+            Family::Ecp5 => ("-DETCH_ECP5 ", "synth_ecp5"),
+            Family::Ice40 => ("", "synth_ice40 -dsp"),
         };
         let script = format!(
-            "read_verilog -defer -sv {} {rel}/etch_top.v\n{synth_cmd} -top etch_top -json {rel}/netlist.json\ntee -o {rel}/stat.txt stat\n",
+            "read_verilog -defer -sv {defines}{} {rel}/etch_top.v\n{synth_cmd} -top etch_top -json {rel}/netlist.json\ntee -o {rel}/stat.txt stat\n",
             sources.join(" ")
         );
         if self.synthesis_is_current(&script, sources) {

@@ -1,6 +1,7 @@
 //! Board tops: the chip on a bring-up board, reached over a serial line.
 //!
-//! `etch_board` holds the chip, a power-on reset and the [`crate::bridge::Bridge`]
+//! `etch_board` holds the chip, a power-on reset (the chip's reset registered, and
+//! on an ECP5 carried by a global buffer) and the [`crate::bridge::Bridge`]
 //! that carries MMIO, DMA and interrupts over a UART, plus two status LEDs (busy, and
 //! one that toggles with every interrupt). Its ports are the same on every board —
 //! `clk`, `uart_rx`, `uart_tx`, `led[1:0]` — and each board's constraint file (LPF for
@@ -47,8 +48,20 @@ module etch_board #(
     wire        idle, chip_reset;
     wire [15:0] divisor = DIVISOR;
 
+    // The chip's reset, registered (a cycle after the power-on or the bridge's reset):
+    // on an ECP5 (the FPGA flow defines ETCH_ECP5) it reaches the chip's thousand-odd
+    // flip-flops over a global network (DCCA) instead of the fabric's wires.
+    reg chip_rst_q = 1'b1;
+    always @(posedge clk) chip_rst_q <= por_rst | chip_reset;
+    wire chip_rst;
+`ifdef ETCH_ECP5
+    DCCA u_reset_buffer (.CLKI(chip_rst_q), .CE(1'b1), .CLKO(chip_rst));
+`else
+    assign chip_rst = chip_rst_q;
+`endif
+
     etch_chip u_chip (
-        .clk(clk), .rst(por_rst | chip_reset),
+        .clk(clk), .rst(chip_rst),
         .mmio_req(mmio_req), .mmio_we(mmio_we), .mmio_addr(mmio_addr), .mmio_wdata(mmio_wdata),
         .mmio_rdata(mmio_rdata), .mmio_ack(mmio_ack),
         .dma_req(dma_req), .dma_we(dma_we), .dma_addr(dma_addr), .dma_wdata(dma_wdata),

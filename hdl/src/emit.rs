@@ -72,7 +72,13 @@ pub fn design_files(
         rust_hdl_file("etch_vctrl_units", vctrl_units),
         (
             "etch_seq.v".to_string(),
-            format!("{header}\n{}", crate::seq::verilog(p.datapath.vop_queue)),
+            format!(
+                "{header}\n{}",
+                crate::seq::verilog(
+                    p.datapath.vop_queue,
+                    p.datapath.pipeline.scalar_product_registered(),
+                )
+            ),
         ),
         rust_hdl_file("etch_hostif", block_verilog(&hostif, "etch_hostif")),
         rust_hdl_file("etch_sigmoid", block_verilog(&sigmoid, "etch_sigmoid")),

@@ -82,6 +82,8 @@ pub struct HeadUnit {
     s_ok: Signal<Local, Bit>,
     r_ok: Signal<Local, Bit>,
     better: Signal<Local, Bit>,
+    /// Pass 2's difference `s − max`, into the requantizer or `diff_q`.
+    diff: Signal<Local, Bits<48>>,
     ram: Ram<SCORE_AW, 48>,
     rq: Requant<48>,
     exp: Exp2Unit,
@@ -136,6 +138,7 @@ impl HeadUnit {
             s_ok: Default::default(),
             r_ok: Default::default(),
             better: Default::default(),
+            diff: Default::default(),
             ram: Ram::new(depth),
             rq: Default::default(),
             exp: Exp2Unit::new(t),
@@ -194,9 +197,10 @@ impl Logic for HeadUnit {
         self.r_ok.next =
             (self.r_tbase.val() + bit_cast::<16, 3>(self.my_p.val())) <= self.pos.val();
         self.ok1.d.next = self.r_go.val() & self.r_ok.val();
-        self.diff_q.d.next = self.ram.rdata.val() - self.max_q.q.val();
+        self.diff.next = self.ram.rdata.val() - self.max_q.q.val();
+        self.diff_q.d.next = self.diff.val();
         self.okd.d.next = self.ok1.q.val();
-        self.rq.x.next = self.ram.rdata.val() - self.max_q.q.val();
+        self.rq.x.next = self.diff.val();
         self.ok2.d.next = self.ok1.q.val();
         if self.dreg.val() {
             self.rq.x.next = self.diff_q.q.val();

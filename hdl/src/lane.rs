@@ -262,7 +262,8 @@ pub fn verilog(
             let _ = writeln!(v, "    reg {w} a_{name} = 0;");
         }
     }
-    v += "    always @(posedge clock) begin\n";
+    // kept: every lane's copy drives its own accumulator, not merged into one for all
+    v += "    (* keep *) always @(posedge clock) begin\n";
     for &(name, _, _) in &carried {
         for k in 1..=stages {
             let _ = writeln!(v, "        {name}_s{k} <= {name}_s{};", k - 1);
@@ -720,7 +721,8 @@ pub fn requantizer_verilog(pipe: &Pipeline, kw: usize) -> String {
     reg [47:0] in_x = 0;
     reg [16:0] in_m = 0;
     reg [5:0] in_s = 0;
-    always @(posedge clock) begin
+    // kept: requantizers given the same shift keep their own registers of it
+    (* keep *) always @(posedge clock) begin
         in_v <= reset ? 1'b0 : v;
         in_k <= k;
         in_x <= x;
@@ -746,7 +748,7 @@ pub fn requantizer_verilog(pipe: &Pipeline, kw: usize) -> String {
     reg [5:0] s_q = 0;
     // the bits above the 17 that survive the shift, as a mask, beside the product
     reg [64:0] above = 0;
-    always @(posedge clock) begin
+    (* keep *) always @(posedge clock) begin
         p_v <= reset ? 1'b0 : in_v;
         p_k <= in_k;
         prod_q <= $signed(in_x) * $signed(in_m);

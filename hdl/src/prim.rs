@@ -185,7 +185,7 @@ impl<const X: usize> Logic for Requant<X> {
              wire [{v1}:0] above = {{{v}{{1'b1}}}} << (7'd15 + {{1'b0, s_q}});\n\
              wire fits = ~|(differs & above);\n\
              wire signed [16:0] r = w1[17:1];\n\
-             always @(posedge clock) begin\n    prod_q <= $signed(x) * $signed(m);\n    s_q <= s;\n\
+             (* keep *) always @(posedge clock) begin\n    prod_q <= $signed(x) * $signed(m);\n    s_q <= s;\n\
              \x20   if (!fits) y <= prod_q[{v1}] ? 16'h8000 : 16'h7fff;\n\
              \x20   else if (r > 17'sd32767) y <= 16'h7fff;\n\
              \x20   else y <= r[15:0];\nend",

@@ -68,7 +68,8 @@ const REGISTERS: &[(&str, u32)] = &[
 
 /// States: Boot (reset just released), Fetch (instruction address out), Decode (the
 /// word in, registered), Exec (execute; the next address out), Load (scratchpad read in flight), CsrRd (`csrr`,
-/// `waitne`), MulW (product in flight), DmaRd (a beat from host memory in flight),
+/// `waitne`), MulP (`muli`'s registered operands in the multiplier, with
+/// `registered_product`), MulW (product in flight), DmaRd (a beat from host memory in flight),
 /// DmaWrRead (the scratchpad read for a write beat), DmaWr (a beat to host memory in
 /// flight), VWait (the vector controller at work), Fault (`halt` or an invalid
 /// instruction).
@@ -79,6 +80,7 @@ const STATES: &[&str] = &[
     "EXEC",
     "LOAD",
     "CSR_RD",
+    "MUL_P",
     "MUL_W",
     "DMA_RD",
     "DMA_WR_READ",
@@ -103,8 +105,9 @@ const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
 /// `VRES`, the counters), DMA, interrupts — waits in Exec until the vector unit is
 /// idle. Every operation's result is written to `VRES` as it finishes, and a `vop`'s
 /// `rd` (1: `indep`) tells the controller not to wait for the previous operation's
-/// writes.
-pub fn verilog(queue: bool) -> String {
+/// writes. With `registered_product` (`Pipeline::scalar_product_registered`), `muli`
+/// registers its operands and multiplies them in a state of its own (MulP).
+pub fn verilog(queue: bool, registered_product: bool) -> String {
     let mut m = String::from("module etch_seq (\n");
     let ports: Vec<String> = PORTS
         .iter()
@@ -125,7 +128,7 @@ pub fn verilog(queue: bool) -> String {
     let _ = writeln!(m, "{}\n);", ports.join(",\n"));
     m += &constants();
     m += &registers();
-    m += &decode();
+    m += &decode(registered_product);
     if queue {
         m += QUEUE_DECODE;
     }
@@ -143,7 +146,11 @@ pub fn verilog(queue: bool) -> String {
         m += "                if (v_stall) begin\n                    next_pc = pc_q;\n                    state_d = SQ_EXEC;\n                end else\n";
     }
     m += "                case (op)\n";
-    m += &exec_alu();
+    m += &if registered_product {
+        exec_alu().replace("SQ_MUL_W", "SQ_MUL_P")
+    } else {
+        exec_alu()
+    };
     m += &exec_control();
     m += &exec_memory();
     m += &if queue {
@@ -209,9 +216,10 @@ fn registers() -> String {
 }
 
 /// Decode (the instruction register, loaded in Decode), the register file, the
-/// scratchpad banks, the multiplier.
-fn decode() -> String {
-    "
+/// scratchpad banks, the multiplier (its operands registered with `registered_product`).
+fn decode(registered_product: bool) -> String {
+    let mut s = String::from(
+        "
     // ---- decode
     wire [63:0] inst = ir_q;
     wire [7:0] op = inst[63:56];
@@ -240,12 +248,26 @@ fn decode() -> String {
         .wdata(spad_odd_wdata));
     wire [63:0] spad_pair = {spad_odd_rdata, spad_even_rdata};
     wire [63:0] ldval = waddr[0] ? 64'(spad_odd_rdata) : 64'(spad_even_rdata);
-    // muli: registered product
+",
+    );
+    s += if registered_product {
+        "    // muli: registered operands, registered product
+    reg [31:0] mul_a = 0, mul_b = 0;
+    reg [63:0] mul_p = 0;
+    always @(posedge clock) begin
+        mul_a <= va[31:0];
+        mul_b <= imm;
+        mul_p <= 64'(mul_a) * 64'(mul_b);
+    end
+"
+    } else {
+        "    // muli: registered product
     reg [63:0] mul_p = 0;
     always @(posedge clock) mul_p <= 64'(va[31:0]) * 64'(imm);
-    reg [11:0] next_pc;
 "
-    .to_string()
+    };
+    s += "    reg [11:0] next_pc;\n";
+    s
 }
 
 /// With the queue: which instructions go on beside the vector unit, and when Exec
@@ -444,6 +466,7 @@ fn multicycle_states() -> String {
                     end
                 end
             end
+            SQ_MUL_P: state_d = SQ_MUL_W;
             SQ_MUL_W: begin
                 wen = 1'b1;
                 wval = mul_p;

@@ -1098,6 +1098,53 @@ fn stage(w: &mut String, registered: bool, bits: usize, name: &str, expr: &str) 
     }
 }
 
+/// The micro-operation's fields that every lane takes, `(name, bits)`.
+const LANE_MICRO_OP: &[(&str, usize)] = &[
+    ("u_a_e", 3),
+    ("u_b_e", 4),
+    ("u_acc_e", 2),
+    ("u_raw_e", 2),
+    ("u_slot_e", 12),
+    ("tau_e", 16),
+    ("u_cadd_e", 1),
+    ("u_rqin_e", 1),
+    ("u_am_e", 1),
+    ("u_amfirst_e", 1),
+    ("u_qload_e", 1),
+];
+
+/// Lane `i`'s copy of the micro-operation, `li_<field>_<i>`: with the lane-input
+/// register (`registered`) a register of its own, which synthesis must keep (`keep`)
+/// rather than merge with the other lanes' equal copies, so that each lane's operand
+/// selects and accumulator read a flip-flop placed beside them instead of one that
+/// fans out across the die; without it, wires.
+fn lane_micro_op(w: &mut String, registered: bool, i: usize, s: &Shape) {
+    let pair = [("u_c1_e", 1)];
+    let fields = LANE_MICRO_OP
+        .iter()
+        .chain(if s.hc == 2 { &pair[..] } else { &[] });
+    if !registered {
+        for &(name, bits) in fields {
+            stage(w, false, bits, &format!("li_{name}_{i}"), name);
+        }
+        return;
+    }
+    let mut body = String::new();
+    for &(name, bits) in fields {
+        let range = if bits == 1 {
+            String::new()
+        } else {
+            format!("[{}:0] ", bits - 1)
+        };
+        let _ = writeln!(w, "    reg {range}li_{name}_{i} = 0;");
+        let _ = writeln!(body, "        li_{name}_{i} <= {name};");
+    }
+    let _ = writeln!(
+        w,
+        "    (* keep *) always @(posedge clk) begin\n{body}    end"
+    );
+}
+
 /// A chain of `n` registers from `src`; returns the name of its end (`src` for none).
 fn delay(w: &mut String, bits: usize, src: &str, name: &str, n: usize) -> String {
     let mut prev = src.to_string();
@@ -1128,18 +1175,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         if reg { ", registered" } else { "" }
     );
     for (name, bits) in [
-        ("u_a_e", 3),
-        ("u_b_e", 4),
-        ("u_acc_e", 2),
-        ("u_raw_e", 2),
         ("u_msel_e", 3),
-        ("u_slot_e", 12),
-        ("tau_e", 16),
-        ("u_cadd_e", 1),
-        ("u_rqin_e", 1),
-        ("u_am_e", 1),
-        ("u_amfirst_e", 1),
-        ("u_qload_e", 1),
         ("act_e", l),
         ("rqen_e", l),
         ("vc_bc", 16),
@@ -1148,9 +1184,6 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         ("vc_dmaw", 64),
     ] {
         stage(w, reg, bits, &format!("li_{name}"), name);
-    }
-    if s.hc == 2 {
-        stage(w, reg, 1, "li_u_c1_e", "u_c1_e");
     }
     if wide_embedding(s) {
         // the token's weights of every column, sign-extended, for the embedding
@@ -1256,6 +1289,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             &format!("grom_data[{}:{}]", 16 * (i % s.r) + 15, 16 * (i % s.r)),
         );
         stage(w, reg, 16, &format!("li_kv_{i}"), &format!("lane_kv_{i}"));
+        lane_micro_op(w, reg, i, s);
         let pp = i / deff;
         let h = (i % deff) / hs;
         let _ = writeln!(
@@ -1265,10 +1299,10 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
         .rd0(li_rd0_{i}), .rd1(li_rd1_{i}), .nbr(li_rd0_{nb}), .qsrc(li_rd0_{qs}),
         .w8(li_w8_{i}),{columns} .gain(li_gain_{i}), .kv(li_kv_{i}), .pw(li_pw_{pp}_{h}),
         .cosv(li_cos_{k}), .sinv({sin}), .bc(bc_{sk}), .bc2(bc2_{sk}),
-        .tau(li_tau_e), .acc_other(lane_other_{i}),
-        .u_a(li_u_a_e), .u_b(li_u_b_e), .u_cadd(li_u_cadd_e), .u_acc(li_u_acc_e), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e),
-        .u_raw(li_u_raw_e), .u_am(li_u_am_e), .u_amfirst(li_u_amfirst_e), .u_qload(li_u_qload_e),
-        .u_active(li_act_e[{i}]), .u_slot(li_u_slot_e),
+        .tau(li_tau_e_{i}), .acc_other(lane_other_{i}),
+        .u_a(li_u_a_e_{i}), .u_b(li_u_b_e_{i}), .u_cadd(li_u_cadd_e_{i}), .u_acc(li_u_acc_e_{i}), .u_rq(li_rqen_e[{i}]), .u_rqin(li_u_rqin_e_{i}),
+        .u_raw(li_u_raw_e_{i}), .u_am(li_u_am_e_{i}), .u_amfirst(li_u_amfirst_e_{i}), .u_qload(li_u_qload_e_{i}),
+        .u_active(li_act_e[{i}]), .u_slot(li_u_slot_e_{i}),
         .sum(lane_sum_{i}), {acc},{pair}
         .rq_v(lane_rqv_{i}), .rq_x(lane_rqx_{i}), .rq_rd1(lane_rqrd1_{i}), .raw(lane_raw_{i}),
         .am_valid(lane_amv_{i}), .am_val(lane_amx_{i}), .am_slot(lane_ams_{i})
@@ -1277,7 +1311,7 @@ fn lanes(w: &mut String, p: &ChipParams, s: &Shape) {
             // head pairs: the second head's weight, query (read port 1) and sums
             pair = if s.hc == 2 {
                 format!(
-                    "\n        .pw1(li_pw_0_{}), .qsrc1(li_rd1_{i}), .u_c1(li_u_c1_e), .sum1(lane_sum1_{i}), .rq_c1(lane_rqc1_{i}),",
+                    "\n        .pw1(li_pw_0_{}), .qsrc1(li_rd1_{i}), .u_c1(li_u_c1_e_{i}), .sum1(lane_sum1_{i}), .rq_c1(lane_rqc1_{i}),",
                     s.g + h
                 )
             } else {
