@@ -482,8 +482,6 @@ impl<'a> Workspace<'a> {
             "--report".into(),
             format!("{rel}/pnr.json"),
             "--timing-allow-fail".into(),
-            "--seed".into(),
-            "1".into(),
             "--placer".into(),
             req.placer.name().into(),
             "--router".into(),
@@ -507,6 +505,7 @@ impl<'a> Workspace<'a> {
         if req.place_only {
             args.push("--no-route".into());
         }
+        args.extend(seed_args(&req.nextpnr_args));
         args.extend(req.nextpnr_args.iter().cloned());
         let (pnr, placed_flag) = match family {
             Family::Ecp5 => ("nextpnr-ecp5", "--textcfg"),
@@ -591,6 +590,19 @@ impl<'a> Workspace<'a> {
     }
 }
 
+/// nextpnr's seed: 1, so that a route is reproducible, unless the extra arguments
+/// (`ETCH_NEXTPNR_ARGS="--seed 7"`) choose one — nextpnr refuses an option given twice.
+fn seed_args(extra: &[String]) -> Vec<String> {
+    let chosen = extra
+        .iter()
+        .any(|a| a == "--seed" || a.starts_with("--seed=") || a == "--randomize-seed" || a == "-r");
+    if chosen {
+        vec![]
+    } else {
+        vec!["--seed".into(), "1".into()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +621,17 @@ mod tests {
             router: Router::default(),
             nextpnr_args: vec![],
         }
+    }
+
+    #[test]
+    fn the_seed_is_one_unless_the_extra_arguments_choose_one() {
+        let own =
+            |extra: &[&str]| seed_args(&extra.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(own(&[]), ["--seed", "1"]);
+        assert_eq!(own(&["--router2-alt-weights"]), ["--seed", "1"]);
+        assert!(own(&["--seed", "7"]).is_empty());
+        assert!(own(&["--seed=7"]).is_empty());
+        assert!(own(&["--randomize-seed"]).is_empty());
     }
 
     #[test]
