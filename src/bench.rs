@@ -540,9 +540,10 @@ struct BoardJson {
     tokens: usize,
     utilization: std::collections::BTreeMap<String, etch_fpga::report::Use>,
     critical_path: std::collections::BTreeMap<String, etch_fpga::report::CriticalPath>,
-    /// nextpnr's placer and router.
+    /// nextpnr's placer, router and seed.
     placer: Option<etch_fpga::Placer>,
     router: Option<etch_fpga::Router>,
+    seed: Option<u64>,
     /// What `--fit` chose and why; null for a chip given by `--chip`.
     fit: Option<crate::fit::ChoiceJson>,
     design_hash: String,
@@ -642,6 +643,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         place_only: a.place_only,
         placer: a.placer,
         router: a.router,
+        seed: a.seed,
         nextpnr_args: crate::synth::nextpnr_args_from_env(),
     };
     let report = etch_fpga::synthesize(&req, &mut |m| say(m))?;
@@ -676,6 +678,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         critical_path: report.critical_path.clone(),
         placer: report.placer,
         router: report.router,
+        seed: report.seed,
         fit: choice.as_ref().map(|c| c.json()),
         design_hash: manifest.design_hash.clone(),
         out: dir.display().to_string(),

@@ -605,6 +605,9 @@ pub struct BenchArgs {
         requires = "board"
     )]
     pub router: etch_fpga::Router,
+    /// With --board: nextpnr's seed (`etch synth --seed`).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "board")]
+    pub seed: u64,
     /// Forward passes of the greedy story.
     #[arg(short = 'n', long = "steps", default_value_t = 256)]
     pub steps: usize,
@@ -718,6 +721,10 @@ pub struct SynthArgs {
     /// or auto: router1.
     #[arg(long, value_name = "ROUTER", default_value = "auto")]
     pub router: etch_fpga::Router,
+    /// nextpnr's seed: the same netlist and seed route the same; a congested chip can
+    /// route in minutes at one seed and not in hours at another (`docs/FPGA.md`).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -23,6 +23,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
         place_only: a.place_only,
         placer: a.placer,
         router: a.router,
+        seed: a.seed,
         nextpnr_args: nextpnr_args_from_env(),
     };
     let plan = req.plan()?;
@@ -37,7 +38,7 @@ pub fn synth(a: &SynthArgs) -> CliResult {
     Ok(())
 }
 
-/// Extra nextpnr options from the environment (`ETCH_NEXTPNR_ARGS="--seed 7"`), for
+/// Extra nextpnr options from the environment (`ETCH_NEXTPNR_ARGS="--placer-heap-beta 0.5"`), for
 /// `etch synth` and `etch bench --board`.
 pub fn nextpnr_args_from_env() -> Vec<String> {
     std::env::var("ETCH_NEXTPNR_ARGS")
@@ -84,8 +85,10 @@ fn print_report(a: &SynthArgs, report: &Report) {
         "  link         {} baud (divisor {}): etch run --device serial:PORT,{}",
         report.baud, report.uart_divisor, report.baud
     );
-    let router = match (report.placer, report.router) {
-        (Some(p), Some(r)) => format!(" ({} placer, {})", p.name(), r.name()),
+    let router = match (report.placer, report.router, report.seed) {
+        (Some(p), Some(r), Some(seed)) => {
+            format!(" ({} placer, {}, seed {seed})", p.name(), r.name())
+        }
         _ => String::new(),
     };
     println!(

@@ -126,6 +126,7 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert_eq!(report["uart_divisor"], 25);
     // `--router auto`: router1, which routes it in minutes (router2 diverged on it).
     assert_eq!(report["router"], "router1");
+    assert_eq!(report["seed"], 1);
     assert_eq!(report["synth_only"], false);
     assert_eq!(report["quick"], false);
     assert_eq!(report["bitstream"], "fpga/ecp5-85k/etch.bit");
@@ -159,6 +160,7 @@ fn etch_synth_makes_an_ecp5_bitstream_with_a_report() {
     assert_eq!(again["synth_only"], true);
     assert!(again["bitstream"].is_null() && again["fmax_mhz"].is_null());
     assert!(again["router"].is_null(), "no router ran: {again}");
+    assert!(again["seed"].is_null(), "no placer ran: {again}");
     assert!(again["seconds"]["synth"].as_f64().unwrap() < 5.0, "{again}");
     check_utilization(&again["utilization"]);
 }
@@ -330,4 +332,13 @@ fn synth_refuses_bad_requests_with_one_clear_line() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("auto, router1 or router2"), "{err}");
+    // The seed is `--seed`'s, which the report records, not the extra options'.
+    let run = Command::new(env!("CARGO_BIN_EXE_etch"))
+        .args(["synth", d, "--board", "ulx3s"])
+        .env("ETCH_NEXTPNR_ARGS", "--seed 7")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("choose it with --seed N"), "{err}");
 }

@@ -36,7 +36,10 @@ pub struct Request {
     pub placer: Placer,
     /// nextpnr's router.
     pub router: Router,
-    /// Extra nextpnr arguments (e.g. `--seed 7`).
+    /// nextpnr's seed. The same netlist, options and seed place and route the same; a
+    /// congested chip may route at one seed and not at another (`docs/FPGA.md`).
+    pub seed: u64,
+    /// Extra nextpnr arguments (e.g. `--placer-heap-beta 0.5`); not the seed.
     pub nextpnr_args: Vec<String>,
 }
 
@@ -153,6 +156,11 @@ pub struct Plan {
 impl Request {
     /// Checks the target, board, clock and baud rate together.
     pub fn plan(&self) -> Result<Plan> {
+        if let Some(a) = self.nextpnr_args.iter().find(|a| chooses_seed(a)) {
+            return Err(FpgaError::Request(format!(
+                "the extra nextpnr options choose a seed ({a}): choose it with --seed N, which the report records"
+            )));
+        }
         let target = match (self.target, self.board) {
             (Some(t), Some(b)) if t != b.target() => {
                 return Err(FpgaError::Request(format!(
@@ -250,6 +258,7 @@ pub fn synthesize(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Repor
         quick: req.quick,
         placer: (!req.synth_only).then_some(req.placer),
         router: (!req.synth_only).then_some(router),
+        seed: (!req.synth_only).then_some(req.seed),
         seconds: seconds.clone(),
     };
     if !req.synth_only {
@@ -505,7 +514,7 @@ impl<'a> Workspace<'a> {
         if req.place_only {
             args.push("--no-route".into());
         }
-        args.extend(seed_args(&req.nextpnr_args));
+        args.extend(["--seed".into(), req.seed.to_string()]);
         args.extend(req.nextpnr_args.iter().cloned());
         let (pnr, placed_flag) = match family {
             Family::Ecp5 => ("nextpnr-ecp5", "--textcfg"),
@@ -590,17 +599,9 @@ impl<'a> Workspace<'a> {
     }
 }
 
-/// nextpnr's seed: 1, so that a route is reproducible, unless the extra arguments
-/// (`ETCH_NEXTPNR_ARGS="--seed 7"`) choose one — nextpnr refuses an option given twice.
-fn seed_args(extra: &[String]) -> Vec<String> {
-    let chosen = extra
-        .iter()
-        .any(|a| a == "--seed" || a.starts_with("--seed=") || a == "--randomize-seed" || a == "-r");
-    if chosen {
-        vec![]
-    } else {
-        vec!["--seed".into(), "1".into()]
-    }
+/// Whether an extra nextpnr option chooses its seed (`Request::seed` does).
+fn chooses_seed(arg: &str) -> bool {
+    arg == "--seed" || arg.starts_with("--seed=") || arg == "--randomize-seed" || arg == "-r"
 }
 
 #[cfg(test)]
@@ -619,19 +620,27 @@ mod tests {
             place_only: false,
             placer: Placer::default(),
             router: Router::default(),
+            seed: 1,
             nextpnr_args: vec![],
         }
     }
 
     #[test]
-    fn the_seed_is_one_unless_the_extra_arguments_choose_one() {
-        let own =
-            |extra: &[&str]| seed_args(&extra.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-        assert_eq!(own(&[]), ["--seed", "1"]);
-        assert_eq!(own(&["--router2-alt-weights"]), ["--seed", "1"]);
-        assert!(own(&["--seed", "7"]).is_empty());
-        assert!(own(&["--seed=7"]).is_empty());
-        assert!(own(&["--randomize-seed"]).is_empty());
+    fn the_seed_is_chosen_by_its_own_option_and_not_the_extra_ones() {
+        for extra in [
+            &["--seed", "7"][..],
+            &["--seed=7"],
+            &["--randomize-seed"],
+            &["-r"],
+        ] {
+            let mut req = request(None, Some(Board::Ulx3s), None);
+            req.nextpnr_args = extra.iter().map(|a| a.to_string()).collect();
+            let e = req.plan().unwrap_err().to_string();
+            assert!(e.contains("--seed N"), "{e}");
+        }
+        let mut req = request(None, Some(Board::Ulx3s), None);
+        req.nextpnr_args = vec!["--placer-heap-beta".into(), "0.5".into()];
+        assert!(req.plan().is_ok());
     }
 
     #[test]

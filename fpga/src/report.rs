@@ -78,6 +78,8 @@ pub struct Report {
     pub placer: Option<crate::Placer>,
     /// nextpnr's router (`--router`, `auto` resolved), absent after `--synth-only`.
     pub router: Option<crate::Router>,
+    /// nextpnr's seed (`--seed`), absent after `--synth-only`.
+    pub seed: Option<u64>,
     /// Seconds spent in each tool.
     pub seconds: Stages,
 }
