@@ -38,8 +38,8 @@ pub fn synth(a: &SynthArgs) -> CliResult {
     Ok(())
 }
 
-/// Extra nextpnr options from the environment (`ETCH_NEXTPNR_ARGS="--placer-heap-beta 0.5"`), for
-/// `etch synth` and `etch bench --board`.
+/// Extra nextpnr options from the environment, for `etch synth` and `etch bench
+/// --board` (`ETCH_NEXTPNR_ARGS="--placer-heap-beta 0.5"`; the seed is `--seed`'s).
 pub fn nextpnr_args_from_env() -> Vec<String> {
     std::env::var("ETCH_NEXTPNR_ARGS")
         .map(|s| s.split_whitespace().map(String::from).collect())
