@@ -85,8 +85,14 @@ fn weights_reach_the_netlist_only_as_rom_contents() {
 }
 
 fn etch(args: &[&str]) -> std::process::Output {
+    etch_with_env(args, &[])
+}
+
+/// `etch ARGS` with these environment variables set.
+fn etch_with_env(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_etch"))
         .args(args)
+        .envs(vars.iter().copied())
         .output()
         .unwrap()
 }
@@ -333,11 +339,10 @@ fn synth_refuses_bad_requests_with_one_clear_line() {
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("auto, router1 or router2"), "{err}");
     // The seed is `--seed`'s, which the report records, not the extra options'.
-    let run = Command::new(env!("CARGO_BIN_EXE_etch"))
-        .args(["synth", d, "--board", "ulx3s"])
-        .env("ETCH_NEXTPNR_ARGS", "--seed 7")
-        .output()
-        .unwrap();
+    let run = etch_with_env(
+        &["synth", d, "--board", "ulx3s"],
+        &[("ETCH_NEXTPNR_ARGS", "--seed 7")],
+    );
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("choose it with --seed N"), "{err}");
