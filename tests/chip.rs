@@ -345,6 +345,15 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
                 "{name}: KV planes"
             );
         }
+        // An embedding of four or eight elements per cycle sends each lane group its
+        // column on a bus of its own: the controller's broadcast never selects a
+        // weight byte (that select was the routed 8 × 8 chip's critical path).
+        let vctrl = std::fs::read_to_string(out.join("rtl/etch_vctrl.v")).unwrap();
+        assert_eq!(
+            vctrl.contains("bc = arsel;"),
+            datapath.columns >= 4,
+            "{name}: the broadcast bus's weight byte"
+        );
         // The columns in logic have no `*` (synthesis would give it a DSP block).
         let lane = std::fs::read_to_string(out.join("rtl/etch_lane.v")).unwrap();
         for k in 1..datapath.columns {

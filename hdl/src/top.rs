@@ -854,7 +854,12 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
     assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
     assign qsel_s = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) + 16 +: 6];",
         rmask = s.r - 1,
-        wsel_expr = lane_weight(p, "arsel_lane_e", &embed_column(s)),
+        // with several columns the embedding's weights go out on the `bcw` buses
+        wsel_expr = if wide_embedding(s) {
+            "8'd0".to_string()
+        } else {
+            lane_weight(p, "arsel_lane_e", &embed_column(s))
+        },
         wb = wbits * l * s.c - 1,
         qb = 22 * s.r - 1,
         gb = 16 * s.r - 1,

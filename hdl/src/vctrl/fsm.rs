@@ -215,7 +215,18 @@ pub fn defaults() -> String {
 
 /// Pipelines that carry a valid bit default to empty; the scalar units' outputs feed
 /// the broadcast buses, the ROM signature and the sampler's sums.
-pub fn pipelines() -> String {
+///
+/// The broadcast bus carries read port 0, or the embedding's sign-extended weight
+/// byte — unless the embedding writes `columns` elements per cycle, when each lane
+/// group takes its column on its own bus (`bcw`) and the byte would be a 64-way select
+/// from the weight ROM's output that nothing reads (on the ECP5 it was the routed
+/// chip's critical path).
+pub fn pipelines(columns: usize) -> String {
+    let broadcast = if wide_embedding(columns).is_some() {
+        "bc = arsel;"
+    } else {
+        "bc = bc_src_e_q == BC_WEIGHT ? {{8{wsel[7]}}, wsel} : arsel;"
+    };
     "        bist_v_d = 1'b0;
         sv1_d = 1'b0;
         sv2_d = sv1_q;
@@ -252,8 +263,8 @@ pub fn pipelines() -> String {
         sgrp = 8'((e_lead & lmask) >> cfg_slg);
         bcl = bc_src_e_q == BC_SIGMOID;
         x_d = mul_temp_p;
-        // broadcast buses (E timing): read port 0 or the sign-extended weight byte
-        bc = bc_src_e_q == BC_WEIGHT ? {{8{wsel[7]}}, wsel} : arsel;
+        // broadcast buses (E timing)
+        BROADCAST
         bc2 = sexp_p;
         // ROM self-test signature: rotate left, xor the folded word
         if (bist_v_q) begin
@@ -271,7 +282,7 @@ pub fn pipelines() -> String {
             zt_d = srq_y;
         end
 "
-    .to_string()
+    .replace("BROADCAST", broadcast)
 }
 
 /// Idle, Load (the parameter row arrives a cycle after its address), Dispatch on the

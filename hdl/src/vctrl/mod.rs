@@ -446,7 +446,7 @@ pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) ->
         m += &fsm::queue_defaults();
     }
     m += &fsm::defaults();
-    m += &fsm::pipelines();
+    m += &fsm::pipelines(columns);
     m += "        case (state_q)\n";
     m += &fsm::arms(columns, queue, skip_blocks);
     m += "            default: ;\n        endcase\n";
