@@ -662,10 +662,10 @@ fn host_interface(w: &mut String, p: &ChipParams, _s: &Shape) {
 }
 
 /// The vector controller. Its wires and their widths come from its port list
-/// ([`crate::vctrl::PORTS`]): `vc_NAME` for its outputs, `NAME` for the data it reads
+/// ([`crate::vctrl::ports`]): `vc_NAME` for its outputs, `NAME` for the data it reads
 /// from the lanes, the trees and the ROMs; the geometry inputs are tied to constants.
 fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
-    use crate::vctrl::{Dir, PORTS};
+    use crate::vctrl::{ports, Dir};
     let Shape {
         lg,
         np,
@@ -735,17 +735,7 @@ fn vector_controller(w: &mut String, p: &ChipParams, s: &Shape) {
     };
     let _ = writeln!(w, "    // Vector controller.");
     let mut connections = Vec::new();
-    let queue: &[(&str, Dir, u32)] = if p.datapath.vop_queue {
-        crate::vctrl::QUEUE_PORTS
-    } else {
-        &[]
-    };
-    let wide: &[(&str, Dir, u32)] = if wide_embedding(s) {
-        crate::vctrl::WIDE_EMBEDDING_PORTS
-    } else {
-        &[]
-    };
-    for &(name, dir, bits) in PORTS.iter().chain(queue).chain(wide) {
+    for &(name, dir, bits) in ports(s.c, p.datapath.vop_queue) {
         let net = match (constant(name), fixed(name), dir) {
             (Some(c), _, _) => c,
             (None, Some(f), _) => f.to_string(),
@@ -850,15 +840,17 @@ fn roms(w: &mut String, p: &ChipParams, s: &Shape) {
 {wrom}    etch_rom #(.W({qw}), .A(16), .D({qd}), .INIT(\"rom/requant.hex\")) u_qrom (.clk(clk), .addr(vc_qrom_addr), .data(qrom_data));
     etch_rom #(.W({gw}), .A(16), .D({gd}), .INIT(\"rom/gains.hex\")) u_grom (.clk(clk), .addr(vc_grom_addr), .data(grom_data));
     etch_rom #(.W(32), .A(8), .D({pairs}), .INIT(\"rom/rope_steps.hex\")) u_steps (.clk(clk), .addr(vc_step_addr), .data(step_data));
-    assign wsel = {wsel_expr};
-    assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
+{wsel}    assign qsel_m = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) +: 16];
     assign qsel_s = qrom_data[22 * (arsel_lane_e & 8'd{rmask}) + 16 +: 6];",
         rmask = s.r - 1,
         // with several columns the embedding's weights go out on the `bcw` buses
-        wsel_expr = if wide_embedding(s) {
-            "8'd0".to_string()
+        wsel = if wide_embedding(s) {
+            String::new()
         } else {
-            lane_weight(p, "arsel_lane_e", &embed_column(s))
+            format!(
+                "    assign wsel = {};\n",
+                lane_weight(p, "arsel_lane_e", &embed_column(s))
+            )
         },
         wb = wbits * l * s.c - 1,
         qb = 22 * s.r - 1,

@@ -97,7 +97,6 @@ pub const PORTS: &[(&str, Dir, u32)] = {
         ("cfg_hdreg", In, 1),
         // E-stage data selected from the lanes and the ROMs.
         ("arsel", In, 16),
-        ("wsel", In, 8),
         ("qsel_m", In, 16),
         ("qsel_s", In, 6),
         ("fold_w", In, 64),
@@ -221,9 +220,27 @@ pub const PORTS: &[(&str, Dir, u32)] = {
     ]
 };
 
+/// The controller's ports on a chip of `columns` input columns per lane, with or
+/// without the vector-operation queue: [`PORTS`], then the queue's, then the
+/// embedding's.
+pub fn ports(
+    columns: usize,
+    queue: bool,
+) -> impl Iterator<Item = &'static (&'static str, Dir, u32)> {
+    let embedding = if wide_embedding(columns).is_some() {
+        WIDE_EMBEDDING_PORTS
+    } else {
+        BYTE_EMBEDDING_PORTS
+    };
+    PORTS
+        .iter()
+        .chain(if queue { QUEUE_PORTS } else { &[] })
+        .chain(embedding)
+}
+
 /// The ports of the vector-operation queue (`Datapath::vop_queue`): the vector unit
 /// is busy (an operation runs or waits), the queue is full.
-pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
+const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
     ("q_busy", Dir::Out, 1),
     ("q_full", Dir::Out, 1),
     ("indep", Dir::In, 1),
@@ -231,7 +248,12 @@ pub const QUEUE_PORTS: &[(&str, Dir, u32)] = &[
 
 /// The port of an embedding that writes several elements per cycle (lanes of 4 or 8
 /// columns): the lanes take their column of the weight word instead of the broadcast.
-pub const WIDE_EMBEDDING_PORTS: &[(&str, Dir, u32)] = &[("bcw", Dir::Out, 1)];
+const WIDE_EMBEDDING_PORTS: &[(&str, Dir, u32)] = &[("bcw", Dir::Out, 1)];
+
+/// The port of an embedding that writes an element per cycle (lanes of 1 or 2
+/// columns): the weight byte it broadcasts, which the top level selects from the
+/// weight word (E timing).
+const BYTE_EMBEDDING_PORTS: &[(&str, Dir, u32)] = &[("wsel", Dir::In, 8)];
 
 /// The controller's registers: name and bits. Each is `name_q`, with its next value
 /// `name_d` (which holds `name_q` unless the logic says otherwise); all start at 0.
@@ -402,14 +424,7 @@ fn field_prefix(kind: VKind) -> Option<&'static str> {
 pub fn verilog(t: &TableData, columns: usize, queue: bool, skip_blocks: bool) -> (String, String) {
     let mut m = String::new();
     let _ = writeln!(m, "module etch_vctrl (");
-    let ports: Vec<String> = PORTS
-        .iter()
-        .chain(if queue { QUEUE_PORTS } else { &[] })
-        .chain(if wide_embedding(columns).is_some() {
-            WIDE_EMBEDDING_PORTS
-        } else {
-            &[]
-        })
+    let ports: Vec<String> = ports(columns, queue)
         .map(|&(name, dir, bits)| {
             let d = match dir {
                 Dir::In => "input  wire",
