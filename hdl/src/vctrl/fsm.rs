@@ -203,8 +203,8 @@ pub fn defaults() -> String {
             S_AT_P2, S_AT_FIN, S_AT_RC, S_AT_OUT: phase = PH_SOFTMAX;
             S_RN_SQ, S_RN_RED, S_RN_WAIT, S_RN_RSQ, S_RN_SC: phase = PH_NORM;
             S_SC, S_ROPE_A, S_ROPE_B, S_ADD_S, S_SWI: phase = PH_ELEMENTWISE;
-            S_SA_ARG, S_SA_AW, S_SA_EX, S_SA_NP, S_SA_NR, S_SA_NW, S_SA_DRAW, S_SA_DP,
-            S_SA_DW, S_SA_SC, S_LP_LOG: phase = PH_SAMPLING;
+            S_SA_ARG, S_SA_AW, S_SA_EX, S_SA_NP, S_SA_NR, S_SA_NW, S_SA_DRAW, S_SA_COIN,
+            S_SA_DP, S_SA_DW, S_SA_SC, S_LP_LOG: phase = PH_SAMPLING;
             S_DO_RD, S_DO_LT, S_DO_REQ, S_DI_REQ, S_DI_WR, S_KS_RD, S_KS_RG, S_KS_LT, S_KS_REQ,
             S_KS_NEXT, S_KL_REQ, S_KL_BW, S_KL_WR: phase = PH_DMA;
             default: phase = PH_NONE;
@@ -961,7 +961,10 @@ fn sampler_nucleus_and_draw() -> String {
             end
             S_SA_DRAW: begin
                 rng_d = rng_next;
-                rdraw_d = mul_coin_p[55:24];
+                state_d = S_SA_COIN;
+            end
+            S_SA_COIN: begin
+                rdraw_d = coin_q;
                 cum_d = 0;
                 found_d = 1'b0;
                 arrivals_d = 0;

@@ -378,7 +378,8 @@ pub const STATES: &[&str] = &[
     "AT_Q", "AT_P1", "AT_MX", "AT_P2", "AT_FIN", "AT_RC", "AT_OUT", // attention
     "ADD_S",  // saturating add
     "SWI",    // SwiGLU
-    "SA_ARG", "SA_AW", "SA_EX", "SA_NP", "SA_NR", "SA_NW", "SA_DRAW", "SA_DP", "SA_DW", "SA_SC",
+    "SA_ARG", "SA_AW", "SA_EX", "SA_NP", "SA_NR", "SA_NW", "SA_DRAW", "SA_COIN", "SA_DP", "SA_DW",
+    "SA_SC",
     "LP_LOG", // sampler, log-probability
     "DO_RD", "DO_LT", "DO_REQ", "DI_REQ", "DI_WR", // vectors to and from host memory
     "KS_RD", "KS_RG", "KS_LT", "KS_REQ", "KS_NEXT", // a context's KV rows out
@@ -682,11 +683,15 @@ fn datapath() -> String {
     wire [15:0] su_lat = 16'(cfg_sureg);
     wire [47:0] mul_temp_p = {{13{mul_temp_full[34]}}, mul_temp_full};
     wire [47:0] mul_topp_p = 48'({1'b0, tot_q} * {1'b0, rb_q[15:0]});
-    // xorshift64 (13, 7, 17), and a coin in [0, mass) from its top 24 bits
+    // xorshift64 (13, 7, 17), and a coin in [0, mass) from its top 24 bits: the
+    // product registered every cycle (its multipliers and their sum in a cycle of their
+    // own), taken by S_SA_COIN a cycle after S_SA_DRAW, when `rng` and `mass` are steady
     wire [63:0] rng_t1 = rng_q ^ (rng_q << 13);
     wire [63:0] rng_t2 = rng_t1 ^ (rng_t1 >> 7);
     wire [63:0] rng_next = rng_t2 ^ (rng_t2 << 17);
     wire [55:0] mul_coin_p = 56'({1'b0, rng_next[63:40]} * {1'b0, mass_q});
+    reg [31:0] coin_q;
+    always @(posedge clock) coin_q <= mul_coin_p[55:24];
     // the scan: the masked weight of the lane read last cycle, or (cfg_sureg) of the
     // lane registered a cycle before that, its index and validity one stage later
     wire [15:0] scan_w = cfg_sureg ? scan_w_q : arsel;
