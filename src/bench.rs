@@ -529,6 +529,10 @@ struct BoardJson {
     fmax_mhz: f64,
     /// "routed", or "placement" with `--place-only` (an estimate, not a routed figure).
     fmax_source: &'static str,
+    /// The clock nextpnr was asked to meet and the bitstream runs at (`--freq`: the
+    /// board's oscillator, or a PLL's output), and whether the route meets it.
+    clock_mhz: f64,
+    timing_met: Option<bool>,
     cycles_per_token: f64,
     tokens_per_s: f64,
     cpu_tokens_per_s: f64,
@@ -636,7 +640,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         out: dir.clone(),
         target: None,
         board: Some(board),
-        freq_mhz: None,
+        freq_mhz: a.freq,
         baud: 1_000_000,
         quick: false,
         synth_only: false,
@@ -665,6 +669,8 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         bitstream: report.bitstream.clone(),
         fmax_mhz: fmax,
         fmax_source: if a.place_only { "placement" } else { "routed" },
+        clock_mhz: report.freq_mhz,
+        timing_met: report.timing_met,
         cycles_per_token: row.cycles_per_token,
         tokens_per_s: fmax * 1e6 / row.cycles_per_token,
         cpu_tokens_per_s: cpu,
@@ -708,6 +714,13 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         "  {label:<12} {:.2} MHz; {:.0} cycles/token over {} tokens → {:.0} tokens/s",
         fmax, json.cycles_per_token, json.tokens, json.tokens_per_s
     );
+    if let Some(met) = json.timing_met {
+        println!(
+            "  clock        {:.2} MHz asked of nextpnr: {}",
+            json.clock_mhz,
+            if met { "met" } else { "missed" }
+        );
+    }
     println!(
         "  software     float reference on this machine: {:.0} tokens/s",
         cpu

@@ -608,6 +608,11 @@ pub struct BenchArgs {
     /// With --board: nextpnr's seed (`etch synth --seed`).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "board")]
     pub seed: u64,
+    /// With --board: the clock nextpnr is asked to meet and the bitstream runs at, MHz
+    /// (`etch synth --freq`: a PLL in the top) [default: the board's oscillator].
+    /// tokens/s stays at the routed Fmax; the report says whether the clock is met.
+    #[arg(long, value_name = "MHZ", requires = "board")]
+    pub freq: Option<f64>,
     /// Forward passes of the greedy story.
     #[arg(short = 'n', long = "steps", default_value_t = 256)]
     pub steps: usize,

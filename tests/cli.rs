@@ -386,6 +386,26 @@ fn build_fit_chooses_a_configuration_within_the_part() {
     let no_board = etch(&["bench", "--chip", o]);
     assert_eq!(no_board.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_board.stderr).contains("--board"));
+    // A clock the flow cannot aim for is refused before anything is synthesized.
+    let fast = etch(&[
+        "bench",
+        "--board",
+        "ulx3s",
+        "--chip",
+        o,
+        "--model",
+        &model,
+        "-z",
+        &tok,
+        "--freq",
+        "2000",
+        "--out",
+        bench_out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&fast.stderr);
+    assert_eq!(fast.status.code(), Some(2), "{err}");
+    assert!(err.contains("--freq 2000 MHz is not a clock"), "{err}");
+    assert!(!out.join("fpga").join("ecp5-85k").join("pnr.json").exists());
     // The smaller ECP5 gets a smaller chip, or none at all.
     let small = etch(&[
         "build", &model, "-z", &tok, "-o", o, "--fit", "ecp5-25k", "--json",
