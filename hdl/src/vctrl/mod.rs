@@ -379,8 +379,7 @@ pub const STATES: &[&str] = &[
     "ADD_S",  // saturating add
     "SWI",    // SwiGLU
     "SA_ARG", "SA_AW", "SA_EX", "SA_NP", "SA_NR", "SA_NW", "SA_DRAW", "SA_COIN", "SA_DP", "SA_DW",
-    "SA_SC",
-    "LP_LOG", // sampler, log-probability
+    "SA_SC", "LP_LOG", // sampler, log-probability
     "DO_RD", "DO_LT", "DO_REQ", "DI_REQ", "DI_WR", // vectors to and from host memory
     "KS_RD", "KS_RG", "KS_LT", "KS_REQ", "KS_NEXT", // a context's KV rows out
     "KL_REQ", "KL_BW", "KL_WR", // and in
