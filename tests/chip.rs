@@ -4,10 +4,12 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{build_chip, build_chip_with, open_chip, quick_quant, random_model, FPGA_DATAPATH};
-use etch_compiler::chip::{Datapath, Pipeline};
+use etch_compiler::chip::{Datapath, Manifest, Pipeline};
 use etch_compiler::{ChipSampling, Config, Golden, GoldenDecoder, QuantizedModel, SamplingParams};
-use etch_driver::Sampling;
+use etch_driver::{Chip, Generated, InProcess, Sampling};
 use etch_firmware::{Command, Opcode, Status};
 
 /// One random model and the chip built for it.
@@ -279,251 +281,310 @@ fn random_shapes_match_the_golden_model_bit_for_bit() {
                 continue;
             }
         }
-        let Shape {
-            name,
-            config,
-            lanes,
-            weight_bits,
-            group,
-            wide,
-            datapath,
-        } = shape;
-        let dir = tempfile::tempdir().unwrap();
-        let (ck, tok) = random_model(dir.path(), &config, 7);
-        let out = dir.path().join("chip");
-        let quant = etch_compiler::QuantSettings {
-            weight_bits,
-            group,
-            wide: wide.iter().map(|u| u.to_string()).collect(),
-            ..quick_quant()
-        };
-        let options = etch_compiler::chip::BuildOptions {
-            lanes,
-            contexts: 2,
-            max_seq: config.seq_len,
-            quant: quant.clone(),
-            datapath,
-        };
-        let m = build_chip_with(&ck, &tok, &out, &options);
-        let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
+        check_shape(&shape);
+    }
+}
+
+/// Builds `shape`'s random model into a chip, checks its RTL's structure, then runs it
+/// against the golden model: greedy steps and their saved context, SCORE, LAST_LOGITS
+/// and sampled stories.
+fn check_shape(shape: &Shape) {
+    let name = shape.name;
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, tok) = random_model(dir.path(), &shape.config, 7);
+    let out = dir.path().join("chip");
+    let quant = etch_compiler::QuantSettings {
+        weight_bits: shape.weight_bits,
+        group: shape.group,
+        wide: shape.wide.iter().map(|u| u.to_string()).collect(),
+        ..quick_quant()
+    };
+    let options = etch_compiler::chip::BuildOptions {
+        lanes: shape.lanes,
+        contexts: 2,
+        max_seq: shape.config.seq_len,
+        quant: quant.clone(),
+        datapath: shape.datapath,
+    };
+    let m = build_chip_with(&ck, &tok, &out, &options);
+    check_rtl(shape, &out, &m);
+    let model = QuantizedModel::build(&ck, &tok, &quant).unwrap();
+    let chip = open_chip(&out, &m);
+    let prompt = tok.encode("the quick fox");
+    let greedy = check_greedy_steps(shape, &chip, &model, &prompt);
+    check_score(name, &chip, &model, &greedy);
+    check_last_logits(
+        name,
+        &chip,
+        &prompt[..prompt.len() - 1],
+        &greedy.last_prefill,
+    );
+    check_sampled(name, &chip, &model, &prompt);
+}
+
+/// The generated RTL's structure for `shape`: the weight ROM's word and banks, the KV
+/// planes, head pairs, the broadcast's weight byte, the columns in logic, the scale and
+/// wide ROMs.
+fn check_rtl(shape: &Shape, out: &Path, m: &Manifest) {
+    let Shape {
+        name,
+        lanes,
+        weight_bits,
+        group,
+        wide,
+        datapath,
+        ..
+    } = *shape;
+    let rtl = std::fs::read_to_string(out.join("rtl/etch_chip.v")).unwrap();
+    assert!(
+        rtl.contains(&format!(
+            ".W({})",
+            weight_bits as usize * lanes * datapath.columns
+        )),
+        "{name}: the weight ROM word is not {weight_bits} bits × lanes × columns"
+    );
+    // A weight ROM just past a power of two comes in two banks, each its own image.
+    let bank_words: Vec<usize> = ["rom/weights.hex", "rom/weights.1.hex"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(out.join(f)).ok())
+        .map(|text| text.lines().count())
+        .collect();
+    let depth = bank_words.iter().sum();
+    assert_eq!(bank_words, etch_hdl::prim::rom_banks(depth), "{name}");
+    if name == "gqa2-l8-rom-banks" {
+        assert_eq!(bank_words, [4096, 32], "{name}");
+    }
+    // Eight lanes read one key/value head per position: its KV banks hold a row as
+    // two planes of 128 bits (2 contexts × 2 layers × 48 positions each).
+    if name == "gqa2-l8" {
         assert!(
-            rtl.contains(&format!(
-                ".W({})",
-                weight_bits as usize * lanes * datapath.columns
-            )),
-            "{name}: the weight ROM word is not {weight_bits} bits × lanes × columns"
+            rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
+            "{name}: KV planes"
         );
-        // A weight ROM just past a power of two comes in two banks, each its own image.
-        let bank_words: Vec<usize> = ["rom/weights.hex", "rom/weights.1.hex"]
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(out.join(f)).ok())
-            .map(|text| text.lines().count())
-            .collect();
-        let depth = bank_words.iter().sum();
-        assert_eq!(bank_words, etch_hdl::prim::rom_banks(depth), "{name}");
-        if name == "gqa2-l8-rom-banks" {
-            assert_eq!(bank_words, [4096, 32], "{name}");
-        }
-        // Eight lanes read one key/value head per position: its KV banks hold a row as
-        // two planes of 128 bits (2 contexts × 2 layers × 48 positions each).
-        if name == "gqa2-l8" {
-            assert!(
-                rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
-                "{name}: KV planes"
-            );
-        }
-        // Head pairs: the second adder tree and head units, the second multiplier; the
-        // two heads read one key/value head, so the KV words stay one head wide.
-        assert_eq!(
-            rtl.contains("tree1_l0_0") && rtl.contains("u_head_0_1"),
-            datapath.head_pairs,
-            "{name}: head pairs"
-        );
-        if name == "gqa2-l8-int4-c8-pairs" {
-            assert!(
-                rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
-                "{name}: KV planes"
-            );
-        }
-        // An embedding of four or eight elements per cycle sends each lane group its
-        // column on a bus of its own: the controller's broadcast never selects a
-        // weight byte (that select was the routed 8 × 8 chip's critical path).
-        let vctrl = std::fs::read_to_string(out.join("rtl/etch_vctrl.v")).unwrap();
-        assert_eq!(
-            vctrl.contains("bc = arsel;"),
-            datapath.columns >= 4,
-            "{name}: the broadcast bus's weight byte"
-        );
-        // The columns in logic have no `*` (synthesis would give it a DSP block).
-        let lane = std::fs::read_to_string(out.join("rtl/etch_lane.v")).unwrap();
-        for k in 1..datapath.columns {
-            assert_eq!(
-                lane.contains(&format!("xa{k} * xb{k}")),
-                k < datapath.columns - datapath.lut_columns,
-                "{name}: column {k}"
-            );
-        }
+    }
+    // Head pairs: the second adder tree and head units, the second multiplier; the
+    // two heads read one key/value head, so the KV words stay one head wide.
+    assert_eq!(
+        rtl.contains("tree1_l0_0") && rtl.contains("u_head_0_1"),
+        datapath.head_pairs,
+        "{name}: head pairs"
+    );
+    if name == "gqa2-l8-int4-c8-pairs" {
         assert!(
-            m.macs >= lanes * datapath.columns,
-            "{name}: macs {}",
-            m.macs
+            rtl.contains("etch_ram_1r1w #(.W(128), .A(20), .D(384)) u_kv_k_bank0"),
+            "{name}: KV planes"
         );
-        if weight_bits == 4 {
-            assert_eq!(
-                rtl.contains("rom/scales.hex"),
-                group != 0,
-                "{name}: a scale ROM exactly when the weights have group scales"
-            );
-            assert_eq!(
-                rtl.contains("rom/wide.hex"),
-                !wide.is_empty(),
-                "{name}: a wide ROM exactly when matrices are kept at 8 bits"
-            );
-        }
-        let model = QuantizedModel::build(&ck, &tok, &quant).unwrap();
-        let chip = open_chip(&out, &m);
-
-        // Prefill a prompt, then generate greedily, with logits at every step.
-        let prompt = tok.encode("the quick fox");
-        let greedy = SamplingParams::from_cli(0.0, 0.9, 1);
-        chip.create_context(0).unwrap();
-        let pre = chip.prefill(0, &prompt[..prompt.len() - 1], true).unwrap();
-        let g = chip
-            .generate(
-                0,
-                prompt[prompt.len() - 1],
-                20,
-                to_driver(&greedy),
-                &[1],
-                true,
-                &mut |_| {},
-            )
-            .unwrap();
-        let image = chip.save_context(0, 1 << 22).unwrap();
-        chip.destroy_context(0).unwrap();
-
-        let mut golden = Golden::new(&model);
-        let mut feed: Vec<u32> = prompt.clone();
-        feed.extend(&g.tokens);
-        let steps = pre.len() + g.logits.len();
-        let mut golden_logits = Vec::with_capacity(steps);
-        for (pos, chip_logits) in pre.iter().chain(&g.logits).enumerate() {
-            let want = golden.forward(feed[pos], pos).to_vec();
-            assert_eq!(
-                chip_logits, &want,
-                "{name}: logits differ at step {pos} of {steps}"
-            );
-            golden_logits.push(want);
-        }
-        // SAVE_CONTEXT holds the golden model's key and value rows, whatever the KV
-        // cache's planes: after the 64-byte header, per layer and position, the key
-        // row then the value row, each padded to whole 8-byte beats.
-        let kv_dim = config.n_kv_heads * (config.dim / config.n_heads);
-        let row_bytes = kv_dim.div_ceil(4) * 8;
-        let positions = steps;
+    }
+    // An embedding of four or eight elements per cycle sends each lane group its
+    // column on a bus of its own: the controller's broadcast never selects a
+    // weight byte (that select was the routed 8 × 8 chip's critical path).
+    let vctrl = std::fs::read_to_string(out.join("rtl/etch_vctrl.v")).unwrap();
+    assert_eq!(
+        vctrl.contains("bc = arsel;"),
+        datapath.columns >= 4,
+        "{name}: the broadcast bus's weight byte"
+    );
+    // The columns in logic have no `*` (synthesis would give it a DSP block).
+    let lane = std::fs::read_to_string(out.join("rtl/etch_lane.v")).unwrap();
+    for k in 1..datapath.columns {
         assert_eq!(
-            image.len(),
-            64 + config.n_layers * positions * 2 * row_bytes,
-            "{name}: saved image size"
+            lane.contains(&format!("xa{k} * xb{k}")),
+            k < datapath.columns - datapath.lut_columns,
+            "{name}: column {k}"
         );
-        let int16 = |at: usize| -> Vec<i16> {
-            image[at..at + 2 * kv_dim]
-                .chunks(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                .collect()
+    }
+    assert!(
+        m.macs >= lanes * datapath.columns,
+        "{name}: macs {}",
+        m.macs
+    );
+    if weight_bits == 4 {
+        assert_eq!(
+            rtl.contains("rom/scales.hex"),
+            group != 0,
+            "{name}: a scale ROM exactly when the weights have group scales"
+        );
+        assert_eq!(
+            rtl.contains("rom/wide.hex"),
+            !wide.is_empty(),
+            "{name}: a wide ROM exactly when matrices are kept at 8 bits"
+        );
+    }
+}
+
+/// A greedy story checked step by step: the tokens fed (prompt, then generated), the
+/// golden model's logits for each, and the logits of the prompt's last prefilled step.
+struct GreedySteps {
+    feed: Vec<u32>,
+    golden_logits: Vec<Vec<i16>>,
+    last_prefill: Vec<i16>,
+}
+
+/// Prefills `prompt` and generates greedily with logits at every step: the chip's
+/// logits equal the golden model's, its tokens their argmax, and SAVE_CONTEXT holds
+/// the golden model's key and value rows.
+fn check_greedy_steps(
+    shape: &Shape,
+    chip: &Chip<InProcess>,
+    model: &QuantizedModel,
+    prompt: &[u32],
+) -> GreedySteps {
+    let name = shape.name;
+    let greedy = SamplingParams::from_cli(0.0, 0.9, 1);
+    chip.create_context(0).unwrap();
+    let pre = chip.prefill(0, &prompt[..prompt.len() - 1], true).unwrap();
+    let g = generate_after(chip, 0, prompt, 20, &greedy, true);
+    let image = chip.save_context(0, 1 << 22).unwrap();
+    chip.destroy_context(0).unwrap();
+
+    let mut golden = Golden::new(model);
+    let mut feed: Vec<u32> = prompt.to_vec();
+    feed.extend(&g.tokens);
+    let steps = pre.len() + g.logits.len();
+    let mut golden_logits = Vec::with_capacity(steps);
+    for (pos, chip_logits) in pre.iter().chain(&g.logits).enumerate() {
+        let want = golden.forward(feed[pos], pos).to_vec();
+        assert_eq!(
+            chip_logits, &want,
+            "{name}: logits differ at step {pos} of {steps}"
+        );
+        golden_logits.push(want);
+    }
+    check_saved_context(shape, &golden, &image, steps);
+    // Greedy tokens: the argmax of each step's logits.
+    for (k, &t) in g.tokens.iter().enumerate() {
+        let step = prompt.len() - 1 + k;
+        let logits = if step < pre.len() {
+            &pre[step]
+        } else {
+            &g.logits[step - pre.len()]
         };
-        for layer in 0..config.n_layers {
-            for pos in 0..positions {
-                let at = 64 + ((layer * positions + pos) * 2) * row_bytes;
-                let (k, v) = golden.kv_rows(layer, pos);
-                assert_eq!(
-                    int16(at),
-                    k,
-                    "{name}: saved key row, layer {layer}, position {pos}"
-                );
-                assert_eq!(
-                    int16(at + row_bytes),
-                    v,
-                    "{name}: saved value row, layer {layer}, position {pos}"
-                );
-            }
-        }
-        // SCORE: the sampler's log-probability path (Q10 log2) against the golden
-        // model's, token for token, over the story just generated.
-        chip.create_context(1).unwrap();
-        let scored = chip.score(1, &feed).unwrap();
-        chip.destroy_context(1).unwrap();
-        assert_eq!(scored.len(), feed.len() - 1, "{name}: SCORE");
-        assert_eq!(golden_logits.len(), scored.len(), "{name}: SCORE");
-        for (k, logits) in golden_logits.iter().enumerate() {
-            let want = etch_compiler::logprob(logits, &model, feed[k + 1]);
-            assert_eq!(scored[k], want, "{name}: SCORE of token {}", k + 1);
-        }
-        // Greedy tokens: the argmax of each step's logits.
-        for (k, &t) in g.tokens.iter().enumerate() {
-            let step = prompt.len() - 1 + k;
-            let logits = if step < pre.len() {
-                &pre[step]
-            } else {
-                &g.logits[step - pre.len()]
-            };
-            assert_eq!(t, etch_compiler::argmax_i16(logits), "{name}: token {k}");
-        }
+        assert_eq!(t, etch_compiler::argmax_i16(logits), "{name}: token {k}");
+    }
+    GreedySteps {
+        feed,
+        golden_logits,
+        last_prefill: pre.last().cloned().unwrap_or_default(),
+    }
+}
 
-        // PREFILL with LAST_LOGITS: the last step's logits alone, the classifier run for
-        // that token only; a plain PREFILL runs it for none.
-        let head = &prompt[..prompt.len() - 1];
-        chip.create_context(1).unwrap();
-        let c0 = chip.cycles().unwrap();
-        let last = chip.prefill_last(1, head).unwrap();
-        let with_last = chip.cycles().unwrap() - c0;
-        chip.destroy_context(1).unwrap();
-        assert_eq!(Some(&last), pre.last(), "{name}: LAST_LOGITS");
-        chip.create_context(1).unwrap();
-        let c0 = chip.cycles().unwrap();
-        chip.prefill(1, head, false).unwrap();
-        let plain = chip.cycles().unwrap() - c0;
-        chip.destroy_context(1).unwrap();
-        assert!(
-            plain < with_last,
-            "{name}: a plain PREFILL ({plain} cycles) skips the classifier ({with_last} with it)"
-        );
+/// SAVE_CONTEXT's image holds the golden model's key and value rows, whatever the KV
+/// cache's planes: after the 64-byte header, per layer and position, the key row then
+/// the value row, each padded to whole 8-byte beats.
+fn check_saved_context(shape: &Shape, golden: &Golden, image: &[u8], positions: usize) {
+    let (name, config) = (shape.name, shape.config);
+    let kv_dim = config.n_kv_heads * (config.dim / config.n_heads);
+    let row_bytes = kv_dim.div_ceil(4) * 8;
+    assert_eq!(
+        image.len(),
+        64 + config.n_layers * positions * 2 * row_bytes,
+        "{name}: saved image size"
+    );
+    let int16 = |at: usize| -> Vec<i16> {
+        image[at..at + 2 * kv_dim]
+            .chunks(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    };
+    for layer in 0..config.n_layers {
+        for pos in 0..positions {
+            let at = 64 + ((layer * positions + pos) * 2) * row_bytes;
+            let (k, v) = golden.kv_rows(layer, pos);
+            assert_eq!(
+                int16(at),
+                k,
+                "{name}: saved key row, layer {layer}, position {pos}"
+            );
+            assert_eq!(
+                int16(at + row_bytes),
+                v,
+                "{name}: saved value row, layer {layer}, position {pos}"
+            );
+        }
+    }
+}
 
-        // Sampled: the chip's sampler and RNG against the golden sampler.
-        for (t, p, s) in [(1.0, 0.9, 42u64), (0.7, 0.0, 5), (1.3, 0.5, 99)] {
-            let params = SamplingParams::from_cli(t, p, s);
-            chip.create_context(1).unwrap();
-            chip.prefill(1, &prompt[..prompt.len() - 1], false).unwrap();
-            let got = chip
-                .generate(
-                    1,
-                    prompt[prompt.len() - 1],
-                    30,
-                    to_driver(&params),
-                    &[1],
-                    false,
-                    &mut |_| {},
-                )
-                .unwrap();
-            chip.destroy_context(1).unwrap();
-            let mut dec = GoldenDecoder::new(&model, ChipSampling::from_params(&params));
-            let mut want = Vec::new();
-            let mut token = prompt[0];
-            use etch_compiler::Decoder;
-            for pos in 0..prompt.len() - 1 + 30 {
-                let forced = prompt.get(pos + 1).copied();
-                let next = dec.step(token, pos, forced.is_none()).unwrap();
-                let next = forced.or(next).unwrap();
-                if pos >= prompt.len() - 1 {
-                    want.push(next);
-                    if next == 1 {
-                        break;
-                    }
+/// SCORE: the sampler's log-probability path (Q10 log2) against the golden model's,
+/// token for token, over the greedy story.
+fn check_score(name: &str, chip: &Chip<InProcess>, model: &QuantizedModel, g: &GreedySteps) {
+    chip.create_context(1).unwrap();
+    let scored = chip.score(1, &g.feed).unwrap();
+    chip.destroy_context(1).unwrap();
+    assert_eq!(scored.len(), g.feed.len() - 1, "{name}: SCORE");
+    assert_eq!(g.golden_logits.len(), scored.len(), "{name}: SCORE");
+    for (k, logits) in g.golden_logits.iter().enumerate() {
+        let want = etch_compiler::logprob(logits, model, g.feed[k + 1]);
+        assert_eq!(scored[k], want, "{name}: SCORE of token {}", k + 1);
+    }
+}
+
+/// PREFILL with LAST_LOGITS: the last step's logits alone, the classifier run for that
+/// token only; a plain PREFILL runs it for none.
+fn check_last_logits(name: &str, chip: &Chip<InProcess>, head: &[u32], want: &[i16]) {
+    chip.create_context(1).unwrap();
+    let c0 = chip.cycles().unwrap();
+    let last = chip.prefill_last(1, head).unwrap();
+    let with_last = chip.cycles().unwrap() - c0;
+    chip.destroy_context(1).unwrap();
+    assert_eq!(last, want, "{name}: LAST_LOGITS");
+    chip.create_context(1).unwrap();
+    let c0 = chip.cycles().unwrap();
+    chip.prefill(1, head, false).unwrap();
+    let plain = chip.cycles().unwrap() - c0;
+    chip.destroy_context(1).unwrap();
+    assert!(
+        plain < with_last,
+        "{name}: a plain PREFILL ({plain} cycles) skips the classifier ({with_last} with it)"
+    );
+}
+
+/// Up to `n` tokens generated in `context` from `prompt`'s last token (the rest already
+/// prefilled), stopping at token 1, with each step's logits when `logits`.
+fn generate_after(
+    chip: &Chip<InProcess>,
+    context: u8,
+    prompt: &[u32],
+    n: u32,
+    params: &SamplingParams,
+    logits: bool,
+) -> Generated {
+    chip.generate(
+        context,
+        prompt[prompt.len() - 1],
+        n,
+        to_driver(params),
+        &[1],
+        logits,
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// Sampled stories: the chip's sampler and RNG against the golden sampler.
+fn check_sampled(name: &str, chip: &Chip<InProcess>, model: &QuantizedModel, prompt: &[u32]) {
+    for (t, p, s) in [(1.0, 0.9, 42u64), (0.7, 0.0, 5), (1.3, 0.5, 99)] {
+        let params = SamplingParams::from_cli(t, p, s);
+        chip.create_context(1).unwrap();
+        chip.prefill(1, &prompt[..prompt.len() - 1], false).unwrap();
+        let got = generate_after(chip, 1, prompt, 30, &params, false);
+        chip.destroy_context(1).unwrap();
+        let mut dec = GoldenDecoder::new(model, ChipSampling::from_params(&params));
+        let mut want = Vec::new();
+        let mut token = prompt[0];
+        use etch_compiler::Decoder;
+        for pos in 0..prompt.len() - 1 + 30 {
+            let forced = prompt.get(pos + 1).copied();
+            let next = dec.step(token, pos, forced.is_none()).unwrap();
+            let next = forced.or(next).unwrap();
+            if pos >= prompt.len() - 1 {
+                want.push(next);
+                if next == 1 {
+                    break;
                 }
-                token = next;
             }
-            assert_eq!(got.tokens, want, "{name}: sampled t={t} p={p} s={s}");
+            token = next;
         }
+        assert_eq!(got.tokens, want, "{name}: sampled t={t} p={p} s={s}");
     }
 }
 
