@@ -395,6 +395,7 @@ fn resources(model: &QuantizedModel, options: &BuildOptions) -> Option<Resources
         pipeline: options.datapath.pipeline,
         vop_queue: options.datapath.vop_queue,
         head_pairs: options.datapath.head_pairs,
+        wide_rom: params.wide_depth != 0,
         memories: params.memories(),
     }))
 }

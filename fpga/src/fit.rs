@@ -38,63 +38,70 @@ pub struct DesignShape {
     /// Head pairs: a second query register, multiplier and accumulator per lane, and
     /// a second adder tree (the second head units are among `head_units`).
     pub head_pairs: bool,
+    /// A second weight ROM of 8-bit words beside the 4-bit one (matrices kept at 8
+    /// bits), and each lane column's choice between the two.
+    pub wide_rom: bool,
     /// Memories block RAM may hold: `(name, bits per word, words)`.
     pub memories: Vec<(&'static str, usize, usize)>,
 }
 
 /// ECP5 LUT4s (carry cells and LUT RAM counted as the two LUTs they occupy) of the
-/// control around the datapath, of one lane with its share of the adder and argmax
-/// trees and its activation RAM, of one requantizer, head unit and sigmoid unit.
-/// Calibrated on `etch synth --synth-only` of stories260K (one context of 128
-/// positions, int4, `fpga` pipeline) with 64 lanes and 8 requantizers (76,536 LUTs,
-/// 45,871 flip-flops) and 32 lanes and 16 requantizers (58,728 and 30,751); the head
-/// and requantizer figures from a hierarchical synthesis of the 64-lane chip.
-/// (Both with one scale per weight row, and with the sigmoid units' requantizer
-/// before it was narrowed to their 16-bit input: then 400 LUTs and 130 flip-flops a
-/// unit.)
-const LUT_BASE: f64 = 14_040.0;
-const LUT_PER_LANE: f64 = 649.0;
-const LUT_PER_REQUANTIZER: f64 = 990.0;
+/// control around the datapath (sequencer, vector controller, host interface, UART
+/// bridge, the chip's trees and selects), of one lane with its share of the adder and
+/// argmax trees and its activation RAM, of one requantizer, of each column beyond the
+/// first per lane (its input element's select, operand registers, share of the column
+/// sum), and of a column that multiplies in LUTs per lane and bit of its weight (a
+/// selected copy of the element and its share of the adders).
+///
+/// A weighted least-squares fit (relative residuals) to eleven `etch synth
+/// --synth-only` runs of stories260K (one context of 128 positions, 4-bit weights
+/// with one scale per row, `fpga` pipeline; `docs/FPGA.md`, "The resource model"),
+/// with the head and sigmoid units' costs held at their hierarchical syntheses': 8
+/// lanes × 1, 4 and 8 columns, 16 × 2 and × 4, 8 × 8 with head pairs, with the queue
+/// too, and with the token embedding at 8 bits as well (all 8 requantizers); 64 × 1
+/// (R 8), 32 × 1 (R 16) and 32 × 4 with one column in LUTs (R 8). Every one within
+/// 0.3 %. The head pairs', the queue's, the 8-bit ROM's and the LUT multiplier's terms
+/// each rest on one pair of those chips.
+const LUT_BASE: f64 = 8_570.0;
+const LUT_PER_LANE: f64 = 795.0;
+const LUT_PER_REQUANTIZER: f64 = 1_250.0;
+const LUT_PER_COLUMN: f64 = 42.0;
+const LUT_PER_LUT_MULTIPLIER_BIT: f64 = 69.0;
+/// A head unit (from a hierarchical synthesis of the 64-lane chip).
 const LUT_PER_HEAD: f64 = 1_230.0;
 /// A sigmoid unit with its 16 × 17 requantizer: 145 LUTs fewer than with the 48 × 17
-/// one, from 32 lanes × 4 columns (one in LUTs), R 8 — 59,114 LUTs, 32,150
-/// flip-flops — against the same chip with two columns in LUTs before the change
-/// (64,016), less the column (the unit alone: 396 against 779 LUTs before flattening).
+/// one (the unit alone: 396 against 779 LUTs before flattening).
 const LUT_PER_SIGMOID: f64 = 255.0;
 /// With group scales, each lane's (and column's) 4-bit code times its scale, in shifts
-/// and adds, and the scale ROM's select: calibrated on the 32-lane, 16-requantizer
-/// chip with a scale per 16 weights (60,892 LUTs).
-const LUT_PER_GROUP_SCALED_LANE: f64 = 66.0;
-/// Each column beyond the first, per lane: its input element's select from the
-/// activation RAM's lanes, its operand registers and its share of the column sum; and
-/// a column that multiplies in LUTs, per bit of its weight (a selected copy of the
-/// element and its share of the adders: 117 LUTs for a 4-bit code). Both from the two
-/// 32 × 4 syntheses above (one and two columns in LUTs).
-const LUT_PER_COLUMN: f64 = 59.0;
-const LUT_PER_LUT_MULTIPLIER_BIT: f64 = 29.0;
+/// and adds, and the scale ROM's select: 32 lanes, 16 requantizers, a scale per 16
+/// weights (62,287 LUTs) against one per row (60,952).
+const LUT_PER_GROUP_SCALED_LANE: f64 = 42.0;
 /// The vector-operation queue: its entry, the parameter row it holds and the
-/// controller's second way into its states (32 lanes × 2 columns, R 8: 57,635 LUTs and
-/// 29,957 flip-flops with it, 54,733 and 29,606 without).
-const LUT_VOP_QUEUE: f64 = 2_900.0;
-const FF_VOP_QUEUE: f64 = 350.0;
+/// controller's second way into its states (8 × 8 with head pairs: 35,822 LUTs and
+/// 20,123 flip-flops with it, 33,846 and 19,753 without).
+const LUT_VOP_QUEUE: f64 = 1_980.0;
+const FF_VOP_QUEUE: f64 = 370.0;
 /// Head pairs, per lane: the second accumulator and its adder, operand select and
-/// registers, the lane's share of the second adder tree; and its multiplier. From
-/// stories260K on 8 lanes × 8 columns with and without them (3,503 LUTs, 2,340
-/// flip-flops and 11 multipliers more, of which a head unit's share is the second
-/// head unit's).
-const LUT_PER_PAIR_LANE: f64 = 284.0;
-const FF_PER_PAIR_LANE: f64 = 249.0;
+/// registers, the lane's share of the second adder tree; and its multiplier (8 × 8:
+/// 33,846 LUTs, 19,753 flip-flops and 125 multipliers with them, a second head unit
+/// among them; 30,583, 17,331 and 114 without).
+const LUT_PER_PAIR_LANE: f64 = 260.0;
+const FF_PER_PAIR_LANE: f64 = 277.0;
 const DSP_PER_PAIR_LANE: u64 = 1;
-/// Flip-flops, likewise (the `asic` pipeline has about 90 fewer per lane).
-const FF_BASE: f64 = 10_050.0;
-const FF_PER_LANE: f64 = 476.0;
-const FF_PER_REQUANTIZER: f64 = 190.0;
+/// A second, 8-bit weight ROM, per lane and column: the choice of its word or the
+/// 4-bit ROM's (8 × 8 with the queue and head pairs, the token embedding at 8 bits:
+/// 36,617 LUTs and 20,466 flip-flops, against 35,822 and 20,123).
+const LUT_PER_WIDE_LANE_COLUMN: f64 = 12.0;
+const FF_PER_WIDE_LANE_COLUMN: f64 = 5.0;
+/// Flip-flops, fitted likewise (every one of the eleven within 0.8 %; a column in LUTs
+/// keeps its registers in the column's count). The `asic` pipeline has about 90 fewer
+/// per lane.
+const FF_BASE: f64 = 5_750.0;
+const FF_PER_LANE: f64 = 585.0;
+const FF_PER_REQUANTIZER: f64 = 360.0;
+const FF_PER_COLUMN: f64 = 49.0;
 const FF_PER_HEAD: f64 = 350.0;
 const FF_PER_SIGMOID: f64 = 98.0;
-/// A column beyond the first, per lane (its registers mostly go into the DSP block's
-/// own), and one in LUTs (its operand and product registers: 66).
-const FF_PER_COLUMN: f64 = 11.0;
-const FF_PER_LUT_COLUMN: f64 = 66.0;
 const FF_ASIC_SAVING_PER_LANE: f64 = 90.0;
 /// Multipliers outside the lanes, requantizers, heads and sigmoid units: the
 /// controller's (the sampler's products, the RoPE angle, its own requantizer) and
@@ -135,24 +142,52 @@ pub fn ecp5_memory_brams(name: &str, width: usize, depth: usize) -> u64 {
     }
 }
 
-/// Block RAMs (DP16KD) for a `width` × `depth` memory: the cheapest of the
-/// primitive's shapes (16K × 1 … 512 × 36). A ROM a little deeper than a power of two
-/// comes as two memories (`etch_hdl::prim::rom_banks`).
+/// The DP16KD's shapes: (bits per word, words), 16K × 1 … 512 × 36.
+const BRAM_SHAPES: [(usize, usize); 6] = [
+    (1, 16_384),
+    (2, 8_192),
+    (4, 4_096),
+    (9, 2_048),
+    (18, 1_024),
+    (36, 512),
+];
+
+/// Block RAMs (DP16KD) for a `width` × `depth` memory, as yosys maps it: the word's
+/// bits in columns of one shape and what is left of them in another (stories260K's
+/// 256-bit weight ROM of 4K words: 28 columns of 2K × 9 and one of 4K × 4, 57 blocks),
+/// or the words split into a power-of-two part and the rest, each mapped so (a KV
+/// bank of 2,560 words of 128 bits: 2K words in 15 blocks of 2K × 9, 512 in 4 of
+/// 512 × 36, 19 blocks). A ROM a little deeper than a power of two comes as two
+/// memories (`etch_hdl::prim::rom_banks`).
 pub fn ecp5_brams(width: usize, depth: usize) -> u64 {
     if width * depth == 0 {
         return 0;
     }
-    const SHAPES: [(usize, usize); 6] = [
-        (1, 16_384),
-        (2, 8_192),
-        (4, 4_096),
-        (9, 2_048),
-        (18, 1_024),
-        (36, 512),
-    ];
-    SHAPES
+    let (_, deepest) = BRAM_SHAPES[0];
+    let (_, shallowest) = BRAM_SHAPES[BRAM_SHAPES.len() - 1];
+    let whole = bram_columns(width, depth);
+    if depth <= shallowest || depth > deepest {
+        return whole;
+    }
+    let low = 1usize << (usize::BITS - 1 - depth.leading_zeros());
+    if low == depth {
+        return whole;
+    }
+    whole.min(bram_columns(width, low) + ecp5_brams(width, depth - low))
+}
+
+/// Block RAMs for `width` × `depth` in columns of one shape, the bits left over in
+/// columns of another.
+fn bram_columns(width: usize, depth: usize) -> u64 {
+    let blocks = |(w, d): (usize, usize), bits: usize| bits.div_ceil(w) * depth.div_ceil(d);
+    BRAM_SHAPES
         .iter()
-        .map(|&(w, d)| (width.div_ceil(w) * depth.div_ceil(d)) as u64)
+        .flat_map(|&main| {
+            BRAM_SHAPES.iter().map(move |&rest| {
+                let full = width / main.0 * main.0;
+                (blocks(main, full) + blocks(rest, width - full)) as u64
+            })
+        })
         .min()
         .unwrap_or(0)
 }
@@ -186,6 +221,11 @@ pub fn estimate(d: &DesignShape) -> Resources {
             LUT_PER_PAIR_LANE * l
         } else {
             0.0
+        }
+        + if d.wide_rom {
+            LUT_PER_WIDE_LANE_COLUMN * l * d.columns.max(1) as f64
+        } else {
+            0.0
         };
     let mut ffs = FF_BASE
         + FF_PER_LANE * l
@@ -193,10 +233,14 @@ pub fn estimate(d: &DesignShape) -> Resources {
         + FF_PER_HEAD * h
         + FF_PER_SIGMOID * s
         + FF_PER_COLUMN * l * extra_columns as f64
-        + FF_PER_LUT_COLUMN * l * lut_columns as f64
         + if d.vop_queue { FF_VOP_QUEUE } else { 0.0 }
         + if d.head_pairs {
             FF_PER_PAIR_LANE * l
+        } else {
+            0.0
+        }
+        + if d.wide_rom {
+            FF_PER_WIDE_LANE_COLUMN * l * d.columns.max(1) as f64
         } else {
             0.0
         };
@@ -282,102 +326,116 @@ mod tests {
         assert_eq!(ecp5_memory_brams("activations", 16, 242), 1);
         assert_eq!(ecp5_memory_brams("activations", 16, 118), 1);
         assert_eq!(ecp5_memory_brams("scores", 48, 32), 0);
-        // A KV bank of 2,560 planes' words of 128 bits: 512 × 36, four wide, five deep.
-        assert_eq!(ecp5_memory_brams("kv", 128, 2560), 20);
+        // A KV bank of 2,560 planes' words of 128 bits: 2K words in 2K × 9, fifteen wide,
+        // and 512 in 512 × 36, four wide (yosys: 19 for each of the 8-lane chips' banks).
+        assert_eq!(ecp5_memory_brams("kv", 128, 2560), 19);
+        // stories260K's weight ROM on 8 lanes × 8 columns of 4-bit weights: 28 columns
+        // of 2K × 9 and one of 4K × 4 (yosys: 57).
+        assert_eq!(ecp5_memory_brams("weights", 256, 4096), 57);
+        // Its token embedding at 8 bits: 512 words of 512 bits (yosys: 15).
+        assert_eq!(ecp5_memory_brams("weights", 512, 512), 15);
     }
 
-    #[test]
-    fn the_model_reproduces_its_calibration_chips() {
-        // stories260K, 64 lanes, 8 requantizers, fpga pipeline, one context of 128.
-        let d = DesignShape {
-            lanes: 64,
-            columns: 1,
-            lut_columns: 0,
-            lut_weight_bits: 8,
-            requantizers: 8,
-            head_units: 8,
+    /// A stories260K chip of one context × 128 positions, 4-bit weights with one scale
+    /// per row, the `fpga` pipeline: lanes, columns (of them in LUTs), requantizers,
+    /// head units.
+    fn stories260k(lanes: usize, columns: usize, lut_columns: usize, rq: usize) -> DesignShape {
+        DesignShape {
+            lanes,
+            columns,
+            lut_columns,
+            lut_weight_bits: 4,
+            requantizers: rq,
+            head_units: (lanes / 8).min(8),
             sigmoid_units: 8,
             pipeline: Pipeline::FPGA,
             vop_queue: false,
             head_pairs: false,
-            memories: vec![("kv", 512, 640), ("kv", 512, 640)],
-        };
-        let e = estimate(&d);
-        assert_eq!(e.dsps, 64 + 3 * 16 + 8 + 15);
-        assert_eq!(e.brams, 58);
-        assert!(within(Target::Ecp5_25k, &e).unwrap_err().contains("LUTs"));
-        // The two calibration syntheses, LUTs and flip-flops within 1 % — measured
-        // with the sigmoid units' wide requantizer, 145 LUTs and 32 flip-flops more
-        // a unit than today's.
-        let close = |got: u64, measured: f64| (got as f64 - measured).abs() < measured / 100.0;
-        let (sig_luts, sig_ffs) = (8.0 * 145.0, 8.0 * 32.0);
-        assert!(
-            close(e.luts, 76_536.0 - sig_luts) && close(e.ffs, 45_871.0 - sig_ffs),
-            "{e:?}"
-        );
-        let d32 = DesignShape {
-            lanes: 32,
-            requantizers: 16,
-            head_units: 4,
-            ..d
-        };
-        let e32 = estimate(&d32);
-        assert!(
-            close(e32.luts, 58_728.0 - sig_luts) && close(e32.ffs, 30_751.0 - sig_ffs),
-            "{e32:?}"
-        );
-        // The same chip with a scale per 16 weights: each lane's code times its scale
-        // in logic, 131 multipliers then (115 with today's sigmoid units).
-        let mut scaled = d32.memories.clone();
-        scaled.push(("scales", 4 * 32, 8_504 / 16));
-        let g32 = estimate(&DesignShape {
-            memories: scaled,
-            ..d32.clone()
-        });
-        assert!(close(g32.luts, 60_892.0 - sig_luts), "{g32:?}");
-        assert_eq!(g32.dsps, 131 - 16);
-        // Today's RTL: 32 lanes × 4 columns, one multiplying its 4-bit codes in LUTs,
-        // 8 requantizers (`etch synth --synth-only`: 59,114 LUTs, 32,150 flip-flops,
-        // 155 multipliers).
-        let c4 = estimate(&DesignShape {
-            columns: 4,
-            lut_columns: 1,
-            lut_weight_bits: 4,
-            requantizers: 8,
-            ..d32
-        });
-        assert!(
-            close(c4.luts, 59_114.0) && close(c4.ffs, 32_150.0),
-            "{c4:?}"
-        );
-        assert_eq!(c4.dsps, 155);
-        // Head pairs on 8 lanes × 8 columns (stories260K, R 8, the queue, the token
-        // embedding at 8 bits): 32,545 LUTs, 17,325 flip-flops and 114 multipliers
-        // without, 36,048, 19,665 and 125 with (a second head unit among them).
-        let l8 = DesignShape {
-            lanes: 8,
-            columns: 8,
-            lut_columns: 0,
-            lut_weight_bits: 8,
-            requantizers: 8,
-            head_units: 1,
-            sigmoid_units: 8,
-            pipeline: Pipeline::FPGA,
-            vop_queue: true,
-            head_pairs: false,
+            wide_rom: false,
             memories: vec![],
-        };
-        let pairs = DesignShape {
+        }
+    }
+
+    #[test]
+    fn the_model_reproduces_its_calibration_chips() {
+        let pairs = |d: DesignShape| DesignShape {
             head_units: 2,
             head_pairs: true,
-            ..l8.clone()
+            ..d
         };
-        let (a, b) = (estimate(&l8), estimate(&pairs));
-        let delta = |x: u64, y: u64, measured: f64| ((y - x) as f64 - measured).abs() < 10.0;
-        assert!(
-            delta(a.luts, b.luts, 3_503.0) && delta(a.ffs, b.ffs, 2_340.0),
-            "{a:?} {b:?}"
-        );
-        assert_eq!(b.dsps - a.dsps, 125 - 114);
+        let queue = |d: DesignShape| DesignShape {
+            vop_queue: true,
+            ..d
+        };
+        let wide = |d: DesignShape| DesignShape {
+            wide_rom: true,
+            ..d
+        };
+        // `etch synth OUT --board ulx3s --synth-only --json` of each (docs/FPGA.md,
+        // "The resource model"): LUTs, flip-flops, multipliers.
+        let chips = [
+            (stories260k(8, 1, 0, 8), 28_189, 14_430, 58),
+            (stories260k(8, 4, 0, 8), 29_218, 15_621, 82),
+            (stories260k(8, 8, 0, 8), 30_583, 17_331, 114),
+            (stories260k(16, 2, 0, 8), 36_414, 20_165, 85),
+            (stories260k(16, 4, 0, 8), 37_695, 21_765, 117),
+            (pairs(stories260k(8, 8, 0, 8)), 33_846, 19_753, 125),
+            (queue(pairs(stories260k(8, 8, 0, 8))), 35_822, 20_123, 125),
+            (
+                wide(queue(pairs(stories260k(8, 8, 0, 8)))),
+                36_617,
+                20_466,
+                125,
+            ),
+            (stories260k(64, 1, 0, 8), 81_413, 49_965, 135),
+            (stories260k(32, 1, 0, 16), 60_952, 32_415, 115),
+            (stories260k(32, 4, 1, 8), 63_782, 34_044, 155),
+        ];
+        let close = |got: u64, measured: u64| got.abs_diff(measured) * 100 < measured;
+        for (d, luts, ffs, dsps) in chips {
+            let e = estimate(&d);
+            assert!(close(e.luts, luts) && close(e.ffs, ffs), "{d:?}: {e:?}");
+            assert_eq!(e.dsps, dsps, "{d:?}");
+        }
+        // A scale per 16 weights on the 32-lane, 16-requantizer chip: 62,287 LUTs.
+        let g32 = estimate(&DesignShape {
+            memories: vec![("scales", 4 * 32, 8_504 / 16)],
+            ..stories260k(32, 1, 0, 16)
+        });
+        assert!(close(g32.luts, 62_287), "{g32:?}");
+        // The chip the ULX3S routes at 59.68 MHz (the last above) fits the model's
+        // limits, and its block RAMs are yosys's 174 within one: the 4-bit weight ROM
+        // (two banks: 4K words and 16 in logic), the 8-bit token embedding, two KV
+        // banks, the tables, the head units' score RAMs, the lanes' activation RAMs.
+        let d = DesignShape {
+            memories: [
+                ("weights", 256, 4096),
+                ("weights", 256, 16),
+                ("weights", 512, 512),
+                ("requant", 22 * 8, 508),
+                ("gains", 16 * 8, 88),
+                ("imem", 64, 643),
+                ("params", 256, 59),
+                ("scratchpad", 32, 512),
+                ("scratchpad", 32, 512),
+                ("rsqrt", 16, 1536),
+                ("sine", 16, 2049),
+                ("sine", 16, 2049),
+                ("exp2", 16, 1024),
+                ("log2", 16, 1024),
+                ("kv", 128, 2560),
+                ("kv", 128, 2560),
+            ]
+            .into_iter()
+            .chain([("scores", 48, 128), ("exp2", 16, 1024), ("recip", 16, 1024)].repeat(2))
+            .chain([("sigmoid", 16, 2048)].repeat(8))
+            .chain([("activations", 16, 242)].repeat(16))
+            .collect(),
+            ..wide(queue(pairs(stories260k(8, 8, 0, 8))))
+        };
+        let e = estimate(&d);
+        assert!(e.brams.abs_diff(174) <= 1, "{e:?}");
+        within(Target::Ecp5_85k, &e).unwrap();
+        assert!(within(Target::Ecp5_25k, &e).unwrap_err().contains("LUTs"));
     }
 }
