@@ -534,7 +534,11 @@ struct BoardJson {
     clock_mhz: f64,
     timing_met: Option<bool>,
     cycles_per_token: f64,
+    /// At the routed Fmax: what the route allows.
     tokens_per_s: f64,
+    /// At `clock_mhz`, what the bitstream runs at; null when the route misses that
+    /// clock (or was not made).
+    clock_tokens_per_s: Option<f64>,
     cpu_tokens_per_s: f64,
     lanes: usize,
     columns: usize,
@@ -673,6 +677,8 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         timing_met: report.timing_met,
         cycles_per_token: row.cycles_per_token,
         tokens_per_s: fmax * 1e6 / row.cycles_per_token,
+        clock_tokens_per_s: (report.timing_met == Some(true))
+            .then(|| report.freq_mhz * 1e6 / row.cycles_per_token),
         cpu_tokens_per_s: cpu,
         lanes: manifest.lanes,
         columns: datapath.columns,
@@ -718,7 +724,10 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         println!(
             "  clock        {:.2} MHz asked of nextpnr: {}",
             json.clock_mhz,
-            if met { "met" } else { "missed" }
+            match json.clock_tokens_per_s {
+                Some(t) if met => format!("met, {t:.0} tokens/s at it"),
+                _ => "missed".into(),
+            }
         );
     }
     println!(

@@ -255,6 +255,48 @@ fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
     assert!(placed["utilization"]["luts"]["used"].as_u64().unwrap() > 0);
 }
 
+/// A design synthesized again into the same netlist (its top rewritten, as a copied
+/// chip directory or a new etch would) keeps its placement and routing: yosys runs,
+/// nextpnr does not.
+#[test]
+fn the_same_netlist_synthesized_again_keeps_its_routing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = &stub_board(
+        dir.path(),
+        "reg [23:0] count = 24'd0;
+    always @(posedge clk) count <= count + 24'd1;
+    assign uart_tx = uart_rx ^ count[23];",
+    );
+    let o = out.to_str().unwrap();
+    let first = etch_json(&["synth", o, "--board", "ulx3s", "--json"]);
+    assert!(first["fmax_mhz"].as_f64().unwrap() > 25.0, "{first}");
+    let fpga = out.join("fpga/ecp5-85k");
+    let routed = |f: &str| std::fs::metadata(fpga.join(f)).unwrap().modified().unwrap();
+    let (pnr, netlist, stat) = (
+        routed("pnr.json"),
+        routed("netlist.json"),
+        routed("stat.txt"),
+    );
+    let top = std::fs::read_to_string(fpga.join("etch_top.v")).unwrap();
+    assert!(
+        top.contains("// Regenerate: etch synth OUT --target ecp5-85k --board ulx3s"),
+        "the top names no directory: {top}"
+    );
+    std::fs::write(fpga.join("etch_top.v"), &top).unwrap();
+    let run = etch(&["synth", o, "--board", "ulx3s", "--json"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let again: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(routed("stat.txt") > stat, "yosys ran again");
+    assert!(
+        err.contains("reusing the placed and routed design"),
+        "{err}"
+    );
+    assert_eq!(again["fmax_mhz"], first["fmax_mhz"]);
+    assert_eq!((routed("pnr.json"), routed("netlist.json")), (pnr, netlist));
+    assert!(!fpga.join("netlist.new.json").exists());
+}
+
 /// A chip directory for the flow's own checks: the tiny chip's manifest, its RTL
 /// replaced by a stub board top whose body is `body` (ports `clk`, `uart_rx`,
 /// `uart_tx`, `led`; `count` drives the LEDs and must be declared by `body`).
