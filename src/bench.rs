@@ -677,7 +677,7 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
         timing_met: report.timing_met,
         cycles_per_token: row.cycles_per_token,
         tokens_per_s: fmax * 1e6 / row.cycles_per_token,
-        clock_tokens_per_s: (report.timing_met == Some(true))
+        clock_tokens_per_s: (!a.place_only && report.timing_met == Some(true))
             .then(|| report.freq_mhz * 1e6 / row.cycles_per_token),
         cpu_tokens_per_s: cpu,
         lanes: manifest.lanes,
