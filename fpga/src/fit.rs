@@ -269,14 +269,14 @@ pub fn estimate(d: &DesignShape) -> Resources {
     }
 }
 
-/// The share of a part's LUTs a chosen design may use: what nextpnr routes in under an
-/// hour on two cores. Measured on stories260K chips: routed at 35 % (8 lanes, 34 min)
-/// and the CI's chip at 36 % (router1 in 260 s); not routed after 18–37 minutes of
-/// router1 at 69 %, 71 % and 73 % (a quarter of the arcs or less), where the router
+/// The share of a part's LUTs a chosen design may use: what nextpnr routes in about an
+/// hour on two cores. Measured on stories260K chips: routed at 35 % (8 lanes, 34 min),
+/// the CI's chip at 36 % (router1 in 260 s) and 8 lanes × 8 columns with head pairs
+/// at 43.8 % (router1, 3,750–4,600 s at seeds 1 and 3); not routed after 18–37 minutes
+/// of router1 at 69 %, 71 % and 73 % (a quarter of the arcs or less), where the router
 /// slows to tens of arcs a second; above about 90 % the static placer fails. Between
-/// 36 and 69 % nothing has routed yet (8 lanes × 8 columns, 39 % of the LUTs and 88 %
-/// of the block RAMs, was 43 % routed after 27 minutes beside other work), so `--fit`
-/// stays near the side it knows. `docs/FPGA.md`, "Fullness".
+/// 44 and 69 % nothing has been shown to route, so `--fit` stays on the side it knows.
+/// `docs/FPGA.md`, "Fullness".
 pub const ROUTABLE_LUTS: f64 = 0.45;
 /// Likewise for block RAMs: the 8-lane chip routes with 175 of the 208 in use (84 %),
 /// not with 203 (98 %, router2 and router1 both stopped after 35–40 minutes).
