@@ -729,6 +729,12 @@ fn board_bench(a: &BenchArgs, board: &str, ck: &Checkpoint, tok: &Tokenizer) -> 
                 _ => "missed".into(),
             }
         );
+        if met && !a.place_only && fmax > 1.2 * json.clock_mhz {
+            println!(
+                "               the bitstream runs at that clock; `--freq {:.0}` asks for one near the routed Fmax (a new route)",
+                (0.95 * fmax).floor()
+            );
+        }
     }
     println!(
         "  software     float reference on this machine: {:.0} tokens/s",
