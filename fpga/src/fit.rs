@@ -93,7 +93,7 @@ const DSP_PER_PAIR_LANE: u64 = 1;
 /// 36,617 LUTs and 20,466 flip-flops, against 35,822 and 20,123).
 const LUT_PER_WIDE_LANE_COLUMN: f64 = 12.0;
 const FF_PER_WIDE_LANE_COLUMN: f64 = 5.0;
-/// Flip-flops, fitted likewise (every one of the eleven within 0.8 %; a column in LUTs
+/// Flip-flops, fitted likewise (every one of the eleven within 0.9 %; a column in LUTs
 /// keeps its registers in the column's count). The `asic` pipeline has about 90 fewer
 /// per lane.
 const FF_BASE: f64 = 5_750.0;
