@@ -208,12 +208,7 @@ fn check_utilization(u: &serde_json::Value) {
 #[test]
 fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
     let dir = tempfile::tempdir().unwrap();
-    let out = &stub_board(
-        dir.path(),
-        "reg [23:0] count = 24'd0;
-    always @(posedge clk) count <= count + {8'd0, DIVISOR};
-    assign uart_tx = uart_rx ^ count[23];",
-    );
+    let out = &counter_board(dir.path());
     let o = out.to_str().unwrap();
     let report = etch_json(&["synth", o, "--board", "ulx3s", "--freq", "20", "--json"]);
     assert_eq!(report["freq_mhz"], 20.0, "{report}");
@@ -261,12 +256,7 @@ fn a_board_clock_other_than_the_oscillator_comes_from_a_pll() {
 #[test]
 fn the_same_netlist_synthesized_again_keeps_its_routing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = &stub_board(
-        dir.path(),
-        "reg [23:0] count = 24'd0;
-    always @(posedge clk) count <= count + 24'd1;
-    assign uart_tx = uart_rx ^ count[23];",
-    );
+    let out = &counter_board(dir.path());
     let o = out.to_str().unwrap();
     let first = etch_json(&["synth", o, "--board", "ulx3s", "--json"]);
     assert!(first["fmax_mhz"].as_f64().unwrap() > 25.0, "{first}");
@@ -317,6 +307,16 @@ endmodule
     )
     .unwrap();
     out
+}
+
+/// A stub board of a counter stepped by the UART divisor: the whole flow in seconds.
+fn counter_board(dir: &std::path::Path) -> PathBuf {
+    stub_board(
+        dir,
+        "reg [23:0] count = 24'd0;
+    always @(posedge clk) count <= count + {8'd0, DIVISOR};
+    assign uart_tx = uart_rx ^ count[23];",
+    )
 }
 
 /// A design larger than an iCE40UP5K (a stub of 8,000 flip-flops, each fed by a
